@@ -1,0 +1,46 @@
+"""The appliance: ``create_app`` builds everything and starts nothing (DESIGN §1)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import config, db
+
+
+def _secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app: settings → data dir → database (migrated) → blueprints."""
+    settings = config.load(overrides)
+    data_dir = Path(settings["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = _secret_key(data_dir)
+
+    root = Path(__file__).resolve().parent.parent
+    app = Flask(
+        __name__,
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "static"),
+    )
+    app.config.update(settings)
+
+    db.init_db(settings["DATABASE_URL"], settings["DATA_DIR"])
+    db.migrate()
+
+    from .web import init_app as init_web
+
+    init_web(app)
+    return app

@@ -1,0 +1,281 @@
+"""The `appliance` command (DESIGN §4): a Flask CLI group over create_app.
+
+Errors go to stderr with a non-zero exit code; every list/show command accepts --json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+from peewee import JOIN
+
+from . import accounts as accounts_service
+from . import admins as admins_service
+from . import config, create_app, db
+from .accounts import AccountError
+from .models import Delivery, Message, SmtpAccount
+
+
+def _app_factory():
+    return create_app()
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def _ts(value) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+
+@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+def cli() -> None:
+    """Self-hosted SMTP relay appliance."""
+
+
+@cli.command()
+@click.option("--role", type=click.Choice(["all"]), default="all", help="What this process runs.")
+@with_appcontext
+def serve(role: str) -> None:
+    """Run the dashboard, the SMTP listeners and the workers (same as `python app.py`)."""
+    from flask import current_app
+
+    from .serve import serve as run
+
+    run(current_app._get_current_object())
+
+
+@cli.command()
+@with_appcontext
+def migrate() -> None:
+    """Apply pending database migrations (start-up does this too)."""
+    applied = db.migrate()
+    click.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+
+
+# -- admins ------------------------------------------------------------------------------------
+@cli.group()
+def admin() -> None:
+    """Dashboard administrators."""
+
+
+@admin.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(admins_service.ROLES), default="admin")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Read from a prompt (or standard input) when not given.")
+@with_appcontext
+def admin_create(email: str, role: str, password: str) -> None:
+    """Create a dashboard admin."""
+    try:
+        user = admins_service.create(email, password, role)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {user.role} {user.email}")
+
+
+# -- SMTP accounts -----------------------------------------------------------------------------
+@cli.group()
+def accounts() -> None:
+    """SMTP accounts (credentials that apps and devices use to send)."""
+
+
+def account_dict(a: SmtpAccount) -> dict[str, Any]:
+    return {
+        "id": a.id, "name": a.name, "username": a.username, "active": a.active, "priority": a.priority,
+        "note": a.note, "ip_rules": a.networks, "ip_only": a.ip_only, "created_at": _ts(a.created_at),
+        "last_login_at": _ts(a.last_login_at), "last_login_ip": a.last_login_ip,
+        "last_failure_at": _ts(a.last_failure_at), "last_failure_ip": a.last_failure_ip,
+        "last_failure_reason": a.last_failure_reason,
+    }
+
+
+def _get_account(ref: str) -> SmtpAccount:
+    account = accounts_service.find(ref)
+    if account is None:
+        raise click.ClickException(f"no SMTP account {ref!r} (give its id or username)")
+    return account
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--ip", "networks", multiple=True, metavar="CIDR", help="Only these networks may use it (repeatable).")
+@click.option("--ip-only", is_flag=True, help="Authenticate by source network alone (needs --ip).")
+@click.option("--priority", type=click.IntRange(1, 5), default=3, show_default=True, help="1 very high … 5 very low.")
+@click.option("--note", default="")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priority: int, note: str, as_json: bool) -> None:
+    """Create an SMTP account; its password is printed this once."""
+    try:
+        account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority, note=note)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = account_dict(account) | {"password": password}
+    _emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
+          "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_list(as_json: bool) -> None:
+    """List SMTP accounts."""
+    rows = [account_dict(a) for a in SmtpAccount.select().order_by(SmtpAccount.id)]
+    text = "\n".join(
+        f"{r['id']:>4}  {r['username']:<32} {'active' if r['active'] else 'disabled':<8} p{r['priority']}"
+        f"  last login {r['last_login_at'] or 'never'}"
+        + (f"  last failure {r['last_failure_at']} ({r['last_failure_reason']})" if r["last_failure_at"] else "")
+        for r in rows
+    ) or "no SMTP accounts yet: appliance accounts create NAME"
+    _emit(rows, as_json, text)
+
+
+@accounts.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_show(ref: str, as_json: bool) -> None:
+    """Show one SMTP account (by id or username)."""
+    data = account_dict(_get_account(ref))
+    _emit(data, as_json, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@accounts.command("reset-password")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_reset_password(ref: str, as_json: bool) -> None:
+    """Give an account a new password (the old one stops working at once)."""
+    account = _get_account(ref)
+    password = accounts_service.reset_password(account)
+    _emit({"id": account.id, "username": account.username, "password": password}, as_json,
+          f"username: {account.username}\npassword: {password}\n(shown only now)")
+
+
+def _set_active(ref: str, active: bool) -> None:
+    account = _get_account(ref)
+    SmtpAccount.update(active=active).where(SmtpAccount.id == account.id).execute()
+    click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
+
+
+@accounts.command("disable")
+@click.argument("ref")
+@with_appcontext
+def accounts_disable(ref: str) -> None:
+    """Disable an account: its logins are refused from now on."""
+    _set_active(ref, False)
+
+
+@accounts.command("enable")
+@click.argument("ref")
+@with_appcontext
+def accounts_enable(ref: str) -> None:
+    """Enable a disabled account."""
+    _set_active(ref, True)
+
+
+@accounts.command("delete")
+@click.argument("ref")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def accounts_delete(ref: str, yes: bool) -> None:
+    """Delete an account (its messages stay in the log)."""
+    account = _get_account(ref)
+    if not yes:
+        click.confirm(f"Delete {account.username}?", abort=True)
+    account.delete_instance()
+    click.echo(f"deleted {account.username}")
+
+
+# -- messages ----------------------------------------------------------------------------------
+@cli.group()
+def messages() -> None:
+    """Accepted messages and their deliveries."""
+
+
+def message_dict(m: Message, deliveries: list[Delivery]) -> dict[str, Any]:
+    return {
+        "id": m.id, "status": m.status, "direction": m.direction,
+        "account": m.account.username if m.account_id and m.account else None,
+        "mail_from": m.mail_from, "from": m.from_header, "subject": m.subject,
+        "message_id": m.message_id_header, "size": m.size, "priority": m.priority,
+        "received_at": _ts(m.received_at), "client_ip": m.client_ip, "client_helo": m.client_helo, "tls": m.tls,
+        "recipients": [
+            {"address": d.rcpt, "status": d.status, "attempts": d.attempts,
+             "next_attempt_at": _ts(d.next_attempt_at) if d.status in ("queued", "deferred") else None,
+             "last_reply": d.last_reply}
+            for d in deliveries
+        ],
+    }
+
+
+def _with_deliveries(query) -> list[dict[str, Any]]:
+    msgs = list(query)
+    by_message: dict[str, list[Delivery]] = {m.id: [] for m in msgs}
+    if msgs:
+        for d in Delivery.select().where(Delivery.message.in_(list(by_message))).order_by(Delivery.id):
+            by_message[d.message_id].append(d)
+    return [message_dict(m, by_message[m.id]) for m in msgs]
+
+
+@messages.command("list")
+@click.option("--status", type=click.Choice(["queued", "sending", "deferred", "delivered", "bounced", "failed",
+                                             "suppressed", "held", "cancelled", "received"]))
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def messages_list(status: str | None, limit: int, as_json: bool) -> None:
+    """List the newest messages."""
+    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER)
+    if status:
+        query = query.where(Message.status == status)
+    rows = _with_deliveries(query.order_by(Message.received_at.desc(), Message.id.desc()).limit(limit))
+    text = "\n".join(
+        f"{r['id']}  {r['received_at']}  {r['status']:<10} {r['mail_from'] or '<>'} -> "
+        f"{', '.join(x['address'] for x in r['recipients']) or '(local)'}  {r['subject']!r}"
+        for r in rows
+    ) or "no messages"
+    _emit(rows, as_json, text)
+
+
+@messages.command("show")
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def messages_show(message_id: str, as_json: bool) -> None:
+    """Show one message with its recipients."""
+    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER).where(
+        Message.id == message_id.strip().upper()
+    )
+    rows = _with_deliveries(query)
+    if not rows:
+        raise click.ClickException(f"no message {message_id!r}")
+    data = rows[0]
+    lines = [f"{k}: {v}" for k, v in data.items() if k != "recipients"]
+    lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
+    _emit(data, as_json, "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `appliance` console script."""
+    try:
+        cli.main(args=argv, prog_name="appliance", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (config.ConfigError, ValueError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Every setting, declared once: name, default, help.
+
+Values are read, later winning, from: the defaults below, ``DATA_DIR/appliance.toml``,
+environment variables ``APPLIANCE_<NAME>``, then the overrides passed to ``create_app``.
+The README's configuration table is generated from SETTINGS (``python -m appliance.config``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    type: type = str
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a raw value (TOML value or environment string) into this setting's type."""
+        if self.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ConfigError(f"{self.name}: expected true/false, got {raw!r}")
+        if self.type is int:
+            try:
+                return int(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.name}: expected a whole number, got {raw!r}") from None
+        if self.type is float:
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.name}: expected a number, got {raw!r}") from None
+        return "" if raw is None else str(raw)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _fqdn() -> str:
+    return socket.getfqdn() or "localhost"
+
+
+MIB = 1024 * 1024
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATA_DIR", "./data", "Database, queue, TLS and DKIM keys, secret key."),
+    Setting("HOSTNAME", "", "Name in the 220 banner, EHLO and the certificate. Empty: the machine's FQDN."),
+    Setting("WEB_LISTEN", "127.0.0.1:8025", "Dashboard address as `HOST:PORT`."),
+    Setting(
+        "SMTP_LISTEN",
+        "587/starttls,2525/starttls,465/tls,25/starttls",
+        "SMTP listeners as `[ADDRESS:]PORT/MODE`, MODE `starttls` or `tls` (implicit TLS). "
+        "A port that cannot be bound is reported and skipped.",
+    ),
+    Setting("SMARTHOST", "", "`smtp://user:pass@host:port` (STARTTLS) or `smtps://…` (implicit TLS): relay all mail upstream instead of MX."),
+    Setting("SMARTHOST_CA_FILE", "", "PEM file of a private CA that the smarthost's certificate is verified against (empty: system CAs)."),
+    Setting("DNS_SERVERS", "", "Resolver override, `ip[:port],…`. Empty: the system resolver."),
+    Setting("DELIVERY_PORT", 25, "Port used on MX hosts (tests point it at a loopback sink).", int),
+    Setting("DATABASE_URL", "", "Empty: SQLite in DATA_DIR. `postgresql://…` for the scale-out mode."),
+    Setting("QUEUE_URL", "", "Empty: SqliteHuey in DATA_DIR. `redis://…` for the scale-out mode."),
+    Setting("TLS_CERT", "", "PEM certificate (chain) for SMTP. Empty: generated from a local CA in DATA_DIR/tls."),
+    Setting("TLS_KEY", "", "PEM private key for TLS_CERT."),
+    Setting("LOCAL_DOMAINS", "", "Extra domains (comma separated) that port 25 accepts mail for without AUTH, besides HOSTNAME."),
+    Setting("MAX_MESSAGE_SIZE", 25 * MIB, "Largest message accepted, in bytes (advertised as SIZE).", int),
+    Setting("MAX_RECIPIENTS", 100, "Recipients accepted per message.", int),
+    Setting("MAX_CONNECTIONS", 200, "Concurrent SMTP connections across all listeners; beyond it: 421.", int),
+    Setting("SMTP_TIMEOUT", 300, "Seconds an idle SMTP client is kept (RFC 5321 §4.5.3.2: at least 5 minutes).", int),
+    Setting("AUTH_FAILURES_PER_CONNECTION", 3, "Failed AUTH attempts after which a connection is closed with 421.", int),
+    Setting("AUTH_FAILURES_PER_IP", 10, "Failed AUTH attempts from one IP within AUTH_FAILURE_WINDOW that start a cool-down.", int),
+    Setting("AUTH_FAILURE_WINDOW", 300, "Seconds over which failed AUTH attempts per IP are counted.", int),
+    Setting("AUTH_COOLDOWN", 900, "Seconds an IP that guessed too often gets 421 on AUTH.", int),
+    Setting("GROUP_COMMIT_MAX", 64, "Most accepted messages written in one database transaction.", int),
+    Setting("WORKERS", 4, "Delivery worker threads of the embedded Huey consumer.", int),
+    Setting("WORKER_POLL_INTERVAL", 0.1, "Seconds an idle worker waits before polling the queue again (Huey's max_delay).", float),
+    Setting("RETRY_SCHEDULE", "60,300,900,1800,3600,7200,14400", "Seconds between delivery attempts (comma separated); the last value repeats.", str),
+    Setting("GIVE_UP_AFTER", 72 * 3600, "Seconds after acceptance when a deferred delivery fails and bounces.", int),
+    Setting("SWEEP_INTERVAL", 30, "Seconds between sweeps that re-enqueue due and stale deliveries.", int),
+    Setting("LEASE_SECONDS", 300, "Seconds a worker owns a delivery it is sending; after that a sweep takes it back.", int),
+    Setting("SESSIONS_PER_DESTINATION", 5, "Concurrent outbound SMTP sessions per destination domain.", int),
+    Setting("CONNECT_TIMEOUT", 30, "Seconds to wait for an outbound SMTP connection.", int),
+    Setting("COMMAND_TIMEOUT", 300, "Seconds to wait for an outbound SMTP reply (RFC 5321 §4.5.3.2).", int),
+    Setting("DNS_TIMEOUT", 10, "Seconds a DNS lookup may take before the delivery is deferred.", float),
+    Setting("SECRET_KEY", "", "Signs sessions and links. Empty: generated on first start and kept in DATA_DIR/secret_key."),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+ENV_PREFIX = "APPLIANCE_"
+
+
+def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return the effective settings: defaults < appliance.toml < environment < overrides."""
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    unknown = set(overrides) - set(BY_NAME)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+    def env(name: str) -> str | None:
+        return environ.get(ENV_PREFIX + name)
+
+    # DATA_DIR decides where appliance.toml lives, so it is resolved first.
+    data_dir = overrides.get("DATA_DIR") or env("DATA_DIR") or BY_NAME["DATA_DIR"].default
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    toml_path = Path(data_dir) / "appliance.toml"
+    if toml_path.exists():
+        try:
+            file_values = tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path}: {exc}") from None
+        for key, raw in file_values.items():
+            name = key.upper()
+            if name not in BY_NAME:
+                raise ConfigError(f"{toml_path}: unknown setting {key!r}")
+            values[name] = BY_NAME[name].parse(raw)
+    for setting in SETTINGS:
+        raw = env(setting.name)
+        if raw is not None:
+            values[setting.name] = setting.parse(raw)
+    for name, raw in overrides.items():
+        values[name] = BY_NAME[name].parse(raw)
+    values["DATA_DIR"] = str(Path(values["DATA_DIR"]).resolve())
+    if not values["HOSTNAME"]:
+        values["HOSTNAME"] = _fqdn()
+    return values
+
+
+def markdown_table() -> str:
+    """Render SETTINGS as the README's configuration table."""
+    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = "(empty)" if s.default == "" else f"`{s.default}`"
+        lines.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,277 @@
+"""Accepted mail: normalise, stamp headers, then group-commit it durably before the 250."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import email.utils
+import logging
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+
+import peewee
+from ulid import ULID
+
+from . import clock, db, policy
+from .models import QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
+from .smtp import replies
+
+log = logging.getLogger(__name__)
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+# RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
+_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+class MalformedMessage(ValueError):
+    """The message cannot be accepted as it is; the text says why."""
+
+
+class StorageError(Exception):
+    """Nothing was stored; ``reply`` is the SMTP answer to give."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+@dataclass
+class Incoming:
+    """A message ready to store: envelope, final bytes and the summary the log shows."""
+
+    id: str
+    mail_from: str
+    rcpts: list[str]
+    data: bytes
+    account_id: int | None = None
+    direction: str = "outbound"
+    priority: int = 3
+    client_ip: str = ""
+    client_helo: str = ""
+    tls: str = ""
+    summary: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """Turn every bare CR or LF into CRLF, so no byte sequence can end DATA early downstream."""
+    return _EOL.sub(b"\r\n", data)
+
+
+def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
+    """Return the header fields (name, unfolded value) and the offset where the body starts.
+
+    Raises MalformedMessage when a line of the header section is neither a field nor a folded
+    continuation (RFC 5322 §2.2), rather than silently treating the rest as body.
+    """
+    end = data.find(b"\r\n\r\n")
+    header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
+    fields: list[list[bytes]] = []
+    lines = header_bytes.removesuffix(b"\r\n").split(b"\r\n") if header_bytes else []
+    for number, line in enumerate(lines, start=1):
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise MalformedMessage("the first header line is a continuation line")
+            fields[-1][1] += b" " + line.strip()
+            continue
+        match = _FIELD.match(line)
+        if not match:
+            shown = line[:40].decode("utf-8", "replace")
+            raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
+        fields.append([match.group(1), line[match.end():].strip()])
+    decoded = [(n.decode("ascii"), v.decode("utf-8", "replace")) for n, v in fields]
+    return decoded, body_start
+
+
+def _decode(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def received_header(
+    *, helo: str, ip: str, hostname: str, tls: str, username: str | None, message_id: str, rcpts: list[str]
+) -> bytes:
+    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848)."""
+    protocol = "ESMTP" + ("S" if tls else "") + ("A" if username else "")
+    lines = [f"Received: from {helo or 'unknown'} ([{ip}])", f"\tby {hostname} (appliance) with {protocol}"]
+    if tls:
+        lines.append(f"\t({tls})")
+    if username:
+        lines.append(f"\t(authenticated as {username})")
+    lines.append(f"\tid {message_id}")
+    if len(rcpts) == 1:
+        lines.append(f"\tfor <{rcpts[0]}>")
+    lines[-1] += ";"
+    lines.append("\t" + email.utils.formatdate(usegmt=True))
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def prepare(
+    raw: bytes,
+    *,
+    mail_from: str,
+    rcpts: list[str],
+    hostname: str,
+    client_ip: str,
+    client_helo: str,
+    tls: str,
+    username: str | None,
+    account_id: int | None,
+    account_priority: int,
+    direction: str = "outbound",
+) -> Incoming:
+    """Normalise and stamp a received message (pure; raises MalformedMessage)."""
+    data = normalise_line_endings(raw)
+    fields, _ = parse_header_block(data)
+    lower = {}
+    for name, value in fields:
+        lower.setdefault(name.lower(), value)
+    if "from" not in lower:
+        raise MalformedMessage("there is no From: header")
+    message_id = str(ULID())
+    extra = b""
+    if "message-id" not in lower:
+        lower["message-id"] = f"<{message_id}@{hostname}>"
+        extra += f"Message-ID: {lower['message-id']}\r\n".encode()
+    if "date" not in lower:
+        extra += f"Date: {email.utils.formatdate(usegmt=True)}\r\n".encode()
+    trace = received_header(
+        helo=client_helo, ip=client_ip, hostname=hostname, tls=tls, username=username,
+        message_id=message_id, rcpts=rcpts,
+    )
+    return Incoming(
+        id=message_id,
+        mail_from=mail_from,
+        rcpts=rcpts,
+        data=trace + extra + data,
+        account_id=account_id,
+        direction=direction,
+        priority=policy.effective_priority(account_priority, lower),
+        client_ip=client_ip,
+        client_helo=client_helo[:255],
+        tls=tls,
+        summary={
+            "subject": _decode(lower.get("subject", ""))[:255],
+            "from_header": _decode(lower["from"])[:255],
+            "message_id_header": lower["message-id"][:255],
+        },
+    )
+
+
+def store(item: Incoming) -> None:
+    """Insert one message, its body and one Delivery per recipient (inside the caller's transaction)."""
+    now = clock.now()
+    suppressed = Suppression.reasons_for(item.rcpts) if item.direction == "outbound" else {}
+    status = RECEIVED if item.direction == "inbound" else (
+        SUPPRESSED if item.rcpts and all(r.lower() in suppressed for r in item.rcpts) else QUEUED
+    )
+    Message.insert(
+        id=item.id, account=item.account_id, direction=item.direction, status=status,
+        mail_from=item.mail_from, rcpt_count=len(item.rcpts), size=len(item.data),
+        priority=item.priority, client_ip=item.client_ip, client_helo=item.client_helo,
+        tls=item.tls, received_at=now, **item.summary,
+    ).execute()
+    MessageBody.insert(message=item.id, data=item.data).execute()
+    if item.direction == "inbound":
+        return
+    rows = []
+    for rcpt in item.rcpts:
+        reason = suppressed.get(rcpt.lower())
+        rows.append({
+            "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
+            "status": SUPPRESSED if reason is not None else QUEUED, "priority": item.priority,
+            "next_attempt_at": now, "updated_at": now,
+            "last_reply": f"suppressed: {reason}" if reason is not None else "",
+        })
+    Delivery.insert_many(rows).execute()
+
+
+def _storage_reply(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "full" in text or "no space" in text or "disk i/o" in text:
+        return replies.STORAGE_FULL
+    return replies.LOCAL_ERROR
+
+
+class GroupCommitter:
+    """One writer thread that stores accepted messages in shared transactions (group commit).
+
+    Each caller gets a future that resolves only after its transaction is durable (WAL,
+    synchronous=FULL), so the 250 is sent after the fsync, while concurrent sessions share one.
+    """
+
+    def __init__(self, max_batch: int = 64, on_committed: Callable[[list[str]], None] | None = None):
+        self.max_batch = max_batch
+        self.on_committed = on_committed
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, item: Incoming) -> concurrent.futures.Future:
+        """Queue a message for storage; the future resolves to its id or raises StorageError."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((item, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            stopping = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stopping:
+                break
+        if not db.database.is_closed():
+            db.database.close()
+
+    def _write(self, batch: list) -> None:
+        try:
+            self._commit([item for item, _ in batch])
+        except (peewee.DatabaseError, sqlite3.DatabaseError, OSError) as exc:
+            if len(batch) > 1:
+                # One bad message must not fail its neighbours: retry them one by one.
+                for one in batch:
+                    self._write([one])
+                return
+            log.error("could not store message %s: %s", batch[0][0].id, exc)
+            db.database.close()  # a broken connection is reopened on the next write
+            batch[0][1].set_exception(StorageError(_storage_reply(exc)))
+            return
+        ids = [item.id for item, _ in batch]
+        for item, future in batch:
+            future.set_result(item.id)
+        if self.on_committed:
+            try:
+                self.on_committed(ids)
+            except Exception:  # the mail is safe; a sweep will pick it up
+                log.exception("post-commit hook failed for %s", ids)
+
+    def _commit(self, items: list[Incoming]) -> None:
+        with db.atomic_write():
+            for item in items:
+                store(item)

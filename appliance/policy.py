@@ -1,0 +1,97 @@
+"""Small pure rules that decide; each refusal is a Decision with a reply and a stable reason slug."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .smtp import replies
+
+
+class Decision(NamedTuple):
+    reply: str
+    reason: str  # stable slug, e.g. "relay-denied"
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """Split an envelope address into (local part, lower-cased domain without trailing dot)."""
+    local, _, domain = address.rpartition("@")
+    return local, domain.lower().rstrip(".")
+
+
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([^\W_]([\w-]{0,61}[^\W_])?\.)*[^\W_]([\w-]{0,61}[^\W_])?$", re.UNICODE)
+
+
+def address_problem(address: str) -> str | None:
+    """Say what is wrong with an envelope address's syntax, or None when it is usable."""
+    if "@" not in address:
+        return "no domain (expected local-part@domain)"
+    local, domain = split_address(address)
+    if not local:
+        return "empty local part"
+    if len(local.encode()) > 64:
+        return "local part longer than 64 octets"
+    if domain.startswith("["):
+        return "IP-literal domains are not accepted"
+    if not _DOMAIN_RE.match(domain):
+        return f"invalid domain {domain!r}"
+    return None
+
+
+def is_routing_trick(local: str) -> bool:
+    """Tell whether a local part could smuggle another destination (%-hack, bang path, quoted @)."""
+    return any(c in local for c in "%!@") or local.startswith('"')
+
+
+def sender(address: str) -> Decision | None:
+    """Check MAIL FROM syntax ('' is the null sender, always allowed)."""
+    if address == "":
+        return None
+    problem = address_problem(address)
+    if problem:
+        return Decision(replies.BAD_SENDER_SYNTAX.format(reason=problem), "bad-sender-syntax")
+    return None
+
+
+def recipient(
+    address: str, *, authenticated: bool, local_domains: frozenset[str], count: int, limit: int
+) -> Decision | None:
+    """Decide a RCPT TO: recipient limit, syntax, then relay (no open relay, whatever the trickery)."""
+    if count >= limit:
+        return Decision(replies.TOO_MANY_RECIPIENTS, "too-many-recipients")
+    local, domain = split_address(address)
+    if not authenticated:
+        # Only mail for the appliance's own domains comes in unauthenticated; any routing trick in
+        # the local part or an IP literal could make us forward it elsewhere, so it is relaying.
+        if domain not in local_domains or is_routing_trick(local):
+            return Decision(replies.RELAY_DENIED, "relay-denied")
+    problem = address_problem(address)
+    if problem:
+        return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=problem), "bad-recipient-syntax")
+    return None
+
+
+_X_PRIORITY = re.compile(r"^\s*([1-5])")
+_WORDS = {
+    "importance": {"high": 1, "normal": 3, "low": 5},
+    "priority": {"urgent": 1, "normal": 3, "non-urgent": 5},
+}
+
+
+def header_priority(headers: dict[str, str]) -> int | None:
+    """Read X-Priority / Importance / Priority (1 highest … 5 lowest); the highest wins."""
+    found = []
+    match = _X_PRIORITY.match(headers.get("x-priority", ""))
+    if match:
+        found.append(int(match.group(1)))
+    for name, words in _WORDS.items():
+        value = headers.get(name, "").strip().lower()
+        if value in words:
+            found.append(words[value])
+    return min(found) if found else None
+
+
+def effective_priority(account_priority: int, headers: dict[str, str]) -> int:
+    """Combine the account's priority with the message's headers; the higher (smaller) wins."""
+    from_headers = header_priority(headers)
+    return account_priority if from_headers is None else min(account_priority, from_headers)

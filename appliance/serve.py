@@ -1,0 +1,187 @@
+"""The only place that starts threads and binds ports (DESIGN §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import threading
+from dataclasses import dataclass
+
+from flask import Flask
+
+from . import intake, tls
+from .smtp.server import ApplianceSMTP, ServerContext
+
+log = logging.getLogger(__name__)
+
+_LISTEN = re.compile(r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):)?(?P<port>\d{1,5})/(?P<mode>starttls|tls)(?P<mx>/mx)?$")
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str | None  # None: every interface (IPv4 and IPv6)
+    port: int
+    mode: str  # starttls | tls
+    mx: bool  # accepts unauthenticated mail for local domains (port 25, or a spec ending in /mx)
+
+    def __str__(self) -> str:
+        host = self.host or "*"
+        return f"{host}:{self.port}/{self.mode}" + ("/mx" if self.mx and self.port != 25 else "")
+
+
+def parse_listeners(spec: str) -> list[Listener]:
+    """Parse SMTP_LISTEN (`[ADDRESS:]PORT/MODE[/mx]`, comma separated); raise ValueError on nonsense."""
+    listeners = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        match = _LISTEN.match(part)
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise ValueError(f"SMTP_LISTEN: cannot read {part!r} (expected [ADDRESS:]PORT/starttls|tls)")
+        host = match["host"].strip("[]") if match["host"] else None
+        port = int(match["port"])
+        listeners.append(Listener(host, port, match["mode"], bool(match["mx"]) or port == 25))
+    return listeners
+
+
+class SmtpService:
+    """All SMTP listeners on one asyncio loop in one thread, plus the group-commit writer."""
+
+    def __init__(self, settings: dict, tls_context: ssl.SSLContext, on_committed=None):
+        self.settings = settings
+        self.tls_context = tls_context
+        self.committer = intake.GroupCommitter(settings["GROUP_COMMIT_MAX"], on_committed)
+        self.ctx = ServerContext.build(settings, self.committer)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.bound: list[tuple[Listener, list[tuple]]] = []  # listener, socket addresses
+        self.failed: list[tuple[Listener, str]] = []
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the writer and the loop thread; return once every listener is bound or skipped."""
+        self.committer.start()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="smtp-loop", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._bind_all())
+        finally:
+            ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    async def _bind_all(self) -> None:
+        for listener in parse_listeners(self.settings["SMTP_LISTEN"]):
+            implicit = listener.mode == "tls"
+
+            def factory(implicit=implicit, listener=listener):
+                return ApplianceSMTP(
+                    self.ctx, implicit_tls=implicit, mx=listener.mx, tls_context=self.tls_context, loop=self.loop
+                )
+
+            try:
+                server = await self.loop.create_server(
+                    factory, host=listener.host, port=listener.port,
+                    ssl=self.tls_context if implicit else None, reuse_address=True,
+                )
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if exc.errno == 13 or listener.port < 1024 and "denied" in reason.lower():
+                    reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                self.failed.append((listener, reason))
+                log.warning("SMTP %s not listening: %s", listener, reason)
+                continue
+            self.servers.append(server)
+            self.bound.append((listener, [s.getsockname() for s in server.sockets]))
+
+    def stop(self) -> None:
+        if self.loop and self._thread:
+            async def close_all():
+                for server in self.servers:
+                    server.close()
+                    await server.wait_closed()
+
+            fut = asyncio.run_coroutine_threadsafe(close_all(), self.loop)
+            try:
+                fut.result(timeout=5)
+            except Exception:  # noqa: BLE001 — shutting down regardless
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.ctx.executor.shutdown(wait=False, cancel_futures=True)
+        self.committer.stop()
+
+
+class _QuietLoginData(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in str(record.msg)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosmtpd logs every command at INFO; keep its warnings only.
+    mail_log = logging.getLogger("mail.log")
+    mail_log.setLevel(logging.WARNING)
+    mail_log.addFilter(_QuietLoginData())
+
+
+def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsFiles]:
+    """Make sure TLS material exists, then start the SMTP listeners."""
+    files = tls.ensure(settings)
+    service = SmtpService(settings, tls.server_context(files), on_committed)
+    service.start()
+    return service, files
+
+
+def serve(app: Flask) -> None:
+    """Run everything in this process: SMTP thread, writer, and waitress on the main thread."""
+    from waitress import create_server
+
+    from . import admins
+
+    configure_logging()
+    settings = app.config
+    with app.app_context():
+        first_admin = admins.ensure_first_admin()
+    service, files = start_smtp(settings)
+
+    host, _, port = settings["WEB_LISTEN"].rpartition(":")
+    web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
+    print(startup_banner(settings, service, files, first_admin, web_url=f"http://{settings['WEB_LISTEN']}/"), flush=True)
+    try:
+        web.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+def startup_banner(settings, service: SmtpService, files: tls.TlsFiles, first_admin, web_url: str) -> str:
+    """Say what listens where, what failed, and what to do next."""
+    lines = [f"appliance {settings['HOSTNAME']} — data in {settings['DATA_DIR']}"]
+    for listener, addrs in service.bound:
+        shown = ", ".join(f"{a[0]}:{a[1]}" for a in addrs)
+        lines.append(f"  SMTP {listener.mode:<8} listening on {shown}" + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
+    for listener, reason in service.failed:
+        lines.append(f"  SMTP {listener} NOT listening: {reason}")
+    lines.append(f"  dashboard: {web_url}")
+    if files.ca:
+        lines.append(f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
+                     " (tell clients to trust it, or set TLS_CERT/TLS_KEY)")
+    else:
+        lines.append(f"  TLS: {files.cert}")
+    if first_admin:
+        email, password = first_admin
+        lines.append(f"  first admin login (shown once): {email} / {password}")
+    lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""Every SMTP reply the appliance sends, as a named constant (DESIGN §4).
+
+4xx is temporary (the client retries), 5xx permanent; every policy refusal carries an RFC 3463
+enhanced status code and is never a bare 500.
+"""
+
+ACCEPTED = "250 Ok: queued as {id}"  # Symfony Mailer and PHPMailer read the id from this form
+AUTH_SUCCESS = "235 2.7.0 Authentication successful"
+ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+BAD_CREDENTIALS = (
+    "535 5.7.8 Authentication credentials invalid "
+    "(use the SMTP account's username and password, not the dashboard login)"
+)
+ACCOUNT_DISABLED = "535 5.7.8 Authentication refused: this SMTP account is disabled"
+IP_NOT_AUTHORIZED = "535 5.7.8 Authentication refused: client IP {ip} is not authorized for this account"
+TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, try later"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
+SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized"
+RELAY_DENIED = "554 5.7.1 Relay access denied"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds limit"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+QUOTA_EXCEEDED = "451 4.7.1 Sending quota exceeded, try later"
+STORAGE_FULL = "452 4.3.1 Insufficient system storage"
+LOCAL_ERROR = "451 4.3.0 Temporary local problem, try later"
+BAD_SENDER_SYNTAX = "553 5.1.7 Bad sender address: {reason}"
+BAD_RECIPIENT_SYNTAX = "553 5.1.3 Bad recipient address: {reason}"
+MALFORMED_ADDRESS = "501 5.1.3 Malformed address: expected <local-part@domain>"
+MALFORMED_MESSAGE = "554 5.6.0 Malformed message: {reason}"
+LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6 allows 1000 octets)"
+RCPT_OK = "250 2.1.5 Ok"
+MAIL_OK = "250 2.1.0 Ok"
+
+# aiosmtpd's own wording for situations that have a constant above (matched on the whole reply).
+AIOSMTPD_REWRITES = {
+    "552 Error: Too much mail data": MESSAGE_TOO_BIG,
+    "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
+    "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
+    "500 Line too long (see RFC5321 4.5.3.1.6)": LINE_TOO_LONG,
+}

@@ -1,0 +1,306 @@
+"""aiosmtpd subclass and handler: thin hooks that ask accounts/policy and hand mail to intake.
+
+Blocking work (argon2, database reads, message preparation) runs in an executor, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import functools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .. import accounts, intake, policy
+from ..db import database
+from ..models import SmtpAccount
+from . import replies
+
+log = logging.getLogger(__name__)
+
+NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax error
+
+
+class AuthThrottle:
+    """Failed AUTH attempts per client IP over a sliding window; loop thread only, so no lock."""
+
+    def __init__(self, max_failures: int, window: float, cooldown: float):
+        self.max_failures, self.window, self.cooldown = max_failures, window, cooldown
+        self._failures: dict[str, deque] = {}
+        self._cool_until: dict[str, float] = {}
+
+    def cooling(self, ip: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        until = self._cool_until.get(ip)
+        if until is None:
+            return False
+        if now >= until:
+            del self._cool_until[ip]
+            return False
+        return True
+
+    def failed(self, ip: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        recent = self._failures.setdefault(ip, deque())
+        recent.append(now)
+        while recent and recent[0] < now - self.window:
+            recent.popleft()
+        if len(recent) >= self.max_failures:
+            self._cool_until[ip] = now + self.cooldown
+            recent.clear()
+        if len(self._failures) > 10000:  # bound memory under a spray from many IPs
+            self._failures = {k: v for k, v in self._failures.items() if v}
+
+
+@dataclass
+class ServerContext:
+    """What every SMTP connection shares: settings, intake, throttles and executors."""
+
+    settings: dict[str, Any]
+    committer: intake.GroupCommitter
+    throttle: AuthThrottle
+    executor: concurrent.futures.Executor
+    local_domains: frozenset[str]
+    active: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: dict[str, Any], committer: intake.GroupCommitter) -> ServerContext:
+        domains = {settings["HOSTNAME"].lower()}
+        domains.update(d.strip().lower() for d in settings["LOCAL_DOMAINS"].split(",") if d.strip())
+        return cls(
+            settings=settings,
+            committer=committer,
+            throttle=AuthThrottle(
+                settings["AUTH_FAILURES_PER_IP"], settings["AUTH_FAILURE_WINDOW"], settings["AUTH_COOLDOWN"]
+            ),
+            executor=concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-work"),
+            local_domains=frozenset(domains),
+        )
+
+
+def _in_db(fn, *args, **kwargs):
+    """Run ``fn`` on an executor thread with that thread's database connection."""
+    database.connect(reuse_if_open=True)
+    return fn(*args, **kwargs)
+
+
+class ApplianceSMTP(SMTP):
+    """One SMTP connection. Extends aiosmtpd with connection caps, async credential checks,
+    per-connection and per-IP failure counting, and our reply wording."""
+
+    # aiosmtpd's default challenges contain a NUL byte that breaks curl and Go clients (aiosmtpd#566).
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
+    def __init__(self, ctx: ServerContext, *, implicit_tls: bool, mx: bool, tls_context, loop):
+        s = ctx.settings
+        super().__init__(
+            Handler(ctx),
+            hostname=s["HOSTNAME"],
+            ident="ESMTP ready",
+            data_size_limit=s["MAX_MESSAGE_SIZE"],
+            enable_SMTPUTF8=True,
+            # On the implicit-TLS port the socket is TLS from the first byte; aiosmtpd only knows
+            # about STARTTLS, so it must not be told to require TLS there (aiosmtpd#274).
+            tls_context=None if implicit_tls else tls_context,
+            auth_require_tls=not implicit_tls,
+            timeout=s["SMTP_TIMEOUT"],
+            loop=loop,
+        )
+        self.ctx = ctx
+        self.implicit_tls = implicit_tls
+        self.mx = mx
+        self.account: SmtpAccount | None = None
+        self.username: str | None = None
+        self.ip_only_account: SmtpAccount | None | bool = False  # False: not looked up yet
+        self.auth_failures = 0
+        self._counted = False
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def peer_ip(self) -> str:
+        peer = self.session.peer if self.session else None
+        return peer[0] if isinstance(peer, tuple) else str(peer or "")
+
+    def connection_made(self, transport) -> None:
+        if not self._counted and self._original_transport is None:
+            self._counted = True
+            self.ctx.active += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        if self._counted:
+            self._counted = False
+            self.ctx.active -= 1
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self.ctx.active > self.ctx.settings["MAX_CONNECTIONS"]:
+            await self.push(replies.TOO_MANY_CONNECTIONS)
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    @property
+    def tls_info(self) -> str:
+        """Return 'TLSv1.3 TLS_AES_256_GCM_SHA384' for an encrypted session, '' otherwise."""
+        if self.transport is None:
+            return ""
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return ""
+        cipher = ssl_object.cipher()
+        return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+    async def push(self, status) -> None:
+        if isinstance(status, str):
+            status = replies.AIOSMTPD_REWRITES.get(status, status)
+        await super().push(status)
+
+    async def run_blocking(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.ctx.executor, functools.partial(_in_db, fn, *args, **kwargs))
+
+    # -- AUTH ---------------------------------------------------------------------------------
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self.session.host_name and self.session.extended_smtp and not self.tls_info:
+            await self._record_plaintext_attempt(arg)
+        elif self.ctx.throttle.cooling(self.peer_ip):
+            await self.push(replies.TOO_MANY_AUTH_FAILURES)
+            self.transport.close()
+            return
+        await super().smtp_AUTH(arg)
+
+    async def _record_plaintext_attempt(self, arg: str | None) -> None:
+        """AUTH PLAIN with an initial response before TLS: tell the account's admin why it failed."""
+        parts = (arg or "").split()
+        if len(parts) != 2 or parts[0].upper() != "PLAIN":
+            return
+        try:
+            _, login, _ = base64.b64decode(parts[1], validate=True).split(b"\x00")
+        except (binascii.Error, ValueError):
+            return
+        await self.run_blocking(
+            accounts.record_failure_for_username, login.decode("utf-8", "replace"), self.peer_ip, accounts.NO_TLS
+        )
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd calls this synchronously; hand the parsed credentials back to _verify instead.
+        return AuthResult(success=False, handled=False, auth_data=auth_data)
+
+    async def auth_PLAIN(self, _, args):
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._verify(await super().auth_LOGIN(_, args))
+
+    async def _verify(self, parsed: AuthResult) -> AuthResult:
+        if not isinstance(parsed.auth_data, LoginPassword):
+            return parsed  # the client's blob did not parse; aiosmtpd has replied already
+        ip = self.peer_ip
+        username = parsed.auth_data.login.decode("utf-8", "replace")
+        password = parsed.auth_data.password.decode("utf-8", "replace")
+        result = await self.run_blocking(accounts.verify, username, password, ip)
+        if result.failure is None:
+            self.account, self.username = result.account, result.account.username
+            return AuthResult(success=True, auth_data=username, message=replies.AUTH_SUCCESS)
+        self.auth_failures += 1
+        self.ctx.throttle.failed(ip)
+        log.info("AUTH failed for %r from %s: %s", username, ip, result.failure)
+        if (
+            self.auth_failures >= self.ctx.settings["AUTH_FAILURES_PER_CONNECTION"]
+            or self.ctx.throttle.cooling(ip)
+        ):
+            await self.push(replies.TOO_MANY_AUTH_FAILURES)
+            self.transport.close()
+            return AuthResult(success=False, handled=True)
+        message = {
+            accounts.IP_NOT_AUTHORIZED: replies.IP_NOT_AUTHORIZED.format(ip=ip),
+            accounts.ACCOUNT_DISABLED: replies.ACCOUNT_DISABLED,
+        }.get(result.failure, replies.BAD_CREDENTIALS)
+        return AuthResult(success=False, handled=False, message=message)
+
+    # -- envelope -----------------------------------------------------------------------------
+    def _getaddr(self, arg: str):
+        if arg.lstrip().startswith("<>"):
+            return NULL_SENDER, arg.lstrip()[2:].strip()
+        return super()._getaddr(arg)
+
+    async def sending_account(self) -> SmtpAccount | None:
+        """Return the AUTH account, else the IP-only account for the client's network (looked up once)."""
+        if self.account is not None:
+            return self.account
+        if self.ip_only_account is False:
+            self.ip_only_account = await self.run_blocking(accounts.ip_only_account_for, self.peer_ip)
+        return self.ip_only_account or None
+
+
+class Handler:
+    """aiosmtpd hooks: each parses, asks policy, and replies."""
+
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+
+    async def handle_MAIL(self, server: ApplianceSMTP, session, envelope, address: str, mail_options):
+        address = "" if address == NULL_SENDER else address
+        account = await server.sending_account()
+        if account is None and not server.mx:
+            return replies.AUTH_REQUIRED
+        decision = policy.sender(address)
+        if decision:
+            return decision.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.MAIL_OK
+
+    async def handle_RCPT(self, server: ApplianceSMTP, session, envelope, address: str, rcpt_options):
+        account = await server.sending_account()
+        if account is None and not server.mx:
+            return replies.AUTH_REQUIRED
+        if address == NULL_SENDER:
+            return replies.MALFORMED_ADDRESS
+        decision = policy.recipient(
+            address,
+            authenticated=account is not None,
+            local_domains=self.ctx.local_domains,
+            count=len(envelope.rcpt_tos),
+            limit=self.ctx.settings["MAX_RECIPIENTS"],
+        )
+        if decision:
+            return decision.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.RCPT_OK
+
+    async def handle_DATA(self, server: ApplianceSMTP, session, envelope):
+        account = await server.sending_account()
+        try:
+            item = await server.run_blocking(
+                intake.prepare,
+                envelope.original_content,
+                mail_from=envelope.mail_from or "",
+                rcpts=list(envelope.rcpt_tos),
+                hostname=self.ctx.settings["HOSTNAME"],
+                client_ip=server.peer_ip,
+                client_helo=session.host_name or "",
+                tls=server.tls_info,
+                username=server.username,
+                account_id=account.id if account else None,
+                account_priority=account.priority if account else 3,
+                direction="outbound" if account else "inbound",
+            )
+        except intake.MalformedMessage as exc:
+            return replies.MALFORMED_MESSAGE.format(reason=exc)
+        try:
+            message_id = await asyncio.wrap_future(self.ctx.committer.submit(item))
+        except intake.StorageError as exc:
+            return exc.reply
+        return replies.ACCEPTED.format(id=message_id)

@@ -1,0 +1,9 @@
+# Sourced by run.sh and test.sh: make ./.venv with the appliance installed (editable) in it.
+# EXTRAS selects optional dependency groups, e.g. EXTRAS=test,scale.
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
