@@ -234,6 +234,13 @@ class ApplianceSMTP(SMTP):
             return NULL_SENDER, arg.lstrip()[2:].strip()
         return super()._getaddr(arg)
 
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # Without this, a client skipping MAIL gets aiosmtpd's 503 instead of the 530 it must see.
+        if self.session.host_name and not self.mx and await self.sending_account() is None:
+            await self.push(replies.AUTH_REQUIRED)
+            return
+        await super().smtp_RCPT(arg)
+
     async def sending_account(self) -> SmtpAccount | None:
         """Return the AUTH account, else the IP-only account for the client's network (looked up once)."""
         if self.account is not None:
@@ -250,14 +257,13 @@ class Handler:
         self.ctx = ctx
 
     async def handle_MAIL(self, server: ApplianceSMTP, session, envelope, address: str, mail_options):
-        address = "" if address == NULL_SENDER else address
         account = await server.sending_account()
         if account is None and not server.mx:
             return replies.AUTH_REQUIRED
-        decision = policy.sender(address)
+        decision = policy.sender("" if address == NULL_SENDER else address)
         if decision:
             return decision.reply
-        envelope.mail_from = address
+        envelope.mail_from = address  # NULL_SENDER stays a marker: aiosmtpd treats "" as "no MAIL yet"
         envelope.mail_options.extend(mail_options)
         return replies.MAIL_OK
 
@@ -286,7 +292,7 @@ class Handler:
             item = await server.run_blocking(
                 intake.prepare,
                 envelope.original_content,
-                mail_from=envelope.mail_from or "",
+                mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from,
                 rcpts=list(envelope.rcpt_tos),
                 hostname=self.ctx.settings["HOSTNAME"],
                 client_ip=server.peer_ip,

@@ -1,0 +1,51 @@
+"""A raw SMTP line client for tests that need exact bytes on the wire (smtplib rewrites line endings)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+
+class RawSMTP:
+    def __init__(self, host: str, port: int, *, source_ip: str = "127.0.0.1", timeout: float = 20):
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=(source_ip, 0))
+        self.file = self.sock.makefile("rb")
+        self.banner = self.reply()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> tuple[int, str]:
+        """Read one (possibly multi-line) reply; return (code, text joined by newlines)."""
+        lines = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("connection closed")
+            lines.append(line.decode().rstrip("\r\n"))
+            if line[3:4] != b"-":
+                break
+        return int(lines[0][:3]), "\n".join(x[4:] for x in lines)
+
+    def cmd(self, line: str) -> tuple[int, str]:
+        self.send(line.encode() + b"\r\n")
+        return self.reply()
+
+    def starttls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        code, _ = self.cmd("STARTTLS")
+        assert code == 220
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.file = self.sock.makefile("rb")
+
+    def closed_by_server(self) -> bool:
+        """Tell whether the server has closed the connection."""
+        try:
+            return self.file.readline() == b""
+        except (ConnectionError, OSError):
+            return True
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
