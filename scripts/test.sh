@@ -4,12 +4,19 @@ set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 # Debian packages the tests drive for real.
-APT_PACKAGES="ca-certificates"
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
+# Nodemailer for tests/test_real_clients.py. Debian's nodejs needs its npm package; NodeSource's
+# nodejs bundles npm and conflicts with Debian's, so install it only when it is missing.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
+npm ci --prefix tests/clients --no-audit --no-fund
 EXTRAS=test . scripts/venv.sh
 .venv/bin/python -m pytest "$@"
