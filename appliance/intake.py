@@ -67,6 +67,8 @@ def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
     Raises MalformedMessage when a line of the header section is neither a field nor a folded
     continuation (RFC 5322 §2.2), rather than silently treating the rest as body.
     """
+    if data.startswith(b"\r\n"):
+        return [], 2  # an empty header section
     end = data.find(b"\r\n\r\n")
     header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
     fields: list[list[bytes]] = []
@@ -191,10 +193,14 @@ def store(item: Incoming) -> None:
     Delivery.insert_many(rows).execute()
 
 
-def _storage_reply(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "full" in text or "no space" in text or "disk i/o" in text:
-        return replies.STORAGE_FULL
+def _storage_reply(exc: BaseException | None) -> str:
+    # SQLite rolls back by itself on SQLITE_FULL, so the error we catch may be the failed ROLLBACK
+    # that followed; the cause is further down the exception context chain.
+    while exc is not None:
+        text = str(exc).lower()
+        if "full" in text or "no space" in text or "disk i/o" in text:
+            return replies.STORAGE_FULL
+        exc = exc.__context__
     return replies.LOCAL_ERROR
 
 

@@ -60,11 +60,10 @@ def recipient(
     if count >= limit:
         return Decision(replies.TOO_MANY_RECIPIENTS, "too-many-recipients")
     local, domain = split_address(address)
-    if not authenticated:
-        # Only mail for the appliance's own domains comes in unauthenticated; any routing trick in
-        # the local part or an IP literal could make us forward it elsewhere, so it is relaying.
-        if domain not in local_domains or is_routing_trick(local):
-            return Decision(replies.RELAY_DENIED, "relay-denied")
+    # Only mail for the appliance's own domains comes in unauthenticated; any routing trick in
+    # the local part or an IP literal could make us forward it elsewhere, so it is relaying.
+    if not authenticated and (domain not in local_domains or is_routing_trick(local)):
+        return Decision(replies.RELAY_DENIED, "relay-denied")
     problem = address_problem(address)
     if problem:
         return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=problem), "bad-recipient-syntax")

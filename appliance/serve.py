@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -51,6 +52,7 @@ class SmtpService:
 
     def __init__(self, settings: dict, tls_context: ssl.SSLContext, on_committed=None):
         self.settings = settings
+        self.listeners = parse_listeners(settings["SMTP_LISTEN"])  # bad specs fail here, not in the thread
         self.tls_context = tls_context
         self.committer = intake.GroupCommitter(settings["GROUP_COMMIT_MAX"], on_committed)
         self.ctx = ServerContext.build(settings, self.committer)
@@ -80,7 +82,7 @@ class SmtpService:
         self.loop.close()
 
     async def _bind_all(self) -> None:
-        for listener in parse_listeners(self.settings["SMTP_LISTEN"]):
+        for listener in self.listeners:
             implicit = listener.mode == "tls"
 
             def factory(implicit=implicit, listener=listener):
@@ -111,10 +113,8 @@ class SmtpService:
                     await server.wait_closed()
 
             fut = asyncio.run_coroutine_threadsafe(close_all(), self.loop)
-            try:
+            with contextlib.suppress(Exception):  # shutting down regardless
                 fut.result(timeout=5)
-            except Exception:  # noqa: BLE001 — shutting down regardless
-                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
             self._thread = None
@@ -137,6 +137,7 @@ def configure_logging() -> None:
 
 def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsFiles]:
     """Make sure TLS material exists, then start the SMTP listeners."""
+    parse_listeners(settings["SMTP_LISTEN"])
     files = tls.ensure(settings)
     service = SmtpService(settings, tls.server_context(files), on_committed)
     service.start()

@@ -37,6 +37,8 @@ def overrides(tmp_path) -> dict:
             f"127.0.0.1:{ports['mx']}/starttls/mx"
         ),
         "SMTP_TIMEOUT": 30,
+        # Nothing answers DNS here: no test ever looks up (or sends to) a real domain.
+        "DNS_SERVERS": "127.0.0.1:9",
     }
 
 
@@ -118,6 +120,15 @@ def account(app):
     with app.app_context():
         acc, password = accounts.create("Shop")
     return acc.username, password
+
+
+def process_env(overrides: dict) -> dict:
+    """Environment for running the appliance as a separate process with these settings."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env.update({f"APPLIANCE_{k}": str(v) for k, v in overrides.items()})
+    return env
 
 
 def cli_json(result) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 
@@ -45,7 +46,19 @@ class RawSMTP:
             return True
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
+
+
+def authenticated_raw(smtp_server, username: str, password: str) -> RawSMTP:
+    """A RawSMTP session on the STARTTLS port, encrypted and logged in."""
+    import base64
+
+    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
+    raw.cmd("EHLO client.test")
+    raw.starttls(smtp_server.client_context(), "relay.test")
+    raw.cmd("EHLO client.test")
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+    code, text = raw.cmd(f"AUTH PLAIN {token}")
+    assert code == 235, text
+    return raw

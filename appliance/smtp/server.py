@@ -230,8 +230,11 @@ class ApplianceSMTP(SMTP):
 
     # -- envelope -----------------------------------------------------------------------------
     def _getaddr(self, arg: str):
-        if arg.lstrip().startswith("<>"):
-            return NULL_SENDER, arg.lstrip()[2:].strip()
+        arg = arg.lstrip()
+        if arg.startswith("<>"):
+            return NULL_SENDER, arg[2:].strip()
+        if arg.startswith("<") and ">" not in arg:
+            return None, None  # the email parser would accept "<a@b" as a@b
         return super()._getaddr(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:

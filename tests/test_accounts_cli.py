@@ -1,0 +1,86 @@
+"""`appliance accounts …`: credentials shown once, stored hashed, effective at once (issue 2 §4)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+
+import pytest
+
+from appliance.models import SmtpAccount
+
+from .conftest import cli_json
+
+
+def test_create_prints_a_username_and_a_password_once_and_stores_only_a_hash(app, run_cli):
+    result = run_cli("accounts", "create", "WooCommerce Shop")
+    assert result.exit_code == 0
+    username = re.search(r"username: (\S+)", result.output).group(1)
+    password = re.search(r"password: (\S+)", result.output).group(1)
+    assert re.fullmatch(r"\d+\.woocommerce-shop\.smtp", username)
+    assert len(password) >= 20
+    with app.app_context():
+        row = SmtpAccount.get(SmtpAccount.username == username)
+    assert row.password_hash.startswith("$argon2id$") and password not in row.password_hash
+    shown = run_cli("accounts", "show", username)
+    assert password not in shown.output
+
+
+def test_create_json_has_id_username_and_password(run_cli):
+    data = cli_json(run_cli("accounts", "create", "Blog", "--json"))
+    assert data["username"] == f"{data['id']}.blog.smtp" and data["password"]
+
+
+def test_list_and_show_give_json(run_cli):
+    created = cli_json(run_cli("accounts", "create", "Laravel app", "--priority", "1", "--json"))
+    listed = cli_json(run_cli("accounts", "list", "--json"))
+    assert [a["username"] for a in listed] == [created["username"]]
+    shown = cli_json(run_cli("accounts", "show", str(created["id"]), "--json"))
+    assert shown["priority"] == 1 and shown["active"] is True and "password" not in shown
+
+
+def test_show_of_an_unknown_account_fails_with_a_message(run_cli):
+    result = run_cli("accounts", "show", "999.nobody.smtp")
+    assert result.exit_code != 0 and "no SMTP account" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ip", "10.0.0.300/8"], "not an IP address or network: '10.0.0.300/8'"),
+        (["--ip-only"], "an IP-only account needs at least one network"),
+        (["--priority", "9"], "9 is not in the range 1<=x<=5"),
+    ],
+)
+def test_create_refuses_bad_options_with_a_clear_error(run_cli, args, message):
+    result = run_cli("accounts", "create", "Bad", *args)
+    assert result.exit_code != 0 and message in result.stderr
+
+
+def test_reset_password_stops_the_old_one_and_starts_the_new_one_at_once(smtp_server, run_cli):
+    created = cli_json(run_cli("accounts", "create", "Shop", "--json"))
+    with smtp_server.submission() as client:  # a session that stays open across the reset
+        reset = cli_json(run_cli("accounts", "reset-password", created["username"], "--json"))
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login(created["username"], created["password"])
+        assert client.login(created["username"], reset["password"])[0] == 235
+
+
+def test_ip_rules_limit_an_account_to_its_networks(smtp_server, run_cli):
+    created = cli_json(run_cli("accounts", "create", "Office", "--ip", "127.0.0.1/32", "--ip", "2001:db8::/32", "--json"))
+    assert created["ip_rules"] == ["127.0.0.1/32", "2001:db8::/32"]
+    with smtp_server.submission() as client:
+        assert client.login(created["username"], created["password"])[0] == 235
+    with smtp_server.submission(source_ip="127.0.0.2") as client, pytest.raises(smtplib.SMTPAuthenticationError) as caught:
+        client.login(created["username"], created["password"])
+    assert caught.value.smtp_error == b"5.7.8 Authentication refused: client IP 127.0.0.2 is not authorized for this account"
+    shown = cli_json(run_cli("accounts", "show", created["username"], "--json"))
+    assert (shown["last_failure_reason"], shown["last_failure_ip"]) == ("IP not authorized", "127.0.0.2")
+
+
+def test_delete_removes_the_account_and_its_logins(smtp_server, run_cli):
+    created = cli_json(run_cli("accounts", "create", "Old", "--json"))
+    assert run_cli("accounts", "delete", created["username"], "--yes").exit_code == 0
+    assert cli_json(run_cli("accounts", "list", "--json")) == []
+    with smtp_server.submission() as client, pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login(created["username"], created["password"])
