@@ -1,0 +1,239 @@
+"""Message log: search with keyset pagination, message detail with its attempts, queue actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from peewee import Tuple
+
+from .. import clock
+from ..intake import MalformedMessage, parse_header_block
+from ..models import (
+    BOUNCED,
+    CANCELLED,
+    DEFERRED,
+    DELIVERED,
+    DELIVERY_STATUSES,
+    FAILED,
+    HELD,
+    QUEUED,
+    RECEIVED,
+    SENDING,
+    SUPPRESSED,
+    Attempt,
+    Delivery,
+    Message,
+    MessageBody,
+    SmtpAccount,
+)
+from . import smtp_codes
+from .permissions import admin_required, viewer_required
+
+bp = Blueprint("messages", __name__, url_prefix="/messages")
+
+PAGE_SIZE = 50
+MESSAGE_STATUSES = (*DELIVERY_STATUSES, RECEIVED)
+FILTERS = ("rcpt", "sender", "subject", "msgid", "account", "status", "since", "until")
+
+
+@dataclass
+class Page:
+    messages: list[Message]
+    next_cursor: str | None
+
+
+def _day(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def parse_filters(args) -> tuple[dict[str, str], dict[str, str]]:
+    """Read the search form; return (filters that apply, errors by field)."""
+    filters = {k: args.get(k, "").strip() for k in FILTERS if args.get(k, "").strip()}
+    errors = {}
+    for key in ("since", "until"):
+        if key in filters and _day(filters[key]) is None:
+            errors[key] = "Use a date like 2025-01-31."
+    if "account" in filters and not filters["account"].isdigit():
+        errors["account"] = "Pick an account from the list."
+    if "status" in filters and filters["status"] not in MESSAGE_STATUSES:
+        errors["status"] = "Pick a status from the list."
+    return {k: v for k, v in filters.items() if k not in errors}, errors
+
+
+def _where(filters: dict[str, str]) -> list:
+    conditions = []
+    if rcpt := filters.get("rcpt"):
+        # An address matches exactly; a bare domain matches every recipient there (both indexed).
+        match = Delivery.rcpt == rcpt if "@" in rcpt else Delivery.domain == rcpt.lower().lstrip("@")
+        conditions.append(Message.id.in_(Delivery.select(Delivery.message).where(match)))
+    if sender := filters.get("sender"):
+        conditions.append(Message.mail_from == sender if "@" in sender.strip("@")
+                          else Message.mail_from.endswith("@" + sender.lstrip("@")))
+    if subject := filters.get("subject"):
+        conditions.append(Message.subject.contains(subject))
+    if msgid := filters.get("msgid"):
+        header = msgid if msgid.startswith("<") else f"<{msgid}>"
+        conditions.append((Message.id == msgid.upper()) | (Message.message_id_header == header))
+    if account := filters.get("account"):
+        conditions.append(Message.account == int(account))
+    if status := filters.get("status"):
+        conditions.append(Message.status == status)
+    if since := filters.get("since"):
+        conditions.append(Message.received_at >= _day(since))
+    if until := filters.get("until"):
+        conditions.append(Message.received_at < _day(until) + dt.timedelta(days=1))
+    return conditions
+
+
+def encode_cursor(message: Message) -> str:
+    return f"{message.received_at.isoformat()}~{message.id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
+    stamp, _, message_id = cursor.partition("~")
+    try:
+        return dt.datetime.fromisoformat(stamp), message_id
+    except ValueError:
+        return None
+
+
+def search(filters: dict[str, str], cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
+    """Return one page of messages, newest first, after ``cursor`` (keyset on received_at, id)."""
+    query = Message.select().order_by(Message.received_at.desc(), Message.id.desc())
+    conditions = _where(filters)
+    after = _decode_cursor(cursor) if cursor else None
+    if after:
+        stamp, message_id = after
+        # Row-value comparison walks the (received_at, id) index from the cursor: no OFFSET scan.
+        conditions.append(Tuple(Message.received_at, Message.id)
+                          < Tuple(Message.received_at.db_value(stamp), message_id))
+    if conditions:
+        query = query.where(*conditions)
+    rows = list(query.limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1]) if more else None)
+
+
+def _recipients(messages: list[Message]) -> dict[str, list[Delivery]]:
+    found: dict[str, list[Delivery]] = {m.id: [] for m in messages}
+    if found:
+        query = (Delivery.select(Delivery.message, Delivery.rcpt, Delivery.status)
+                 .where(Delivery.message.in_(list(found))).order_by(Delivery.id))
+        for delivery in query:
+            found[delivery.message_id].append(delivery)
+    return found
+
+
+def _accounts() -> dict[int, SmtpAccount]:
+    return {a.id: a for a in SmtpAccount.select(SmtpAccount.id, SmtpAccount.name).order_by(SmtpAccount.name)}
+
+
+@bp.get("/")
+@viewer_required
+def messages_list():
+    """Search the message log; htmx polling asks for the table fragment only."""
+    filters, errors = parse_filters(request.args)
+    cursor = request.args.get("after") or None
+    page = search(filters, cursor)
+    context = {"page": page, "filters": filters, "errors": errors, "cursor": cursor,
+               "recipients": _recipients(page.messages), "accounts": _accounts(),
+               "statuses": MESSAGE_STATUSES, "any_message": bool(page.messages or filters or cursor)
+               or Message.select().exists()}
+    if request.headers.get("HX-Request"):
+        return render_template("messages/_table.html", **context)
+    return render_template("messages/list.html", **context)
+
+
+def _get(message_id: str) -> Message:
+    message = Message.get_or_none(Message.id == message_id)
+    if message is None:
+        abort(404)
+    return message
+
+
+def _headers(message: Message) -> list[tuple[str, str]]:
+    body = MessageBody.get_or_none(MessageBody.message == message.id)
+    if body is None:
+        return []
+    try:
+        return parse_header_block(bytes(body.data))[0]
+    except MalformedMessage:
+        return []
+
+
+@bp.get("/<message_id>")
+@viewer_required
+def messages_show(message_id: str):
+    """Show a message's envelope, headers and every delivery attempt."""
+    message = _get(message_id)
+    deliveries = list(Delivery.select().where(Delivery.message == message.id).order_by(Delivery.id))
+    attempts: dict[int, list[Attempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for attempt in (Attempt.select().where(Attempt.delivery.in_(list(attempts)))
+                        .order_by(Attempt.started_at, Attempt.id)):
+            attempts[attempt.delivery_id].append(attempt)
+    account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id) if message.account_id else None
+    return render_template("messages/show.html", message=message, deliveries=deliveries, attempts=attempts,
+                           account=account, headers=_headers(message), explain=smtp_codes.explain,
+                           actions=ACTIONS)
+
+
+# Each action moves deliveries from some statuses to another; delivery workers pick up QUEUED ones
+# whose next_attempt_at has come (the periodic sweep re-enqueues them).
+ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "retry": ((DEFERRED, FAILED, BOUNCED), QUEUED, "Retry now"),
+    "hold": ((QUEUED, DEFERRED), HELD, "Hold"),
+    "release": ((HELD,), QUEUED, "Release"),
+    "cancel": ((QUEUED, DEFERRED, HELD), CANCELLED, "Cancel"),
+}
+
+
+def message_status(statuses: list[str]) -> str:
+    """Summarise a message's delivery statuses into one (the most pressing one wins)."""
+    for status in (SENDING, QUEUED, DEFERRED, HELD, BOUNCED, FAILED, DELIVERED, SUPPRESSED):
+        if status in statuses:
+            return status
+    return statuses[0] if statuses else QUEUED
+
+
+def apply_action(message_id: str, action: str, delivery_id: int | None = None) -> int:
+    """Apply retry/hold/release/cancel to a message's deliveries; return how many changed."""
+    sources, target, _label = ACTIONS[action]
+    now = clock.now()
+    changes = {Delivery.status: target, Delivery.updated_at: now}
+    if target == QUEUED:
+        changes[Delivery.next_attempt_at] = now
+    query = Delivery.update(changes).where(Delivery.message == message_id, Delivery.status.in_(sources))
+    if delivery_id is not None:
+        query = query.where(Delivery.id == delivery_id)
+    changed = query.execute()
+    if changed:
+        statuses = [d.status for d in Delivery.select(Delivery.status).where(Delivery.message == message_id)]
+        Message.update(status=message_status(statuses)).where(Message.id == message_id).execute()
+    return changed
+
+
+def _action_view(action: str):
+    def view(message_id: str):
+        message = _get(message_id)
+        delivery = request.form.get("delivery", "")
+        changed = apply_action(message.id, action, int(delivery) if delivery.isdigit() else None)
+        label = ACTIONS[action][2].lower()
+        flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
+              if changed else f"Nothing to {label}: no delivery is in a state that allows it.")
+        return redirect(url_for("messages.messages_show", message_id=message.id))
+
+    view.__name__ = f"messages_{action}"
+    view.__doc__ = f"{ACTIONS[action][2]} the message's deliveries (or one, given `delivery`)."
+    return view
+
+
+for _action in ACTIONS:
+    bp.add_url_rule(f"/<message_id>/{_action}", view_func=admin_required(_action_view(_action)),
+                    methods=["POST"])

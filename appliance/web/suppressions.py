@@ -1,0 +1,57 @@
+"""Suppressions: addresses the relay never sends to (bounced mailboxes, complaints, manual)."""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from ..models import Suppression
+from .permissions import admin_required, viewer_required
+
+bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
+
+PAGE_SIZE = 100
+
+
+@bp.get("/")
+@viewer_required
+def suppressions_list():
+    """List suppressed addresses, newest first; search by address or domain."""
+    q = request.args.get("q", "").strip().lower()
+    query = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    if q:
+        query = query.where(Suppression.address.contains(q))
+    return render_template("suppressions/list.html", rows=list(query.limit(PAGE_SIZE)), q=q,
+                           total=Suppression.select().count(), error=None, address="", reason="")
+
+
+@bp.post("/")
+@admin_required
+def suppressions_create():
+    """Suppress an address so no message is sent to it."""
+    address = parseaddr(request.form.get("address", ""))[1].strip().lower()
+    reason = request.form.get("reason", "").strip()
+    error = None
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        error = "Write a whole e-mail address, like bob@example.com."
+    elif Suppression.select().where(Suppression.address == address).exists():
+        error = f"{address} is already suppressed."
+    if error:
+        rows = list(Suppression.select().order_by(Suppression.created_at.desc()).limit(PAGE_SIZE))
+        return render_template("suppressions/list.html", rows=rows, q="", total=Suppression.select().count(),
+                               error=error, address=request.form.get("address", ""), reason=reason), 400
+    Suppression.create(address=address, reason=reason or "added by an admin", source="manual")
+    flash(f"{address} is suppressed: messages to it are recorded but not sent.")
+    return redirect(url_for("suppressions.suppressions_list"))
+
+
+@bp.post("/<int:suppression_id>/delete")
+@admin_required
+def suppressions_delete(suppression_id: int):
+    """Remove an address from the suppression list."""
+    row = Suppression.get_or_none(Suppression.id == suppression_id)
+    if row is not None:
+        row.delete_instance()
+        flash(f"{row.address} is no longer suppressed.")
+    return redirect(url_for("suppressions.suppressions_list"))
