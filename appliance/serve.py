@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from . import intake, tls
+from . import db, intake, queue, tls
 from .smtp.server import ApplianceSMTP, ServerContext
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,35 @@ def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsF
     return service, files
 
 
+class QueueService:
+    """The embedded Huey consumer (delivery worker threads) and the periodic sweeper thread."""
+
+    def __init__(self, settings: dict):
+        self.rt = queue.init(settings)
+        self.consumer = queue.consumer(self.rt)
+        self.sweeper = queue.Sweeper(self.rt)
+        self._thread: threading.Thread | None = None
+
+    def on_committed(self, message_ids: list[str]) -> None:
+        """Intake's post-commit hook (writer thread): hand the new deliveries to the workers."""
+        queue.enqueue_messages(self.rt, message_ids)
+
+    def start(self) -> None:
+        """Re-enqueue what a previous run left (start-up sweep), then start workers and sweeper."""
+        with db.database.connection_context():
+            queue.sweep(self.rt, startup=True)
+        self.consumer.start()
+        self._thread = threading.Thread(target=self.sweeper.run, name="queue-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.sweeper.stopping.set()
+        self.consumer.stop(graceful=True)
+        if self._thread:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
 def serve(app: Flask) -> None:
     """Run everything in this process: SMTP thread, writer, and waitress on the main thread."""
     from waitress import create_server
@@ -154,7 +183,9 @@ def serve(app: Flask) -> None:
     settings = app.config
     with app.app_context():
         first_admin = admins.ensure_first_admin()
-    service, files = start_smtp(settings)
+    workers = QueueService(settings)
+    workers.start()
+    service, files = start_smtp(settings, workers.on_committed)
 
     host, _, port = settings["WEB_LISTEN"].rpartition(":")
     web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
@@ -165,6 +196,7 @@ def serve(app: Flask) -> None:
         pass
     finally:
         service.stop()
+        workers.stop()
 
 
 def startup_banner(settings, service: SmtpService, files: tls.TlsFiles, first_admin, web_url: str) -> str:

@@ -134,3 +134,117 @@ def process_env(overrides: dict) -> dict:
 def cli_json(result) -> object:
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+# -- delivery (issue 3): a loopback DNS server, remote sinks, the queue's workers, a test clock ----
+@pytest.fixture
+def dns_server():
+    """A DNS server on 127.0.0.1 that the appliance's resolver is pointed at (DNS_SERVERS)."""
+    from tests.dnsserver import DnsServer
+
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def delivery_port() -> int:
+    """The DELIVERY_PORT every sink listens on, each on its own 127.0.0.x address."""
+    return free_port()
+
+
+def relay_overrides(overrides: dict, dns_server, delivery_port: int, **extra) -> dict:
+    """Settings that route outbound mail to the test's DNS server and sinks (for `overrides`)."""
+    return {
+        **overrides, "DNS_SERVERS": dns_server.spec, "DELIVERY_PORT": delivery_port, "DNS_TIMEOUT": 1,
+        "WORKERS": 2, "WORKER_POLL_INTERVAL": 0.05, "CONNECT_TIMEOUT": 5, "COMMAND_TIMEOUT": 10, **extra,
+    }
+
+
+@pytest.fixture
+def tls_ca(tmp_path):
+    """A throwaway CA and a certificate for the sinks (names mx.sink.test, localhost, 127.0.0.1)."""
+    from appliance import tls
+
+    files = tls.ensure({"TLS_CERT": "", "TLS_KEY": "", "HOSTNAME": "mx.sink.test", "DATA_DIR": str(tmp_path / "sink")})
+    return files
+
+
+@pytest.fixture
+def sink_mx(delivery_port, tls_ca):
+    """Start aiosmtpd sinks on 127.0.0.x:DELIVERY_PORT: ``sink_mx("127.0.0.3", starttls=True)``."""
+    from tests.sinks import Sink
+
+    started = []
+
+    def start(ip: str, *, starttls: bool = False, port: int | None = None, **options):
+        context = None
+        if starttls or options.get("implicit_tls") or options.get("auth"):
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls_ca.cert), str(tls_ca.key))
+        sink = Sink(ip, port or delivery_port, tls_context=context, **options).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.stop()
+
+
+@pytest.fixture
+def test_clock():
+    """Replace appliance.clock with one that only moves when the test says (``advance(seconds)``)."""
+    import datetime as dt
+
+    from appliance import clock
+
+    class TestClock:
+        def __init__(self):
+            self.value = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+        def __call__(self):
+            return self.value
+
+        def advance(self, seconds: float) -> None:
+            self.value += dt.timedelta(seconds=seconds)
+
+    fake = TestClock()
+    clock.set_clock(fake)
+    yield fake
+    clock.set_clock(None)
+
+
+@dataclass
+class Relay:
+    smtp: SmtpServer
+    workers: object  # appliance.serve.QueueService
+
+    @property
+    def queue(self):
+        return self.workers.rt
+
+
+@pytest.fixture
+def relay(app):
+    """The appliance's SMTP listeners plus its delivery workers, wired like `appliance serve`."""
+    from appliance.serve import QueueService
+
+    workers = QueueService(app.config)
+    workers.start()
+    service, files = start_smtp(app.config, workers.on_committed)
+    starttls, implicit, mx = _ports(app.config["SMTP_LISTEN"])
+    yield Relay(SmtpServer(HOSTNAME, starttls, implicit, mx, files.ca, service), workers)
+    service.stop()
+    workers.stop()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; return it (or the last falsy value)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

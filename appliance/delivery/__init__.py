@@ -1,0 +1,64 @@
+"""Outbound delivery as a checklist of named steps: route → send → record (DESIGN §2.7–2.8).
+
+Called by queue workers with rows they have claimed; never on the SMTP event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from itertools import groupby
+
+from .. import clock
+from ..models import Delivery, Message, MessageBody
+from .record import Outcome, record
+from .route import RouteError, route
+from .send import Peer, Session, SessionError
+
+MESSAGES_PER_SESSION = 100  # then QUIT and let the next task open a fresh session
+
+
+def _outcomes(rows: list[Delivery], replies, peer: Peer, started, t0: float) -> list[Outcome]:
+    duration = int((time.monotonic() - t0) * 1000)
+    return [Outcome(d, reply, peer, started, duration) for d, reply in zip(rows, replies, strict=True)]
+
+
+def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delivery]]) -> list[str]:
+    """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over
+    the same session; record every outcome; return the ids of the DSNs this queued."""
+    dsn_ids: list[str] = []
+    started, t0 = clock.now(), time.monotonic()
+    try:
+        path = route(settings, rows[0].domain)
+    except RouteError as exc:
+        for _, group in groupby(rows, key=lambda d: d.message_id):
+            group = list(group)
+            dsn_ids += record(_outcomes(group, [exc.reply] * len(group), Peer(), started, t0), settings)
+        return dsn_ids
+
+    session = Session(path, settings)
+    try:
+        session.open()
+    except SessionError as exc:
+        for _, group in groupby(rows, key=lambda d: d.message_id):
+            group = list(group)
+            dsn_ids += record(_outcomes(group, [exc.reply] * len(group), session.peer, started, t0), settings)
+        return dsn_ids
+
+    sent = 0
+    try:
+        while rows:
+            for message_id, group in groupby(rows, key=lambda d: d.message_id):
+                group = list(group)
+                started, t0 = clock.now(), time.monotonic()
+                message = Message.get_by_id(message_id)
+                data = bytes(MessageBody.get_by_id(message_id).data)
+                replies = session.send(message.mail_from, [d.rcpt for d in group], data)
+                dsn_ids += record(_outcomes(group, replies, session.peer, started, t0), settings)
+                sent += 1
+            if not session.alive or sent >= MESSAGES_PER_SESSION:
+                break
+            rows = more()
+    finally:
+        session.close()
+    return dsn_ids

@@ -1,0 +1,153 @@
+"""Step 3, record: outcomes → Delivery rows, Attempts, Message status, suppressions and DSNs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from ulid import ULID
+
+from .. import clock, db, intake
+from ..models import (
+    BOUNCED,
+    CANCELLED,
+    DEFERRED,
+    DELIVERED,
+    FAILED,
+    HELD,
+    QUEUED,
+    SENDING,
+    SUPPRESSED,
+    Attempt,
+    Delivery,
+    Message,
+    MessageBody,
+    Suppression,
+)
+from . import dsn
+from .replies import Reply
+from .send import Peer
+
+log = logging.getLogger(__name__)
+
+PARTIAL = "partial"  # Message status: finished, some recipients delivered and some not
+DSN_PRIORITY = 2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt at one delivery gave."""
+
+    delivery: Delivery
+    reply: Reply
+    peer: Peer
+    started_at: dt.datetime
+    duration_ms: int
+
+
+def retry_delay(schedule: str, attempts: int) -> int:
+    """Seconds to wait after the ``attempts``-th failed attempt (the last value repeats)."""
+    steps = [int(x) for x in schedule.split(",") if x.strip()]
+    return steps[min(attempts, len(steps)) - 1]
+
+
+def message_status(statuses: list[str]) -> str:
+    """Derive a Message's status from its deliveries' statuses.
+
+    While anything is pending: `queued` if a delivery is queued or being sent, else `deferred`,
+    else `held`. Once all are final: `delivered` when all were delivered, `partial` when some
+    were, else the most telling failure: `bounced`, `failed`, `cancelled`, then `suppressed`.
+    """
+    present = set(statuses)
+    for pending, shown in ((QUEUED, QUEUED), (SENDING, QUEUED), (DEFERRED, DEFERRED), (HELD, HELD)):
+        if pending in present:
+            return shown
+    if present == {DELIVERED}:
+        return DELIVERED
+    if DELIVERED in present:
+        return PARTIAL
+    for final in (BOUNCED, FAILED, CANCELLED, SUPPRESSED):
+        if final in present:
+            return final
+    return QUEUED if not present else sorted(present)[0]
+
+
+def refresh_messages(message_ids: set[str]) -> None:
+    """Recompute the status of these messages from their deliveries (inside a transaction)."""
+    by_message: dict[str, list[str]] = {m: [] for m in message_ids}
+    for row in Delivery.select(Delivery.message, Delivery.status).where(Delivery.message.in_(list(message_ids))):
+        by_message[row.message_id].append(row.status)
+    for message_id, statuses in by_message.items():
+        if statuses:
+            Message.update(status=message_status(statuses)).where(
+                (Message.id == message_id) & (Message.direction == "outbound")
+            ).execute()
+
+
+def _classify(outcome: Outcome, message: Message, settings: dict, now: dt.datetime) -> tuple[str, dt.datetime]:
+    reply = outcome.reply
+    if 200 <= reply.code < 300:
+        return DELIVERED, now
+    if reply.permanent:
+        return BOUNCED, now
+    give_up_at = message.received_at + dt.timedelta(seconds=settings["GIVE_UP_AFTER"])
+    if now >= give_up_at:
+        return FAILED, now
+    delay = dt.timedelta(seconds=retry_delay(settings["RETRY_SCHEDULE"], outcome.delivery.attempts + 1))
+    return DEFERRED, min(now + delay, give_up_at)
+
+
+def record(outcomes: list[Outcome], settings: dict) -> list[str]:
+    """Store the outcomes of one message's attempts; return the ids of DSNs it queued."""
+    if not outcomes:
+        return []
+    now = clock.now()
+    message = Message.get_by_id(outcomes[0].delivery.message_id)
+    failed: list[dsn.FailedRecipient] = []
+    with db.atomic_write():
+        for outcome in outcomes:
+            d, reply = outcome.delivery, outcome.reply
+            status, next_at = _classify(outcome, message, settings, now)
+            changed = Delivery.update(
+                status=status, attempts=Delivery.attempts + 1, next_attempt_at=next_at, lease_until=None,
+                last_code=reply.code, last_reply=str(reply), updated_at=now,
+                delivered_at=now if status == DELIVERED else None,
+            ).where((Delivery.id == d.id) & (Delivery.status == SENDING)).execute()
+            Attempt.insert(
+                delivery=d.id, started_at=outcome.started_at, duration_ms=outcome.duration_ms,
+                mx_host=outcome.peer.host, mx_ip=outcome.peer.ip, tls=outcome.peer.tls, code=reply.code,
+                enhanced_code=reply.enhanced, text=reply.text, outcome=status,
+            ).execute()
+            if not changed:  # an admin cancelled or held it meanwhile: their decision stands
+                continue
+            if status == BOUNCED and reply.hard:
+                Suppression.insert(
+                    address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
+                ).on_conflict_ignore().execute()
+            if status in (BOUNCED, FAILED):
+                failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
+        refresh_messages({message.id})
+        dsn_ids = [_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else []
+    return dsn_ids
+
+
+def _queue_dsn(message: Message, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
+    """Store the DSN as a new message from the null sender (so it can never cause another)."""
+    body = MessageBody.get_by_id(message.id).data
+    end = body.find(b"\r\n\r\n")
+    headers = body[: end + 2] if end >= 0 else body
+    dsn_id = str(ULID())
+    data = dsn.build(
+        hostname=settings["HOSTNAME"], dsn_id=dsn_id, original_id=message.id,
+        envelope_sender=message.mail_from, received_at=message.received_at,
+        original_headers=headers, recipients=failed, now=now,
+    )
+    intake.store(intake.Incoming(
+        id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY,
+        client_ip="127.0.0.1", client_helo=settings["HOSTNAME"],
+        summary={"subject": "Undelivered Mail Returned to Sender",
+                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}", "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
+    ))
+    log.info("message %s: DSN %s queued to %s for %d recipient(s)", message.id, dsn_id, message.mail_from, len(failed))
+    return dsn_id

@@ -1,0 +1,270 @@
+"""Step 2, send: one outbound SMTP session that carries several messages for one destination.
+
+Runs on worker threads only (blocking sockets), never on the SMTP event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+
+from . import smarthost as smarthost_mod
+from .replies import Reply
+from .route import Route, Target
+
+NOT_CONNECTED = Reply(451, "4.4.1", "no connection to the destination")
+
+
+class SessionError(Exception):
+    """The session could not be opened or died; ``reply`` is the temporary reason."""
+
+    def __init__(self, reply: Reply):
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+@dataclass
+class Peer:
+    """Who we ended up talking to: shown in every attempt."""
+
+    host: str = ""
+    ip: str = ""
+    tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384", "" for plain text
+
+
+class _Client(smtplib.SMTP):
+    """smtplib with a separate connect timeout and a fixed target address (the MX's IP)."""
+
+    def __init__(self, address: str, connect_timeout: float, command_timeout: float, local_hostname: str):
+        self._address = address
+        self._connect_timeout = connect_timeout
+        super().__init__(local_hostname=local_hostname, timeout=command_timeout)
+
+    def _get_socket(self, host, port, timeout):
+        self._host = host  # smtplib names the TLS server (SNI, verification) after this
+        sock = socket.create_connection((self._address, port), self._connect_timeout)
+        sock.settimeout(timeout)
+        return sock
+
+
+class _TlsClient(_Client):
+    """Implicit TLS from the first byte (smtps://, RFC 8314)."""
+
+    def __init__(self, *args, context: ssl.SSLContext, **kwargs):
+        self.context = context
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return self.context.wrap_socket(super()._get_socket(host, port, timeout), server_hostname=host)
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    # RFC 7435 opportunistic TLS towards MX hosts: encrypt when offered, without authenticating,
+    # since most MX certificates would not verify against the MX name anyway.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class DestinationSlots:
+    """A cap on concurrent sessions per destination (SESSIONS_PER_DESTINATION), per process."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._busy: dict[str, int] = {}
+
+    def try_acquire(self, destination: str) -> bool:
+        with self._lock:
+            if self._busy.get(destination, 0) >= self.limit:
+                return False
+            self._busy[destination] = self._busy.get(destination, 0) + 1
+            return True
+
+    def release(self, destination: str) -> None:
+        with self._lock:
+            left = self._busy.get(destination, 1) - 1
+            if left:
+                self._busy[destination] = left
+            else:
+                self._busy.pop(destination, None)
+
+
+def needs_smtputf8(mail_from: str, rcpts: list[str], data: bytes) -> bool:
+    """Tell whether the envelope or the header section is not ASCII (RFC 6531/6532)."""
+    header_end = data.find(b"\r\n\r\n")
+    headers = data if header_end < 0 else data[:header_end]
+    return not (mail_from + "".join(rcpts)).isascii() or not headers.isascii()
+
+
+class Session:
+    """An SMTP client session to the first target of a route that answers."""
+
+    def __init__(self, route: Route, settings: dict):
+        self.route = route
+        self.settings = settings
+        self.client: _Client | None = None
+        self.peer = Peer()
+        self.alive = False
+        self.last_error: Reply = NOT_CONNECTED
+
+    def open(self) -> None:
+        """Connect to the route's targets in order; raise SessionError when none can be used."""
+        for target in self.route.targets:
+            try:
+                self._open(target)
+            except (OSError, smtplib.SMTPException, SessionError) as exc:
+                self.last_error = exc.reply if isinstance(exc, SessionError) else _network_reply(target, exc)
+                self._drop()
+                continue
+            self.alive = True
+            return
+        raise SessionError(self.last_error)
+
+    def _open(self, target: Target) -> None:
+        s = self.settings
+        upstream = self.route.smarthost
+        self.peer = Peer(host=target.name, ip=target.address)
+        kwargs = dict(connect_timeout=s["CONNECT_TIMEOUT"], command_timeout=s["COMMAND_TIMEOUT"],
+                      local_hostname=s["HOSTNAME"])
+        if upstream and upstream.implicit_tls:
+            context = smarthost_mod.tls_context(s["SMARTHOST_CA_FILE"])
+            self.client = _TlsClient(target.address, context=context, **kwargs)
+        else:
+            self.client = _Client(target.address, **kwargs)
+        code, banner = self.client.connect(target.name, target.port)
+        self.peer.ip = self.client.sock.getpeername()[0]
+        if code != 220:
+            raise SessionError(_as_temporary(Reply.parse(code, banner), target))
+        self._ehlo(target)
+        if upstream is None:
+            if self.client.has_extn("starttls"):
+                self._starttls(target, _opportunistic_context())
+        else:
+            if not upstream.implicit_tls:
+                if not self.client.has_extn("starttls"):
+                    raise SessionError(Reply(451, "4.7.0", f"smarthost {target.name} does not offer STARTTLS"))
+                self._starttls(target, smarthost_mod.tls_context(s["SMARTHOST_CA_FILE"]))
+            if upstream.username:
+                try:
+                    self.client.login(upstream.username, upstream.password)
+                except smtplib.SMTPAuthenticationError as exc:
+                    reply = Reply.parse(exc.smtp_code, exc.smtp_error)
+                    raise SessionError(Reply(454, "4.7.0", f"smarthost refused our AUTH: {reply}")) from None
+        self.peer.tls = _tls_info(self.client.sock)
+
+    def _ehlo(self, target: Target) -> None:
+        code, text = self.client.ehlo()
+        if code != 250:
+            code, text = self.client.helo()
+            if code != 250:
+                raise SessionError(_as_temporary(Reply.parse(code, text), target))
+
+    def _starttls(self, target: Target, context: ssl.SSLContext) -> None:
+        try:
+            self.client.starttls(context=context)
+        except ssl.SSLError as exc:
+            raise SessionError(Reply(451, "4.7.5", f"TLS with {target.name} failed: {exc.reason or exc}")) from None
+        except smtplib.SMTPResponseException as exc:
+            raise SessionError(_as_temporary(Reply.parse(exc.smtp_code, exc.smtp_error), target)) from None
+        self._ehlo(target)
+
+    def send(self, mail_from: str, rcpts: list[str], data: bytes) -> list[Reply]:
+        """Send one message in one transaction; return a reply per recipient (in order)."""
+        if not self.alive or self.client is None:
+            return [self.last_error] * len(rcpts)
+        client = self.client
+        options = []
+        if needs_smtputf8(mail_from, rcpts, data):
+            if not client.has_extn("smtputf8"):
+                return [Reply(553, "5.6.7", f"the message has non-ASCII addresses or headers and "
+                              f"{self.peer.host} does not offer SMTPUTF8 (RFC 6531)")] * len(rcpts)
+            options.append("SMTPUTF8")
+        if not data.isascii():
+            if not client.has_extn("8bitmime"):
+                return [Reply(554, "5.6.3", f"the message has 8-bit content and {self.peer.host} "
+                              "does not offer 8BITMIME (RFC 6152)")] * len(rcpts)
+            options.append("BODY=8BITMIME")
+        try:
+            return self._transaction(client, mail_from, rcpts, data, options)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.last_error = Reply(451, "4.4.2", f"connection to {self.peer.host} lost: {exc or type(exc).__name__}")
+            self._drop()
+            return [self.last_error] * len(rcpts)
+        finally:
+            client.command_encoding = "ascii"
+
+    def _transaction(self, client, mail_from, rcpts, data, options) -> list[Reply]:
+        reply = Reply.parse(*client.mail(mail_from, options))
+        if reply.code != 250:
+            self._after_failure(reply)
+            return [reply] * len(rcpts)
+        per_rcpt: list[Reply | None] = []
+        for rcpt in rcpts:
+            reply = Reply.parse(*client.rcpt(rcpt))
+            per_rcpt.append(None if reply.code in (250, 251) else reply)
+            if reply.code == 421:
+                self._after_failure(reply)
+                return [r or reply for r in per_rcpt] + [reply] * (len(rcpts) - len(per_rcpt))
+        if all(per_rcpt):
+            self._after_failure(per_rcpt[-1])
+            return per_rcpt
+        try:
+            reply = Reply.parse(*client.data(data))
+        except smtplib.SMTPDataError as exc:  # refused at the DATA command itself
+            reply = Reply.parse(exc.smtp_code, exc.smtp_error)
+        if reply.code != 250:
+            self._after_failure(reply)
+        return [r or reply for r in per_rcpt]
+
+    def _after_failure(self, reply: Reply) -> None:
+        if reply.code == 421:  # RFC 5321 §3.8: the server is closing the channel
+            self.last_error = reply
+            self._drop()
+            return
+        try:
+            self.client.rset()
+        except (OSError, smtplib.SMTPException):
+            self.last_error = Reply(451, "4.4.2", f"connection to {self.peer.host} lost after {reply}")
+            self._drop()
+
+    def close(self) -> None:
+        if self.client is not None and self.alive:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.client.quit()
+        self._drop()
+
+    def _drop(self) -> None:
+        self.alive = False
+        if self.client is not None:
+            with contextlib.suppress(OSError):
+                self.client.close()
+        self.client = None
+
+
+def _tls_info(sock) -> str:
+    if not isinstance(sock, ssl.SSLSocket):
+        return ""
+    cipher = sock.cipher()
+    return f"{sock.version()} {cipher[0] if cipher else ''}".strip()
+
+
+def _as_temporary(reply: Reply, target: Target) -> Reply:
+    # A refusal at greeting or EHLO concerns the server, not this message: try later (or elsewhere).
+    return Reply(451, "4.4.0" if reply.code >= 500 else reply.enhanced or "4.4.0",
+                 f"{target.name} answered {reply}")
+
+
+def _network_reply(target: Target, exc: Exception) -> Reply:
+    if isinstance(exc, ssl.SSLError):
+        return Reply(451, "4.7.5", f"TLS with {target.name} failed: {exc.reason or exc}")
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return Reply(451, "4.4.1", f"{target.name} [{target.address}]:{target.port} timed out")
+    if isinstance(exc, ConnectionRefusedError):
+        return Reply(451, "4.4.1", f"{target.name} [{target.address}]:{target.port} refused the connection")
+    return Reply(451, "4.4.1", f"{target.name} [{target.address}]:{target.port}: {exc}")

@@ -1,0 +1,87 @@
+"""The one door to dnspython: a resolver built from DNS_SERVERS and the lookups delivery needs."""
+
+from __future__ import annotations
+
+import functools
+
+import dns.exception
+import dns.nameserver
+import dns.resolver
+
+
+class DnsError(Exception):
+    """A lookup did not give an answer; ``temporary`` says whether trying later may help."""
+
+    temporary = True
+
+
+class DnsTimeout(DnsError):
+    """No server answered within DNS_TIMEOUT (or every server failed): try later."""
+
+
+class NoSuchDomain(DnsError):
+    """The name does not exist (NXDOMAIN): a permanent answer."""
+
+    temporary = False
+
+
+def parse_servers(spec: str) -> list[tuple[str, int]]:
+    """Read DNS_SERVERS (`ip[:port],…`; IPv6 as `[ip]:port`) into (address, port) pairs."""
+    servers = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part.startswith("["):
+            address, _, rest = part[1:].partition("]")
+            port = rest.removeprefix(":") or "53"
+        elif part.count(":") == 1:
+            address, port = part.split(":")
+        else:
+            address, port = part, "53"
+        if not port.isdigit():
+            raise ValueError(f"DNS_SERVERS: cannot read {part!r} (expected ip[:port])")
+        servers.append((address, int(port)))
+    return servers
+
+
+@functools.lru_cache(maxsize=8)
+def resolver(servers: str, timeout: float) -> dns.resolver.Resolver:
+    """Return a resolver for DNS_SERVERS (empty: the system's) that gives up after ``timeout`` s."""
+    if servers:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in parse_servers(servers)]
+    else:
+        res = dns.resolver.Resolver()
+    res.lifetime = timeout
+    res.timeout = timeout
+    return res
+
+
+def _query(settings: dict, name: str, rdtype: str) -> list:
+    res = resolver(settings["DNS_SERVERS"], float(settings["DNS_TIMEOUT"]))
+    try:
+        return list(res.resolve(name, rdtype, search=False))
+    except dns.resolver.NXDOMAIN:
+        raise NoSuchDomain(f"{name}: no such domain") from None
+    except dns.resolver.NoAnswer:
+        return []
+    except dns.exception.Timeout:
+        raise DnsTimeout(f"{name} {rdtype}: DNS timeout") from None
+    except dns.resolver.NoNameservers as exc:  # SERVFAIL/REFUSED everywhere: a broken zone or server
+        raise DnsTimeout(f"{name} {rdtype}: no server answered ({exc})") from None
+
+
+def mx_records(settings: dict, domain: str) -> list[tuple[int, str]]:
+    """Return the domain's MX records as (preference, host without trailing dot); [] when none."""
+    return [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in _query(settings, domain, "MX")]
+
+
+def addresses(settings: dict, host: str) -> list[str]:
+    """Return the host's IPv4 then IPv6 addresses; [] when it has none."""
+    found = [r.address for r in _query(settings, host, "A")]
+    try:
+        found += [r.address for r in _query(settings, host, "AAAA")]
+    except DnsError:
+        if not found:  # AAAA trouble only matters when there is no A record to fall back on
+            raise
+    return found

@@ -1,0 +1,272 @@
+"""The queue: Delivery rows are the truth; Huey only carries their ids to worker threads.
+
+A row's lease (``lease_until``) means two things by status:
+- `sending`: a worker owns the row until then; after that a sweep takes it back (the send may have
+  happened: delivery is at-least-once, never at-most-once).
+- `queued`/`deferred`: a task for the row is in Huey's queue until then, so sweeps do not enqueue
+  it again; any worker may still claim it.
+Huey alone loses the tasks that were running at a crash; the start-up and periodic sweeps put
+every due or stale row back, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huey import Huey, PriorityRedisHuey, SqliteHuey
+from huey.consumer import Consumer
+from peewee import Case
+
+from . import clock, db, delivery
+from .delivery.record import refresh_messages
+from .delivery.send import DestinationSlots
+from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Delivery
+
+log = logging.getLogger(__name__)
+
+BATCH = 50  # delivery ids per task (one destination domain)
+BUSY_RETRY_SECONDS = 1  # a destination at its session cap: look again this much later
+
+
+@dataclass
+class Runtime:
+    """The queue bound to one configuration: its Huey, its task and its per-destination caps."""
+
+    settings: dict
+    huey: Huey
+    slots: DestinationSlots
+    deliver_task: object = field(default=None)
+
+    def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
+        """Enqueue (id, domain, priority) rows as tasks of up to BATCH ids per domain and priority."""
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for delivery_id, domain, priority in rows:
+            groups[(domain, priority)].append(delivery_id)
+        tasks = 0
+        for (_, priority), ids in sorted(groups.items(), key=lambda kv: kv[0][1]):
+            for start in range(0, len(ids), BATCH):
+                # Huey runs higher numbers first; Delivery.priority 1 is the highest.
+                self.deliver_task(ids[start:start + BATCH], priority=6 - priority)
+                tasks += 1
+        return tasks
+
+
+_runtime: Runtime | None = None
+
+
+def make_huey(settings: dict) -> Huey:
+    """Build the Huey for QUEUE_URL: SqliteHuey in DATA_DIR, or Redis for the scale-out mode."""
+    url = settings["QUEUE_URL"]
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return PriorityRedisHuey("appliance", url=url, results=False)
+    if url.startswith("sqlite:///"):
+        filename = url.removeprefix("sqlite:///")
+    elif not url:
+        filename = str(Path(settings["DATA_DIR"]) / "queue.db")
+    else:
+        raise ValueError(f"QUEUE_URL: unsupported scheme in {url!r} (use redis:// or sqlite:///)")
+    return SqliteHuey("appliance", filename=filename, results=False)
+
+
+def init(settings: dict) -> Runtime:
+    """Bind the queue to ``settings`` (no thread starts here; see serve.start_queue)."""
+    global _runtime
+    huey = make_huey(settings)
+    rt = Runtime(settings, huey, DestinationSlots(settings["SESSIONS_PER_DESTINATION"]))
+
+    def deliver(ids: list[int]) -> None:
+        _deliver_task(rt, ids)
+
+    rt.deliver_task = huey.task(name="deliver")(deliver)
+    _runtime = rt
+    return rt
+
+
+def runtime(settings: dict) -> Runtime:
+    """Return the queue bound to ``settings``, binding it on first use (CLI commands)."""
+    if _runtime is None or _runtime.settings is not settings:
+        return init(settings)
+    return _runtime
+
+
+# -- claiming ----------------------------------------------------------------------------------
+def _claimable(now: dt.datetime):
+    return (
+        (Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now))
+        | ((Delivery.status == SENDING) & (Delivery.lease_until < now))
+    )
+
+
+def claim(ids: list[int], lease_seconds: int) -> list[Delivery]:
+    """Take the rows among ``ids`` that are due and not leased to another worker.
+
+    Each row is taken by one UPDATE … WHERE status/lease, so two workers never both get it.
+    """
+    now = clock.now()
+    lease = now + dt.timedelta(seconds=lease_seconds)
+    taken = []
+    with db.atomic_write():
+        for delivery_id in ids:
+            if Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
+                (Delivery.id == delivery_id) & _claimable(now)
+            ).execute():
+                taken.append(delivery_id)
+    if not taken:
+        return []
+    return list(Delivery.select().where(Delivery.id.in_(taken)).order_by(
+        Delivery.priority, Delivery.next_attempt_at, Delivery.message, Delivery.id
+    ))
+
+
+def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Delivery]:
+    """Claim the next due rows for ``domain`` in priority order, then age."""
+    now = clock.now()
+    ids = [d.id for d in Delivery.select(Delivery.id).where(
+        (Delivery.domain == domain) & _claimable(now)
+    ).order_by(Delivery.priority, Delivery.next_attempt_at, Delivery.id).limit(limit)]
+    return claim(ids, lease_seconds) if ids else []
+
+
+def _deliver_task(rt: Runtime, ids: list[int]) -> None:
+    """Huey task: deliver these rows (grouped by destination), reusing one session per domain."""
+    settings = rt.settings
+    db.database.connect(reuse_if_open=True)
+    by_domain: dict[str, list[int]] = defaultdict(list)
+    for row in Delivery.select(Delivery.id, Delivery.domain).where(Delivery.id.in_(ids)):
+        by_domain[row.domain].append(row.id)
+    lease = settings["LEASE_SECONDS"]
+    for domain, domain_ids in by_domain.items():
+        if not rt.slots.try_acquire(domain):
+            rt.deliver_task.schedule((domain_ids,), delay=BUSY_RETRY_SECONDS)
+            continue
+        try:
+            rows = claim(domain_ids, lease)
+            if rows:
+                dsn_ids = delivery.deliver(rows, settings, more=lambda d=domain: claim_next(d, BATCH, lease))
+                if dsn_ids:
+                    enqueue_messages(rt, dsn_ids)
+        finally:
+            rt.slots.release(domain)
+
+
+# -- enqueueing and sweeps ---------------------------------------------------------------------
+def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
+    """Enqueue the queued deliveries of freshly stored messages (intake's on_committed hook)."""
+    rows = Delivery.select(Delivery.id, Delivery.domain, Delivery.priority).where(
+        Delivery.message.in_(message_ids) & (Delivery.status == QUEUED)
+    ).order_by(Delivery.id).tuples()
+    return rt.enqueue(list(rows))
+
+
+def sweep(rt: Runtime, *, startup: bool = False) -> int:
+    """Re-enqueue every due or stale row; return how many rows were enqueued.
+
+    The periodic sweep skips rows whose task is known to be queued (lease not expired) and rows
+    accepted within the last SWEEP_INTERVAL (their on_committed enqueue is in flight). At start-up
+    with SQLite (one process by design) nothing else can be running, so every lease is stale.
+    """
+    settings = rt.settings
+    now = clock.now()
+    pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
+    if startup and db.is_sqlite():
+        stale = Delivery.status == SENDING
+    else:
+        stale = (Delivery.status == SENDING) & (Delivery.lease_until < now)
+        if not startup:
+            grace = now - dt.timedelta(seconds=settings["SWEEP_INTERVAL"])
+            fresh = (Delivery.status == QUEUED) & (Delivery.attempts == 0) & (Delivery.updated_at > grace)
+            pending &= (Delivery.lease_until.is_null() & ~fresh) | (Delivery.lease_until < now)
+    rows = list(Delivery.select(Delivery.id, Delivery.domain, Delivery.priority).where(pending | stale).order_by(
+        Delivery.priority, Delivery.next_attempt_at, Delivery.id
+    ).tuples())
+    if not rows:
+        return 0
+    lease = now + dt.timedelta(seconds=settings["LEASE_SECONDS"])
+    ids = [r[0] for r in rows]
+    with db.atomic_write():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            # A stale `sending` row goes back to waiting: its send may or may not have happened.
+            Delivery.update(
+                status=Case(None, ((Delivery.attempts == 0, QUEUED),), DEFERRED), updated_at=now
+            ).where(Delivery.id.in_(chunk) & (Delivery.status == SENDING)).execute()
+            Delivery.update(lease_until=lease).where(Delivery.id.in_(chunk)).execute()
+    rt.enqueue(rows)
+    log.info("%s sweep: %d deliveries enqueued", "start-up" if startup else "periodic", len(rows))
+    return len(rows)
+
+
+# -- admin actions (CLI, dashboard) ------------------------------------------------------------
+def _act(refs: list[Delivery], from_statuses: tuple[str, ...], **changes) -> list[Delivery]:
+    ids = [d.id for d in refs if d.status in from_statuses]
+    if not ids:
+        return []
+    with db.atomic_write():
+        Delivery.update(updated_at=clock.now(), **changes).where(
+            Delivery.id.in_(ids) & Delivery.status.in_(list(from_statuses))
+        ).execute()
+        refresh_messages({d.message_id for d in refs})
+    return list(Delivery.select().where(Delivery.id.in_(ids)))
+
+
+def retry(rt: Runtime, rows: list[Delivery]) -> list[Delivery]:
+    """Make deferred (or queued) rows due now and enqueue them."""
+    changed = _act(rows, (QUEUED, DEFERRED), next_attempt_at=clock.now(), lease_until=None)
+    rt.enqueue([(d.id, d.domain, d.priority) for d in changed])
+    return changed
+
+
+def hold(rows: list[Delivery]) -> list[Delivery]:
+    """Hold waiting rows: nothing sends them until they are released."""
+    return _act(rows, (QUEUED, DEFERRED), status=HELD, lease_until=None)
+
+
+def release(rt: Runtime, rows: list[Delivery]) -> list[Delivery]:
+    """Release held rows: they are due now."""
+    changed = _act(rows, (HELD,), status=QUEUED, next_attempt_at=clock.now(), lease_until=None)
+    rt.enqueue([(d.id, d.domain, d.priority) for d in changed])
+    return changed
+
+
+def cancel(rows: list[Delivery]) -> list[Delivery]:
+    """Cancel waiting or held rows for good (no DSN: the admin decided)."""
+    return _act(rows, (QUEUED, DEFERRED, HELD), status=CANCELLED, lease_until=None)
+
+
+# -- running inside `serve` ---------------------------------------------------------------------
+class EmbeddedConsumer(Consumer):
+    """Huey's consumer as threads of our process: it must not take over the process's signals."""
+
+    def _set_signal_handlers(self):
+        pass
+
+
+class Sweeper:
+    """Run the periodic sweep every SWEEP_INTERVAL seconds until stopped."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.rt.settings["SWEEP_INTERVAL"]):
+            try:
+                db.database.connect(reuse_if_open=True)
+                sweep(self.rt)
+            except Exception:  # the next sweep tries again; a crash here would stop all retries
+                log.exception("periodic sweep failed")
+
+
+def consumer(rt: Runtime) -> EmbeddedConsumer:
+    """Build (not start) the worker threads; idle workers poll every WORKER_POLL_INTERVAL s."""
+    poll = float(rt.settings["WORKER_POLL_INTERVAL"])
+    return EmbeddedConsumer(
+        rt.huey, workers=rt.settings["WORKERS"], worker_type="thread", periodic=False,
+        initial_delay=min(poll, 0.05), backoff=1.15, max_delay=poll, check_worker_health=False,
+        shutdown_timeout=5,
+    )
