@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import re
 import ssl
 import threading
@@ -96,8 +98,8 @@ class SmtpService:
                     ssl=self.tls_context if implicit else None, reuse_address=True,
                 )
             except OSError as exc:
-                reason = exc.strerror or str(exc)
-                if exc.errno == 13 or listener.port < 1024 and "denied" in reason.lower():
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                if exc.errno == errno.EACCES and listener.port < 1024:
                     reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
                 self.failed.append((listener, reason))
                 log.warning("SMTP %s not listening: %s", listener, reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import socket
 import ssl
@@ -97,8 +98,8 @@ def test_supplied_tls_cert_and_key_are_used_instead_of_generated_ones(tmp_path, 
         service.stop()
 
 
-def _start_and_read_banner(overrides: dict) -> str:
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
+def _start_and_read_banner(overrides: dict, prefix: tuple[str, ...] = ()) -> str:
+    proc = subprocess.Popen([*prefix, sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
@@ -133,3 +134,13 @@ def test_serve_with_an_unreadable_listener_setting_exits_with_a_message(override
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "SMTP_LISTEN: cannot read '587/ssl'" in done.stderr
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux setpriv to drop CAP_NET_BIND_SERVICE")
+def test_a_privileged_port_without_the_capability_is_skipped_with_the_reason(overrides):
+    port = free_port()
+    overrides["SMTP_LISTEN"] = f"127.0.0.1:26/starttls,127.0.0.1:{port}/starttls"
+    no_bind = ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service")
+    banner = _start_and_read_banner(overrides, no_bind)
+    assert "SMTP 127.0.0.1:26/starttls NOT listening: Permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)" in banner
+    assert f"listening on 127.0.0.1:{port}" in banner
