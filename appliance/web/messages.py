@@ -140,7 +140,7 @@ def messages_list():
     """Search the message log; htmx polling asks for the table fragment only."""
     filters, errors = parse_filters(request.args)
     cursor = request.args.get("after") or None
-    page = search(filters, cursor)
+    page = search(filters, cursor, PAGE_SIZE)
     context = {"page": page, "filters": filters, "errors": errors, "cursor": cursor,
                "recipients": _recipients(page.messages), "accounts": _accounts(),
                "statuses": MESSAGE_STATUSES, "any_message": bool(page.messages or filters or cursor)

@@ -92,7 +92,7 @@ def overview_show():
     queue = dict(Delivery.select(Delivery.status, fn.COUNT(Delivery.id))
                  .where(Delivery.status.in_((QUEUED, SENDING, DEFERRED, HELD)))
                  .group_by(Delivery.status).tuples())
-    problems = list(Delivery.select(Delivery, Message.subject).join(Message)
+    problems = list(Delivery.select()
                     .where(Delivery.status.in_(PROBLEMS))
                     .order_by(Delivery.updated_at.desc()).limit(10))
     login_failures = list(SmtpAccount.select()
