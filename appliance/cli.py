@@ -17,7 +17,7 @@ from . import accounts as accounts_service
 from . import admins as admins_service
 from . import config, create_app, db
 from .accounts import AccountError
-from .models import Delivery, Message, SmtpAccount
+from .models import Attempt, Delivery, Message, SmtpAccount, Suppression
 
 
 def _app_factory():
@@ -225,7 +225,7 @@ def _with_deliveries(query) -> list[dict[str, Any]]:
 
 @messages.command("list")
 @click.option("--status", type=click.Choice(["queued", "sending", "deferred", "delivered", "bounced", "failed",
-                                             "suppressed", "held", "cancelled", "received"]))
+                                             "suppressed", "held", "cancelled", "received", "partial"]))
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
@@ -256,9 +256,170 @@ def messages_show(message_id: str, as_json: bool) -> None:
     if not rows:
         raise click.ClickException(f"no message {message_id!r}")
     data = rows[0]
-    lines = [f"{k}: {v}" for k, v in data.items() if k != "recipients"]
+    data["attempts"] = _attempts(data["id"])
+    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts")]
     lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
+    lines += ["timeline:"] + [
+        f"  {a['at']}  {a['recipient']}  {a['outcome']:<9} {a['code'] or ''} {a['enhanced_code']} {a['text']}"
+        f"  ({'via ' + a['mx_host'] + ' [' + a['mx_ip'] + ']' if a['mx_host'] else 'no connection'}"
+        f", {a['tls'] or 'no TLS'}, {a['duration_ms']} ms)"
+        for a in data["attempts"]
+    ] if data["attempts"] else []
     _emit(data, as_json, "\n".join(lines))
+
+
+def _attempts(message_id: str) -> list[dict[str, Any]]:
+    """Every delivery attempt of a message, oldest first (the timeline)."""
+    rows = Attempt.select(Attempt, Delivery).join(Delivery).where(Delivery.message == message_id).order_by(
+        Attempt.started_at, Attempt.id
+    )
+    return [
+        {"at": _ts(a.started_at), "recipient": a.delivery.rcpt, "outcome": a.outcome, "code": a.code,
+         "enhanced_code": a.enhanced_code, "text": a.text, "mx_host": a.mx_host, "mx_ip": a.mx_ip,
+         "tls": a.tls, "duration_ms": a.duration_ms}
+        for a in rows
+    ]
+
+
+# -- queue (deliveries waiting to go out) --------------------------------------------------------
+@cli.group("queue")
+def queue_group() -> None:
+    """Deliveries waiting to go out: list, retry now, hold, release, cancel."""
+
+
+def delivery_dict(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id, "message": d.message_id, "recipient": d.rcpt, "status": d.status, "priority": d.priority,
+        "attempts": d.attempts, "next_attempt_at": _ts(d.next_attempt_at), "last_reply": d.last_reply,
+    }
+
+
+def _deliveries(refs: tuple[str, ...]) -> list[Delivery]:
+    """Deliveries named by id, or every delivery of messages named by their ULID."""
+    ids = [int(r) for r in refs if r.isdigit()]
+    messages = [r.strip().upper() for r in refs if not r.isdigit()]
+    rows = list(Delivery.select().where(Delivery.id.in_(ids) | Delivery.message.in_(messages)).order_by(Delivery.id))
+    if not rows:
+        raise click.ClickException(f"no delivery or message matches {' '.join(refs)}")
+    return rows
+
+
+@queue_group.command("list")
+@click.option("--status", type=click.Choice(["queued", "sending", "deferred", "held"]), help="Only this status.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_list(status: str | None, limit: int, as_json: bool) -> None:
+    """List deliveries that are waiting (queued, sending, deferred, held), most urgent first."""
+    wanted = [status] if status else ["queued", "sending", "deferred", "held"]
+    rows = [delivery_dict(d) for d in Delivery.select().where(Delivery.status.in_(wanted)).order_by(
+        Delivery.priority, Delivery.next_attempt_at, Delivery.id).limit(limit)]
+    text = "\n".join(
+        f"{r['id']:>6}  {r['message']}  {r['status']:<8} p{r['priority']} try {r['attempts']}"
+        f"  next {r['next_attempt_at']}  {r['recipient']}  {r['last_reply']}".rstrip()
+        for r in rows
+    ) or "the queue is empty"
+    _emit(rows, as_json, text)
+
+
+def _queue_action(verb: str, refs: tuple[str, ...], as_json: bool) -> None:
+    from flask import current_app
+
+    from . import queue
+
+    rows = _deliveries(refs)
+    if verb in ("retry", "release"):
+        changed = getattr(queue, verb)(queue.runtime(current_app.config), rows)
+    else:
+        changed = getattr(queue, verb)(rows)
+    data = [delivery_dict(d) for d in changed]
+    skipped = len(rows) - len(changed)
+    _emit(data, as_json, f"{verb}: {len(changed)} deliver{'y' if len(changed) == 1 else 'ies'}"
+          + (f" ({skipped} skipped: not in a state that allows it)" if skipped else ""))
+
+
+@queue_group.command("retry")
+@click.argument("refs", nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_retry(refs: tuple[str, ...], as_json: bool) -> None:
+    """Try deferred deliveries now (IDs: delivery ids or message ids)."""
+    _queue_action("retry", refs, as_json)
+
+
+@queue_group.command("hold")
+@click.argument("refs", nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_hold(refs: tuple[str, ...], as_json: bool) -> None:
+    """Hold waiting deliveries until released."""
+    _queue_action("hold", refs, as_json)
+
+
+@queue_group.command("release")
+@click.argument("refs", nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_release(refs: tuple[str, ...], as_json: bool) -> None:
+    """Release held deliveries: they go out now."""
+    _queue_action("release", refs, as_json)
+
+
+@queue_group.command("cancel")
+@click.argument("refs", nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_cancel(refs: tuple[str, ...], as_json: bool) -> None:
+    """Cancel waiting or held deliveries for good (no bounce is sent)."""
+    _queue_action("cancel", refs, as_json)
+
+
+# -- suppressions --------------------------------------------------------------------------------
+@cli.group()
+def suppressions() -> None:
+    """Addresses that are never sent to (hard bounces, or added by hand)."""
+
+
+def suppression_dict(s: Suppression) -> dict[str, Any]:
+    return {"address": s.address, "source": s.source, "reason": s.reason, "created_at": _ts(s.created_at)}
+
+
+@suppressions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def suppressions_list(as_json: bool) -> None:
+    """List suppressed addresses, newest first."""
+    rows = [suppression_dict(s) for s in Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())]
+    text = "\n".join(f"{r['address']:<40} {r['source']:<7} {r['created_at']}  {r['reason']}" for r in rows)
+    _emit(rows, as_json, text or "no suppressed addresses")
+
+
+@suppressions.command("add")
+@click.argument("address")
+@click.option("--reason", default="added by an admin", show_default=True)
+@with_appcontext
+def suppressions_add(address: str, reason: str) -> None:
+    """Suppress an address: later messages to it are accepted and recorded, never sent."""
+    from . import clock
+
+    address = address.strip().lower()
+    if "@" not in address:
+        raise click.ClickException(f"{address!r} is not an email address")
+    if Suppression.select().where(Suppression.address == address).exists():
+        click.echo(f"{address} was already suppressed")
+        return
+    Suppression.create(address=address, reason=reason, source="manual", created_at=clock.now())
+    click.echo(f"suppressed {address}")
+
+
+@suppressions.command("remove")
+@click.argument("address")
+@with_appcontext
+def suppressions_remove(address: str) -> None:
+    """Stop suppressing an address."""
+    if not Suppression.delete().where(Suppression.address == address.strip().lower()).execute():
+        raise click.ClickException(f"{address} is not suppressed")
+    click.echo(f"{address.strip().lower()} is no longer suppressed")
 
 
 def main(argv: list[str] | None = None) -> int:

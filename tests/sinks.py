@@ -102,7 +102,7 @@ class Sink:
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
               and (auth_data.login.decode(), auth_data.password.decode()) == self.auth)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=True would send no reply at all
 
     @property
     def messages(self) -> list[Received]:

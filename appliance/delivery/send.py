@@ -152,11 +152,19 @@ class Session:
                 self._starttls(target, smarthost_mod.tls_context(s["SMARTHOST_CA_FILE"]))
             if upstream.username:
                 try:
-                    self.client.login(upstream.username, upstream.password)
+                    self._login(upstream.username, upstream.password)
                 except smtplib.SMTPAuthenticationError as exc:
                     reply = Reply.parse(exc.smtp_code, exc.smtp_error)
                     raise SessionError(Reply(454, "4.7.0", f"smarthost refused our AUTH: {reply}")) from None
         self.peer.tls = _tls_info(self.client.sock)
+
+    def _login(self, username: str, password: str) -> None:
+        # One mechanism, PLAIN when offered: smtplib's login() would try every other offered
+        # mechanism after a refusal, multiplying failed logins on the upstream's counters.
+        offered = self.client.esmtp_features.get("auth", "").upper().split()
+        mechanism = "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
+        self.client.user, self.client.password = username, password
+        self.client.auth(mechanism, getattr(self.client, f"auth_{mechanism.lower()}"))
 
     def _ehlo(self, target: Target) -> None:
         code, text = self.client.ehlo()
@@ -169,7 +177,7 @@ class Session:
         try:
             self.client.starttls(context=context)
         except ssl.SSLError as exc:
-            raise SessionError(Reply(451, "4.7.5", f"TLS with {target.name} failed: {exc.reason or exc}")) from None
+            raise SessionError(_tls_failure(target, exc)) from None
         except smtplib.SMTPResponseException as exc:
             raise SessionError(_as_temporary(Reply.parse(exc.smtp_code, exc.smtp_error), target)) from None
         self._ehlo(target)
@@ -260,9 +268,15 @@ def _as_temporary(reply: Reply, target: Target) -> Reply:
                  f"{target.name} answered {reply}")
 
 
+def _tls_failure(target: Target, exc: ssl.SSLError) -> Reply:
+    detail = getattr(exc, "verify_message", "")
+    reason = f"{exc.reason or exc}" + (f" ({detail})" if detail else "")
+    return Reply(451, "4.7.5", f"TLS with {target.name} failed: {reason}")
+
+
 def _network_reply(target: Target, exc: Exception) -> Reply:
     if isinstance(exc, ssl.SSLError):
-        return Reply(451, "4.7.5", f"TLS with {target.name} failed: {exc.reason or exc}")
+        return _tls_failure(target, exc)
     if isinstance(exc, socket.timeout | TimeoutError):
         return Reply(451, "4.4.1", f"{target.name} [{target.address}]:{target.port} timed out")
     if isinstance(exc, ConnectionRefusedError):
