@@ -5,23 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from peewee import Tuple
 
-from .. import clock
+from .. import queue
+from ..delivery.record import PARTIAL
 from ..intake import MalformedMessage, parse_header_block
 from ..models import (
-    BOUNCED,
-    CANCELLED,
     DEFERRED,
-    DELIVERED,
     DELIVERY_STATUSES,
-    FAILED,
     HELD,
     QUEUED,
     RECEIVED,
-    SENDING,
-    SUPPRESSED,
     Attempt,
     Delivery,
     Message,
@@ -34,7 +29,7 @@ from .permissions import admin_required, viewer_required
 bp = Blueprint("messages", __name__, url_prefix="/messages")
 
 PAGE_SIZE = 50
-MESSAGE_STATUSES = (*DELIVERY_STATUSES, RECEIVED)
+MESSAGE_STATUSES = (*DELIVERY_STATUSES, PARTIAL, RECEIVED)
 FILTERS = ("rcpt", "sender", "subject", "msgid", "account", "status", "since", "until")
 
 
@@ -184,39 +179,26 @@ def messages_show(message_id: str):
                            actions=ACTIONS)
 
 
-# Each action moves deliveries from some statuses to another; delivery workers pick up QUEUED ones
-# whose next_attempt_at has come (the periodic sweep re-enqueues them).
-ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "retry": ((DEFERRED, FAILED, BOUNCED), QUEUED, "Retry now"),
-    "hold": ((QUEUED, DEFERRED), HELD, "Hold"),
-    "release": ((HELD,), QUEUED, "Release"),
-    "cancel": ((QUEUED, DEFERRED, HELD), CANCELLED, "Cancel"),
+# The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).
+ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "retry": ((QUEUED, DEFERRED), "Retry now"),
+    "hold": ((QUEUED, DEFERRED), "Hold"),
+    "release": ((HELD,), "Release"),
+    "cancel": ((QUEUED, DEFERRED, HELD), "Cancel"),
 }
 
 
-def message_status(statuses: list[str]) -> str:
-    """Summarise a message's delivery statuses into one (the most pressing one wins)."""
-    for status in (SENDING, QUEUED, DEFERRED, HELD, BOUNCED, FAILED, DELIVERED, SUPPRESSED):
-        if status in statuses:
-            return status
-    return statuses[0] if statuses else QUEUED
-
-
 def apply_action(message_id: str, action: str, delivery_id: int | None = None) -> int:
-    """Apply retry/hold/release/cancel to a message's deliveries; return how many changed."""
-    sources, target, _label = ACTIONS[action]
-    now = clock.now()
-    changes = {Delivery.status: target, Delivery.updated_at: now}
-    if target == QUEUED:
-        changes[Delivery.next_attempt_at] = now
-    query = Delivery.update(changes).where(Delivery.message == message_id, Delivery.status.in_(sources))
+    """Retry, hold, release or cancel a message's deliveries (or one); return how many changed."""
+    rows = Delivery.select().where(Delivery.message == message_id)
     if delivery_id is not None:
-        query = query.where(Delivery.id == delivery_id)
-    changed = query.execute()
-    if changed:
-        statuses = [d.status for d in Delivery.select(Delivery.status).where(Delivery.message == message_id)]
-        Message.update(status=message_status(statuses)).where(Message.id == message_id).execute()
-    return changed
+        rows = rows.where(Delivery.id == delivery_id)
+    rows = list(rows)
+    if action in ("retry", "release"):  # these enqueue the rows for the workers at once
+        changed = getattr(queue, action)(queue.runtime(current_app.config), rows)
+    else:
+        changed = getattr(queue, action)(rows)
+    return len(changed)
 
 
 def _action_view(action: str):
@@ -224,13 +206,13 @@ def _action_view(action: str):
         message = _get(message_id)
         delivery = request.form.get("delivery", "")
         changed = apply_action(message.id, action, int(delivery) if delivery.isdigit() else None)
-        label = ACTIONS[action][2].lower()
+        label = ACTIONS[action][1].lower()
         flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
               if changed else f"Nothing to {label}: no delivery is in a state that allows it.")
         return redirect(url_for("messages.messages_show", message_id=message.id))
 
     view.__name__ = f"messages_{action}"
-    view.__doc__ = f"{ACTIONS[action][2]} the message's deliveries (or one, given `delivery`)."
+    view.__doc__ = f"{ACTIONS[action][1]} the message's deliveries (or one, given `delivery`)."
     return view
 
 

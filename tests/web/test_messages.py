@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from appliance import accounts
+from appliance import accounts, clock
 from appliance.models import Attempt, Delivery, Message
 from appliance.web import messages
 
@@ -149,13 +149,13 @@ def test_hold_then_release_moves_deliveries_and_the_message_status(client, store
     assert Message.get_by_id(message_id).status == "queued"
 
 
-def test_retry_requeues_a_deferred_delivery_now(client, store_message):
+def test_retry_makes_a_deferred_delivery_due_now(client, store_message):
     message_id = store_message()
     later = dt.datetime(2999, 1, 1)
     Delivery.update(status="deferred", next_attempt_at=later).where(Delivery.message == message_id).execute()
     client.form(f"/messages/{message_id}/retry")
     delivery = Delivery.get(Delivery.message == message_id)
-    assert delivery.status == "queued" and delivery.next_attempt_at < later
+    assert delivery.status == "deferred" and delivery.next_attempt_at <= clock.now()
 
 
 def test_cancel_acts_on_one_recipient_when_asked(client, store_message):
