@@ -1,0 +1,161 @@
+"""Relay benchmark: accept → delivered at a loopback remote (a benchmark, not a test).
+
+Starts the appliance as a real process (`python app.py`) whose DNS_SERVERS points at a loopback
+DNS server in this process (MX dst.test → 127.0.0.1) and whose DELIVERY_PORT is a loopback sink.
+
+  latency     a fixed offered load (RATE msg/s for DURATION s, one session, an IP-only account) to an
+              aiosmtpd sink in this process: accept-to-delivered p50/p99, from the 250 of our
+              DATA to the end of the sink's DATA (targets: p50 < 50 ms, p99 < 250 ms at 20 msg/s).
+  throughput  Postfix's smtp-source (SESSIONS sessions, SIZE bytes) into the appliance, delivered to
+              Postfix's smtp-sink; then the same load into the Postfix reference instance
+              (../shared/bench/postfix-reference.sh), which relays to the same smtp-sink.
+              Prints messages/s from the first byte sent to the last message counted at the sink,
+              and the ratio ours/Postfix (target: ≥ 1).
+
+    python bench/relay.py
+    python bench/relay.py --mode latency --rate 20 --duration 30
+    python bench/relay.py --mode throughput --sessions 20 --messages 2000 --size 10240
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+
+from _common import REPO, Appliance, free_port, machine, percentile
+
+sys.path.insert(0, str(REPO))
+from aiosmtpd.controller import Controller  # noqa: E402
+
+from tests.dnsserver import DnsServer  # noqa: E402
+
+REFERENCE = REPO.parent / "shared" / "bench" / "postfix-reference.sh"
+PF_RELAY, PF_SINK = 12525, 12526
+_QUEUED = re.compile(rb"queued as ([0-9A-Z]{26})")
+_ID = re.compile(rb"\tid ([0-9A-Z]{26})")
+
+
+class TimingSink:
+    """aiosmtpd handler that notes when each appliance message id arrived."""
+
+    def __init__(self):
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        now = time.monotonic()
+        match = _ID.search(envelope.original_content)
+        if match:
+            with self.lock:
+                self.arrived.setdefault(match.group(1).decode(), now)
+        return "250 2.0.0 Ok"
+
+
+def dns_for(sink_ip: str = "127.0.0.1") -> DnsServer:
+    dns = DnsServer().start()
+    dns.mx("dst.test", (10, "mx.dst.test"))
+    dns.a("mx.dst.test", sink_ip)
+    return dns
+
+
+def latency(rate: float, duration: float) -> None:
+    dns, port = dns_for(), free_port()
+    handler = TimingSink()
+    sink = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="mx.dst.test")
+    sink.start()
+    env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(port)}
+    body = b"From: a@src.test\r\nTo: b@dst.test\r\nSubject: latency\r\n\r\n" + (b"x" * 76 + b"\r\n") * 26
+    accepted: dict[str, float] = {}
+    try:
+        with Appliance(extra_env=env) as app:
+            app.create_account("bench-ip", "--ip", "127.0.0.0/8", "--ip-only")
+            count = int(rate * duration)
+            with smtplib.SMTP("127.0.0.1", app.submission_port, local_hostname="client.test", timeout=30) as client:
+                client.ehlo()
+                start = time.monotonic()
+                for i in range(count):
+                    time.sleep(max(0.0, start + i / rate - time.monotonic()))
+                    client.mail("a@src.test")
+                    client.rcpt("b@dst.test")
+                    code, reply = client.data(body)
+                    done = time.monotonic()
+                    match = _QUEUED.search(reply)
+                    if code == 250 and match:
+                        accepted[match.group(1).decode()] = done
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(handler.arrived) < len(accepted):
+                time.sleep(0.05)
+    finally:
+        sink.stop()
+        dns.stop()
+    lat = [(handler.arrived[k] - t) * 1000 for k, t in accepted.items() if k in handler.arrived]
+    print(f"latency: {len(accepted)} accepted at {rate:g} msg/s, {len(lat)} delivered")
+    print(f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms"
+          f"  max {max(lat, default=float('nan')):.1f} ms   (targets: p50 < 50, p99 < 250)")
+
+
+def reference(*args: str) -> str:
+    return subprocess.run(["bash", str(REFERENCE), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def sink_count() -> int:
+    return int(reference("count") or 0)
+
+
+def smtp_source(port: int, sessions: int, messages: int, size: int) -> float:
+    before = sink_count()
+    start = time.monotonic()
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size), "-d",
+                    "-f", "a@src.test", "-t", "b@dst.test", "-M", "client.test", f"127.0.0.1:{port}"],
+                   check=True, capture_output=True, timeout=900)
+    deadline = time.monotonic() + 600
+    while sink_count() - before < messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    delivered = sink_count() - before
+    if delivered < messages:
+        print(f"  only {delivered}/{messages} reached the sink")
+    return delivered / (time.monotonic() - start)
+
+
+def throughput(sessions: int, messages: int, size: int) -> None:
+    if not shutil.which("smtp-source"):
+        sys.exit("smtp-source not found: apt-get install postfix (or run postfix-reference.sh start once)")
+    print(reference("start"))
+    dns = dns_for()
+    env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(PF_SINK)}
+    try:
+        with Appliance(extra_env=env) as app:
+            app.create_account("bench-ip", "--ip", "127.0.0.0/8", "--ip-only")
+            ours = smtp_source(app.submission_port, sessions, messages, size)
+        theirs = smtp_source(PF_RELAY, sessions, messages, size)
+    finally:
+        dns.stop()
+        reference("stop")
+    print(f"throughput ({sessions} sessions, {size} B, {messages} messages, accept → delivered at smtp-sink):")
+    print(f"  appliance {ours:.0f} msg/s   postfix {theirs:.0f} msg/s   ratio ours/postfix {ours / theirs:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["all", "latency", "throughput"], default="all")
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=10240)
+    args = parser.parse_args()
+    print(machine())
+    if args.mode in ("all", "latency"):
+        latency(args.rate, args.duration)
+    if args.mode in ("all", "throughput"):
+        throughput(args.sessions, args.messages, args.size)
+
+
+if __name__ == "__main__":
+    main()
