@@ -4,7 +4,7 @@ set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 # Debian packages the tests drive for real.
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs"
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
