@@ -105,7 +105,9 @@ def reference(*args: str) -> str:
 
 
 def sink_count() -> int:
-    return int(reference("count") or 0)
+    # `count` exits non-zero until smtp-sink has logged its first message.
+    out = subprocess.run(["bash", str(REFERENCE), "count"], capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
 
 
 def smtp_source(port: int, sessions: int, messages: int, size: int) -> float:
