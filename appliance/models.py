@@ -56,6 +56,10 @@ class SmtpAccount(BaseModel):
     last_failure_at = DateTimeField(null=True)
     last_failure_ip = CharField(null=True)
     last_failure_reason = CharField(null=True)
+    # Sender authorization (issue 5): both lists empty = every verified sender is allowed.
+    authorized_domains = TextField(default="")  # lower-cased, one per line
+    authorized_senders = TextField(default="")  # lower-cased addresses, one per line
+    sender_mode = CharField(default="block")  # block | alert: what an unauthorized sender gets
 
     @property
     def networks(self) -> list[str]:
@@ -135,4 +139,56 @@ class Suppression(BaseModel):
         return {row.address: row.reason for row in rows}
 
 
-MODELS = (AdminUser, SmtpAccount, Message, MessageBody, Delivery, Attempt, Suppression)
+class Sender(BaseModel):
+    """An address that may appear as sender once verified (by its link, or by an admin)."""
+
+    id = AutoField()
+    email = CharField(unique=True)  # lower-cased
+    created_at = DateTimeField(default=clock.now)
+    verified_at = DateTimeField(null=True)
+    verified_by = CharField(default="")  # "link" | "admin"
+    link_sent_at = DateTimeField(null=True)
+
+    @property
+    def verified(self) -> bool:
+        return self.verified_at is not None
+
+
+class Domain(BaseModel):
+    """A sending domain with its DKIM keys and the last DNS check of each record."""
+
+    id = AutoField()
+    name = CharField(unique=True)  # lower-cased, no trailing dot
+    selector = CharField()
+    rsa_key = TextField()  # PEM (PKCS#8) private key, RSA-2048
+    ed25519_key = TextField()  # base64 of the 32-byte Ed25519 seed (dkimpy's format)
+    # A rotation's new keys wait here until their DKIM record is published (then they replace the above).
+    next_selector = CharField(null=True)
+    next_rsa_key = TextField(default="")
+    next_ed25519_key = TextField(default="")
+    verified = BooleanField(default=False)
+    record_status = TextField(default="{}")  # JSON: record key → {"status", "error"}
+    created_at = DateTimeField(default=clock.now)
+    last_checked_at = DateTimeField(null=True)
+
+
+class Alert(BaseModel):
+    """Something the admin should know; repeats of an open alert fold into its count."""
+
+    id = AutoField()
+    kind = CharField()  # e.g. "unauthorized-sender-blocked", "dns-record-broken"
+    severity = CharField(default="warning")  # info | warning | critical
+    subject = CharField()  # what it is about: "account 1.shop.smtp", "domain example.com"
+    text = TextField(default="")  # the latest occurrence in plain words
+    first_seen = DateTimeField(default=clock.now)
+    last_seen = DateTimeField(default=clock.now)
+    count = IntegerField(default=1)
+    acknowledged = BooleanField(default=False)
+    acknowledged_at = DateTimeField(null=True)
+    acknowledged_by = CharField(default="")
+
+    class Meta:
+        indexes = ((("kind", "subject", "acknowledged"), False),)
+
+
+MODELS = (AdminUser, SmtpAccount, Message, MessageBody, Delivery, Attempt, Suppression, Sender, Domain, Alert)
