@@ -54,6 +54,7 @@ def resolver(servers: str, timeout: float) -> dns.resolver.Resolver:
         res = dns.resolver.Resolver()
     res.lifetime = timeout
     res.timeout = timeout
+    res.cache = dns.resolver.LRUCache(4096)  # answers are reused for their TTL
     return res
 
 

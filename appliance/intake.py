@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import email.utils
+import functools
 import logging
-import queue
 import re
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 
-import peewee
 from ulid import ULID
 
 from . import clock, db, policy
@@ -165,7 +162,7 @@ def prepare(
     )
 
 
-def store(item: Incoming) -> None:
+def store(item: Incoming) -> str:
     """Insert one message, its body and one Delivery per recipient (inside the caller's transaction)."""
     now = clock.now()
     suppressed = Suppression.reasons_for(item.rcpts) if item.direction == "outbound" else {}
@@ -180,7 +177,7 @@ def store(item: Incoming) -> None:
     ).execute()
     MessageBody.insert(message=item.id, data=item.data).execute()
     if item.direction == "inbound":
-        return
+        return item.id
     rows = []
     for rcpt in item.rcpts:
         reason = suppressed.get(rcpt.lower())
@@ -191,6 +188,7 @@ def store(item: Incoming) -> None:
             "last_reply": f"suppressed: {reason}" if reason is not None else "",
         })
     Delivery.insert_many(rows).execute()
+    return item.id
 
 
 def _storage_reply(exc: BaseException | None) -> str:
@@ -205,79 +203,35 @@ def _storage_reply(exc: BaseException | None) -> str:
 
 
 class GroupCommitter:
-    """One writer thread that stores accepted messages in shared transactions (group commit).
+    """Accepted mail's way to disk: each message is a job of the process's GroupWriter.
 
-    Each caller gets a future that resolves only after its transaction is durable (WAL,
-    synchronous=FULL), so the 250 is sent after the fsync, while concurrent sessions share one.
+    ``submit`` gives a future that resolves to the message id once its transaction is durable,
+    or raises StorageError with the SMTP reply to give (nothing of it is stored then).
     """
 
     def __init__(self, max_batch: int = 64, on_committed: Callable[[list[str]], None] | None = None):
-        self.max_batch = max_batch
+        self.writer = db.GroupWriter(max_batch)
         self.on_committed = on_committed
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
-        self._thread.start()
+        self.writer.start()
+        db.use_writer(self.writer)
 
     def stop(self) -> None:
-        if self._thread:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        db.use_writer(None)
+        self.writer.stop()
 
     def submit(self, item: Incoming) -> concurrent.futures.Future:
         """Queue a message for storage; the future resolves to its id or raises StorageError."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((item, future))
-        return future
+        outcome: concurrent.futures.Future = concurrent.futures.Future()
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            stopping = False
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            self._write(batch)
-            if stopping:
-                break
-        if not db.database.is_closed():
-            db.database.close()
+        def done(stored: concurrent.futures.Future) -> None:
+            exc = stored.exception()
+            if exc is None:
+                outcome.set_result(stored.result())
+            else:
+                log.error("could not store message %s: %s", item.id, exc)
+                outcome.set_exception(StorageError(_storage_reply(exc)))
 
-    def _write(self, batch: list) -> None:
-        try:
-            self._commit([item for item, _ in batch])
-        except (peewee.DatabaseError, sqlite3.DatabaseError, OSError) as exc:
-            if len(batch) > 1:
-                # One bad message must not fail its neighbours: retry them one by one.
-                for one in batch:
-                    self._write([one])
-                return
-            log.error("could not store message %s: %s", batch[0][0].id, exc)
-            db.database.close()  # a broken connection is reopened on the next write
-            batch[0][1].set_exception(StorageError(_storage_reply(exc)))
-            return
-        ids = [item.id for item, _ in batch]
-        for item, future in batch:
-            future.set_result(item.id)
-        if self.on_committed:
-            try:
-                self.on_committed(ids)
-            except Exception:  # the mail is safe; a sweep will pick it up
-                log.exception("post-commit hook failed for %s", ids)
-
-    def _commit(self, items: list[Incoming]) -> None:
-        with db.atomic_write():
-            for item in items:
-                store(item)
+        self.writer.submit(functools.partial(store, item), self.on_committed).add_done_callback(done)
+        return outcome

@@ -12,6 +12,7 @@ every due or stale row back, so nothing acknowledged is lost.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -105,22 +106,26 @@ def _claimable(now: dt.datetime):
 def claim(ids: list[int], lease_seconds: int) -> list[Delivery]:
     """Take the rows among ``ids`` that are due and not leased to another worker.
 
-    Each row is taken by one UPDATE … WHERE status/lease, so two workers never both get it.
+    Each row is taken by one UPDATE … WHERE status/lease, so two workers never both get it. The
+    updates run on the process's writer (shared commits) rather than on this worker's thread.
     """
-    now = clock.now()
-    lease = now + dt.timedelta(seconds=lease_seconds)
-    taken = []
-    with db.atomic_write():
-        for delivery_id in ids:
-            if Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
-                (Delivery.id == delivery_id) & _claimable(now)
-            ).execute():
-                taken.append(delivery_id)
+    taken = db.write(functools.partial(_take, ids, lease_seconds)).result()
     if not taken:
         return []
     return list(Delivery.select().where(Delivery.id.in_(taken)).order_by(
         Delivery.priority, Delivery.next_attempt_at, Delivery.message, Delivery.id
     ))
+
+
+def _take(ids: list[int], lease_seconds: int) -> list[int]:
+    now = clock.now()
+    lease = now + dt.timedelta(seconds=lease_seconds)
+    return [
+        delivery_id for delivery_id in ids
+        if Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
+            (Delivery.id == delivery_id) & _claimable(now)
+        ).execute()
+    ]
 
 
 def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Delivery]:
@@ -135,7 +140,7 @@ def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Delivery]:
 def _deliver_task(rt: Runtime, ids: list[int]) -> None:
     """Huey task: deliver these rows (grouped by destination), reusing one session per domain."""
     settings = rt.settings
-    db.database.connect(reuse_if_open=True)
+    db.connect_worker()
     by_domain: dict[str, list[int]] = defaultdict(list)
     for row in Delivery.select(Delivery.id, Delivery.domain).where(Delivery.id.in_(ids)):
         by_domain[row.domain].append(row.id)

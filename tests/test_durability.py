@@ -95,6 +95,7 @@ def test_messages_waiting_together_share_one_commit(app):
     ids = [f.result(timeout=10) for f in futures]
     committer.stop()
     assert batches == [ids]  # one transaction, one fsync, for all ten
+    assert committer.writer.commits == 1
     with app.app_context():
         assert Message.select().count() == 10 and Delivery.select().count() == 10
 
@@ -105,7 +106,7 @@ def test_one_bad_message_does_not_fail_the_others_in_its_batch(app, monkeypatch)
     def store(item):
         if item.summary["subject"] == "m3":
             raise peewee.IntegrityError("bad row")
-        real_store(item)
+        return real_store(item)
 
     monkeypatch.setattr(intake, "store", store)
     committer = intake.GroupCommitter()

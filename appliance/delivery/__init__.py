@@ -5,11 +5,13 @@ Called by queue workers with rows they have claimed; never on the SMTP event loo
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from itertools import groupby
 
-from .. import clock
+from .. import clock, db
 from ..models import Delivery, Message, MessageBody
 from .record import Outcome, record
 from .route import RouteError, route
@@ -25,16 +27,33 @@ def _outcomes(rows: list[Delivery], replies, peer: Peer, started, t0: float) -> 
 
 def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delivery]]) -> list[str]:
     """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over
-    the same session; record every outcome; return the ids of the DSNs this queued."""
-    dsn_ids: list[str] = []
+    the same session; record every outcome; return the ids of the DSNs this queued.
+
+    Outcomes go to the process's writer without waiting for each commit (the rows stay leased
+    meanwhile, so nothing else takes them); the session's outcomes are awaited before returning.
+    """
+    recorded: list[Future] = []
+
+    def record_later(group: list[Delivery], replies, peer: Peer, started, t0: float) -> None:
+        outcomes = _outcomes(group, replies, peer, started, t0)
+        recorded.append(db.write(functools.partial(record, outcomes, settings)))
+
+    try:
+        _deliver(rows, settings, more, record_later)
+    finally:
+        dsn_ids = [dsn_id for future in recorded for dsn_id in future.result()]
+    return dsn_ids
+
+
+def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delivery]], record_later) -> None:
     started, t0 = clock.now(), time.monotonic()
     try:
         path = route(settings, rows[0].domain)
     except RouteError as exc:
         for _, group in groupby(rows, key=lambda d: d.message_id):
             group = list(group)
-            dsn_ids += record(_outcomes(group, [exc.reply] * len(group), Peer(), started, t0), settings)
-        return dsn_ids
+            record_later(group, [exc.reply] * len(group), Peer(), started, t0)
+        return
 
     session = Session(path, settings)
     try:
@@ -42,8 +61,8 @@ def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delive
     except SessionError as exc:
         for _, group in groupby(rows, key=lambda d: d.message_id):
             group = list(group)
-            dsn_ids += record(_outcomes(group, [exc.reply] * len(group), session.peer, started, t0), settings)
-        return dsn_ids
+            record_later(group, [exc.reply] * len(group), session.peer, started, t0)
+        return
 
     sent = 0
     try:
@@ -51,14 +70,13 @@ def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delive
             for message_id, group in groupby(rows, key=lambda d: d.message_id):
                 group = list(group)
                 started, t0 = clock.now(), time.monotonic()
-                message = Message.get_by_id(message_id)
+                message = Message.select(Message.mail_from).where(Message.id == message_id).get()
                 data = bytes(MessageBody.get_by_id(message_id).data)
                 replies = session.send(message.mail_from, [d.rcpt for d in group], data)
-                dsn_ids += record(_outcomes(group, replies, session.peer, started, t0), settings)
+                record_later(group, replies, session.peer, started, t0)
                 sent += 1
             if not session.alive or sent >= MESSAGES_PER_SESSION:
                 break
             rows = more()
     finally:
         session.close()
-    return dsn_ids
