@@ -8,6 +8,7 @@ import pytest
 
 from appliance import admins, intake
 from appliance.db import atomic_write
+from appliance.models import Domain
 
 ADMIN = ("admin@relay.test", "correct horse battery")
 VIEWER = ("viewer@relay.test", "read only staple 42")
@@ -76,6 +77,12 @@ def viewer_client(app, viewer) -> Dashboard:
     dashboard = Dashboard(app.test_client())
     assert dashboard.login(*viewer).status_code == 302
     return dashboard
+
+
+@pytest.fixture
+def sending_domain(app):
+    """shop.test as a verified sending domain, so accounts may send from it over SMTP."""
+    return Domain.create(name="shop.test", selector="test", rsa_key="", ed25519_key="", verified=True)
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ def _smtp_port(app, index: int) -> int:
     return int(app.config["SMTP_LISTEN"].split(",")[index].split(":")[1].split("/")[0])
 
 
-def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(app, page, smtp_server):
+def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(app, page, smtp_server,
+                                                                                   sending_domain):
     with app.app_context():
         admins.create(*ADMIN)
 
