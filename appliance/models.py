@@ -83,6 +83,16 @@ class Message(BaseModel):
     tls = CharField(default="")
     received_at = DateTimeField(default=clock.now, index=True)
 
+    class Meta:
+        # The message log's keyset pages under each filter (migrations/0003_message_log_indexes.py).
+        indexes = (
+            (("received_at", "id"), False),
+            (("account", "received_at", "id"), False),
+            (("status", "received_at", "id"), False),
+            (("mail_from", "received_at"), False),
+            (("message_id_header",), False),
+        )
+
 
 class MessageBody(BaseModel):
     message = ForeignKeyField(Message, primary_key=True, backref="body_row", on_delete="CASCADE")
@@ -92,7 +102,7 @@ class MessageBody(BaseModel):
 class Delivery(BaseModel):
     id = AutoField()
     message = ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE")
-    rcpt = CharField()
+    rcpt = CharField(index=True)
     domain = CharField(index=True)
     status = CharField(default=QUEUED)
     priority = IntegerField(default=3)

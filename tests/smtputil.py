@@ -50,14 +50,20 @@ class RawSMTP:
             self.sock.close()
 
 
-def authenticated_raw(smtp_server, username: str, password: str) -> RawSMTP:
-    """A RawSMTP session on the STARTTLS port, encrypted and logged in."""
-    import base64
-
+def encrypted_raw(smtp_server) -> RawSMTP:
+    """A RawSMTP session on the STARTTLS port, after STARTTLS and a second EHLO."""
     raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
     raw.cmd("EHLO client.test")
     raw.starttls(smtp_server.client_context(), "relay.test")
     raw.cmd("EHLO client.test")
+    return raw
+
+
+def authenticated_raw(smtp_server, username: str, password: str) -> RawSMTP:
+    """A RawSMTP session on the STARTTLS port, encrypted and logged in."""
+    import base64
+
+    raw = encrypted_raw(smtp_server)
     token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
     code, text = raw.cmd(f"AUTH PLAIN {token}")
     assert code == 235, text

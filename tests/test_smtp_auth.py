@@ -11,7 +11,7 @@ import pytest
 from appliance import accounts
 from appliance.models import SmtpAccount
 
-from .smtputil import RawSMTP
+from .smtputil import RawSMTP, encrypted_raw
 
 
 def plain(username: str, password: str) -> str:
@@ -70,10 +70,7 @@ def test_implicit_tls_port_offers_and_accepts_auth(smtp_server, account):
 def test_login_challenges_are_plain_base64_without_nul_bytes(smtp_server, account):
     """aiosmtpd's default challenges embed NUL, which curl and Go clients reject (aiosmtpd#566)."""
     username, password = account
-    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
-    raw.cmd("EHLO client.test")
-    raw.starttls(smtp_server.client_context(), "relay.test")
-    raw.cmd("EHLO client.test")
+    raw = encrypted_raw(smtp_server)
     code, challenge = raw.cmd("AUTH LOGIN")
     assert code == 334 and base64.b64decode(challenge) == b"Username:"
     code, challenge = raw.cmd(base64.b64encode(username.encode()).decode())
@@ -105,10 +102,7 @@ def test_a_wrong_password_gets_535_with_a_hint_and_is_recorded(app, smtp_server,
 
 def test_the_third_failure_in_one_connection_gets_421_and_the_connection_closes(smtp_server, account):
     username, _ = account
-    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
-    raw.cmd("EHLO client.test")
-    raw.starttls(smtp_server.client_context(), "relay.test")
-    raw.cmd("EHLO client.test")
+    raw = encrypted_raw(smtp_server)
     assert raw.cmd(f"AUTH PLAIN {plain(username, 'guess-1')}")[0] == 535
     assert raw.cmd(f"AUTH PLAIN {plain(username, 'guess-2')}")[0] == 535
     code, text = raw.cmd(f"AUTH PLAIN {plain(username, 'guess-3')}")
