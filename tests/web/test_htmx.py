@@ -1,4 +1,4 @@
-"""Vendored htmx 4 and the upgrade check that ships with it (npm htmx.org@4.0.1 dist/scripts/)."""
+"""Vendored htmx 4, and the upgrade check that ships in its npm package (installed by scripts/test.sh)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECK = Path(__file__).with_name("htmx-upgrade-check") / "upgrade-check.js"
-needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+PACKAGE = ROOT / "tests" / "clients" / "node_modules" / "htmx.org"
+CHECK = PACKAGE / "dist" / "scripts" / "upgrade-check.js"
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or not CHECK.exists(), reason="node or the htmx.org package is not installed"
+)
 
 
 def _check(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["node", str(CHECK), "--no-color", str(path)], capture_output=True, text=True,
                           timeout=60)
+
+
+@needs_node
+def test_the_vendored_htmx_is_the_npm_package_s_own_file():
+    vendored = (ROOT / "static" / "htmx-4.0.1.min.js").read_text().split("\n", 1)[1]
+    assert vendored == (PACKAGE / "dist" / "htmx.min.js").read_text()
 
 
 def test_htmx_4_0_1_is_vendored_with_its_license_and_every_page_loads_it(client):
