@@ -15,9 +15,12 @@ from peewee import JOIN
 
 from . import accounts as accounts_service
 from . import admins as admins_service
+from . import alerts as alerts_service
 from . import config, create_app, db
+from . import domains as domains_service
+from . import senders as senders_service
 from .accounts import AccountError
-from .models import Attempt, Delivery, Message, SmtpAccount, Suppression
+from .models import Alert, Attempt, Delivery, Domain, Message, Sender, SmtpAccount, Suppression
 
 
 def _app_factory():
@@ -91,6 +94,9 @@ def account_dict(a: SmtpAccount) -> dict[str, Any]:
         "last_login_at": _ts(a.last_login_at), "last_login_ip": a.last_login_ip,
         "last_failure_at": _ts(a.last_failure_at), "last_failure_ip": a.last_failure_ip,
         "last_failure_reason": a.last_failure_reason,
+        "authorized_domains": senders_service.lines(a.authorized_domains),
+        "authorized_senders": senders_service.lines(a.authorized_senders),
+        "sender_mode": a.sender_mode,
     }
 
 
@@ -107,14 +113,26 @@ def _get_account(ref: str) -> SmtpAccount:
 @click.option("--ip-only", is_flag=True, help="Authenticate by source network alone (needs --ip).")
 @click.option("--priority", type=click.IntRange(1, 5), default=3, show_default=True, help="1 very high … 5 very low.")
 @click.option("--note", default="")
+@click.option("--authorized-domains", default=None, metavar="LIST",
+              help="Domains it may send from, separated by `;` (or `,`/spaces). Empty: any verified sender.")
+@click.option("--authorized-senders", default=None, metavar="LIST",
+              help="Addresses it may send as, separated by `;` (or `,`/spaces).")
+@click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
+              help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert. Default block.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priority: int, note: str, as_json: bool) -> None:
+def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priority: int, note: str,
+                    authorized_domains: str | None, authorized_senders: str | None, sender_mode: str | None,
+                    as_json: bool) -> None:
     """Create an SMTP account; its password is printed this once."""
+    authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
     try:
         account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority, note=note)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
+    if authorization:
+        SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
+        account = SmtpAccount.get_by_id(account.id)
     data = account_dict(account) | {"password": password}
     _emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
           "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
@@ -143,6 +161,45 @@ def accounts_show(ref: str, as_json: bool) -> None:
     """Show one SMTP account (by id or username)."""
     data = account_dict(_get_account(ref))
     _emit(data, as_json, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _authorization(domains: str | None, addresses: str | None, mode: str | None) -> dict[str, str]:
+    """Parse the sender authorization options that were given into SmtpAccount fields."""
+    values = {}
+    try:
+        if domains is not None:
+            values["authorized_domains"] = "\n".join(senders_service.parse_domains(domains))
+        if addresses is not None:
+            values["authorized_senders"] = "\n".join(senders_service.parse_senders(addresses))
+    except senders_service.SenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    if mode is not None:
+        values["sender_mode"] = mode
+    return values
+
+
+@accounts.command("edit")
+@click.argument("ref")
+@click.option("--authorized-domains", default=None, metavar="LIST",
+              help="Domains it may send from, separated by `;` (or `,`/spaces); \"\" clears the list.")
+@click.option("--authorized-senders", default=None, metavar="LIST",
+              help="Addresses it may send as, separated by `;` (or `,`/spaces); \"\" clears the list.")
+@click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
+              help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: str | None,
+                  sender_mode: str | None, as_json: bool) -> None:
+    """Change an account's sender authorization; prints the normalized lists."""
+    account = _get_account(ref)
+    values = _authorization(authorized_domains, authorized_senders, sender_mode)
+    if not values:
+        raise click.ClickException("nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
+    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    data = account_dict(SmtpAccount.get_by_id(account.id))
+    _emit(data, as_json, f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
+          f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
+          f"\nunauthorized senders: {data['sender_mode']}")
 
 
 @accounts.command("reset-password")
@@ -420,6 +477,243 @@ def suppressions_remove(address: str) -> None:
     if not Suppression.delete().where(Suppression.address == address.strip().lower()).execute():
         raise click.ClickException(f"{address} is not suppressed")
     click.echo(f"{address.strip().lower()} is no longer suppressed")
+
+
+# -- senders (issue 5) ---------------------------------------------------------------------------
+@cli.group("senders")
+def senders_group() -> None:
+    """Sender addresses: verified by a link mailed to them, or by an admin."""
+
+
+def sender_dict(s: Sender) -> dict[str, Any]:
+    return {"id": s.id, "email": s.email, "verified": s.verified, "verified_by": s.verified_by or None,
+            "verified_at": _ts(s.verified_at), "link_sent_at": _ts(s.link_sent_at), "created_at": _ts(s.created_at)}
+
+
+def _get_sender(ref: str) -> Sender:
+    sender = senders_service.find(ref)
+    if sender is None:
+        raise click.ClickException(f"no sender {ref!r}")
+    return sender
+
+
+@senders_group.command("add")
+@click.argument("email")
+@click.option("--verified", is_flag=True, help="Mark it verified now (recorded as verified by an admin); no link is mailed.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def senders_add(email: str, verified: bool, as_json: bool) -> None:
+    """Add a sender; without --verified, mail it a verification link through the appliance."""
+    from flask import current_app
+
+    existing = senders_service.find(email)
+    try:
+        if existing is not None and verified:
+            sender = senders_service.mark_verified(existing, "admin")
+        else:
+            sender = senders_service.add(email, verified_by_admin=verified)
+    except senders_service.SenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    text = f"{sender.email}: verified by an admin"
+    if not sender.verified:
+        message_id = senders_service.send_verification(current_app.config, sender)
+        sender = Sender.get_by_id(sender.id)
+        text = f"{sender.email}: a verification link was mailed (message {message_id})"
+    _emit(sender_dict(sender), as_json, text)
+
+
+@senders_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def senders_list(as_json: bool) -> None:
+    """List senders and whether they are verified."""
+    rows = [sender_dict(s) for s in Sender.select().order_by(Sender.email)]
+    text = "\n".join(
+        f"{r['id']:>4}  {r['email']:<40} "
+        + (f"verified by {r['verified_by']} {r['verified_at']}" if r["verified"] else f"waiting (link sent {r['link_sent_at']})")
+        for r in rows
+    ) or "no senders yet: appliance senders add EMAIL"
+    _emit(rows, as_json, text)
+
+
+@senders_group.command("resend")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def senders_resend(ref: str, as_json: bool) -> None:
+    """Mail a new verification link to a sender that is not verified yet."""
+    from flask import current_app
+
+    sender = _get_sender(ref)
+    if sender.verified:
+        raise click.ClickException(f"{sender.email} is already verified")
+    message_id = senders_service.send_verification(current_app.config, sender)
+    _emit(sender_dict(Sender.get_by_id(sender.id)) | {"message": message_id}, as_json,
+          f"{sender.email}: a new verification link was mailed (message {message_id})")
+
+
+@senders_group.command("delete")
+@click.argument("ref")
+@with_appcontext
+def senders_delete(ref: str) -> None:
+    """Delete a sender: mail from it is refused again (unless its domain is verified)."""
+    sender = _get_sender(ref)
+    sender.delete_instance()
+    click.echo(f"deleted {sender.email}")
+
+
+# -- domains (issue 5) ---------------------------------------------------------------------------
+@cli.group("domains")
+def domains_group() -> None:
+    """Sending domains: DKIM keys, the DNS records to publish, and their checks."""
+
+
+def domain_dict(d: Domain, hostname: str) -> dict[str, Any]:
+    status = d.statuses()
+    return {
+        "id": d.id, "name": d.name, "verified": d.verified, "selector": d.selector,
+        "next_selector": d.next_selector, "created_at": _ts(d.created_at), "last_checked_at": _ts(d.last_checked_at),
+        "records": [
+            {"key": r.key, "label": r.label, "type": r.type, "name": r.name, "value": r.value,
+             "strings": r.strings, "note": r.note,
+             "status": status.get(r.key, {}).get("status", "unchecked"), "error": status.get(r.key, {}).get("error", "")}
+            for r in domains_service.records(d, hostname)
+        ],
+    }
+
+
+def _domain_text(data: dict[str, Any]) -> str:
+    lines = [f"{data['name']}: {'verified' if data['verified'] else 'NOT verified'}"
+             f" (last checked {data['last_checked_at'] or 'never'})"]
+    for r in data["records"]:
+        lines.append(f"  [{r['status']}] {r['label']}: {r['type']} {r['name']}")
+        shown = " ".join(f'"{part}"' for part in r["strings"]) if r["type"] == "TXT" else r["value"]
+        lines.append(f"      {shown}")
+        if r["error"]:
+            lines.append(f"      -> {r['error']}")
+    return "\n".join(lines)
+
+
+def _get_domain(ref: str) -> Domain:
+    domain = domains_service.find(ref)
+    if domain is None:
+        raise click.ClickException(f"no sending domain {ref!r}: appliance domains add DOMAIN")
+    return domain
+
+
+@domains_group.command("add")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def domains_add(name: str, as_json: bool) -> None:
+    """Add a sending domain: generate its DKIM keys and print the DNS records to publish."""
+    from flask import current_app
+
+    try:
+        domain = domains_service.add(name)
+    except domains_service.DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = domain_dict(domain, current_app.config["HOSTNAME"])
+    _emit(data, as_json, _domain_text(data) + f"\npublish these records, then: appliance domains check {domain.name}")
+
+
+@domains_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def domains_list(as_json: bool) -> None:
+    """List sending domains."""
+    from flask import current_app
+
+    rows = [domain_dict(d, current_app.config["HOSTNAME"]) for d in Domain.select().order_by(Domain.name)]
+    text = "\n".join(
+        f"{r['id']:>4}  {r['name']:<32} {'verified' if r['verified'] else 'not verified':<13}"
+        f" {sum(x['status'] == 'pass' for x in r['records'])}/{len(r['records'])} records pass"
+        for r in rows
+    ) or "no sending domains yet: appliance domains add DOMAIN"
+    _emit(rows, as_json, text)
+
+
+@domains_group.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def domains_show(ref: str, as_json: bool) -> None:
+    """Show a domain's DNS records and the last check of each."""
+    from flask import current_app
+
+    data = domain_dict(_get_domain(ref), current_app.config["HOSTNAME"])
+    _emit(data, as_json, _domain_text(data))
+
+
+@domains_group.command("check")
+@click.argument("refs", nargs=-1, metavar="[DOMAIN]...")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def domains_check(refs: tuple[str, ...], as_json: bool) -> None:
+    """Look every record up in DNS now (all domains when none is named) and say what passes."""
+    from flask import current_app
+
+    settings = current_app.config
+    targets = [_get_domain(r) for r in refs] or list(Domain.select().order_by(Domain.name))
+    rows = []
+    for domain in targets:
+        domains_service.check(domain, settings)
+        rows.append(domain_dict(Domain.get_by_id(domain.id), settings["HOSTNAME"]))
+    _emit(rows, as_json, "\n".join(_domain_text(r) for r in rows) or "no sending domains yet")
+
+
+@domains_group.command("rotate")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def domains_rotate(ref: str, as_json: bool) -> None:
+    """Make new DKIM keys under a new selector; signing switches to them once their record is found."""
+    from flask import current_app
+
+    domain = domains_service.rotate(_get_domain(ref))
+    data = domain_dict(domain, current_app.config["HOSTNAME"])
+    _emit(data, as_json, _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
+
+
+# -- alerts (issue 5) ----------------------------------------------------------------------------
+@cli.group("alerts")
+def alerts_group() -> None:
+    """The alert center: unauthorized senders, broken DNS records, unverified domains."""
+
+
+def alert_dict(a: Alert) -> dict[str, Any]:
+    return {"id": a.id, "kind": a.kind, "severity": a.severity, "subject": a.subject, "text": a.text,
+            "first_seen": _ts(a.first_seen), "last_seen": _ts(a.last_seen), "count": a.count,
+            "acknowledged": a.acknowledged, "acknowledged_by": a.acknowledged_by or None}
+
+
+@alerts_group.command("list")
+@click.option("--all", "include_acknowledged", is_flag=True, help="Include acknowledged alerts.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def alerts_list(include_acknowledged: bool, as_json: bool) -> None:
+    """List open alerts, most recent first."""
+    rows = [alert_dict(a) for a in alerts_service.listed(include_acknowledged=include_acknowledged)]
+    text = "\n".join(
+        f"{r['id']:>4}  {r['last_seen']}  {r['severity']:<8} {r['kind']:<28} {r['subject']}  x{r['count']}"
+        f"{'  (acknowledged)' if r['acknowledged'] else ''}\n      {r['text']}"
+        for r in rows
+    ) or "no open alerts"
+    _emit(rows, as_json, text)
+
+
+@alerts_group.command("ack")
+@click.argument("ids", nargs=-1, type=int, metavar="ID...")
+@click.option("--all", "everything", is_flag=True, help="Acknowledge every open alert.")
+@with_appcontext
+def alerts_ack(ids: tuple[int, ...], everything: bool) -> None:
+    """Acknowledge alerts: their repeats open a new alert (and mail again)."""
+    if not ids and not everything:
+        raise click.ClickException("give alert ids, or --all")
+    count = alerts_service.acknowledge(None if everything else list(ids), "cli")
+    if ids and not count:
+        raise click.ClickException(f"no open alert among {' '.join(map(str, ids))}")
+    click.echo(f"acknowledged {count} alert{'s' if count != 1 else ''}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMAND_TIMEOUT", 300, "Seconds to wait for an outbound SMTP reply (RFC 5321 §4.5.3.2).", int),
     Setting("DNS_TIMEOUT", 10, "Seconds a DNS lookup may take before the delivery is deferred.", float),
     Setting("SECRET_KEY", "", "Signs sessions and links. Empty: generated on first start and kept in DATA_DIR/secret_key."),
+    Setting("PUBLIC_URL", "", "Dashboard address as people reach it, used in links sent by mail (sender verification). Empty: `http://WEB_LISTEN`."),
+    Setting("NOTIFY_FROM", "", "Sender of the appliance's own mail (verification links, alerts). Empty: `postmaster@HOSTNAME`."),
+    Setting("ALERT_EMAILS", "", "Admin addresses (separated by `;`) that get each new alert by mail, sent through the appliance. Empty: none."),
+    Setting("VERIFY_LINK_TTL", 48 * 3600, "Seconds a sender verification link stays valid.", int),
+    Setting("DOMAIN_CHECK_INTERVAL", 6 * 3600, "Seconds between DNS re-checks of every sending domain; a record that breaks raises an alert.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -45,8 +45,11 @@ def parse_servers(spec: str) -> list[tuple[str, int]]:
 
 
 @functools.lru_cache(maxsize=8)
-def resolver(servers: str, timeout: float) -> dns.resolver.Resolver:
-    """Return a resolver for DNS_SERVERS (empty: the system's) that gives up after ``timeout`` s."""
+def resolver(servers: str, timeout: float, cached: bool = True) -> dns.resolver.Resolver:
+    """Return a resolver for DNS_SERVERS (empty: the system's) that gives up after ``timeout`` s.
+
+    ``cached=False`` gives one without an answer cache: a domain check must see a record (or its
+    removal) as soon as it is published, not after a cached answer's TTL."""
     if servers:
         res = dns.resolver.Resolver(configure=False)
         res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in parse_servers(servers)]
@@ -54,12 +57,13 @@ def resolver(servers: str, timeout: float) -> dns.resolver.Resolver:
         res = dns.resolver.Resolver()
     res.lifetime = timeout
     res.timeout = timeout
-    res.cache = dns.resolver.LRUCache(4096)  # answers are reused for their TTL
+    if cached:
+        res.cache = dns.resolver.LRUCache(4096)  # answers are reused for their TTL
     return res
 
 
-def _query(settings: dict, name: str, rdtype: str) -> list:
-    res = resolver(settings["DNS_SERVERS"], float(settings["DNS_TIMEOUT"]))
+def _query(settings: dict, name: str, rdtype: str, cached: bool = True) -> list:
+    res = resolver(settings["DNS_SERVERS"], float(settings["DNS_TIMEOUT"]), cached)
     try:
         return list(res.resolve(name, rdtype, search=False))
     except dns.resolver.NXDOMAIN:
@@ -72,9 +76,9 @@ def _query(settings: dict, name: str, rdtype: str) -> list:
         raise DnsTimeout(f"{name} {rdtype}: no server answered ({exc})") from None
 
 
-def mx_records(settings: dict, domain: str) -> list[tuple[int, str]]:
+def mx_records(settings: dict, domain: str, cached: bool = True) -> list[tuple[int, str]]:
     """Return the domain's MX records as (preference, host without trailing dot); [] when none."""
-    return [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in _query(settings, domain, "MX")]
+    return [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in _query(settings, domain, "MX", cached)]
 
 
 def addresses(settings: dict, host: str) -> list[str]:
@@ -86,3 +90,8 @@ def addresses(settings: dict, host: str) -> list[str]:
         if not found:  # AAAA trouble only matters when there is no A record to fall back on
             raise
     return found
+
+
+def txt_records(settings: dict, name: str) -> list[str]:
+    """Return the name's TXT records, each with its strings joined (RFC 7208 §3.3); [] when none."""
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in _query(settings, name, "TXT", cached=False)]

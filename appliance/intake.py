@@ -51,6 +51,7 @@ class Incoming:
     client_helo: str = ""
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
+    from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -154,6 +155,7 @@ def prepare(
         client_ip=client_ip,
         client_helo=client_helo[:255],
         tls=tls,
+        from_addresses=[address for _, address in email.utils.getaddresses([lower["from"]])],
         summary={
             "subject": _decode(lower.get("subject", ""))[:255],
             "from_header": _decode(lower["from"])[:255],

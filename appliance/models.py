@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from peewee import (
     AutoField,
     BlobField,
@@ -180,6 +182,20 @@ class Domain(BaseModel):
     record_status = TextField(default="{}")  # JSON: record key → {"status", "error"}
     created_at = DateTimeField(default=clock.now)
     last_checked_at = DateTimeField(null=True)
+
+    def statuses(self) -> dict[str, dict[str, str]]:
+        """Return the last DNS check's result per record key: {"status", "error"}."""
+        return json.loads(self.record_status or "{}")
+
+    @classmethod
+    def verified_for(cls, address_domain: str) -> Domain | None:
+        """Return the verified domain that ``address_domain`` is, or is a subdomain of (closest first)."""
+        labels = address_domain.lower().rstrip(".").split(".")
+        candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+        if not candidates:
+            return None
+        rows = {d.name: d for d in cls.select().where(cls.name.in_(candidates) & cls.verified)}
+        return next((rows[c] for c in candidates if c in rows), None)
 
 
 class Alert(BaseModel):

@@ -70,6 +70,42 @@ def recipient(
     return None
 
 
+def sender_authorization(
+    address: str,
+    *,
+    header: bool,
+    verified: bool,
+    authorized_domains: list[str],
+    authorized_senders: list[str],
+    mode: str,
+) -> Decision | None:
+    """Decide whether an account may send as ``address`` (MAIL FROM, or the From: header when ``header``).
+
+    The address must be a verified sender or belong to a verified domain. Then, when the account lists
+    authorized domains or senders (both empty: any verified sender), the address must be among them;
+    otherwise mode "block" refuses and mode "alert" accepts with a 2xx Decision, so it is reported.
+    """
+    if address == "" and not header:
+        return None  # the null sender: bounces and notices (the From: header is checked after DATA)
+    shown = address or "(none)"
+    if not verified:
+        reply = replies.FROM_NOT_VERIFIED if header else replies.SENDER_NOT_VERIFIED
+        return Decision(reply.format(address=shown), "sender-not-verified")
+    if not authorized_domains and not authorized_senders:
+        return None
+    if address.lower() in authorized_senders or split_address(address)[1] in authorized_domains:
+        return None
+    if mode == "alert":
+        return Decision(replies.MAIL_OK, "sender-not-authorized-allowed")
+    reply = replies.FROM_NOT_AUTHORIZED_FOR_ACCOUNT if header else replies.SENDER_NOT_AUTHORIZED_FOR_ACCOUNT
+    return Decision(reply.format(address=shown), "sender-not-authorized")
+
+
+def refuses(decision: Decision | None) -> bool:
+    """Tell whether a decision refuses (a 2xx Decision accepts but is reported)."""
+    return decision is not None and not decision.reply.startswith("2")
+
+
 _X_PRIORITY = re.compile(r"^\s*([1-5])")
 _WORDS = {
     "importance": {"high": 1, "normal": 3, "low": 5},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from . import db, intake, queue, tls
+from . import db, domains, intake, queue, tls
 from .smtp.server import ApplianceSMTP, ServerContext
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,8 @@ def serve(app: Flask) -> None:
         first_admin = admins.ensure_first_admin()
     workers = QueueService(settings)
     workers.start()
+    checker = domains.Checker(settings)  # re-checks sending domains' DNS every DOMAIN_CHECK_INTERVAL
+    threading.Thread(target=checker.run, name="domain-checker", daemon=True).start()
     service, files = start_smtp(settings, workers.on_committed)
 
     host, _, port = settings["WEB_LISTEN"].rpartition(":")
@@ -197,6 +199,7 @@ def serve(app: Flask) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        checker.stopping.set()
         service.stop()
         workers.stop()
 
@@ -219,4 +222,5 @@ def startup_banner(settings, service: SmtpService, files: tls.TlsFiles, first_ad
         email, password = first_admin
         lines.append(f"  first admin login (shown once): {email} / {password}")
     lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
+    lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
     return "\n".join(lines)

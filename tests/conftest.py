@@ -114,9 +114,26 @@ def _resolve_test_hostname(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+def verify_domain(name: str):
+    """Make ``name`` a verified sending domain, as if its DKIM record had been found in DNS."""
+    from appliance import domains
+
+    domain = domains.add(name)
+    domain.verified = True
+    domain.save()
+    return domain
+
+
 @pytest.fixture
-def account(app):
-    """A fresh SMTP account: (username, password)."""
+def shop_domain(app):
+    """shop.test as a verified sending domain: unverified senders are refused (README, decisions)."""
+    with app.app_context():
+        return verify_domain("shop.test")
+
+
+@pytest.fixture
+def account(app, shop_domain):
+    """A fresh SMTP account: (username, password); it may send as anyone at the verified shop.test."""
     with app.app_context():
         acc, password = accounts.create("Shop")
     return acc.username, password

@@ -55,6 +55,7 @@ class Server:  # the shape authenticated_raw needs, for a server in another proc
 
 def test_a_message_answered_250_survives_sigkill_right_after_the_reply(overrides):
     account = cli(overrides, "accounts", "create", "Shop", "--json")
+    cli(overrides, "senders", "add", "a@shop.test", "--verified", "--json")
     proc = start_process(overrides)
     try:
         raw = authenticated_raw(Server(overrides), account["username"], account["password"])
@@ -136,6 +137,7 @@ def test_a_full_disk_gets_452_keeps_what_was_accepted_and_recovers(tmp_path, ove
     try:
         overrides["DATA_DIR"] = str(data_dir)
         account = cli(overrides, "accounts", "create", "Shop", "--json")
+        cli(overrides, "senders", "add", "a@shop.test", "--verified", "--json")
         proc = start_process(overrides)
         try:
             raw = authenticated_raw(Server(overrides), account["username"], account["password"])

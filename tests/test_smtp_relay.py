@@ -98,6 +98,7 @@ def test_an_authenticated_client_may_relay_and_use_the_null_sender(authed):
 def test_an_ip_only_account_sends_without_auth_from_its_network_only(smtp_server, run_cli):
     result = run_cli("accounts", "create", "Printer", "--ip", "127.0.0.1/32", "--ip-only")
     assert result.exit_code == 0, result.output
+    assert run_cli("senders", "add", "scanner@office.test", "--verified").exit_code == 0
     with smtp_server.submission(starttls=False) as client:
         assert client.docmd("MAIL FROM:<scanner@office.test>")[0] == 250
         assert client.docmd("RCPT TO:<boss@example.com>")[0] == 250

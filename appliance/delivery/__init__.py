@@ -1,4 +1,4 @@
-"""Outbound delivery as a checklist of named steps: route → send → record (DESIGN §2.7–2.8).
+"""Outbound delivery as a checklist of named steps: route → sign → send → record (DESIGN §2.7–2.8).
 
 Called by queue workers with rows they have claimed; never on the SMTP event loop.
 """
@@ -16,6 +16,7 @@ from ..models import Delivery, Message, MessageBody
 from .record import Outcome, record
 from .route import RouteError, route
 from .send import Peer, Session, SessionError
+from .sign import sign
 
 MESSAGES_PER_SESSION = 100  # then QUIT and let the next task open a fresh session
 
@@ -71,7 +72,7 @@ def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Deliv
                 group = list(group)
                 started, t0 = clock.now(), time.monotonic()
                 message = Message.select(Message.mail_from).where(Message.id == message_id).get()
-                data = bytes(MessageBody.get_by_id(message_id).data)
+                data = sign(bytes(MessageBody.get_by_id(message_id).data))
                 replies = session.send(message.mail_from, [d.rcpt for d in group], data)
                 record_later(group, replies, session.peer, started, t0)
                 sent += 1

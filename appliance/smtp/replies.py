@@ -17,6 +17,15 @@ IP_NOT_AUTHORIZED = "535 5.7.8 Authentication refused: client IP {ip} is not aut
 TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, try later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
 SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized"
+# Sender authorization (issue 5): MAIL FROM, then again on the From: header after DATA.
+SENDER_NOT_VERIFIED = "553 5.7.1 Sender address not authorized: {address} is not a verified sender or domain"
+SENDER_NOT_AUTHORIZED_FOR_ACCOUNT = "553 5.7.1 Sender address not authorized: this account may not send as {address}"
+FROM_NOT_VERIFIED = (
+    "553 5.7.1 Sender address not authorized: the From: header address {address} is not a verified sender or domain"
+)
+FROM_NOT_AUTHORIZED_FOR_ACCOUNT = (
+    "553 5.7.1 Sender address not authorized: this account may not send with the From: header address {address}"
+)
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds limit"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"

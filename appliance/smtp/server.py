@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import accounts, intake, policy
+from .. import accounts, intake, policy, senders
 from ..db import database
 from ..models import SmtpAccount
 from . import replies
@@ -266,6 +266,12 @@ class Handler:
         decision = policy.sender("" if address == NULL_SENDER else address)
         if decision:
             return decision.reply
+        if account is not None:  # sender authorization (verified senders/domains, the account's lists)
+            decision = await server.run_blocking(
+                senders.check, self.ctx.settings, account.id, ["" if address == NULL_SENDER else address], header=False
+            )
+            if decision:
+                return decision.reply
         envelope.mail_from = address  # NULL_SENDER stays a marker: aiosmtpd treats "" as "no MAIL yet"
         envelope.mail_options.extend(mail_options)
         return replies.MAIL_OK
@@ -308,6 +314,12 @@ class Handler:
             )
         except intake.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
+        if account is not None:  # the From: header is held to the same rule as MAIL FROM
+            decision = await server.run_blocking(
+                senders.check, self.ctx.settings, account.id, item.from_addresses, header=True
+            )
+            if decision:
+                return decision.reply
         try:
             message_id = await asyncio.wrap_future(self.ctx.committer.submit(item))
         except intake.StorageError as exc:

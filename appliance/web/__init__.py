@@ -7,7 +7,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..db import database
-from . import accounts, auth, health, messages, overview, suppressions
+from . import accounts, auth, health, messages, overview, suppressions, verify
 from .permissions import forbidden_page, login_manager
 
 csrf = CSRFProtect()
@@ -67,3 +67,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(suppressions.bp)
+    app.register_blueprint(verify.bp)

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
 
-PUBLIC_ENDPOINTS = {"auth.auth_login", "health.health_show", "static"}
+PUBLIC_ENDPOINTS = {"auth.auth_login", "health.health_show", "static", "verify.verify_show"}
 
 
 def _sample_url(rule) -> str:
@@ -23,7 +23,7 @@ def test_every_view_carries_one_permission_decorator(app):
     assert missing == []
 
 
-def test_only_login_health_and_static_files_are_public(app):
+def test_only_login_health_static_files_and_the_sender_verification_link_are_public(app):
     public = {endpoint for endpoint, view in app.view_functions.items()
               if endpoint == "static" or getattr(view, "permission", None) == PUBLIC}
     assert public == PUBLIC_ENDPOINTS

@@ -1,0 +1,151 @@
+"""Verified senders, each SMTP account's authorized domains and senders, and the check at MAIL FROM
+and on the From: header (the rule itself is policy.sender_authorization)."""
+
+from __future__ import annotations
+
+import re
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from . import alerts, clock, outbox, policy
+from .models import Domain, Sender, SmtpAccount
+
+BLOCK, ALERT = "block", "alert"
+MODES = (BLOCK, ALERT)
+_SEPARATORS = re.compile(r"[;,\s]+")
+
+
+class SenderError(ValueError):
+    """Input for a sender that cannot be used, or a link that does not verify (shown as is)."""
+
+
+def normalize_address(address: str) -> str:
+    """Lower-case and check an address; raise SenderError when it is not one."""
+    address = address.strip().lower()
+    problem = policy.address_problem(address)
+    if problem:
+        raise SenderError(f"{address!r} is not an email address: {problem}")
+    return address
+
+
+def parse_domains(text: str) -> list[str]:
+    """Read authorized domains separated by `;` (or `,` or whitespace); return them normalized."""
+    found = []
+    for part in _SEPARATORS.split(text.strip()):
+        if part:
+            name = part.lower().rstrip(".")
+            if policy.address_problem(f"postmaster@{name}"):
+                raise SenderError(f"{part!r} is not a domain name")
+            found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def parse_senders(text: str) -> list[str]:
+    """Read authorized sender addresses separated by `;` (or `,` or whitespace); return them normalized."""
+    return list(dict.fromkeys(normalize_address(p) for p in _SEPARATORS.split(text.strip()) if p))
+
+
+def lines(text: str) -> list[str]:
+    """The stored form of a list (one item per line) as a list."""
+    return [x for x in text.split() if x]
+
+
+# -- senders -----------------------------------------------------------------------------------
+def find(ref: str) -> Sender | None:
+    """Find a sender by id or address."""
+    ref = ref.strip()
+    if ref.isdigit():
+        return Sender.get_or_none(Sender.id == int(ref))
+    return Sender.get_or_none(Sender.email == ref.lower())
+
+
+def add(address: str, *, verified_by_admin: bool = False) -> Sender:
+    """Add a sender address; an admin may mark it verified at once (recorded as such)."""
+    address = normalize_address(address)
+    if find(address):
+        raise SenderError(f"{address} is already a sender")
+    now = clock.now()
+    return Sender.create(email=address, created_at=now, verified_at=now if verified_by_admin else None,
+                         verified_by="admin" if verified_by_admin else "")
+
+
+def mark_verified(sender: Sender, by: str) -> Sender:
+    """Record that ``sender`` is verified, and how ("link" or "admin")."""
+    if sender.verified_at is None:
+        sender.verified_at, sender.verified_by = clock.now(), by
+        sender.save()
+    return sender
+
+
+def _serializer(settings: dict) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings["SECRET_KEY"], salt="sender-verification")
+
+
+def verification_url(settings: dict, sender: Sender) -> str:
+    """Return the signed link that verifies ``sender`` (it expires after VERIFY_LINK_TTL seconds)."""
+    token = _serializer(settings).dumps({"id": sender.id, "email": sender.email})
+    base = settings["PUBLIC_URL"].rstrip("/") or f"http://{settings['WEB_LISTEN']}"
+    return f"{base}/verify/{token}"
+
+
+def verify_token(settings: dict, token: str) -> Sender:
+    """Verify the sender a link names; raise SenderError saying why a link does not work."""
+    try:
+        data = _serializer(settings).loads(token, max_age=settings["VERIFY_LINK_TTL"])
+    except SignatureExpired:
+        raise SenderError("This verification link has expired. Ask the admin to send a new one.") from None
+    except BadSignature:
+        raise SenderError("This verification link is not valid (it may have been cut short when copied).") from None
+    sender = Sender.get_or_none((Sender.id == data.get("id")) & (Sender.email == data.get("email")))
+    if sender is None:
+        raise SenderError("This sender address was removed from the relay; the link no longer applies.")
+    return mark_verified(sender, "link")
+
+
+def send_verification(settings: dict, sender: Sender) -> str:
+    """Mail ``sender`` a verification link through the appliance itself; return the message id."""
+    hours = settings["VERIFY_LINK_TTL"] // 3600
+    text = (
+        f"Someone (we hope you) asked the mail relay {settings['HOSTNAME']} to send mail as {sender.email}.\n\n"
+        f"To allow it, open this link within {hours} hours:\n\n{verification_url(settings, sender)}\n\n"
+        "If you did not expect this, ignore this message: nothing is sent as you until the link is opened.\n"
+    )
+    message_id = outbox.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
+    sender.link_sent_at = clock.now()
+    sender.save()
+    return message_id
+
+
+# -- the check at MAIL FROM and on the From: header -----------------------------------------------
+def is_verified(address: str) -> bool:
+    """Tell whether ``address`` is a verified sender or belongs to a verified domain."""
+    address = address.lower()
+    if Sender.select().where((Sender.email == address) & Sender.verified_at.is_null(False)).exists():
+        return True
+    return Domain.verified_for(policy.split_address(address)[1]) is not None
+
+
+def check(settings: dict, account_id: int, addresses: list[str], *, header: bool) -> policy.Decision | None:
+    """Look the account and addresses up, ask policy, raise an alert when an unauthorized sender is
+    seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor)."""
+    account = SmtpAccount.get_by_id(account_id)
+    domains, allowed = lines(account.authorized_domains), lines(account.authorized_senders)
+    where = "From: header" if header else "MAIL FROM"
+    for address in addresses or [""]:  # a From: without a readable address is refused
+        verified = bool(address) and "@" in address and is_verified(address)
+        decision = policy.sender_authorization(
+            address, header=header, verified=verified, authorized_domains=domains,
+            authorized_senders=allowed, mode=account.sender_mode,
+        )
+        if decision is None:
+            continue
+        refused = policy.refuses(decision)
+        alerts.raise_alert(
+            settings,
+            alerts.UNAUTHORIZED_SENDER_BLOCKED if refused else alerts.UNAUTHORIZED_SENDER_ALLOWED,
+            f"account {account.username}",
+            f"{where} {address or '(none)'}: {decision.reason}" + ("" if refused else " (accepted: alert mode)"),
+        )
+        if refused:
+            return decision
+    return None
