@@ -71,7 +71,9 @@ def make_huey(settings: dict) -> Huey:
         filename = str(Path(settings["DATA_DIR"]) / "queue.db")
     else:
         raise ValueError(f"QUEUE_URL: unsupported scheme in {url!r} (use redis:// or sqlite:///)")
-    return SqliteHuey("appliance", filename=filename, results=False)
+    # Tasks only carry ids; the Delivery rows are the truth and sweeps re-enqueue anything lost,
+    # so the task file needs no fsync (huey would otherwise leave SQLite's synchronous=FULL).
+    return SqliteHuey("appliance", filename=filename, results=False, fsync=False)
 
 
 def init(settings: dict) -> Runtime:

@@ -74,7 +74,7 @@ def latency(rate: float, duration: float) -> None:
     accepted: dict[str, float] = {}
     try:
         with Appliance(extra_env=env) as app:
-            app.create_account("bench-ip", "--ip", "127.0.0.0/8", "--ip-only")
+            sending_account(app)
             count = int(rate * duration)
             with smtplib.SMTP("127.0.0.1", app.submission_port, local_hostname="client.test", timeout=30) as client:
                 client.ehlo()
@@ -125,6 +125,12 @@ def smtp_source(port: int, sessions: int, messages: int, size: int) -> float:
     return delivered / (time.monotonic() - start)
 
 
+def sending_account(app: Appliance) -> None:
+    """An IP-only account for 127.0.0.0/8, sending as the verified address a@src.test."""
+    app.create_account("bench-ip", "--ip", "127.0.0.0/8", "--ip-only")
+    app.cli("senders", "add", "a@src.test", "--verified")
+
+
 def throughput(sessions: int, messages: int, size: int) -> None:
     if not shutil.which("smtp-source"):
         sys.exit("smtp-source not found: apt-get install postfix (or run postfix-reference.sh start once)")
@@ -133,7 +139,7 @@ def throughput(sessions: int, messages: int, size: int) -> None:
     env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(PF_SINK)}
     try:
         with Appliance(extra_env=env) as app:
-            app.create_account("bench-ip", "--ip", "127.0.0.0/8", "--ip-only")
+            sending_account(app)
             ours = smtp_source(app.submission_port, sessions, messages, size)
         theirs = smtp_source(PF_RELAY, sessions, messages, size)
     finally:
