@@ -1,0 +1,347 @@
+"""Every sending limit as a small pure rule over plain data (issue 6).
+
+Quotas per account, provider groups and their pacing, the back-off after a remote rate-limit
+reply, the IP warm-up plan, fair priority lanes within each cap, and the reputation guard. Nothing
+here reads the database or the clock: callers pass ``now`` (``appliance.clock.now()`` at the edge)
+and the figures they counted, and get back a decision with a reply or a wait and a stable reason slug.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .smtp import replies
+
+# -- quotas ------------------------------------------------------------------------------------
+PERIODS = ("minute", "hour", "day", "month")
+DEFER, HOLD, REJECT = "defer", "hold", "reject"
+ACTIONS = (DEFER, HOLD, REJECT)
+ALERT_LEVELS = (80, 100)  # per cent of a quota at which the admin hears about it
+
+
+class PolicyError(ValueError):
+    """A limit written in a way that cannot be used; the text says how to write it."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    period: str  # minute | hour | day | month
+    limit: int  # recipients per window
+    action: str  # defer | hold | reject
+
+    def __str__(self) -> str:
+        return f"{self.period}={self.limit}:{self.action}"
+
+
+def parse_quota(text: str) -> Quota:
+    """Read ``PERIOD=LIMIT[:ACTION]`` (``hour=100:defer``; the action defaults to defer)."""
+    period, _, rest = text.strip().partition("=")
+    limit, _, action = rest.partition(":")
+    period, action = period.strip().lower(), (action.strip().lower() or DEFER)
+    if period not in PERIODS:
+        raise PolicyError(f"{text!r}: the period is one of {', '.join(PERIODS)} (like hour=100:defer)")
+    if action not in ACTIONS:
+        raise PolicyError(f"{text!r}: the action is one of {', '.join(ACTIONS)}")
+    try:
+        number = int(limit)
+    except ValueError:
+        raise PolicyError(f"{text!r}: the limit is a whole number of recipients") from None
+    if number < 0:
+        raise PolicyError(f"{text!r}: the limit cannot be negative")
+    return Quota(period, number, action)
+
+
+def window(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """Return the fixed window (start, end) of ``period`` that contains ``now`` (UTC)."""
+    if period == "minute":
+        start = now.replace(second=0, microsecond=0)
+        return start, start + dt.timedelta(minutes=1)
+    if period == "hour":
+        start = now.replace(minute=0, second=0, microsecond=0)
+        return start, start + dt.timedelta(hours=1)
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + dt.timedelta(days=1)
+    if period == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        days = calendar.monthrange(start.year, start.month)[1]
+        return start, start + dt.timedelta(days=days)
+    raise PolicyError(f"unknown period {period!r}")
+
+
+class QuotaDecision(NamedTuple):
+    reply: str
+    reason: str  # stable slug: "quota-hour", "reputation-hold"
+    action: str  # defer | hold | reject
+    release_at: dt.datetime | None = None  # hold: when the window opens again (None: an admin releases)
+
+
+def quota_decision(quotas: list[Quota], usage: dict[str, int], now: dt.datetime) -> QuotaDecision | None:
+    """Decide a new message of an account that already sent ``usage[period]`` recipients per window.
+
+    Of several quotas reached, the strictest action wins (reject, then defer, then hold); held mail is
+    released when the last reached hold window opens again.
+    """
+    reached = [q for q in quotas if usage.get(q.period, 0) >= q.limit]
+    if not reached:
+        return None
+    by_action = {a: [q for q in reached if q.action == a] for a in ACTIONS}
+    if by_action[REJECT]:
+        q = by_action[REJECT][0]
+        return QuotaDecision(replies.QUOTA_REJECTED.format(period=q.period, limit=q.limit), f"quota-{q.period}", REJECT)
+    if by_action[DEFER]:
+        q = by_action[DEFER][0]
+        return QuotaDecision(replies.QUOTA_EXCEEDED, f"quota-{q.period}", DEFER)
+    latest = max(by_action[HOLD], key=lambda q: window(q.period, now)[1])
+    return QuotaDecision(replies.MAIL_OK, f"quota-{latest.period}", HOLD, window(latest.period, now)[1])
+
+
+def alert_level(quota: Quota, used: int) -> int | None:
+    """Return the highest alert level (80 or 100 per cent) that ``used`` has reached, or None."""
+    if quota.limit <= 0:
+        return 100
+    reached = [level for level in ALERT_LEVELS if used * 100 >= quota.limit * level]
+    return reached[-1] if reached else None
+
+
+# -- provider groups, pacing and the rate-limit back-off ---------------------------------------
+DEFAULT_GROUP = "default"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Destinations that one provider runs, recognised by recipient domain or by MX host name."""
+
+    name: str
+    domains: tuple[str, ...] = ()  # fnmatch patterns: "gmail.com", "yahoo.*"
+    mx_hosts: tuple[str, ...] = ()  # fnmatch patterns: "*.google.com"
+    hourly_cap: int | None = None  # deliveries per clock hour; None: no cap
+    session_cap: int | None = None  # concurrent outbound sessions to the whole group; None: no cap
+
+
+# Conservative starting points for a small sender's IP; every figure is editable in the dashboard.
+# AOL's MX hosts live under yahoodns.net too, so AOL is listed (and matched) before Yahoo.
+DEFAULT_GROUPS = (
+    Group("gmail", ("gmail.com", "googlemail.com"), ("*.google.com", "*.googlemail.com"), 1000, 5),
+    Group("aol", ("aol.com", "aim.com", "verizon.net"), ("mx-aol.*", "*.aol.com"), 500, 3),
+    Group("yahoo", ("yahoo.*", "ymail.com", "rocketmail.com"), ("*.yahoodns.net",), 500, 3),
+    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"), ("*.protection.outlook.com", "*.hotmail.com"), 1000, 5),
+    Group("icloud", ("icloud.com", "me.com", "mac.com"), ("*.icloud.com",), 500, 3),
+    Group(DEFAULT_GROUP),
+)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    name = name.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
+
+
+def match_group(groups: list[Group], domain: str, mx_hosts: list[str]) -> Group:
+    """Find the group of a destination: by recipient domain first, then by any MX host name
+    (a company on Google Workspace has MX hosts under google.com, so it counts as gmail)."""
+    for group in groups:
+        if _matches(domain, group.domains):
+            return group
+    for group in groups:
+        if any(_matches(host, group.mx_hosts) for host in mx_hosts):
+            return group
+    return next((g for g in groups if g.name == DEFAULT_GROUP), Group(DEFAULT_GROUP))
+
+
+_RATE_WORDS = ("rate", "limit", "too many", "throttl", "unusual", "temporarily deferred", "busy", "try again later")
+
+
+def is_rate_limit(code: int, enhanced: str, text: str) -> bool:
+    """Tell whether a remote reply asks us to slow down: 421, or a 4xx with a 4.7.x code that says
+    so (Gmail 4.7.28 and 4.7.0, Yahoo TSS04, Outlook 4.7.500). Greylisting (4.7.1 "greylisted") is not."""
+    lowered = text.lower()
+    if not 400 <= code < 500 or "greylist" in lowered:
+        return False
+    if code == 421:
+        return True
+    return enhanced.startswith("4.7.") and (enhanced == "4.7.28" or any(w in lowered for w in _RATE_WORDS))
+
+
+THROTTLE_MAX_STRIKES = 5  # the back-off doubles per strike: 1, 2, 4, 8, 16 × the base
+
+
+def throttle_until(strikes: int, now: dt.datetime, base_seconds: int) -> dt.datetime:
+    """Return when a group's slow-down ends after its ``strikes``-th rate-limit reply in a row."""
+    factor = 2 ** (min(max(strikes, 1), THROTTLE_MAX_STRIKES) - 1)
+    return now + dt.timedelta(seconds=base_seconds * factor)
+
+
+def effective_caps(group: Group, *, throttled: bool, sent_last_hour: int) -> tuple[int | None, int | None]:
+    """Return the (hourly, session) caps in force: a throttled group gets half its hourly cap
+    (half of what it just sent when it has none) and a single session."""
+    if not throttled:
+        return group.hourly_cap, group.session_cap
+    base = group.hourly_cap if group.hourly_cap is not None else sent_last_hour
+    return max(1, base // 2), 1
+
+
+# -- priority lanes ----------------------------------------------------------------------------
+def lane_allows(priority: int, used: int, cap: int | None, waiting: dict[int, int], low_share: float) -> bool:
+    """Tell whether one more delivery of ``priority`` (1 highest … 5) fits a cap of which ``used`` is spent.
+
+    Higher priority goes first, yet lower lanes keep moving: while lower-priority mail waits, the last
+    ``low_share`` of the cap is kept for it; while higher-priority mail waits, a lower lane may only
+    use that reserved tail. With no other lane waiting, any lane may use the whole cap.
+    """
+    if cap is None:
+        return True
+    remaining = cap - used
+    if remaining <= 0:
+        return False
+    reserved = math.ceil(cap * low_share) if low_share > 0 else 0
+    lower_waiting = any(n for p, n in waiting.items() if p > priority)
+    higher_waiting = any(n for p, n in waiting.items() if p < priority)
+    if higher_waiting:
+        return remaining <= reserved
+    if lower_waiting:
+        return remaining > reserved
+    return True
+
+
+class Wait(NamedTuple):
+    """A delivery that must wait: status `deferred` with this reason until ``until``."""
+
+    reason: str  # "pacing" | "warmup"
+    until: dt.datetime
+    text: str
+
+
+LANE_RECHECK = dt.timedelta(minutes=1)  # a lane waiting for another lane looks again this soon
+
+
+def paced(
+    priority: int, *, group: str, cap: int | None, used: int, waiting: dict[int, int], low_share: float,
+    now: dt.datetime, throttled: bool,
+) -> Wait | None:
+    """Decide whether a delivery to a provider group may go now under its hourly cap."""
+    if lane_allows(priority, used, cap, waiting, low_share):
+        return None
+    slowed = " (slowed down after its rate-limit reply)" if throttled else ""
+    if cap is not None and used >= cap:
+        return Wait("pacing", window("hour", now)[1], f"{group} reached its hourly cap of {cap}{slowed}")
+    return Wait("pacing", now + LANE_RECHECK, f"{group}: another priority lane's share of the hourly cap goes first")
+
+
+def session_wait(group: str, cap: int, now: dt.datetime) -> Wait:
+    """The wait of a delivery whose provider group has every allowed session open."""
+    return Wait("pacing", now + LANE_RECHECK, f"{group} has its {cap} concurrent session(s) open")
+
+
+# -- IP warm-up --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WarmupStep:
+    first_day: int  # 1-based day of the plan this step starts on
+    daily_cap: int | None  # None: no cap (warmed up)
+
+
+DEFAULT_WARMUP = (
+    WarmupStep(1, 1000), WarmupStep(4, 5000), WarmupStep(7, 10000), WarmupStep(11, 25000),
+    WarmupStep(15, 50000), WarmupStep(21, None),
+)
+
+
+def parse_plan(text: str) -> tuple[WarmupStep, ...]:
+    """Read ``DAY:CAP,…`` (``1:1000,4:5000,21:`` — an empty cap means no cap from that day)."""
+    steps = []
+    for part in (p.strip() for p in text.replace("\n", ",").split(",")):
+        if not part:
+            continue
+        day, sep, cap = part.partition(":")
+        try:
+            step = WarmupStep(int(day), int(cap) if cap.strip() else None)
+        except ValueError:
+            raise PolicyError(f"{part!r}: write each step as DAY:CAP, like 4:5000 (or 21: for no cap)") from None
+        if not sep or step.first_day < 1 or (step.daily_cap is not None and step.daily_cap < 0):
+            raise PolicyError(f"{part!r}: write each step as DAY:CAP, like 4:5000 (or 21: for no cap)")
+        steps.append(step)
+    steps.sort(key=lambda s: s.first_day)
+    if not steps or steps[0].first_day != 1:
+        raise PolicyError("the plan must start on day 1")
+    if len({s.first_day for s in steps}) != len(steps):
+        raise PolicyError("each day may start only one step")
+    return tuple(steps)
+
+
+def format_plan(steps: tuple[WarmupStep, ...]) -> str:
+    return ",".join(f"{s.first_day}:{'' if s.daily_cap is None else s.daily_cap}" for s in steps)
+
+
+def plan_day(start: dt.date, today: dt.date) -> int:
+    """Return the plan's day number for ``today`` (day 1 is the start date; earlier counts as day 1)."""
+    return max(1, (today - start).days + 1)
+
+
+def daily_cap(steps: tuple[WarmupStep, ...], start: dt.date, today: dt.date) -> int | None:
+    """Return the warm-up's cap on all deliveries for ``today``, or None once the plan is done."""
+    day = plan_day(start, today)
+    cap = steps[0].daily_cap
+    for step in steps:
+        if step.first_day <= day:
+            cap = step.daily_cap
+    return cap
+
+
+def warmed_up(
+    priority: int, *, cap: int | None, used: int, waiting: dict[int, int], low_share: float, now: dt.datetime,
+) -> Wait | None:
+    """Decide whether a delivery may go today under the warm-up's daily cap; the rest waits for tomorrow."""
+    if lane_allows(priority, used, cap, waiting, low_share):
+        return None
+    if cap is not None and used >= cap:
+        return Wait("warmup", window("day", now)[1], f"IP warm-up: today's cap of {cap} is reached")
+    return Wait("warmup", now + LANE_RECHECK, "IP warm-up: another priority lane's share of today's cap goes first")
+
+
+# -- reputation guard --------------------------------------------------------------------------
+OK, WARN = "ok", "warn"  # and HOLD
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """SES-style thresholds: warn at 5 % bounces or 0.1 % complaints, hold at 10 % or 0.5 %."""
+
+    warn_bounce: float = 0.05
+    warn_complaint: float = 0.001
+    hold_bounce: float = 0.10
+    hold_complaint: float = 0.005
+    window_hours: int = 168
+    min_volume: int = 200
+
+
+class Reputation(NamedTuple):
+    state: str  # ok | warn | hold
+    reason: str  # "" | "bounce-rate" | "complaint-rate"
+    bounce_rate: float
+    complaint_rate: float
+
+
+def reputation(sent: int, bounced: int, complaints: int, t: Thresholds) -> Reputation:
+    """Judge an account by its bounce and complaint rates over the window; below the minimum
+    volume a few bounces say nothing, so the account stays ok."""
+    bounce_rate = bounced / sent if sent else 0.0
+    complaint_rate = complaints / sent if sent else 0.0
+    if sent < t.min_volume:
+        return Reputation(OK, "", bounce_rate, complaint_rate)
+    for state, bounce_limit, complaint_limit in ((HOLD, t.hold_bounce, t.hold_complaint), (WARN, t.warn_bounce, t.warn_complaint)):
+        if bounce_rate >= bounce_limit:
+            return Reputation(state, "bounce-rate", bounce_rate, complaint_rate)
+        if complaint_rate >= complaint_limit:
+            return Reputation(state, "complaint-rate", bounce_rate, complaint_rate)
+    return Reputation(OK, "", bounce_rate, complaint_rate)
+
+
+def reputation_decision(state: str, reason: str) -> QuotaDecision | None:
+    """An account on hold has its new mail accepted and held until an admin releases it."""
+    if state != HOLD:
+        return None
+    return QuotaDecision(replies.MAIL_OK, f"reputation-{reason or 'hold'}", HOLD, None)
