@@ -100,6 +100,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_EMAILS", "", "Admin addresses (separated by `;`) that get each new alert by mail, sent through the appliance. Empty: none."),
     Setting("VERIFY_LINK_TTL", 48 * 3600, "Seconds a sender verification link stays valid.", int),
     Setting("DOMAIN_CHECK_INTERVAL", 6 * 3600, "Seconds between DNS re-checks of every sending domain; a record that breaks raises an alert.", int),
+    Setting("LOW_PRIORITY_SHARE", 0.1, "Share of every cap (pacing, warm-up) kept for lower-priority mail while it waits, so it still progresses under heavy high-priority traffic.", float),
+    Setting("THROTTLE_SECONDS", 900, "Seconds a provider group is slowed down after a remote rate-limit reply (421, 4.7.x); doubles on each repeat, up to 16 times.", int),
+    Setting("REPUTATION_WARN_BOUNCE", 0.05, "Bounce rate of an account over the window that raises a warning.", float),
+    Setting("REPUTATION_WARN_COMPLAINT", 0.001, "Complaint rate of an account over the window that raises a warning.", float),
+    Setting("REPUTATION_HOLD_BOUNCE", 0.10, "Bounce rate of an account over the window at which its new mail is held.", float),
+    Setting("REPUTATION_HOLD_COMPLAINT", 0.005, "Complaint rate of an account over the window at which its new mail is held.", float),
+    Setting("REPUTATION_WINDOW_HOURS", 168, "Rolling window of the reputation guard, in hours.", int),
+    Setting("REPUTATION_MIN_VOLUME", 200, "Finished deliveries an account needs within the window before its rates are judged.", int),
+    Setting("REPUTATION_CHECK_INTERVAL", 300, "Seconds between reputation checks of every account.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import email.utils
 import functools
 import logging
@@ -14,7 +15,7 @@ from email.header import decode_header, make_header
 from ulid import ULID
 
 from . import clock, db, policy
-from .models import QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
+from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
 from .smtp import replies
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Incoming:
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
     from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
+    hold_reply: str = ""  # sending policy (issue 6): store the deliveries as held, with this reason
+    hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -169,7 +172,7 @@ def store(item: Incoming) -> str:
     now = clock.now()
     suppressed = Suppression.reasons_for(item.rcpts) if item.direction == "outbound" else {}
     status = RECEIVED if item.direction == "inbound" else (
-        SUPPRESSED if item.rcpts and all(r.lower() in suppressed for r in item.rcpts) else QUEUED
+        SUPPRESSED if item.rcpts and all(r.lower() in suppressed for r in item.rcpts) else (HELD if item.hold_reply else QUEUED)
     )
     Message.insert(
         id=item.id, account=item.account_id, direction=item.direction, status=status,
@@ -185,9 +188,9 @@ def store(item: Incoming) -> str:
         reason = suppressed.get(rcpt.lower())
         rows.append({
             "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
-            "status": SUPPRESSED if reason is not None else QUEUED, "priority": item.priority,
-            "next_attempt_at": now, "updated_at": now,
-            "last_reply": f"suppressed: {reason}" if reason is not None else "",
+            "status": SUPPRESSED if reason is not None else (HELD if item.hold_reply else QUEUED),
+            "priority": item.priority, "next_attempt_at": item.hold_until or now, "updated_at": now,
+            "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
         })
     Delivery.insert_many(rows).execute()
     return item.id

@@ -23,7 +23,7 @@ from huey import Huey, PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from peewee import Case
 
-from . import clock, db, delivery
+from . import clock, db, delivery, limits
 from .delivery.record import refresh_messages
 from .delivery.send import DestinationSlots
 from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Delivery
@@ -179,6 +179,9 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     """
     settings = rt.settings
     now = clock.now()
+    limits.check_reputation_if_due(settings, now)
+    released = limits.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
+    rt.enqueue(released)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
     if startup and db.is_sqlite():
         stale = Delivery.status == SENDING
@@ -192,7 +195,7 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
         Delivery.priority, Delivery.next_attempt_at, Delivery.id
     ).tuples())
     if not rows:
-        return 0
+        return len(released)
     lease = now + dt.timedelta(seconds=settings["LEASE_SECONDS"])
     ids = [r[0] for r in rows]
     with db.atomic_write():
@@ -204,8 +207,8 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
             ).where(Delivery.id.in_(chunk) & (Delivery.status == SENDING)).execute()
             Delivery.update(lease_until=lease).where(Delivery.id.in_(chunk)).execute()
     rt.enqueue(rows)
-    log.info("%s sweep: %d deliveries enqueued", "start-up" if startup else "periodic", len(rows))
-    return len(rows)
+    log.info("%s sweep: %d deliveries enqueued", "start-up" if startup else "periodic", len(rows) + len(released))
+    return len(rows) + len(released)
 
 
 # -- admin actions (CLI, dashboard) ------------------------------------------------------------

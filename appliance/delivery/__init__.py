@@ -1,4 +1,4 @@
-"""Outbound delivery as a checklist of named steps: route → sign → send → record (DESIGN §2.7–2.8).
+"""Outbound delivery as a checklist of named steps: route → pace → sign → send → record (DESIGN §2.7–2.8).
 
 Called by queue workers with rows they have claimed; never on the SMTP event loop.
 """
@@ -13,6 +13,7 @@ from itertools import groupby
 
 from .. import clock, db
 from ..models import Delivery, Message, MessageBody
+from .pace import Gate
 from .record import Outcome, record
 from .route import RouteError, route
 from .send import Peer, Session, SessionError
@@ -56,10 +57,16 @@ def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Deliv
             record_later(group, [exc.reply] * len(group), Peer(), started, t0)
         return
 
+    gate = Gate(settings, rows[0].domain, path)  # pace: provider group caps and the IP warm-up
+    rows = gate.admit(rows)
+    if not rows:
+        gate.close()
+        return
     session = Session(path, settings)
     try:
         session.open()
     except SessionError as exc:
+        gate.close()
         for _, group in groupby(rows, key=lambda d: d.message_id):
             group = list(group)
             record_later(group, [exc.reply] * len(group), session.peer, started, t0)
@@ -78,6 +85,7 @@ def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Deliv
                 sent += 1
             if not session.alive or sent >= MESSAGES_PER_SESSION:
                 break
-            rows = more()
+            rows = gate.admit(more())
     finally:
         session.close()
+        gate.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ulid import ULID
 
-from .. import clock, db, intake
+from .. import clock, db, intake, limits, sending_policy
 from ..models import (
     BOUNCED,
     CANCELLED,
@@ -119,6 +119,8 @@ def record(outcomes: list[Outcome], settings: dict) -> list[str]:
                 mx_host=outcome.peer.host, mx_ip=outcome.peer.ip, tls=outcome.peer.tls, code=reply.code,
                 enhanced_code=reply.enhanced, text=reply.text, outcome=status,
             ).execute()
+            if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
+                limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
             if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
             if status == BOUNCED and reply.hard:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import accounts, intake, policy, senders
+from .. import accounts, intake, limits, policy, senders, sending_policy
 from ..db import database
 from ..models import SmtpAccount
 from . import replies
@@ -272,6 +272,12 @@ class Handler:
             )
             if decision:
                 return decision.reply
+        envelope.policy_hold = None  # sending policy (issue 6): quotas, then the reputation guard's hold
+        if account is not None:
+            verdict = await server.run_blocking(limits.check_mail, self.ctx.settings, account.id)
+            if verdict is not None and verdict.action != sending_policy.HOLD:
+                return verdict.reply
+            envelope.policy_hold = verdict  # accepted; intake stores its deliveries as held
         envelope.mail_from = address  # NULL_SENDER stays a marker: aiosmtpd treats "" as "no MAIL yet"
         envelope.mail_options.extend(mail_options)
         return replies.MAIL_OK
@@ -320,6 +326,8 @@ class Handler:
             )
             if decision:
                 return decision.reply
+        if envelope.policy_hold is not None:
+            item.hold_reply, item.hold_until = limits.held_reply(envelope.policy_hold), envelope.policy_hold.release_at
         try:
             message_id = await asyncio.wrap_future(self.ctx.committer.submit(item))
         except intake.StorageError as exc:

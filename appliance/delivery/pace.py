@@ -1,0 +1,137 @@
+"""Step 1½, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
+
+Between route and send. The destination's provider group is recognised by recipient domain, then
+by the MX host names that route found. Over the group's hourly or session cap, or over the warm-up's
+daily cap, a delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the
+window opens) instead of failing; within each cap higher priority goes first and lower lanes keep a
+share (sending_policy.lane_allows). Sends are counted per group and hour in SendCount, so the caps
+hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
+everything passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import threading
+from collections import Counter
+
+from peewee import fn
+
+from .. import clock, db, limits
+from .. import sending_policy as sp
+from ..models import DEFERRED, QUEUED, SENDING, Delivery, ProviderGroup
+from .record import refresh_messages
+from .route import Route
+
+
+class GroupSessions:
+    """Concurrent outbound sessions per provider group, in this process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._busy: Counter = Counter()
+
+    def acquire(self, group: str, cap: int | None) -> bool:
+        with self._lock:
+            if cap is not None and self._busy[group] >= cap:
+                return False
+            self._busy[group] += 1
+            return True
+
+    def release(self, group: str) -> None:
+        with self._lock:
+            self._busy[group] -= 1
+            if self._busy[group] <= 0:
+                del self._busy[group]
+
+    def busy(self, group: str) -> int:
+        with self._lock:
+            return self._busy[group]
+
+
+SESSIONS = GroupSessions()
+# One batch's read-decide-count at a time, so two workers never both take a cap's last slot.
+_deciding = threading.Lock()
+
+
+def waiting_by_priority(now: dt.datetime, domain: str | None = None) -> dict[int, int]:
+    """Count deliveries due now (or within a lane re-check) per priority, for one domain or all."""
+    query = Delivery.select(Delivery.priority, fn.COUNT(Delivery.id)).where(
+        Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now + sp.LANE_RECHECK))
+    if domain is not None:
+        query = query.where(Delivery.domain == domain)
+    return dict(query.group_by(Delivery.priority).tuples())
+
+
+def defer(rows: list[Delivery], wait: sp.Wait, now: dt.datetime) -> None:
+    """Put claimed rows back to wait (no attempt is counted: nothing was sent)."""
+    ids = [d.id for d in rows]
+
+    def job() -> None:
+        Delivery.update(
+            status=DEFERRED, next_attempt_at=wait.until, lease_until=None, updated_at=now,
+            last_reply=f"{wait.reason}: {wait.text}",
+        ).where(Delivery.id.in_(ids) & (Delivery.status == SENDING)).execute()
+        refresh_messages({d.message_id for d in rows})
+
+    db.write(job).result()
+
+
+class Gate:
+    """The pace step for one session to one destination domain: ``admit`` then, at the end, ``close``."""
+
+    def __init__(self, settings: dict, domain: str, route: Route):
+        self.settings = settings
+        self.domain = domain
+        self.direct = route.smarthost is None
+        self.group = limits.group_for(domain, [t.name for t in route.targets]) if self.direct else None
+        self.holding = False  # one of the group's sessions
+
+    def admit(self, rows: list[Delivery]) -> list[Delivery]:
+        """Return the rows (in priority order) that may be sent now; the others are deferred."""
+        if not rows or not self.direct:
+            return rows
+        now = clock.now()
+        group = ProviderGroup.get_by_id(self.group.id)  # caps and throttle state as they are now
+        throttled = group.throttled_until is not None and now < group.throttled_until
+        hourly, sessions = sp.effective_caps(
+            limits.as_group(group), throttled=throttled, sent_last_hour=limits.sent_in_hour(group.name, now))
+        if not self.holding:
+            if not SESSIONS.acquire(group.name, sessions):
+                defer(rows, sp.session_wait(group.name, sessions, now), now)
+                return []
+            self.holding = True
+        admitted: list[Delivery] = []
+        waits: dict[sp.Wait, list[Delivery]] = {}
+        share = self.settings["LOW_PRIORITY_SHARE"]
+        with _deciding:
+            used_hour = limits.sent_in_hour(group.name, now)
+            day_cap = limits.warmup_cap(now.date())
+            used_day = limits.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
+            in_hand = Counter(d.priority for d in rows)
+            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand
+            for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
+            for row in rows:
+                for counts in (in_hand, for_domain, for_all):
+                    counts[row.priority] -= 1  # the row itself is not "waiting" for its own decision
+                wait = sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
+                                    now=now) or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour,
+                                                         waiting=for_domain, low_share=share, now=now,
+                                                         throttled=throttled)
+                if wait is None:
+                    admitted.append(row)
+                    used_hour += 1
+                    used_day += 1
+                else:
+                    waits.setdefault(wait, []).append(row)
+            if admitted:
+                db.write(functools.partial(limits.count_sends, group.name, len(admitted), now)).result()
+        for wait, waiting in waits.items():
+            defer(waiting, wait, now)
+        return admitted
+
+    def close(self) -> None:
+        if self.holding:
+            SESSIONS.release(self.group.name)
+            self.holding = False
