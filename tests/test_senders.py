@@ -46,7 +46,7 @@ class TestTheLinkThroughTheRelay:
         assert received.rcpts == ["jo@owner.test"] and received.mail_from == "postmaster@relay.test"
         message = email.message_from_bytes(received.data, policy=email.policy.default)
         assert message["Subject"] == "Verify jo@owner.test as a sender"
-        assert Delivery.get(Delivery.rcpt == "jo@owner.test").status == "delivered"
+        assert wait_for(lambda: Delivery.get(Delivery.rcpt == "jo@owner.test").status == "delivered")
         link = LINK.search(message.get_content()).group(0)
 
         page = app.test_client().get(urlsplit(link).path)

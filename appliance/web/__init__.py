@@ -7,7 +7,18 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..db import database
-from . import accounts, auth, health, messages, overview, suppressions, verify
+from . import (
+    accounts,
+    alerts,
+    auth,
+    domains,
+    health,
+    messages,
+    overview,
+    senders,
+    suppressions,
+    verify,
+)
 from .permissions import forbidden_page, login_manager
 
 csrf = CSRFProtect()
@@ -68,3 +79,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(messages.bp)
     app.register_blueprint(suppressions.bp)
     app.register_blueprint(verify.bp)
+    app.register_blueprint(senders.bp)
+    app.register_blueprint(domains.bp)
+    app.register_blueprint(alerts.bp)

@@ -1,0 +1,66 @@
+"""Senders page and the sender authorization fields on an account's page."""
+
+from __future__ import annotations
+
+from appliance import accounts, senders
+from appliance.models import Message, Sender, SmtpAccount
+
+
+def test_an_admin_adds_a_sender_and_a_verification_link_is_mailed(client):
+    response = client.form("/senders/", {"address": "Orders@Shop.example"})
+    assert response.status_code == 302
+    sender = Sender.get(Sender.email == "orders@shop.example")
+    assert not sender.verified and sender.link_sent_at is not None
+    assert Message.get(Message.subject == "Verify orders@shop.example as a sender")
+    page = client.get("/senders/").get_data(as_text=True)
+    assert "orders@shop.example" in page and "waiting" in page and "Resend link" in page
+
+
+def test_an_admin_vouches_for_a_sender_and_it_shows_as_verified_by_an_admin(client):
+    client.form("/senders/", {"address": "boss@office.example", "verified": "on"})
+    assert Sender.get(Sender.email == "boss@office.example").verified_by == "admin"
+    assert "by an admin" in client.get("/senders/").get_data(as_text=True)
+    assert not Message.select().exists()
+
+
+def test_a_bad_address_is_refused_with_the_reason(client):
+    response = client.form("/senders/", {"address": "not-an-address"})
+    assert response.status_code == 400 and "is not an email address" in response.get_data(as_text=True)
+
+
+def test_mark_verified_and_delete_change_the_sender(client):
+    sender = senders.add("wait@office.example")
+    client.form(f"/senders/{sender.id}/verify")
+    assert Sender.get_by_id(sender.id).verified_by == "admin"
+    client.form(f"/senders/{sender.id}/delete")
+    assert not Sender.select().exists()
+
+
+def test_a_viewer_sees_senders_but_cannot_add_one(viewer_client):
+    senders.add("seen@office.example", verified_by_admin=True)
+    page = viewer_client.get("/senders/").get_data(as_text=True)
+    assert "seen@office.example" in page and "Add a sender" not in page
+    assert viewer_client.form("/senders/", {"address": "x@office.example"}).status_code == 403
+
+
+def test_the_account_page_saves_the_authorized_lists_normalized_and_the_mode(app, client):
+    with app.app_context():
+        account, _ = accounts.create("Blog")
+    response = client.form(f"/senders/accounts/{account.id}", {
+        "authorized_domains": "Shop.example, news.shop.example;", "authorized_senders": "Jo@Gmail.example",
+        "sender_mode": "alert"})
+    assert response.status_code == 302 and response.headers["Location"].startswith(f"/accounts/{account.id}")
+    saved = SmtpAccount.get_by_id(account.id)
+    assert (saved.authorized_domains, saved.authorized_senders, saved.sender_mode) == (
+        "shop.example\nnews.shop.example", "jo@gmail.example", "alert")
+    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    assert 'value="shop.example; news.shop.example"' in page and '<option value="alert" selected>' in page
+
+
+def test_a_bad_authorized_domain_is_named_and_nothing_is_saved(app, client):
+    with app.app_context():
+        account, _ = accounts.create("Blog")
+    response = client.form(f"/senders/accounts/{account.id}", {
+        "authorized_domains": "shop.example; bad domain!", "authorized_senders": "", "sender_mode": "block"})
+    assert response.status_code == 400 and "is not a domain name" in response.get_data(as_text=True)
+    assert SmtpAccount.get_by_id(account.id).authorized_domains == ""
