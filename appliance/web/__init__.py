@@ -15,6 +15,7 @@ from . import (
     health,
     messages,
     overview,
+    policy,
     senders,
     suppressions,
     verify,
@@ -82,3 +83,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(senders.bp)
     app.register_blueprint(domains.bp)
     app.register_blueprint(alerts.bp)
+    app.register_blueprint(policy.bp)

@@ -7,7 +7,7 @@ import datetime as dt
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from peewee import fn
 
-from .. import accounts, clock
+from .. import accounts, clock, limits
 from ..models import Message, SmtpAccount
 from . import connection
 from .permissions import admin_required, admin_writes, viewer_required
@@ -39,7 +39,7 @@ def _no_store(html: str):
 
 def _connection_context(account: SmtpAccount) -> dict:
     return {"hostname": current_app.config["HOSTNAME"], "ports": connection.submission_ports(current_app.config),
-            "account": account}
+            "account": account, "quotas": limits.usage_rows(account.id, clock.now())}
 
 
 def parse_form(form) -> tuple[dict, dict[str, str]]:

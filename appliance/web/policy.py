@@ -1,0 +1,126 @@
+"""The sending policy page: provider groups and their slow-downs, the IP warm-up (plan vs sent), reputation;
+and each account's quotas (a section of the account page)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from .. import clock, limits
+from .. import sending_policy as sp
+from ..models import AccountReputation, ProviderGroup, SmtpAccount
+from .charts import Bucket, bar_chart
+from .permissions import admin_required, viewer_required
+
+bp = Blueprint("policy", __name__, url_prefix="/policy")
+
+CHART_DAYS = 28
+
+
+def warmup_chart(plan, today: dt.date):
+    """Plan (daily cap) against deliveries let through, per day from the plan's start."""
+    first = plan.start_date or today
+    steps = sp.parse_plan(plan.steps)
+    sent = limits.sent_per_day(first, CHART_DAYS)
+    buckets = []
+    for day, count in sent.items():
+        cap = sp.daily_cap(steps, first, day)
+        label = f"day {sp.plan_day(first, day)} ({day:%m-%d})"
+        buckets.append(Bucket(label, {"accepted": cap or 0, "delivered": count}))
+    return bar_chart(buckets, ("accepted", "delivered"), "Warm-up: daily cap (blue) and sent (green)", label_every=7)
+
+
+def _optional_int(raw: str, label: str, errors: dict[str, str]) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        errors[label] = f"{label.replace('_', ' ').capitalize()}: a whole number, or empty for no cap."
+        return None
+    return int(raw)
+
+
+def _page(status: int = 200, **extra):
+    now = clock.now()
+    plan = limits.warmup_plan()
+    groups = limits.group_rows()
+    reputation = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
+                      .order_by(SmtpAccount.name))
+    context = {
+        "groups": groups, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
+        "today_cap": limits.warmup_cap(now.date()), "sent_today": limits.sent_since(sp.window("day", now)[0]),
+        "plan_day": sp.plan_day(plan.start_date, now.date()) if plan.start_date else None,
+        "thresholds": limits.thresholds(current_app.config), "reputation": reputation,
+        "throttled": [g for g in groups if g.throttled_until and g.throttled_until > now],
+        "sent_hour": {g.name: limits.sent_in_hour(g.name, now) for g in groups},
+        "errors": {}, "values": {}, **extra,
+    }
+    return render_template("policy/show.html", **context), status
+
+
+@bp.get("/")
+@viewer_required
+def policy_show():
+    """Show provider groups, slow-downs, the warm-up plan against what was sent, and reputation."""
+    return _page()
+
+
+@bp.post("/providers/<int:group_id>")
+@admin_required
+def policy_provider_edit(group_id: int):
+    """Change a provider group's caps and patterns."""
+    group = ProviderGroup.get_or_none(ProviderGroup.id == group_id)
+    if group is None:
+        abort(404)
+    errors: dict[str, str] = {}
+    hourly = _optional_int(request.form.get("hourly_cap", ""), "hourly_cap", errors)
+    sessions = _optional_int(request.form.get("session_cap", ""), "session_cap", errors)
+    if errors:
+        return _page(400, errors={group.id: errors}, values={group.id: request.form})
+    limits.save_group(group.name, domains=request.form.get("domains", "").split(),
+                      mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
+    return redirect(url_for("policy.policy_show", saved=group.name))
+
+
+@bp.post("/warmup")
+@admin_required
+def policy_warmup_edit():
+    """Change the warm-up plan, its start date, and turn it on or off."""
+    errors: dict[str, str] = {}
+    start = None
+    if request.form.get("start_date", "").strip():
+        try:
+            start = dt.date.fromisoformat(request.form["start_date"].strip())
+        except ValueError:
+            errors["start_date"] = "Start date: write it as YYYY-MM-DD."
+    try:
+        sp.parse_plan(request.form.get("steps", ""))
+    except sp.PolicyError as exc:
+        errors["steps"] = f"Plan: {exc}."
+    if errors:
+        return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
+    limits.set_warmup(enabled=request.form.get("enabled") == "on", start_date=start, steps=request.form["steps"])
+    return redirect(url_for("policy.policy_show", saved="warm-up"))
+
+
+@bp.post("/quotas/<int:account_id>")
+@admin_required
+def policy_quotas_edit(account_id: int):
+    """Save an account's quotas (one optional limit and action per period)."""
+    account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
+    if account is None:
+        abort(404)
+    quotas, problems = [], []
+    for period in sp.PERIODS:
+        raw = request.form.get(f"limit_{period}", "").strip()
+        if not raw:
+            continue
+        try:
+            quotas.append(sp.parse_quota(f"{period}={raw}:{request.form.get(f'action_{period}', sp.DEFER)}"))
+        except sp.PolicyError:
+            problems.append(f"per {period}: a whole number of recipients")
+    if problems:
+        return render_template("policy/quotas_error.html", account=account, problems=problems), 400
+    limits.set_quotas(account.id, quotas)
+    return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#quotas")
