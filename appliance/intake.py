@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import email.utils
-import functools
 import logging
 import re
 from collections.abc import Callable
@@ -59,6 +59,9 @@ class Incoming:
 
 def normalise_line_endings(data: bytes) -> bytes:
     """Turn every bare CR or LF into CRLF, so no byte sequence can end DATA early downstream."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+        return data  # already canonical (the usual case): three C-speed scans, no substitution
     return _EOL.sub(b"\r\n", data)
 
 
@@ -90,6 +93,8 @@ def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
 
 
 def _decode(value: str) -> str:
+    if "=?" not in value:
+        return value  # no RFC 2047 encoded word
     try:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError):
@@ -168,32 +173,47 @@ def prepare(
 
 
 def store(item: Incoming) -> str:
-    """Insert one message, its body and one Delivery per recipient (inside the caller's transaction)."""
+    """Store one message (inside the caller's transaction); return its id."""
+    return store_many([item])[0]
+
+
+def store_many(items: list[Incoming]) -> list[str]:
+    """Insert messages, their bodies and one Delivery per recipient, one statement per table
+    (inside the caller's transaction); return their ids. Suppressed recipients are looked up once."""
     now = clock.now()
-    suppressed = Suppression.reasons_for(item.rcpts) if item.direction == "outbound" else {}
-    status = RECEIVED if item.direction == "inbound" else (
-        SUPPRESSED if item.rcpts and all(r.lower() in suppressed for r in item.rcpts) else (HELD if item.hold_reply else QUEUED)
-    )
-    Message.insert(
-        id=item.id, account=item.account_id, direction=item.direction, status=status,
-        mail_from=item.mail_from, rcpt_count=len(item.rcpts), size=len(item.data),
-        priority=item.priority, client_ip=item.client_ip, client_helo=item.client_helo,
-        tls=item.tls, received_at=now, **item.summary,
-    ).execute()
-    MessageBody.insert(message=item.id, data=item.data).execute()
-    if item.direction == "inbound":
-        return item.id
-    rows = []
-    for rcpt in item.rcpts:
-        reason = suppressed.get(rcpt.lower())
-        rows.append({
-            "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
-            "status": SUPPRESSED if reason is not None else (HELD if item.hold_reply else QUEUED),
-            "priority": item.priority, "next_attempt_at": item.hold_until or now, "updated_at": now,
-            "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
+    suppressed = Suppression.reasons_for([r for i in items if i.direction == "outbound" for r in i.rcpts])
+    messages, bodies, deliveries = [], [], []
+    for item in items:
+        waiting = HELD if item.hold_reply else QUEUED
+        if item.direction == "inbound":
+            status = RECEIVED
+        elif item.rcpts and all(r.lower() in suppressed for r in item.rcpts):
+            status = SUPPRESSED
+        else:
+            status = waiting
+        messages.append({
+            "id": item.id, "account": item.account_id, "direction": item.direction, "status": status,
+            "mail_from": item.mail_from, "rcpt_count": len(item.rcpts), "size": len(item.data),
+            "priority": item.priority, "client_ip": item.client_ip, "client_helo": item.client_helo,
+            "tls": item.tls, "received_at": now, "subject": item.summary.get("subject", ""),
+            "from_header": item.summary.get("from_header", ""),
+            "message_id_header": item.summary.get("message_id_header", ""),
         })
-    Delivery.insert_many(rows).execute()
-    return item.id
+        bodies.append({"message": item.id, "data": item.data})
+        if item.direction == "inbound":
+            continue
+        for rcpt in item.rcpts:
+            reason = suppressed.get(rcpt.lower())
+            deliveries.append({
+                "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
+                "status": SUPPRESSED if reason is not None else waiting, "priority": item.priority,
+                "next_attempt_at": item.hold_until or now, "updated_at": now,
+                "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
+            })
+    db.insert_rows(Message, messages)
+    db.insert_rows(MessageBody, bodies)
+    db.insert_rows(Delivery, deliveries)
+    return [item.id for item in items]
 
 
 def _storage_reply(exc: BaseException | None) -> str:
@@ -207,27 +227,51 @@ def _storage_reply(exc: BaseException | None) -> str:
     return replies.LOCAL_ERROR
 
 
+class Refused(Exception):
+    """The message is refused for a reason of policy; ``reply`` is the SMTP answer."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
 class GroupCommitter:
     """Accepted mail's way to disk: each message is a job of the process's GroupWriter.
 
-    ``submit`` gives a future that resolves to the message id once its transaction is durable,
-    or raises StorageError with the SMTP reply to give (nothing of it is stored then).
+    Messages that wait together are written with one statement per table in one transaction,
+    and their sessions are answered after that transaction is durable.
     """
 
     def __init__(self, max_batch: int = 64, on_committed: Callable[[list[str]], None] | None = None):
         self.writer = db.GroupWriter(max_batch)
+        self.checkpointer = db.Checkpointer()
         self.on_committed = on_committed
 
     def start(self) -> None:
         self.writer.start()
+        self.checkpointer.start()
         db.use_writer(self.writer)
 
     def stop(self) -> None:
         db.use_writer(None)
         self.writer.stop()
+        self.checkpointer.stop()
+
+    async def accept(self, prepare: Callable[[], Incoming]) -> str:
+        """Prepare a message on the writer thread, store it; return its id once durable.
+
+        ``prepare`` may raise MalformedMessage or Refused (nothing is stored); a storage failure
+        raises StorageError with the reply to give.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await self.writer.submit(store_many, prepare=prepare, after=self.on_committed, loop=loop)
+        except db.WRITE_ERRORS as exc:
+            log.error("could not store a message: %s", exc)
+            raise StorageError(_storage_reply(exc)) from None
 
     def submit(self, item: Incoming) -> concurrent.futures.Future:
-        """Queue a message for storage; the future resolves to its id or raises StorageError."""
+        """Queue a prepared message; the future resolves to its id or raises StorageError."""
         outcome: concurrent.futures.Future = concurrent.futures.Future()
 
         def done(stored: concurrent.futures.Future) -> None:
@@ -238,5 +282,5 @@ class GroupCommitter:
                 log.error("could not store message %s: %s", item.id, exc)
                 outcome.set_exception(StorageError(_storage_reply(exc)))
 
-        self.writer.submit(functools.partial(store, item), self.on_committed).add_done_callback(done)
+        self.writer.submit(store_many, item, after=self.on_committed).add_done_callback(done)
         return outcome

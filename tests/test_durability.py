@@ -102,14 +102,14 @@ def test_messages_waiting_together_share_one_commit(app):
 
 
 def test_one_bad_message_does_not_fail_the_others_in_its_batch(app, monkeypatch):
-    real_store = intake.store
+    real_store_many = intake.store_many
 
-    def store(item):
-        if item.summary["subject"] == "m3":
+    def store_many(items):
+        if any(item.summary["subject"] == "m3" for item in items):
             raise peewee.IntegrityError("bad row")
-        return real_store(item)
+        return real_store_many(items)
 
-    monkeypatch.setattr(intake, "store", store)
+    monkeypatch.setattr(intake, "store_many", store_many)
     committer = intake.GroupCommitter()
     futures = [committer.submit(_incoming(n)) for n in range(6)]
     committer.start()

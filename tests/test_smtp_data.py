@@ -151,15 +151,15 @@ def test_utf8_addresses_and_encoded_subjects_are_accepted(app, smtp_server, acco
 
 
 def test_a_database_error_gets_451_and_leaves_nothing_half_stored(app, raw, monkeypatch):
-    real_store = intake.store
+    real_store_many = intake.store_many
 
-    def store_then_fail(item):
-        real_store(item)  # the rows are written inside the transaction ...
+    def store_then_fail(items):
+        real_store_many(items)  # the rows are written inside the transaction ...
         raise peewee.OperationalError("simulated failure")  # ... and must be rolled back
 
-    monkeypatch.setattr(intake, "store", store_then_fail)
+    monkeypatch.setattr(intake, "store_many", store_then_fail)
     assert send(raw, b"From: a@shop.test\r\n\r\nx") == (451, "4.3.0 Temporary local problem, try later")
-    monkeypatch.setattr(intake, "store", real_store)
+    monkeypatch.setattr(intake, "store_many", real_store_many)
     with app.app_context():
         assert (Message.select().count(), MessageBody.select().count(), Delivery.select().count()) == (0, 0, 0)
     assert send(raw, b"From: a@shop.test\r\n\r\nagain")[0] == 250
