@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import re
+import signal
 import ssl
 import threading
 from dataclasses import dataclass
@@ -192,16 +193,30 @@ def serve(app: Flask) -> None:
     service, files = start_smtp(settings, workers.on_committed)
 
     host, _, port = settings["WEB_LISTEN"].rpartition(":")
-    web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
-    print(startup_banner(settings, service, files, first_admin, web_url=f"http://{settings['WEB_LISTEN']}/"), flush=True)
+    web_url = f"http://{settings['WEB_LISTEN']}/"
     try:
-        web.run()
+        web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
+    except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
+        web = None
+        web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
+    print(startup_banner(settings, service, files, first_admin, web_url=web_url), flush=True)
+    # SIGTERM (systemd, docker stop) ends the process like Ctrl-C: listeners close, workers stop.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        if web is not None:
+            web.run()
+        else:
+            threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         checker.stopping.set()
         service.stop()
         workers.stop()
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def startup_banner(settings, service: SmtpService, files: tls.TlsFiles, first_admin, web_url: str) -> str:

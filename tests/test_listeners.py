@@ -144,3 +144,28 @@ def test_a_privileged_port_without_the_capability_is_skipped_with_the_reason(ove
     banner = _start_and_read_banner(overrides, no_bind)
     assert "SMTP 127.0.0.1:26/starttls NOT listening: Permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)" in banner
     assert f"listening on 127.0.0.1:{port}" in banner
+
+
+def test_a_busy_dashboard_port_is_reported_and_smtp_keeps_working(overrides):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    overrides["WEB_LISTEN"] = f"127.0.0.1:{busy.getsockname()[1]}"
+    smtp_port = int(overrides["SMTP_LISTEN"].split(",")[0].split(":")[1].split("/")[0])
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = ""
+        for line in proc.stdout:
+            banner += line
+            if "dashboard:" in line:
+                break
+        assert f"dashboard: NOT listening on {overrides['WEB_LISTEN']}: Address already in use" in banner
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            assert client.ehlo()[0] == 250
+        proc.terminate()  # SIGTERM: listeners close and the process ends cleanly
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        busy.close()
