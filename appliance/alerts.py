@@ -19,6 +19,7 @@ UNAUTHORIZED_SENDER_BLOCKED = "unauthorized-sender-blocked"
 UNAUTHORIZED_SENDER_ALLOWED = "unauthorized-sender-allowed"
 DNS_RECORD_BROKEN = "dns-record-broken"
 DOMAIN_UNVERIFIED = "domain-unverified"
+DELIVERY_FAILING = "delivery-failing"  # an account's messages bounce or fail (raised per failed message)
 
 
 def raise_alert(settings: dict, kind: str, subject: str, text: str, severity: str = WARNING) -> Alert:

@@ -8,7 +8,7 @@ import email
 import pytest
 
 from appliance import queue
-from appliance.models import Attempt, Delivery, Message, Suppression
+from appliance.models import Alert, Attempt, Delivery, Message, Suppression
 from tests.conftest import relay_overrides, wait_for
 
 SENDER = "shop@shop.test"
@@ -113,6 +113,8 @@ def test_an_unknown_user_bounces_once_with_a_dsn_and_is_suppressed(relay, accoun
     assert Message.get_by_id(message_id).status == "bounced"
     suppression = Suppression.get(Suppression.address == "unknown.user@example.test")
     assert suppression.source == "bounce" and "5.1.1" in suppression.reason
+    alert = Alert.get(Alert.kind == "delivery-failing")  # the admin hears of it in the alert center
+    assert alert.subject == f"account {account[0]}" and "unknown.user@example.test" in alert.text
 
     dsn = wait_for(lambda: sender_mx.messages)[0]
     assert dsn.mail_from in ("", "<>")  # the null sender: a DSN never causes another

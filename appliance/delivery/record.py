@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ulid import ULID
 
-from .. import clock, db, intake, limits, sending_policy
+from .. import alerts, clock, db, intake, limits, sending_policy
 from ..models import (
     BOUNCED,
     CANCELLED,
@@ -23,6 +23,7 @@ from ..models import (
     Delivery,
     Message,
     MessageBody,
+    SmtpAccount,
     Suppression,
 )
 from . import dsn
@@ -131,7 +132,19 @@ def record(outcomes: list[Outcome], settings: dict) -> list[str]:
                 failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
         refresh_messages({message.id})
         dsn_ids = [_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else []
+        if failed and message.account_id:
+            _alert_failing(settings, message, failed)
     return dsn_ids
+
+
+def _alert_failing(settings: dict, message: Message, failed: list[dsn.FailedRecipient]) -> None:
+    """Tell the admin that an account's mail is not getting through (repeats fold into one alert)."""
+    account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id)
+    if account is None:
+        return
+    shown = ", ".join(f"{f.address} ({f.reply})" for f in failed[:3]) + (" …" if len(failed) > 3 else "")
+    alerts.raise_alert(settings, alerts.DELIVERY_FAILING, f"account {account.username}",
+                       f"message {message.id} could not be delivered to {shown}")
 
 
 def _queue_dsn(message: Message, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
