@@ -650,7 +650,10 @@ def domains_show(ref: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def domains_check(refs: tuple[str, ...], as_json: bool) -> None:
-    """Look every record up in DNS now (all domains when none is named) and say what passes."""
+    """Look every record up in DNS now (all domains when none is named) and say what passes.
+
+    Exits 1 when a checked domain is not verified, so scripts and monitoring can act on it.
+    """
     from flask import current_app
 
     settings = current_app.config
@@ -660,6 +663,8 @@ def domains_check(refs: tuple[str, ...], as_json: bool) -> None:
         domains_service.check(domain, settings)
         rows.append(domain_dict(Domain.get_by_id(domain.id), settings["HOSTNAME"]))
     _emit(rows, as_json, "\n".join(_domain_text(r) for r in rows) or "no sending domains yet")
+    if not all(Domain.get_by_id(d.id).verified for d in targets):
+        raise click.exceptions.Exit(1)
 
 
 @domains_group.command("rotate")
@@ -937,7 +942,7 @@ def policy_show(as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `appliance` console script."""
     try:
-        cli.main(args=argv, prog_name="appliance", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="appliance", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -947,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, ValueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0  # a command's click.exceptions.Exit(code)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ def test_the_domains_commands_add_show_and_check_with_json(run_cli, dns_server):
     dkim_record = added["records"][0]
     assert "".join(dkim_record["strings"]) == dkim_record["value"]
 
+    unpublished = run_cli("domains", "check", "mail.example.test")
+    assert unpublished.exit_code == 1 and "mail.example.test" in unpublished.output
+
     for record in added["records"]:
         value = " ".join(f'"{s}"' for s in record["strings"]) if record["type"] == "TXT" else record["value"]
         dns_server.add(record["name"], record["type"], value)
