@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance import admins
+from tests.conftest import relay_overrides, wait_for
 
 from .conftest import ADMIN
 
@@ -62,8 +63,18 @@ def _smtp_port(app, index: int) -> int:
     return int(app.config["SMTP_LISTEN"].split(",")[index].split(":")[1].split("/")[0])
 
 
-def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(app, page, smtp_server,
+@pytest.fixture
+def delivering(overrides, dns_server, delivery_port, sink_mx):
+    """Outbound mail for example.com goes to a sink MX on 127.0.0.3 (set before the app is built)."""
+    overrides.update(relay_overrides(overrides, dns_server, delivery_port))
+    dns_server.mx("example.com", (10, "mx.example.com"))
+    dns_server.a("mx.example.com", "127.0.0.3")
+    return sink_mx("127.0.0.3")
+
+
+def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(delivering, app, page, relay,
                                                                                    sending_domain):
+    smtp_server = relay.smtp
     with app.app_context():
         admins.create(*ADMIN)
 
@@ -120,6 +131,13 @@ def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connectio
     page.click("#log tbody a")
     page.wait_for_selector("h2:text('Deliveries')")
     assert page.is_visible("text=bob@example.com")
+    # The delivery workers hand it to the sink MX; the detail shows the attempt and explains it.
+    wait_for(lambda: delivering.messages)
+    page.reload()
+    attempt = page.locator("ol.timeline li").first
+    assert "to mx.example.com [127.0.0.3]" in attempt.inner_text()
+    assert attempt.locator(".badge").inner_text() == "delivered"
+    assert attempt.locator("code").inner_text().startswith("250")
     shot(page, "message-detail")
 
     # The connection test runs connect → EHLO → STARTTLS → AUTH and swaps in its result (htmx).
