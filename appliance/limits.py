@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from peewee import JOIN, fn
 
@@ -55,6 +56,7 @@ def set_quotas(account_id: int, quotas: list[sp.Quota]) -> None:
         AccountQuota.delete().where(AccountQuota.account == account_id).execute()
         for q in quotas:
             AccountQuota.create(account=account_id, period=q.period, limit=q.limit, action=q.action)
+    forget_policy(account_id)
 
 
 def usage(account_id: int, periods: list[str], now: dt.datetime) -> dict[str, int]:
@@ -81,6 +83,32 @@ def usage_rows(account_id: int, now: dt.datetime) -> list[dict]:
     return rows
 
 
+# Every MAIL FROM needs the account's quotas and reputation verdict, which change rarely: they are
+# kept POLICY_CACHE_SECONDS and dropped at once when this process changes them (the dashboard and
+# the sweeps run in it); a change made by the CLI from another process applies within that time.
+POLICY_CACHE_SECONDS = 2.0
+_policy_cache: dict[int, tuple[float, list[sp.Quota], tuple[str, str] | None]] = {}
+
+
+def _account_policy(account_id: int) -> tuple[list[sp.Quota], tuple[str, str] | None]:
+    cached = _policy_cache.get(account_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1], cached[2]
+    quotas = quotas_of(account_id)
+    row = AccountReputation.get_or_none(AccountReputation.account == account_id)
+    verdict = (row.state, row.reason) if row else None
+    _policy_cache[account_id] = (time.monotonic() + POLICY_CACHE_SECONDS, quotas, verdict)
+    return quotas, verdict
+
+
+def forget_policy(account_id: int | None = None) -> None:
+    """Drop cached quotas and verdicts (of one account, or all) after changing them."""
+    if account_id is None:
+        _policy_cache.clear()
+    else:
+        _policy_cache.pop(account_id, None)
+
+
 def check_mail(settings: dict, account_id: int) -> sp.QuotaDecision | None:
     """MAIL FROM of an account (on an executor thread): quotas, then the reputation guard's hold.
 
@@ -88,15 +116,14 @@ def check_mail(settings: dict, account_id: int) -> sp.QuotaDecision | None:
     alert once per window.
     """
     now = clock.now()
-    quotas = quotas_of(account_id)
+    quotas, verdict = _account_policy(account_id)
     used = usage(account_id, [q.period for q in quotas], now)
     for q in quotas:
         _quota_alert(settings, account_id, q, used[q.period], now)
     decision = sp.quota_decision(quotas, used, now)
     if decision is not None and decision.action != sp.HOLD:
         return decision
-    verdict = AccountReputation.get_or_none(AccountReputation.account == account_id)
-    held = sp.reputation_decision(verdict.state, verdict.reason) if verdict else None
+    held = sp.reputation_decision(*verdict) if verdict else None
     return held or decision
 
 
@@ -323,6 +350,7 @@ def check_reputation(settings: dict, now: dt.datetime | None = None) -> dict[int
                 account=account_id, state=verdict.state, reason=verdict.reason, sent=sent,
                 bounced=c.get(BOUNCED, 0), complaints=complaints.get(account_id, 0), checked_at=now,
             ).on_conflict_replace().execute()
+        forget_policy(account_id)
         if _rank(verdict.state) > _rank(before):
             _reputation_alert(settings, account_id, verdict)
     return verdicts

@@ -108,8 +108,9 @@ def _claimable(now: dt.datetime):
 def claim(ids: list[int], lease_seconds: int) -> list[Delivery]:
     """Take the rows among ``ids`` that are due and not leased to another worker.
 
-    Each row is taken by one UPDATE … WHERE status/lease, so two workers never both get it. The
-    updates run on the process's writer (shared commits) rather than on this worker's thread.
+    One UPDATE … WHERE id IN (…) AND (due, or leased and expired) RETURNING id takes them: a row
+    another worker took no longer matches, so two workers never both get it. It runs on the
+    process's writer (shared commits) rather than on this worker's thread.
     """
     taken = db.write(functools.partial(_take, ids, lease_seconds)).result()
     if not taken:
@@ -122,12 +123,10 @@ def claim(ids: list[int], lease_seconds: int) -> list[Delivery]:
 def _take(ids: list[int], lease_seconds: int) -> list[int]:
     now = clock.now()
     lease = now + dt.timedelta(seconds=lease_seconds)
-    return [
-        delivery_id for delivery_id in ids
-        if Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
-            (Delivery.id == delivery_id) & _claimable(now)
-        ).execute()
-    ]
+    query = Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
+        Delivery.id.in_(ids) & _claimable(now)
+    ).returning(Delivery.id)
+    return [delivery_id for (delivery_id,) in query.tuples().execute()]
 
 
 def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Delivery]:
