@@ -5,7 +5,6 @@ Called by queue workers with rows they have claimed; never on the SMTP event loo
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -14,7 +13,7 @@ from itertools import groupby
 from .. import clock, db
 from ..models import Delivery, Message, MessageBody
 from .pace import Gate
-from .record import Outcome, record
+from .record import Outcome, record_many
 from .route import RouteError, route
 from .send import Peer, Session, SessionError
 from .sign import sign
@@ -38,7 +37,7 @@ def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delive
 
     def record_later(group: list[Delivery], replies, peer: Peer, started, t0: float) -> None:
         outcomes = _outcomes(group, replies, peer, started, t0)
-        recorded.append(db.write(functools.partial(record, outcomes, settings)))
+        recorded.append(db.write_many(record_many, (outcomes, settings)))
 
     try:
         _deliver(rows, settings, more, record_later)

@@ -76,14 +76,19 @@ def message_status(statuses: list[str]) -> str:
 
 def refresh_messages(message_ids: set[str]) -> None:
     """Recompute the status of these messages from their deliveries (inside a transaction)."""
+    if not message_ids:
+        return
     by_message: dict[str, list[str]] = {m: [] for m in message_ids}
-    for row in Delivery.select(Delivery.message, Delivery.status).where(Delivery.message.in_(list(message_ids))):
-        by_message[row.message_id].append(row.status)
+    for message_id, status in Delivery.select(Delivery.message, Delivery.status).where(
+        Delivery.message.in_(list(message_ids))
+    ).tuples():
+        by_message[message_id].append(status)
+    by_status: dict[str, list[str]] = {}
     for message_id, statuses in by_message.items():
         if statuses:
-            Message.update(status=message_status(statuses)).where(
-                (Message.id == message_id) & (Message.direction == "outbound")
-            ).execute()
+            by_status.setdefault(message_status(statuses), []).append(message_id)
+    for status, ids in by_status.items():
+        Message.update(status=status).where(Message.id.in_(ids) & (Message.direction == "outbound")).execute()
 
 
 def _classify(outcome: Outcome, message: Message, settings: dict, now: dt.datetime) -> tuple[str, dt.datetime]:
@@ -99,42 +104,60 @@ def _classify(outcome: Outcome, message: Message, settings: dict, now: dt.dateti
     return DEFERRED, min(now + delay, give_up_at)
 
 
-def record(outcomes: list[Outcome], settings: dict) -> list[str]:
-    """Store the outcomes of one message's attempts; return the ids of DSNs it queued."""
-    if not outcomes:
-        return []
+def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply: Reply, now: dt.datetime) -> bool:
+    """Store an attempt's result on its Delivery row, if it is still ours (status sending)."""
+    p = db.database.param
+    cursor = db.database.execute_sql(
+        f'UPDATE "delivery" SET "status" = {p}, "attempts" = "attempts" + 1, "next_attempt_at" = {p}, '
+        f'"lease_until" = NULL, "last_code" = {p}, "last_reply" = {p}, "updated_at" = {p}, '
+        f'"delivered_at" = {p} WHERE "id" = {p} AND "status" = {p}',
+        (status, Delivery.next_attempt_at.db_value(next_at), reply.code, str(reply),
+         Delivery.updated_at.db_value(now), Delivery.delivered_at.db_value(now if status == DELIVERED else None),
+         delivery_id, SENDING),
+    )
+    return cursor.rowcount == 1
+
+
+def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
+    """Store the outcomes of several messages' attempts (a writer job kind: one job per message);
+    return, per job, the ids of the DSNs it queued."""
     now = clock.now()
-    message = Message.get_by_id(outcomes[0].delivery.message_id)
-    failed: list[dsn.FailedRecipient] = []
+    wanted = {outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes}
+    messages = {m.id: m for m in Message.select().where(Message.id.in_(list(wanted)))} if wanted else {}
+    attempts: list[dict] = []
+    results: list[list[str]] = []
     with db.atomic_write():
-        for outcome in outcomes:
-            d, reply = outcome.delivery, outcome.reply
-            status, next_at = _classify(outcome, message, settings, now)
-            changed = Delivery.update(
-                status=status, attempts=Delivery.attempts + 1, next_attempt_at=next_at, lease_until=None,
-                last_code=reply.code, last_reply=str(reply), updated_at=now,
-                delivered_at=now if status == DELIVERED else None,
-            ).where((Delivery.id == d.id) & (Delivery.status == SENDING)).execute()
-            Attempt.insert(
-                delivery=d.id, started_at=outcome.started_at, duration_ms=outcome.duration_ms,
-                mx_host=outcome.peer.host, mx_ip=outcome.peer.ip, tls=outcome.peer.tls, code=reply.code,
-                enhanced_code=reply.enhanced, text=reply.text, outcome=status,
-            ).execute()
-            if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
-                limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
-            if not changed:  # an admin cancelled or held it meanwhile: their decision stands
+        for outcomes, settings in jobs:
+            if not outcomes:
+                results.append([])
                 continue
-            if status == BOUNCED and reply.hard:
-                Suppression.insert(
-                    address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
-                ).on_conflict_ignore().execute()
-            if status in (BOUNCED, FAILED):
-                failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
-        refresh_messages({message.id})
-        dsn_ids = [_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else []
-        if failed and message.account_id:
-            _alert_failing(settings, message, failed)
-    return dsn_ids
+            message = messages[outcomes[0].delivery.message_id]
+            failed: list[dsn.FailedRecipient] = []
+            for outcome in outcomes:
+                d, reply = outcome.delivery, outcome.reply
+                status, next_at = _classify(outcome, message, settings, now)
+                changed = _finish_delivery(d.id, status, next_at, reply, now)
+                attempts.append({
+                    "delivery": d.id, "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
+                    "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
+                    "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
+                })
+                if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
+                    limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
+                if not changed:  # an admin cancelled or held it meanwhile: their decision stands
+                    continue
+                if status == BOUNCED and reply.hard:
+                    Suppression.insert(
+                        address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
+                    ).on_conflict_ignore().execute()
+                if status in (BOUNCED, FAILED):
+                    failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
+            results.append([_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
+            if failed and message.account_id:
+                _alert_failing(settings, message, failed)
+        db.insert_rows(Attempt, attempts)
+        refresh_messages(set(messages))
+    return results
 
 
 def _alert_failing(settings: dict, message: Message, failed: list[dsn.FailedRecipient]) -> None:
