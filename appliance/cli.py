@@ -41,7 +41,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--role", type=click.Choice(["all"]), default="all", help="What this process runs.")
+@click.option("--role", type=click.Choice(["all", "smtp", "web", "worker"]), default="all", show_default=True,
+              help="What this process runs: everything, or one part of the scale-out mode.")
 @with_appcontext
 def serve(role: str) -> None:
     """Run the dashboard, the SMTP listeners and the workers (same as `python app.py`)."""
@@ -49,7 +50,7 @@ def serve(role: str) -> None:
 
     from .serve import serve as run
 
-    run(current_app._get_current_object())
+    run(current_app._get_current_object(), role)
 
 
 @cli.command()

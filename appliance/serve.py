@@ -179,30 +179,42 @@ class QueueService:
             self._thread = None
 
 
-def serve(app: Flask) -> None:
-    """Run everything in this process: SMTP thread, writer, and waitress on the main thread."""
+ROLES = ("all", "smtp", "web", "worker")
+
+
+def serve(app: Flask, role: str = "all") -> None:
+    """Run this process's part: everything (``all``), or for the scale-out mode of DESIGN §5 only
+    the SMTP front end (``smtp``), the dashboard (``web``) or the delivery workers (``worker``)."""
     from waitress import create_server
 
     from . import admins
 
     configure_logging()
     settings = app.config
-    with app.app_context():
-        first_admin = admins.ensure_first_admin()
+    runs = {part: role in ("all", part) for part in ("smtp", "web", "worker")}
+    first_admin = None
+    if runs["web"]:
+        with app.app_context():
+            first_admin = admins.ensure_first_admin()
+    # Every role enqueues (intake's hook, admin actions); only a worker role runs the consumer.
     workers = QueueService(settings)
-    workers.start()
     checker = domains.Checker(settings)  # re-checks sending domains' DNS every DOMAIN_CHECK_INTERVAL
-    threading.Thread(target=checker.run, name="domain-checker", daemon=True).start()
-    service, files = start_smtp(settings, workers.on_committed)
+    if runs["worker"]:
+        workers.start()
+        threading.Thread(target=checker.run, name="domain-checker", daemon=True).start()
+    service = files = None
+    if runs["smtp"]:
+        service, files = start_smtp(settings, workers.on_committed)
 
-    host, _, port = settings["WEB_LISTEN"].rpartition(":")
-    web_url = f"http://{settings['WEB_LISTEN']}/"
-    try:
-        web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
-    except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
-        web = None
-        web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
-    print(startup_banner(settings, service, files, first_admin, web_url=web_url), flush=True)
+    web, web_url = None, f"not run in this process (--role {role})"
+    if runs["web"]:
+        host, _, port = settings["WEB_LISTEN"].rpartition(":")
+        web_url = f"http://{settings['WEB_LISTEN']}/"
+        try:
+            web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
+        except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
+            web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
+    print(startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]), flush=True)
     # SIGTERM (systemd, docker stop) ends the process like Ctrl-C: listeners close, workers stop.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -214,28 +226,37 @@ def serve(app: Flask) -> None:
         pass
     finally:
         checker.stopping.set()
-        service.stop()
-        workers.stop()
+        if service is not None:
+            service.stop()
+        if runs["worker"]:
+            workers.stop()
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def startup_banner(settings, service: SmtpService, files: tls.TlsFiles, first_admin, web_url: str) -> str:
+def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | None, first_admin,
+                   web_url: str, workers: bool = True) -> str:
     """Say what listens where, what failed, and what to do next."""
     lines = [f"appliance {settings['HOSTNAME']} — data in {settings['DATA_DIR']}"]
-    for listener, addrs in service.bound:
-        shown = ", ".join(f"{a[0]}:{a[1]}" for a in addrs)
-        lines.append(f"  SMTP {listener.mode:<8} listening on {shown}" + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
-    for listener, reason in service.failed:
-        lines.append(f"  SMTP {listener} NOT listening: {reason}")
-    lines.append(f"  dashboard: {web_url}")
-    if files.ca:
-        lines.append(f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
-                     " (tell clients to trust it, or set TLS_CERT/TLS_KEY)")
+    if service is None:
+        lines.append("  SMTP: not run in this process")
     else:
-        lines.append(f"  TLS: {files.cert}")
+        for listener, addrs in service.bound:
+            shown = ", ".join(f"{a[0]}:{a[1]}" for a in addrs)
+            lines.append(f"  SMTP {listener.mode:<8} listening on {shown}"
+                         + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
+        for listener, reason in service.failed:
+            lines.append(f"  SMTP {listener} NOT listening: {reason}")
+    lines.append(f"  delivery workers: {settings['WORKERS'] if workers else 'not run in this process'}")
+    lines.append(f"  dashboard: {web_url}")
+    if files is not None:
+        if files.ca:
+            lines.append(f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
+                         " (tell clients to trust it, or set TLS_CERT/TLS_KEY)")
+        else:
+            lines.append(f"  TLS: {files.cert}")
     if first_admin:
         email, password = first_admin
         lines.append(f"  first admin login (shown once): {email} / {password}")

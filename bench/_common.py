@@ -99,6 +99,7 @@ class Appliance:
 
     repo: Path = REPO
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # extra command-line arguments, e.g. ("--role", "smtp")
     keep: bool = False
     submission_port: int = 0
     mx_port: int = 0
@@ -151,7 +152,7 @@ class Appliance:
         self.submission_port, self.mx_port, self.web_port = free_port(), free_port(), free_port()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(self.repo / "app.py")], cwd=self.repo, env=self.env(),
+                [sys.executable, str(self.repo / "app.py"), *self.args], cwd=self.repo, env=self.env(),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout

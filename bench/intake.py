@@ -276,10 +276,12 @@ def _stored(app: Appliance) -> int:
 
 
 def _appliance(args) -> Appliance:
-    """The appliance under test. Delivery goes to a closed loopback port (SMARTHOST) and DNS to a
-    dead loopback resolver: accepted mail is deferred at once, nothing leaves 127.0.0.1, and
-    delivery costs little next to intake (bench/relay.py measures delivery)."""
-    return Appliance(repo=args.repo, extra_env={
+    """The appliance under test, as ``--role`` (default ``smtp``: the SMTP front end alone, which
+    accepts and queues like Postfix's HOLD port; ``all`` adds the delivery workers). Delivery goes
+    to a closed loopback port (SMARTHOST) and DNS to a dead loopback resolver: nothing leaves
+    127.0.0.1 (bench/relay.py measures delivery)."""
+    role_args = ("--role", args.role) if args.role != "all" else ()
+    return Appliance(repo=args.repo, args=role_args, extra_env={
         "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
         "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
     })
@@ -447,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="run each mode this many times (default 1)")
     p.add_argument("--no-postfix", action="store_true", help="plain mode: skip the Postfix reference")
     p.add_argument("--repo", type=Path, default=REPO, help="tree whose app.py is run (default: this one)")
+    p.add_argument("--role", choices=["smtp", "all"], default="smtp",
+                   help="appliance role: smtp (accept and queue, like Postfix's HOLD port; default) or all")
     args = p.parse_args(argv)
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
