@@ -36,7 +36,8 @@ def fill(path: Path, rows: int, seed: int = 7) -> None:
     con.execute("PRAGMA synchronous=OFF")
     now = dt.datetime(2025, 6, 1)
     con.executemany("INSERT INTO smtp_account (id, name, username, password_hash, active, priority, note, "
-                    "ip_rules, ip_only, created_at) VALUES (?, ?, ?, '', 1, 3, '', '', 0, ?)",
+                    "ip_rules, ip_only, authorized_domains, authorized_senders, sender_mode, created_at) "
+                    "VALUES (?, ?, ?, '', 1, 3, '', '', 0, '', '', 'block', ?)",
                     [(i, f"Shop {i}", f"{i}.shop-{i}.smtp", now) for i in range(1, ACCOUNTS + 1)])
     step = dt.timedelta(days=90) / rows
     batch_m, batch_d = [], []
