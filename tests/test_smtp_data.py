@@ -163,3 +163,44 @@ def test_a_database_error_gets_451_and_leaves_nothing_half_stored(app, raw, monk
     with app.app_context():
         assert (Message.select().count(), MessageBody.select().count(), Delivery.select().count()) == (0, 0, 0)
     assert send(raw, b"From: a@shop.test\r\n\r\nagain")[0] == 250
+
+
+def test_dot_stuffed_lines_come_back_exactly_as_the_client_meant_them(app, raw):
+    body = b"..leading dot\r\n..\r\nRegards.\r\nend."
+    code, text = send(raw, b"From: a@shop.test\r\nSubject: dots\r\n\r\n" + body)
+    assert code == 250
+    _, data = stored(app, text.removeprefix("Ok: queued as "))
+    assert data.endswith(b"\r\n\r\n.leading dot\r\n.\r\nRegards.\r\nend.\r\n")
+
+
+def test_a_long_message_read_in_many_pieces_is_stored_byte_for_byte(app, raw):
+    lines = [f"line {n:05d} ".encode() + b"x" * 60 for n in range(4000)]  # about 280 KB
+    code, text = send(raw, b"From: a@shop.test\r\nSubject: long\r\n\r\n" + b"\r\n".join(lines))
+    assert code == 250
+    _, data = stored(app, text.removeprefix("Ok: queued as "))
+    assert data.endswith(b"\r\n\r\n" + b"\r\n".join(lines) + b"\r\n")
+
+
+def test_a_line_of_1000_octets_with_its_crlf_is_accepted_and_one_more_is_not(app, raw):
+    assert send(raw, b"From: a@shop.test\r\n\r\n" + b"y" * 998)[0] == 250
+    assert send(raw, b"From: a@shop.test\r\n\r\n" + b"y" * 1000)[0] == 500
+
+
+def test_commands_pipelined_after_the_final_dot_are_answered_in_order(raw):
+    raw.cmd("MAIL FROM:<a@shop.test>")
+    raw.cmd("RCPT TO:<b@example.com>")
+    assert raw.cmd("DATA")[0] == 354
+    raw.send(b"From: a@shop.test\r\nSubject: pipelined\r\n\r\nhi\r\n.\r\nNOOP\r\nRSET\r\n")
+    assert raw.reply()[0] == 250  # the message
+    assert raw.reply() == (250, "OK")  # NOOP
+    assert raw.reply() == (250, "OK")  # RSET
+
+
+def test_an_empty_message_ends_at_a_first_line_dot_and_is_refused_for_its_missing_from(app, raw):
+    raw.cmd("MAIL FROM:<a@shop.test>")
+    raw.cmd("RCPT TO:<b@example.com>")
+    assert raw.cmd("DATA")[0] == 354
+    raw.send(b".\r\n")
+    assert raw.reply() == (554, "5.6.0 Malformed message: there is no From: header")
+    with app.app_context():
+        assert Message.select().count() == 0

@@ -32,6 +32,8 @@ NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax err
 # general RFC 5322 parser (email._header_value_parser), which costs more than the rest of MAIL.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (1001 with a stuffed dot).
+MAX_LINE = 999
 _PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>(.*)\Z", re.S)
 
 
@@ -251,6 +253,64 @@ class ApplianceSMTP(SMTP):
             accounts.ACCOUNT_DISABLED: replies.ACCOUNT_DISABLED,
         }.get(result.failure, replies.BAD_CREDENTIALS)
         return AuthResult(success=False, handled=False, message=message)
+
+    # -- DATA ---------------------------------------------------------------------------------
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd reads DATA line by line (a readuntil and a debug log per line); reading up to
+        # each ".\r\n" costs a few calls per message instead. Replies and checks stay the same.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            raw, too_big = await self._read_data()
+        except asyncio.IncompleteReadError:
+            return  # the client went away in the middle: nothing to answer
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if too_big or max(map(len, raw.split(b"\r\n"))) > MAX_LINE:
+            await self.push(replies.MESSAGE_TOO_BIG if too_big else replies.LINE_TOO_LONG)
+            self._set_post_data_state()
+            return
+        # RFC 5321 §4.5.2: remove the dot the client added in front of every line starting with one.
+        content = (raw[1:] if raw.startswith(b".") else raw).replace(b"\r\n.", b"\r\n")
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_data(self) -> tuple[bytes, bool]:
+        """Read the message up to the <CRLF>.<CRLF> that ends it (dot-stuffed, without the final
+        dot line); past MAX_MESSAGE_SIZE keep reading to stay in step, but keep nothing."""
+        reader, limit = self._reader, self.data_size_limit
+        pieces: list[bytes] = []
+        size, too_big, tail = 0, False, b"\r\n"  # a lone "." as the very first line ends DATA too
+        while True:
+            try:
+                piece = await reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as exc:  # no ".\r\n" within the reader's line limit
+                piece = await reader.readexactly(exc.consumed)
+            else:
+                before = piece[:-3]
+                if (tail + before)[-2:] == b"\r\n":  # the dot starts a line: end of DATA
+                    piece = before
+                    size += len(piece)
+                    if not too_big and not (limit and size > limit):
+                        pieces.append(piece)
+                    return b"".join(pieces), too_big or bool(limit and size > limit)
+            size += len(piece)
+            tail = (tail + piece)[-2:]
+            if limit and size > limit:
+                too_big = True
+                pieces.clear()
+            elif not too_big:
+                pieces.append(piece)
 
     # -- envelope -----------------------------------------------------------------------------
     def _getaddr(self, arg: str):
