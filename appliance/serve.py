@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -158,10 +159,20 @@ class QueueService:
         self.consumer = queue.consumer(self.rt)
         self.sweeper = queue.Sweeper(self.rt)
         self._thread: threading.Thread | None = None
+        # Enqueueing happens beside the writer, which goes on to its next commit at once; mail
+        # committed but not yet enqueued when the process dies is found by the start-up sweep.
+        self._enqueuer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="enqueue")
 
     def on_committed(self, message_ids: list[str]) -> None:
         """Intake's post-commit hook (writer thread): hand the new deliveries to the workers."""
-        queue.enqueue_messages(self.rt, message_ids)
+        self._enqueuer.submit(self._enqueue, message_ids)
+
+    def _enqueue(self, message_ids: list[str]) -> None:
+        try:
+            db.database.connect(reuse_if_open=True)
+            queue.enqueue_messages(self.rt, message_ids)
+        except Exception:  # the rows are committed: the periodic sweep enqueues them instead
+            log.exception("could not enqueue %d new message(s)", len(message_ids))
 
     def start(self) -> None:
         """Re-enqueue what a previous run left (start-up sweep), then start workers and sweeper."""
@@ -172,9 +183,10 @@ class QueueService:
         self._thread.start()
 
     def stop(self) -> None:
+        self._enqueuer.shutdown(wait=True)  # what intake committed last is enqueued before we go
         self.sweeper.stopping.set()
-        self.consumer.stop(graceful=True)
-        if self._thread:
+        if self._thread:  # started: the consumer and the sweeper run in this process
+            self.consumer.stop(graceful=True)
             self._thread.join(timeout=5)
             self._thread = None
 
@@ -228,8 +240,7 @@ def serve(app: Flask, role: str = "all") -> None:
         checker.stopping.set()
         if service is not None:
             service.stop()
-        if runs["worker"]:
-            workers.stop()
+        workers.stop()
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
