@@ -163,10 +163,12 @@ def _deliver_task(rt: Runtime, ids: list[int]) -> None:
 # -- enqueueing and sweeps ---------------------------------------------------------------------
 def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
     """Enqueue the queued deliveries of freshly stored messages (intake's on_committed hook)."""
-    rows = Delivery.select(Delivery.id, Delivery.domain, Delivery.priority).where(
-        Delivery.message.in_(message_ids) & (Delivery.status == QUEUED)
+    # Selected by message only, status filtered here: given `status = 'queued'` too, SQLite picks
+    # the status index and walks every queued delivery (the whole queue) for each commit.
+    rows = Delivery.select(Delivery.id, Delivery.domain, Delivery.priority, Delivery.status).where(
+        Delivery.message.in_(message_ids)
     ).order_by(Delivery.id).tuples()
-    return rt.enqueue(list(rows))
+    return rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
 
 
 def sweep(rt: Runtime, *, startup: bool = False) -> int:
