@@ -101,6 +101,15 @@ def _account_policy(account_id: int) -> tuple[list[sp.Quota], tuple[str, str] | 
     return quotas, verdict
 
 
+def cached_verdict(account_id: int) -> tuple[bool, sp.QuotaDecision | None]:
+    """Answer check_mail from the cache alone when that needs no database access (the account's
+    policy is cached and it has no quotas): (True, verdict); otherwise (False, None)."""
+    cached = _policy_cache.get(account_id)
+    if cached is None or cached[0] <= time.monotonic() or cached[1]:
+        return False, None
+    return True, sp.reputation_decision(*cached[2]) if cached[2] else None
+
+
 def forget_policy(account_id: int | None = None) -> None:
     """Drop cached quotas and verdicts (of one account, or all) after changing them."""
     if account_id is None:

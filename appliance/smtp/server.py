@@ -357,13 +357,15 @@ class Handler:
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
-            decision, verdict, cacheable = await server.run_blocking(
-                _mail_from_checks, self.ctx.settings, account.id, sender, known
-            )
-            if decision:
-                return decision.reply
-            if cacheable:
-                server.allowed_senders.add(sender.lower())
+            answered, verdict = limits.cached_verdict(account.id) if known else (False, None)
+            if not answered:  # something to look up: off the loop
+                decision, verdict, cacheable = await server.run_blocking(
+                    _mail_from_checks, self.ctx.settings, account.id, sender, known
+                )
+                if decision:
+                    return decision.reply
+                if cacheable:
+                    server.allowed_senders.add(sender.lower())
             if verdict is not None and verdict.action != sending_policy.HOLD:
                 return verdict.reply
             envelope.policy_hold = verdict  # accepted; intake stores its deliveries as held
