@@ -226,10 +226,12 @@ def serve(app: Flask, role: str = "all") -> None:
             web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
         except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
             web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
-    print(startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]), flush=True)
     # SIGTERM (systemd, docker stop) ends the process like Ctrl-C: listeners close, workers stop.
+    # Installed before the banner: whoever reads the banner may stop us at once.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        print(startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]),
+              flush=True)
         if web is not None:
             web.run()
         else:
