@@ -204,3 +204,14 @@ def test_an_empty_message_ends_at_a_first_line_dot_and_is_refused_for_its_missin
     assert raw.reply() == (554, "5.6.0 Malformed message: there is no From: header")
     with app.app_context():
         assert Message.select().count() == 0
+
+
+def test_an_unexpected_error_is_a_temporary_local_problem_not_a_bare_500(app, raw, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(intake, "prepare", broken)
+    assert send(raw, b"From: a@shop.test\r\n\r\nx") == (451, "4.3.0 Temporary local problem, try later")
+    assert raw.cmd("NOOP")[0] == 250  # the session goes on
+    with app.app_context():
+        assert Message.select().count() == 0

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -78,7 +78,6 @@ class ServerContext:
     executor: concurrent.futures.Executor
     local_domains: frozenset[str]
     active: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: dict[str, Any], committer: intake.GroupCommitter) -> ServerContext:
@@ -345,6 +344,12 @@ class Handler:
 
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Without this aiosmtpd answers "500 Error: (ExceptionName) text": a bare 500 that shows
+        # our internals and tells the client to give up. A fault of ours is temporary.
+        log.error("SMTP session error", exc_info=error)
+        return replies.LOCAL_ERROR
 
     async def handle_MAIL(self, server: ApplianceSMTP, session, envelope, address: str, mail_options):
         account = await server.sending_account()
