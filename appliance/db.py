@@ -64,9 +64,11 @@ def migrate() -> list[str]:
 def connect_worker() -> None:
     """Open this delivery worker thread's connection, committing without an fsync (SQLite).
 
-    Workers only record outcomes of mail already stored durably by intake: if a power loss drops
-    their last commits, those deliveries are simply sent again (at-least-once), never lost. WAL
-    frames are written in order, so the next fsync by intake (synchronous=FULL) covers them too.
+    With a GroupWriter running (``serve`` with SMTP) workers write nothing themselves; in a
+    ``--role worker`` process they write claims and outcomes here. Those concern mail already
+    stored durably by intake: if a power loss drops the last of them, those deliveries are sent
+    again (at-least-once), never lost. WAL frames are written in order, so the next fsync
+    (synchronous=FULL) covers them too.
     """
     if database.connect(reuse_if_open=True) and is_sqlite():
         database.execute_sql("PRAGMA synchronous=NORMAL")

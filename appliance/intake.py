@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import email.utils
 import logging
@@ -269,18 +268,3 @@ class GroupCommitter:
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None
-
-    def submit(self, item: Incoming) -> concurrent.futures.Future:
-        """Queue a prepared message; the future resolves to its id or raises StorageError."""
-        outcome: concurrent.futures.Future = concurrent.futures.Future()
-
-        def done(stored: concurrent.futures.Future) -> None:
-            exc = stored.exception()
-            if exc is None:
-                outcome.set_result(stored.result())
-            else:
-                log.error("could not store message %s: %s", item.id, exc)
-                outcome.set_exception(StorageError(_storage_reply(exc)))
-
-        self.writer.submit(store_many, item, after=self.on_committed).add_done_callback(done)
-        return outcome

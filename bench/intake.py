@@ -202,13 +202,7 @@ async def _closed_loop(app: Appliance, account: dict, res: Result, messages: int
 
     async def worker(s: Session) -> None:
         for n in counter:
-            res.sent += 1
-            try:
-                res.latencies.append(await s.send(bodies[n % len(bodies)]))
-                res.ok += 1
-            except (SmtpError, OSError) as exc:
-                res.errors += 1
-                res.first_error = res.first_error or str(exc)
+            if not await _send_counted(res, s, bodies[n % len(bodies)]):
                 return
 
     cpu0, own0, t0 = app.cpu(), own_cpu_seconds(), time.perf_counter()
@@ -216,6 +210,19 @@ async def _closed_loop(app: Appliance, account: dict, res: Result, messages: int
     res.seconds = time.perf_counter() - t0
     res.server_cpu, res.client_cpu = app.cpu() - cpu0, own_cpu_seconds() - own0
     await asyncio.gather(*(s.close() for s in sessions))
+
+
+async def _send_counted(res: Result, s: Session, body: bytes) -> bool:
+    """Send one message on ``s``, counting it in ``res``; False when the session failed."""
+    res.sent += 1
+    try:
+        res.latencies.append(await s.send(body))
+    except (SmtpError, OSError) as exc:
+        res.errors += 1
+        res.first_error = res.first_error or str(exc)
+        return False
+    res.ok += 1
+    return True
 
 
 async def _fixed_rate(app: Appliance, account: dict, res: Result, rate: float, duration: float, size: int) -> None:
@@ -232,13 +239,7 @@ async def _fixed_rate(app: Appliance, account: dict, res: Result, rate: float, d
                 return
             n, scheduled = item
             res.late.append(time.perf_counter() - scheduled)
-            res.sent += 1
-            try:
-                res.latencies.append(await s.send(bodies[n % len(bodies)]))
-                res.ok += 1
-            except (SmtpError, OSError) as exc:
-                res.errors += 1
-                res.first_error = res.first_error or str(exc)
+            if not await _send_counted(res, s, bodies[n % len(bodies)]):
                 return
 
     cpu0, own0, t0 = app.cpu(), own_cpu_seconds(), time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -88,13 +89,26 @@ def _incoming(n: int) -> intake.Incoming:
     )
 
 
+def _accept_all(committer: intake.GroupCommitter, items: list[intake.Incoming]) -> list:
+    """Offer every message to the committer before its writer runs, then start it; return each
+    message's outcome: its id, or the StorageError it got."""
+
+    async def run() -> list:
+        tasks = [asyncio.create_task(committer.accept(lambda item=item: item)) for item in items]
+        await asyncio.sleep(0)  # every accept() has queued its job by now
+        committer.start()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        committer.stop()
+
+
 def test_messages_waiting_together_share_one_commit(app):
     batches = []
     committer = intake.GroupCommitter(max_batch=64, on_committed=batches.append)
-    futures = [committer.submit(_incoming(n)) for n in range(10)]  # queued before the writer runs
-    committer.start()
-    ids = [f.result(timeout=10) for f in futures]
-    committer.stop()
+    ids = _accept_all(committer, [_incoming(n) for n in range(10)])
     assert batches == [ids]  # one transaction, one fsync, for all ten
     assert committer.writer.commits == 1
     with app.app_context():
@@ -110,17 +124,9 @@ def test_one_bad_message_does_not_fail_the_others_in_its_batch(app, monkeypatch)
         return real_store_many(items)
 
     monkeypatch.setattr(intake, "store_many", store_many)
-    committer = intake.GroupCommitter()
-    futures = [committer.submit(_incoming(n)) for n in range(6)]
-    committer.start()
-    outcomes = []
-    for f in futures:
-        try:
-            outcomes.append(bool(f.result(timeout=10)))
-        except intake.StorageError as exc:
-            outcomes.append(exc.reply)
-    committer.stop()
-    assert outcomes == [True, True, True, "451 4.3.0 Temporary local problem, try later", True, True]
+    outcomes = _accept_all(intake.GroupCommitter(), [_incoming(n) for n in range(6)])
+    shown = [o.reply if isinstance(o, intake.StorageError) else bool(o) for o in outcomes]
+    assert shown == [True, True, True, "451 4.3.0 Temporary local problem, try later", True, True]
 
 
 def _mount_tmpfs(path: Path, size: str, remount: bool = False) -> bool:

@@ -43,10 +43,8 @@ MAIL_OK = "250 2.1.0 Ok"
 
 # aiosmtpd's own wording for situations that have a constant above (matched on the whole reply).
 AIOSMTPD_REWRITES = {
-    "552 Error: Too much mail data": MESSAGE_TOO_BIG,
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
-    "500 Line too long (see RFC5321 4.5.3.1.6)": LINE_TOO_LONG,
     "501 Syntax: MAIL FROM: <address>": "501 5.5.4 Syntax: MAIL FROM:<address>",
     "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
