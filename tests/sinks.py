@@ -8,6 +8,7 @@ Recipients steer a sink's answers by their local part:
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import threading
 import time
@@ -115,3 +116,75 @@ class Sink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class PipeliningSink:
+    """A scripted SMTP server that offers PIPELINING (RFC 2920) and keeps every chunk the client
+    wrote, as received, so a test can see which commands came in one write and the DATA bytes on
+    the wire. Recipients steer replies as in SinkHandler (unknown… → 550 5.1.1)."""
+
+    def __init__(self, ip: str, port: int):
+        self.server = socket.create_server((ip, port))
+        self.chunks: list[bytes] = []
+        self.bodies: list[bytes] = []  # DATA content as sent, dot-stuffing included
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> PipeliningSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                self._session(conn)
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.sendall(b"220 pipe.test ESMTP\r\n")
+        pending = b""
+        in_data = False
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+            pending += chunk
+            replies = []
+            while True:
+                if in_data:
+                    if pending.startswith(b".\r\n"):  # empty content
+                        end, skip = -2, 3
+                    else:
+                        end, skip = pending.find(b"\r\n.\r\n"), 5
+                        if end < 0:
+                            break
+                    self.bodies.append(pending[:end + 2])
+                    pending, in_data = pending[end + skip:], False
+                    replies.append(b"250 2.0.0 Ok: queued")
+                    continue
+                line, sep, rest = pending.partition(b"\r\n")
+                if not sep:
+                    break
+                pending = rest
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    replies.append(b"250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME")
+                elif verb == b"RCPT":
+                    unknown = line.split(b"<", 1)[1].lower().startswith(b"unknown")
+                    replies.append(b"550 5.1.1 User unknown" if unknown else b"250 2.1.5 Ok")
+                elif verb == b"DATA":
+                    replies.append(b"354 End data with <CR><LF>.<CR><LF>")
+                    in_data = True
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:  # MAIL, RSET, NOOP
+                    replies.append(b"250 2.0.0 Ok")
+            if replies:
+                conn.sendall(b"".join(r + b"\r\n" for r in replies))

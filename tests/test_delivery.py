@@ -263,3 +263,38 @@ def test_a_destination_never_gets_more_sessions_than_its_cap():
     slots.release("example.test")
     assert slots.try_acquire("example.test")
 
+
+
+@pytest.fixture
+def pipelining_mx(dns_server, delivery_port):
+    from tests.sinks import PipeliningSink
+
+    dns_server.mx("pipe.test", (10, "mx.pipe.test"))
+    dns_server.a("mx.pipe.test", "127.0.0.6")
+    sink = PipeliningSink("127.0.0.6", delivery_port).start()
+    yield sink
+    sink.stop()
+
+
+def test_mail_rcpt_and_data_go_in_one_write_when_the_mx_offers_pipelining(relay, account, pipelining_mx):
+    with relay.smtp.submission() as client:
+        client.login(*account)
+        client.sendmail(SENDER, ["alice@pipe.test", "unknown@pipe.test"],
+                        b"From: shop@shop.test\r\nSubject: dots\r\n\r\nline\r\n.leading dot\r\n..two\r\n")
+    message_id = Message.select().order_by(Message.received_at.desc()).first().id
+
+    rows = settled(message_id, "delivered", "bounced")
+    assert [(d.rcpt, d.status) for d in rows] == [("alice@pipe.test", "delivered"), ("unknown@pipe.test", "bounced")]
+    assert f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<alice@pipe.test>\r\nRCPT TO:<unknown@pipe.test>\r\nDATA\r\n".encode() \
+        in pipelining_mx.chunks
+    (body,) = pipelining_mx.bodies
+    assert body.endswith(b"\r\nline\r\n..leading dot\r\n...two\r\n")  # RFC 5321 §4.5.2 on the wire
+
+
+def test_with_pipelining_a_message_whose_every_recipient_is_refused_is_ended_empty(relay, account, pipelining_mx):
+    first = submit(relay, account, ["unknown1@pipe.test"])
+    settled(first, "bounced")
+    assert pipelining_mx.bodies == [b""]  # DATA got 354 after all: a lone dot, nothing of the message
+    second = submit(relay, account, ["alice@pipe.test"])
+    settled(second, "delivered")
+    assert len(pipelining_mx.bodies) == 2 and b"Order 1" in pipelining_mx.bodies[1]

@@ -12,6 +12,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 
+from .. import intake
 from . import smarthost as smarthost_mod
 from .replies import Reply
 from .route import Route, Target
@@ -208,27 +209,52 @@ class Session:
             client.command_encoding = "ascii"
 
     def _transaction(self, client, mail_from, rcpts, data, options) -> list[Reply]:
-        reply = Reply.parse(*client.mail(mail_from, options))
-        if reply.code != 250:
-            self._after_failure(reply)
-            return [reply] * len(rcpts)
-        per_rcpt: list[Reply | None] = []
-        for rcpt in rcpts:
-            reply = Reply.parse(*client.rcpt(rcpt))
-            per_rcpt.append(None if reply.code in (250, 251) else reply)
-            if reply.code == 421:
-                self._after_failure(reply)
-                return [r or reply for r in per_rcpt] + [reply] * (len(rcpts) - len(per_rcpt))
-        if all(per_rcpt):
-            self._after_failure(per_rcpt[-1])
-            return per_rcpt
-        try:
-            reply = Reply.parse(*client.data(data))
-        except smtplib.SMTPDataError as exc:  # refused at the DATA command itself
-            reply = Reply.parse(exc.smtp_code, exc.smtp_error)
-        if reply.code != 250:
-            self._after_failure(reply)
-        return [r or reply for r in per_rcpt]
+        if "SMTPUTF8" in options:
+            client.command_encoding = "utf-8"
+        # Envelope addresses were checked at intake and are stored bare ("" is the null sender).
+        commands = [f"MAIL FROM:<{mail_from}>{''.join(' ' + o for o in options)}"]
+        commands += [f"RCPT TO:<{rcpt}>" for rcpt in rcpts]
+        if client.has_extn("pipelining"):
+            # RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in order.
+            client.send("".join(c + "\r\n" for c in [*commands, "DATA"]))
+            replies = [Reply.parse(*client.getreply()) for _ in commands]
+            data_reply = Reply.parse(*client.getreply())
+        else:
+            replies = []
+            for command in commands:
+                client.putcmd(command)
+                replies.append(Reply.parse(*client.getreply()))
+                if replies[-1].code not in (250, 251) and (len(replies) == 1 or replies[-1].code == 421):
+                    break  # MAIL refused, or the server is closing: no more commands
+            data_reply = None
+        mail_reply = replies[0]
+        per_rcpt = [None if r.code in (250, 251) else r for r in replies[1:]]  # None: accepted
+        closing = next((r for r in replies if r.code == 421), None)  # RFC 5321 §3.8
+        if mail_reply.code != 250:
+            failure = mail_reply
+        elif closing is not None:
+            failure = closing
+        elif all(per_rcpt):
+            failure = per_rcpt[-1]  # no recipient accepted
+        else:
+            failure = None
+        if failure is not None:
+            if data_reply is not None and data_reply.code == 354 and closing is None:
+                client.send(".\r\n")  # RFC 2920 §3.1: DATA was accepted anyway; end it empty
+                client.getreply()
+            self._after_failure(failure)
+            if mail_reply.code != 250:
+                return [mail_reply] * len(rcpts)
+            return [r or failure for r in per_rcpt] + [failure] * (len(rcpts) - len(per_rcpt))
+        if data_reply is None:
+            client.putcmd("DATA")
+            data_reply = Reply.parse(*client.getreply())
+        if data_reply.code == 354:
+            client.send(_wire_body(data))
+            data_reply = Reply.parse(*client.getreply())
+        if data_reply.code != 250:
+            self._after_failure(data_reply)
+        return [r or data_reply for r in per_rcpt]
 
     def _after_failure(self, reply: Reply) -> None:
         if reply.code == 421:  # RFC 5321 §3.8: the server is closing the channel
@@ -253,6 +279,15 @@ class Session:
             with contextlib.suppress(OSError):
                 self.client.close()
         self.client = None
+
+
+def _wire_body(data: bytes) -> bytes:
+    """Return ``data`` as DATA content: CRLF lines, leading dots doubled, ended by CRLF.CRLF."""
+    data = intake.normalise_line_endings(data)
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return data + (b".\r\n" if data.endswith(b"\r\n") or not data else b"\r\n.\r\n")
 
 
 def _tls_info(sock) -> str:
