@@ -104,6 +104,11 @@ def insert_rows(model, rows: list[dict[str, Any]]) -> None:
     database.connection().executemany(sql, values)
 
 
+def marks(n: int) -> str:
+    """Return ``n`` parameter placeholders in the database's style, comma-separated (for IN (…))."""
+    return ", ".join([database.param] * n)
+
+
 def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 

@@ -162,7 +162,7 @@ def prepare(
         client_ip=client_ip,
         client_helo=client_helo[:255],
         tls=tls,
-        from_addresses=[address for _, address in email.utils.getaddresses([lower["from"]])],
+        from_addresses=policy.header_addresses(lower["from"]),
         summary={
             "subject": _decode(lower.get("subject", ""))[:255],
             "from_header": _decode(lower["from"])[:255],

@@ -251,9 +251,11 @@ def hour_of(now: dt.datetime) -> dt.datetime:
 
 def count_sends(provider: str, n: int, now: dt.datetime) -> None:
     """Add ``n`` deliveries let through to the group's count for this hour (inside a transaction)."""
-    SendCount.insert(provider=provider, hour=hour_of(now), count=n).on_conflict(
-        conflict_target=[SendCount.provider, SendCount.hour], update={SendCount.count: SendCount.count + n}
-    ).execute()
+    p = db.database.param  # plain SQL: once per delivery batch, on the writer thread
+    db.database.execute_sql(
+        f'INSERT INTO "send_count" ("provider", "hour", "count") VALUES ({p}, {p}, {p}) '
+        'ON CONFLICT ("provider", "hour") DO UPDATE SET "count" = "send_count"."count" + excluded."count"',
+        (provider, SendCount.hour.db_value(hour_of(now)), n))
 
 
 def sent_in_hour(provider: str, now: dt.datetime) -> int:

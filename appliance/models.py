@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from typing import NamedTuple
 
 from peewee import (
     AutoField,
@@ -121,6 +123,18 @@ class Delivery(BaseModel):
         indexes = ((("status", "priority", "next_attempt_at"), False),)
 
 
+class Claimed(NamedTuple):
+    """A Delivery row a worker has claimed (status `sending`): the columns delivery reads."""
+
+    id: int
+    message_id: str
+    rcpt: str
+    domain: str
+    priority: int
+    attempts: int
+    next_attempt_at: dt.datetime
+
+
 class Attempt(BaseModel):
     id = AutoField()
     delivery = ForeignKeyField(Delivery, backref="attempt_rows", on_delete="CASCADE")
@@ -148,8 +162,11 @@ class Suppression(BaseModel):
         wanted = list({a.lower() for a in addresses})
         if not wanted:
             return {}
-        rows = cls.select(cls.address, cls.reason).where(cls.address.in_(wanted))
-        return {row.address: row.reason for row in rows}
+        # Plain SQL: intake asks this for every commit, on the writer thread.
+        cursor = database.execute_sql(
+            f'SELECT "address", "reason" FROM "suppression" WHERE "address" IN ({", ".join([database.param] * len(wanted))})',
+            wanted)
+        return dict(cursor.fetchall())
 
 
 class Sender(BaseModel):
@@ -188,11 +205,16 @@ class Domain(BaseModel):
         """Return the last DNS check's result per record key: {"status", "error"}."""
         return json.loads(self.record_status or "{}")
 
+    @staticmethod
+    def names_covering(address_domain: str) -> list[str]:
+        """Return the domain names that could cover ``address_domain``: itself, then its parents."""
+        labels = address_domain.lower().rstrip(".").split(".")
+        return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
     @classmethod
     def verified_for(cls, address_domain: str) -> Domain | None:
         """Return the verified domain that ``address_domain`` is, or is a subdomain of (closest first)."""
-        labels = address_domain.lower().rstrip(".").split(".")
-        candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+        candidates = cls.names_covering(address_domain)
         if not candidates:
             return None
         rows = {d.name: d for d in cls.select().where(cls.name.in_(candidates) & cls.verified)}

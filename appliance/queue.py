@@ -1,4 +1,5 @@
-"""The queue: Delivery rows are the truth; Huey only carries their ids to worker threads.
+"""The queue: Delivery rows are the truth; Huey only carries their ids (and their destination
+domain) to worker threads.
 
 A row's lease (``lease_until``) means two things by status:
 - `sending`: a worker owns the row until then; after that a sweep takes it back (the send may have
@@ -26,7 +27,7 @@ from peewee import Case
 from . import clock, db, delivery, limits
 from .delivery.record import refresh_messages
 from .delivery.send import DestinationSlots
-from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Delivery
+from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ class Runtime:
         for delivery_id, domain, priority in rows:
             groups[(domain, priority)].append(delivery_id)
         tasks = 0
-        for (_, priority), ids in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        for (domain, priority), ids in sorted(groups.items(), key=lambda kv: kv[0][1]):
             for start in range(0, len(ids), BATCH):
                 # Huey runs higher numbers first; Delivery.priority 1 is the highest.
-                self.deliver_task(ids[start:start + BATCH], priority=6 - priority)
+                self.deliver_task(domain, ids[start:start + BATCH], priority=6 - priority)
                 tasks += 1
         return tasks
 
@@ -82,8 +83,8 @@ def init(settings: dict) -> Runtime:
     huey = make_huey(settings)
     rt = Runtime(settings, huey, DestinationSlots(settings["SESSIONS_PER_DESTINATION"]))
 
-    def deliver(ids: list[int]) -> None:
-        _deliver_task(rt, ids)
+    def deliver(domain: str, ids: list[int]) -> None:
+        _deliver_task(rt, domain, ids)
 
     rt.deliver_task = huey.task(name="deliver")(deliver)
     _runtime = rt
@@ -98,66 +99,69 @@ def runtime(settings: dict) -> Runtime:
 
 
 # -- claiming ----------------------------------------------------------------------------------
-def _claimable(now: dt.datetime):
-    return (
-        (Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now))
-        | ((Delivery.status == SENDING) & (Delivery.lease_until < now))
-    )
-
-
-def claim(ids: list[int], lease_seconds: int) -> list[Delivery]:
+def claim(ids: list[int], lease_seconds: int) -> list[Claimed]:
     """Take the rows among ``ids`` that are due and not leased to another worker.
 
-    One UPDATE … WHERE id IN (…) AND (due, or leased and expired) RETURNING id takes them: a row
+    One UPDATE … WHERE id IN (…) AND (due, or leased and expired) RETURNING takes them: a row
     another worker took no longer matches, so two workers never both get it. It runs on the
     process's writer (shared commits) rather than on this worker's thread.
     """
-    taken = db.write(functools.partial(_take, ids, lease_seconds)).result()
-    if not taken:
+    if not ids:
         return []
-    return list(Delivery.select().where(Delivery.id.in_(taken)).order_by(
-        Delivery.priority, Delivery.next_attempt_at, Delivery.message, Delivery.id
-    ))
+    return db.write(functools.partial(_take, lease_seconds, ids=ids)).result()
 
 
-def _take(ids: list[int], lease_seconds: int) -> list[int]:
-    now = clock.now()
-    lease = now + dt.timedelta(seconds=lease_seconds)
-    query = Delivery.update(status=SENDING, lease_until=lease, updated_at=now).where(
-        Delivery.id.in_(ids) & _claimable(now)
-    ).returning(Delivery.id)
-    return [delivery_id for (delivery_id,) in query.tuples().execute()]
-
-
-def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Delivery]:
+def claim_next(domain: str, limit: int, lease_seconds: int) -> list[Claimed]:
     """Claim the next due rows for ``domain`` in priority order, then age."""
+    return db.write(functools.partial(_take, lease_seconds, domain=domain, limit=limit)).result()
+
+
+def _take(lease_seconds: int, *, ids: list[int] | None = None, domain: str = "", limit: int = 0) -> list[Claimed]:
+    """Lease the due rows among ``ids``, or the first ``limit`` due rows of ``domain``; return
+    them in priority order, then age, with each message's rows together.
+
+    Plain SQL: this runs for every batch on the writer thread, where building the statement with
+    peewee cost more than running it.
+    """
     now = clock.now()
-    ids = [d.id for d in Delivery.select(Delivery.id).where(
-        (Delivery.domain == domain) & _claimable(now)
-    ).order_by(Delivery.priority, Delivery.next_attempt_at, Delivery.id).limit(limit)]
-    return claim(ids, lease_seconds) if ids else []
+    p, at = db.database.param, Delivery.next_attempt_at.db_value(now)
+    due = f'(("status" IN ({p}, {p}) AND "next_attempt_at" <= {p}) OR ("status" = {p} AND "lease_until" < {p}))'
+    due_params = (QUEUED, DEFERRED, at, SENDING, at)
+    if ids is not None:
+        wanted, wanted_params = f'"id" IN ({db.marks(len(ids))})', tuple(ids)
+    else:
+        wanted = (f'"id" IN (SELECT "id" FROM "delivery" WHERE "domain" = {p} AND {due} '
+                  f'ORDER BY "priority", "next_attempt_at", "id" LIMIT {p})')
+        wanted_params = (domain, *due_params, limit)
+    lease = Delivery.lease_until.db_value(now + dt.timedelta(seconds=lease_seconds))
+    cursor = db.database.execute_sql(
+        f'UPDATE "delivery" SET "status" = {p}, "lease_until" = {p}, "updated_at" = {p} WHERE {wanted} AND {due} '
+        'RETURNING "id", "message_id", "rcpt", "domain", "priority", "attempts", "next_attempt_at"',
+        (SENDING, lease, at, *wanted_params, *due_params),
+    )
+    to_time = Delivery.next_attempt_at.python_value
+    rows = [Claimed(*row[:6], to_time(row[6])) for row in cursor.fetchall()]
+    rows.sort(key=lambda d: (d.priority, d.next_attempt_at, d.message_id, d.id))
+    return rows
 
 
-def _deliver_task(rt: Runtime, ids: list[int]) -> None:
-    """Huey task: deliver these rows (grouped by destination), reusing one session per domain."""
+def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
+    """Huey task: deliver these rows of one destination domain, then what else is due for it,
+    over one session."""
     settings = rt.settings
     db.connect_worker()
-    by_domain: dict[str, list[int]] = defaultdict(list)
-    for row in Delivery.select(Delivery.id, Delivery.domain).where(Delivery.id.in_(ids)):
-        by_domain[row.domain].append(row.id)
+    if not rt.slots.try_acquire(domain):
+        rt.deliver_task.schedule((domain, ids), delay=BUSY_RETRY_SECONDS)
+        return
     lease = settings["LEASE_SECONDS"]
-    for domain, domain_ids in by_domain.items():
-        if not rt.slots.try_acquire(domain):
-            rt.deliver_task.schedule((domain_ids,), delay=BUSY_RETRY_SECONDS)
-            continue
-        try:
-            rows = claim(domain_ids, lease)
-            if rows:
-                dsn_ids = delivery.deliver(rows, settings, more=lambda d=domain: claim_next(d, BATCH, lease))
-                if dsn_ids:
-                    enqueue_messages(rt, dsn_ids)
-        finally:
-            rt.slots.release(domain)
+    try:
+        rows = claim(ids, lease)
+        if rows:
+            dsn_ids = delivery.deliver(rows, settings, more=lambda: claim_next(domain, BATCH, lease))
+            if dsn_ids:
+                enqueue_messages(rt, dsn_ids)
+    finally:
+        rt.slots.release(domain)
 
 
 # -- enqueueing and sweeps ---------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_a_priority_one_message_behind_ten_thousand_normal_ones_is_dequeued_firs
     rt = queue.init(app.config)
     assert queue.sweep(rt, startup=True) == 10_001
     first = rt.huey.dequeue()
-    assert first.args == ([urgent],)
+    assert first.args == ("other.test", [urgent])
 
 
 def test_the_next_rows_for_a_session_come_in_priority_then_age_order(app):

@@ -31,6 +31,18 @@ def test_the_sender_rule_decides_each_case(case, kwargs, reason):
     assert (decision.reason if decision else None) == reason
 
 
+@pytest.mark.parametrize("value", [
+    "orders@shop.test", "  orders@shop.test ", "<orders@shop.test>", "Shop <orders@shop.test>",
+    "=?utf-8?q?Caf=C3=A9?= <cafe@shop.test>", "J. Doe <j@shop.test>", '"Doe, J" <j@shop.test>',
+    "a@shop.test, b@shop.test", "Shop (sales) <orders@shop.test>", "undisclosed-recipients:;", "",
+    "no address", "<>", "x@[127.0.0.1]", "Ünïcode <u@shop.test>", "a@b@shop.test",
+])
+def test_from_addresses_read_by_the_fast_path_match_the_email_package(value):
+    import email.utils
+
+    assert policy.header_addresses(value) == [a for _, a in email.utils.getaddresses([value])]
+
+
 def test_a_refusal_is_553_5_7_1_and_says_why_while_alert_mode_accepts():
     unverified = decide("a@evil.test", verified=False)
     assert unverified.reply == "553 5.7.1 Sender address not authorized: a@evil.test is not a verified sender or domain"

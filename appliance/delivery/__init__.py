@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from itertools import groupby
 
 from .. import clock, db
-from ..models import Delivery, Message, MessageBody
+from ..models import Claimed, Message, MessageBody
 from .pace import Gate
 from .record import Outcome, record_many
 from .route import RouteError, route
@@ -21,12 +21,20 @@ from .sign import sign
 MESSAGES_PER_SESSION = 100  # then QUIT and let the next task open a fresh session
 
 
-def _outcomes(rows: list[Delivery], replies, peer: Peer, started, t0: float) -> list[Outcome]:
+def _outcomes(rows: list[Claimed], replies, peer: Peer, started, t0: float) -> list[Outcome]:
     duration = int((time.monotonic() - t0) * 1000)
     return [Outcome(d, reply, peer, started, duration) for d, reply in zip(rows, replies, strict=True)]
 
 
-def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delivery]]) -> list[str]:
+def _contents(message_ids: set[str]) -> dict[str, tuple[str, bytes]]:
+    """Return each message's envelope sender and stored bytes, read in one query."""
+    query = (Message.select(Message.id, Message.mail_from, MessageBody.data)
+             .join(MessageBody, on=(MessageBody.message == Message.id))
+             .where(Message.id.in_(list(message_ids))).tuples())
+    return {message_id: (mail_from, bytes(data)) for message_id, mail_from, data in query}
+
+
+def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]]) -> list[str]:
     """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over
     the same session; record every outcome; return the ids of the DSNs this queued.
 
@@ -35,7 +43,7 @@ def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delive
     """
     recorded: list[Future] = []
 
-    def record_later(group: list[Delivery], replies, peer: Peer, started, t0: float) -> None:
+    def record_later(group: list[Claimed], replies, peer: Peer, started, t0: float) -> None:
         outcomes = _outcomes(group, replies, peer, started, t0)
         recorded.append(db.write_many(record_many, (outcomes, settings)))
 
@@ -46,7 +54,7 @@ def deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delive
     return dsn_ids
 
 
-def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Delivery]], record_later) -> None:
+def _deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]], record_later) -> None:
     started, t0 = clock.now(), time.monotonic()
     try:
         path = route(settings, rows[0].domain)
@@ -74,12 +82,14 @@ def _deliver(rows: list[Delivery], settings: dict, more: Callable[[], list[Deliv
     sent = 0
     try:
         while rows:
+            contents = _contents({d.message_id for d in rows})
             for message_id, group in groupby(rows, key=lambda d: d.message_id):
                 group = list(group)
+                if message_id not in contents:  # deleted meanwhile, its deliveries with it
+                    continue
                 started, t0 = clock.now(), time.monotonic()
-                message = Message.select(Message.mail_from).where(Message.id == message_id).get()
-                data = sign(bytes(MessageBody.get_by_id(message_id).data))
-                replies = session.send(message.mail_from, [d.rcpt for d in group], data)
+                mail_from, data = contents[message_id]
+                replies = session.send(mail_from, [d.rcpt for d in group], sign(data))
                 record_later(group, replies, session.peer, started, t0)
                 sent += 1
             if not session.alive or sent >= MESSAGES_PER_SESSION:

@@ -20,7 +20,7 @@ from peewee import fn
 
 from .. import clock, db, limits
 from .. import sending_policy as sp
-from ..models import DEFERRED, QUEUED, SENDING, Delivery, ProviderGroup
+from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup
 from .record import refresh_messages
 from .route import Route
 
@@ -64,7 +64,7 @@ def waiting_by_priority(now: dt.datetime, domain: str | None = None) -> dict[int
     return dict(query.group_by(Delivery.priority).tuples())
 
 
-def defer(rows: list[Delivery], wait: sp.Wait, now: dt.datetime) -> None:
+def defer(rows: list[Claimed], wait: sp.Wait, now: dt.datetime) -> None:
     """Put claimed rows back to wait (no attempt is counted: nothing was sent)."""
     ids = [d.id for d in rows]
 
@@ -88,29 +88,33 @@ class Gate:
         self.group = limits.group_for(domain, [t.name for t in route.targets]) if self.direct else None
         self.holding = False  # one of the group's sessions
 
-    def admit(self, rows: list[Delivery]) -> list[Delivery]:
+    def admit(self, rows: list[Claimed]) -> list[Claimed]:
         """Return the rows (in priority order) that may be sent now; the others are deferred."""
         if not rows or not self.direct:
             return rows
         now = clock.now()
         group = ProviderGroup.get_by_id(self.group.id)  # caps and throttle state as they are now
         throttled = group.throttled_until is not None and now < group.throttled_until
+        # The hour's count matters only under an hourly cap (a throttled group without one gets half
+        # of what it sent this hour).
         hourly, sessions = sp.effective_caps(
-            limits.as_group(group), throttled=throttled, sent_last_hour=limits.sent_in_hour(group.name, now))
+            limits.as_group(group), throttled=throttled,
+            sent_last_hour=limits.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
                 return []
             self.holding = True
-        admitted: list[Delivery] = []
-        waits: dict[sp.Wait, list[Delivery]] = {}
+        admitted: list[Claimed] = []
+        waits: dict[sp.Wait, list[Claimed]] = {}
         share = self.settings["LOW_PRIORITY_SHARE"]
         with _deciding:
-            used_hour = limits.sent_in_hour(group.name, now)
             day_cap = limits.warmup_cap(now.date())
+            # Counts are read only for the caps in force (with none, every row goes).
+            used_hour = limits.sent_in_hour(group.name, now) if hourly is not None else 0
             used_day = limits.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
             in_hand = Counter(d.priority for d in rows)
-            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand
+            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if hourly is not None else Counter()
             for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
             for row in rows:
                 for counts in (in_hand, for_domain, for_all):
@@ -126,7 +130,9 @@ class Gate:
                 else:
                     waits.setdefault(wait, []).append(row)
             if admitted:
-                db.write(functools.partial(limits.count_sends, group.name, len(admitted), now)).result()
+                counted = db.write(functools.partial(limits.count_sends, group.name, len(admitted), now))
+                if hourly is not None or day_cap is not None:
+                    counted.result()  # the next decision must see these sends
         for wait, waiting in waits.items():
             defer(waiting, wait, now)
         return admitted

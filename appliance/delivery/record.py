@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ulid import ULID
 
@@ -20,6 +21,7 @@ from ..models import (
     SENDING,
     SUPPRESSED,
     Attempt,
+    Claimed,
     Delivery,
     Message,
     MessageBody,
@@ -40,7 +42,7 @@ DSN_PRIORITY = 2
 class Outcome:
     """What one attempt at one delivery gave."""
 
-    delivery: Delivery
+    delivery: Claimed
     reply: Reply
     peer: Peer
     started_at: dt.datetime
@@ -75,23 +77,51 @@ def message_status(statuses: list[str]) -> str:
 
 
 def refresh_messages(message_ids: set[str]) -> None:
-    """Recompute the status of these messages from their deliveries (inside a transaction)."""
+    """Recompute the status of these messages from their deliveries (inside a transaction).
+
+    Plain SQL, like the rest of the recorder's per-commit statements (see _sent_messages)."""
     if not message_ids:
         return
-    by_message: dict[str, list[str]] = {m: [] for m in message_ids}
-    for message_id, status in Delivery.select(Delivery.message, Delivery.status).where(
-        Delivery.message.in_(list(message_ids))
-    ).tuples():
+    wanted = list(message_ids)
+    by_message: dict[str, list[str]] = {m: [] for m in wanted}
+    cursor = db.database.execute_sql(
+        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({db.marks(len(wanted))})', wanted)
+    for message_id, status in cursor.fetchall():
         by_message[message_id].append(status)
     by_status: dict[str, list[str]] = {}
     for message_id, statuses in by_message.items():
         if statuses:
             by_status.setdefault(message_status(statuses), []).append(message_id)
+    p = db.database.param
     for status, ids in by_status.items():
-        Message.update(status=status).where(Message.id.in_(ids) & (Message.direction == "outbound")).execute()
+        db.database.execute_sql(
+            f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({db.marks(len(ids))}) AND "direction" = {p}',
+            (status, *ids, "outbound"))
 
 
-def _classify(outcome: Outcome, message: Message, settings: dict, now: dt.datetime) -> tuple[str, dt.datetime]:
+class SentMessage(NamedTuple):
+    """What recording an attempt needs of its message."""
+
+    id: str
+    mail_from: str
+    received_at: dt.datetime
+    account_id: int | None
+
+
+def _sent_messages(message_ids: set[str]) -> dict[str, SentMessage]:
+    # Plain SQL: the recorder runs on the writer thread for every commit, where building the
+    # statement and model objects with peewee cost more than running the query.
+    if not message_ids:
+        return {}
+    wanted = list(message_ids)
+    cursor = db.database.execute_sql(
+        f'SELECT "id", "mail_from", "received_at", "account_id" FROM "message" WHERE "id" IN ({db.marks(len(wanted))})',
+        wanted)
+    to_time = Message.received_at.python_value
+    return {row[0]: SentMessage(row[0], row[1], to_time(row[2]), row[3]) for row in cursor.fetchall()}
+
+
+def _classify(outcome: Outcome, message: SentMessage, settings: dict, now: dt.datetime) -> tuple[str, dt.datetime]:
     reply = outcome.reply
     if 200 <= reply.code < 300:
         return DELIVERED, now
@@ -122,8 +152,7 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
     """Store the outcomes of several messages' attempts (a writer job kind: one job per message);
     return, per job, the ids of the DSNs it queued."""
     now = clock.now()
-    wanted = {outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes}
-    messages = {m.id: m for m in Message.select().where(Message.id.in_(list(wanted)))} if wanted else {}
+    messages = _sent_messages({outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes})
     attempts: list[dict] = []
     results: list[list[str]] = []
     with db.atomic_write():
@@ -131,7 +160,10 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
             if not outcomes:
                 results.append([])
                 continue
-            message = messages[outcomes[0].delivery.message_id]
+            message = messages.get(outcomes[0].delivery.message_id)
+            if message is None:  # deleted meanwhile, its deliveries with it
+                results.append([])
+                continue
             failed: list[dsn.FailedRecipient] = []
             for outcome in outcomes:
                 d, reply = outcome.delivery, outcome.reply
@@ -160,7 +192,7 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
     return results
 
 
-def _alert_failing(settings: dict, message: Message, failed: list[dsn.FailedRecipient]) -> None:
+def _alert_failing(settings: dict, message: SentMessage, failed: list[dsn.FailedRecipient]) -> None:
     """Tell the admin that an account's mail is not getting through (repeats fold into one alert)."""
     account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id)
     if account is None:
@@ -170,7 +202,7 @@ def _alert_failing(settings: dict, message: Message, failed: list[dsn.FailedReci
                        f"message {message.id} could not be delivered to {shown}")
 
 
-def _queue_dsn(message: Message, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
+def _queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
     """Store the DSN as a new message from the null sender (so it can never cause another)."""
     body = MessageBody.get_by_id(message.id).data
     end = body.find(b"\r\n\r\n")

@@ -6,28 +6,51 @@ pure-Python RSA costs ~10 ms a message).
 
 from __future__ import annotations
 
-import email.utils
+import json
 import logging
+from typing import NamedTuple
 
 import dkim as dkimpy
 
-from .. import dkim, intake, policy
+from .. import db, dkim, intake, policy
 from ..models import Domain
 
 log = logging.getLogger(__name__)
 
 
-def signing_domain(data: bytes) -> Domain | None:
-    """Return the verified domain of the message's From: address (or its closest verified parent)."""
+class SigningKey(NamedTuple):
+    domain: str
+    selector: str
+    rsa_key: str
+    ed25519_key: str | None  # None until its DNS record has been found
+
+
+def signing_key(data: bytes) -> SigningKey | None:
+    """Return the key of the verified domain of the message's From: address (or its closest
+    verified parent), or None when the message is not to be signed."""
     try:
         fields, _ = intake.parse_header_block(data)
     except intake.MalformedMessage:
         return None
     from_value = next((value for name, value in fields if name.lower() == "from"), "")
-    addresses = [a for _, a in email.utils.getaddresses([from_value]) if "@" in a]
+    addresses = [a for a in policy.header_addresses(from_value) if "@" in a]
     if not addresses:
         return None
-    return Domain.verified_for(policy.split_address(addresses[0])[1])
+    candidates = Domain.names_covering(policy.split_address(addresses[0])[1])
+    if not candidates:
+        return None
+    # Read once per message on the delivery path: plain SQL, no model building.
+    p = db.database.param
+    cursor = db.database.execute_sql(
+        f'SELECT "name", "selector", "rsa_key", "ed25519_key", "record_status" FROM "domain" '
+        f'WHERE "verified" = {p} AND "name" IN ({", ".join([p] * len(candidates))})', (True, *candidates))
+    rows = {row[0]: row for row in cursor.fetchall()}
+    name = next((c for c in candidates if c in rows), None)
+    if name is None:
+        return None
+    _, selector, rsa_key, ed25519_key, record_status = rows[name]
+    published = json.loads(record_status or "{}").get("dkim-ed25519", {}).get("status") == "pass"
+    return SigningKey(name, selector, rsa_key, ed25519_key if published else None)
 
 
 def sign(data: bytes) -> bytes:
@@ -36,14 +59,12 @@ def sign(data: bytes) -> bytes:
     The Ed25519 signature is added once its key record has been found in DNS; a message whose
     signing fails is sent unsigned rather than held (receivers treat it like any unsigned mail).
     """
-    domain = signing_domain(data)
-    if domain is None:
+    key = signing_key(data)
+    if key is None:
         return data
-    ed25519_published = domain.statuses().get("dkim-ed25519", {}).get("status") == "pass"
     try:
-        fields = dkim.sign(data, domain.name, domain.selector, domain.rsa_key,
-                           domain.ed25519_key if ed25519_published else None)
+        fields = dkim.sign(data, key.domain, key.selector, key.rsa_key, key.ed25519_key)
     except dkimpy.DKIMException as exc:
-        log.error("DKIM signing for %s failed, sending unsigned: %s", domain.name, exc)
+        log.error("DKIM signing for %s failed, sending unsigned: %s", key.domain, exc)
         return data
     return fields + data

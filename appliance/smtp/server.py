@@ -28,13 +28,10 @@ log = logging.getLogger(__name__)
 
 NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax error
 
-# A plain <dot-atom@ldh-domain>, the form nearly every client sends, is read without aiosmtpd's
-# general RFC 5322 parser (email._header_value_parser), which costs more than the rest of MAIL.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (1001 with a stuffed dot).
 MAX_LINE = 999
-_PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>(.*)\Z", re.S)
+# A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (policy.PLAIN_ADDR_SPEC).
+_PLAIN_ADDRESS = re.compile(rf"<({policy.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
 
 
 class AuthThrottle:
