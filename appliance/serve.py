@@ -14,7 +14,6 @@ import ssl
 import threading
 from dataclasses import dataclass
 
-import uvloop
 from flask import Flask
 
 from . import db, domains, intake, queue, tls
@@ -76,9 +75,10 @@ class SmtpService:
         ready.wait()
 
     def _run(self, ready: threading.Event) -> None:
-        # uvloop (libuv) runs the listeners' socket I/O with a third less CPU than asyncio's own
-        # loop; aiosmtpd's STARTTLS works on it unchanged.
-        self.loop = uvloop.new_event_loop()
+        # asyncio's own loop, not uvloop: uvloop spends less CPU per message but makes its socket
+        # writes holding the GIL, while asyncio's release it, so the writer thread commits meanwhile
+        # (bench/intake.py plain: 1,550-1,640 against 1,430-1,510 msg/s; docs/benchmarks.md).
+        self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._bind_all())
