@@ -149,46 +149,45 @@ def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply:
 
 
 def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
-    """Store the outcomes of several messages' attempts (a writer job kind: one job per message);
-    return, per job, the ids of the DSNs it queued."""
+    """Store the outcomes of several messages' attempts (a writer job kind: one job per message,
+    run inside the writer's transaction); return, per job, the ids of the DSNs it queued."""
     now = clock.now()
     messages = _sent_messages({outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes})
     attempts: list[dict] = []
     results: list[list[str]] = []
-    with db.atomic_write():
-        for outcomes, settings in jobs:
-            if not outcomes:
-                results.append([])
+    for outcomes, settings in jobs:
+        if not outcomes:
+            results.append([])
+            continue
+        message = messages.get(outcomes[0].delivery.message_id)
+        if message is None:  # deleted meanwhile, its deliveries with it
+            results.append([])
+            continue
+        failed: list[dsn.FailedRecipient] = []
+        for outcome in outcomes:
+            d, reply = outcome.delivery, outcome.reply
+            status, next_at = _classify(outcome, message, settings, now)
+            changed = _finish_delivery(d.id, status, next_at, reply, now)
+            attempts.append({
+                "delivery": d.id, "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
+                "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
+                "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
+            })
+            if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
+                limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
+            if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
-            message = messages.get(outcomes[0].delivery.message_id)
-            if message is None:  # deleted meanwhile, its deliveries with it
-                results.append([])
-                continue
-            failed: list[dsn.FailedRecipient] = []
-            for outcome in outcomes:
-                d, reply = outcome.delivery, outcome.reply
-                status, next_at = _classify(outcome, message, settings, now)
-                changed = _finish_delivery(d.id, status, next_at, reply, now)
-                attempts.append({
-                    "delivery": d.id, "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
-                    "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
-                    "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
-                })
-                if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
-                    limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
-                if not changed:  # an admin cancelled or held it meanwhile: their decision stands
-                    continue
-                if status == BOUNCED and reply.hard:
-                    Suppression.insert(
-                        address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
-                    ).on_conflict_ignore().execute()
-                if status in (BOUNCED, FAILED):
-                    failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
-            results.append([_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
-            if failed and message.account_id:
-                _alert_failing(settings, message, failed)
-        db.insert_rows(Attempt, attempts)
-        refresh_messages(set(messages))
+            if status == BOUNCED and reply.hard:
+                Suppression.insert(
+                    address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
+                ).on_conflict_ignore().execute()
+            if status in (BOUNCED, FAILED):
+                failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
+        results.append([_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
+        if failed and message.account_id:
+            _alert_failing(settings, message, failed)
+    db.insert_rows(Attempt, attempts)
+    refresh_messages(set(messages))
     return results
 
 
