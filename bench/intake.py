@@ -337,6 +337,10 @@ def _smtp_source(port: int, sessions: int, messages: int, size: int) -> tuple[fl
     cmd = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size), "-d",
            "-f", SENDER, "-t", RECIPIENT, "-M", "client.test", f"127.0.0.1:{port}"]
     print("  $ " + " ".join(cmd), flush=True)
+    # The previous run's dirty pages first reach the disk: their writeback would otherwise slow
+    # down the fsyncs of whichever side runs next.
+    os.sync()
+    time.sleep(2)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
