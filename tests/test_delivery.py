@@ -298,3 +298,23 @@ def test_with_pipelining_a_message_whose_every_recipient_is_refused_is_ended_emp
     second = submit(relay, account, ["alice@pipe.test"])
     settled(second, "delivered")
     assert len(pipelining_mx.bodies) == 2 and b"Order 1" in pipelining_mx.bodies[1]
+
+
+class TestNoticesFromInsideTheWriter:
+    @pytest.fixture
+    def overrides(self, overrides, dns_server, delivery_port):
+        # No periodic sweep during the test: only the enqueue made with the notice can send it.
+        return relay_overrides(overrides, dns_server, delivery_port, ALERT_EMAILS="ops@shop.test", SWEEP_INTERVAL=3600)
+
+    def test_an_alert_mail_raised_while_recording_a_bounce_goes_out_at_once(self, relay, account, dns_server, sink_mx,
+                                                                           sender_mx):
+        dns_server.mx("example.test", (10, "mx.example.test"))
+        dns_server.a("mx.example.test", "127.0.0.3")
+        sink_mx("127.0.0.3")
+        submit(relay, account, ["unknown.user@example.test"])
+        # The delivery-failing alert is raised inside the writer's transaction that records the
+        # bounce; its mail is enqueued there, before that commit, and must still be delivered.
+        arrived = wait_for(lambda: {r for m in sender_mx.messages for r in m.rcpts} >= {"ops@shop.test", SENDER})
+        assert arrived, [m.rcpts for m in sender_mx.messages]
+        notice = next(m for m in sender_mx.messages if m.rcpts == ["ops@shop.test"])
+        assert b"delivery-failing" in notice.data
