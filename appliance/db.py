@@ -44,7 +44,7 @@ def make_database(url: str, data_dir: str):
     if url.startswith(("postgres://", "postgresql://")):
         params = parse_db_url(url)
         name = params.pop("database")
-        return PostgresqlDatabase(name, autorollback=True, **params)
+        return PostgresqlDatabase(name, **params)
     if url.startswith("sqlite:///"):
         return SqliteDatabase(url.removeprefix("sqlite:///"), pragmas=SQLITE_PRAGMAS)
     raise ValueError(f"DATABASE_URL: unsupported scheme in {url!r} (use postgresql:// or sqlite:///)")

@@ -3,8 +3,8 @@
 set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-# Debian packages the tests drive for real.
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium"
+# Debian packages the tests drive for real (PostgreSQL and Redis: tests/test_scaleout.py).
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium postgresql redis-server"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
@@ -18,5 +18,5 @@ if ! command -v npm >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
 fi
 npm ci --prefix tests/clients --no-audit --no-fund
-EXTRAS=test . scripts/venv.sh
+EXTRAS=test,scale . scripts/venv.sh
 .venv/bin/python -m pytest "$@"

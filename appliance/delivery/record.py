@@ -203,7 +203,7 @@ def _alert_failing(settings: dict, message: SentMessage, failed: list[dsn.Failed
 
 def _queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
     """Store the DSN as a new message from the null sender (so it can never cause another)."""
-    body = MessageBody.get_by_id(message.id).data
+    body = bytes(MessageBody.get_by_id(message.id).data)  # a memoryview on PostgreSQL
     end = body.find(b"\r\n\r\n")
     headers = body[: end + 2] if end >= 0 else body
     dsn_id = str(ULID())
