@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import operator
 import queue
 import sqlite3
 import threading
@@ -13,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from peewee import DatabaseError, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    CharField,
+    DatabaseError,
+    DatabaseProxy,
+    IntegerField,
+    PostgresqlDatabase,
+    SqliteDatabase,
+    TextField,
+)
 from playhouse.db_url import parse as parse_db_url
 from playhouse.migrations import Runner
 
@@ -100,8 +109,20 @@ def insert_rows(model, rows: list[dict[str, Any]]) -> None:
     }
     sql = _insert_sql(model._meta.table_name, tuple(f.column_name for f in [*fields, *defaults]))
     tail = tuple(f.db_value(value) for f, value in defaults.items())
-    values = [tuple(f.db_value(row[f.name]) for f in fields) + tail for row in rows]
+    # Text and integer values are bound as they are (the columns' affinity does what db_value
+    # would); only the other fields (dates, blobs, foreign keys, booleans) go through db_value.
+    get = operator.itemgetter(*(f.name for f in fields))
+    convert = [(i, f.db_value) for i, f in enumerate(fields) if type(f) not in _BOUND_AS_IS]
+    values = []
+    for row in rows:
+        value = list(get(row)) if len(fields) > 1 else [get(row)]
+        for i, db_value in convert:
+            value[i] = db_value(value[i])
+        values.append((*value, *tail))
     database.connection().executemany(sql, values)
+
+
+_BOUND_AS_IS = (CharField, TextField, IntegerField)
 
 
 def marks(n: int) -> str:

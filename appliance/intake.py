@@ -7,6 +7,7 @@ import datetime as dt
 import email.utils
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -100,6 +101,19 @@ def _decode(value: str) -> str:
         return value
 
 
+_date: tuple[int, str] = (0, "")
+
+
+def _rfc5322_now() -> str:
+    """The current time as an RFC 5322 date in GMT, formatted once per second (it is stamped on
+    every message, and email.utils.formatdate is not cheap)."""
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, email.utils.formatdate(second, usegmt=True))
+    return _date[1]
+
+
 def received_header(
     *, helo: str, ip: str, hostname: str, tls: str, username: str | None, message_id: str, rcpts: list[str]
 ) -> bytes:
@@ -114,7 +128,7 @@ def received_header(
     if len(rcpts) == 1:
         lines.append(f"\tfor <{rcpts[0]}>")
     lines[-1] += ";"
-    lines.append("\t" + email.utils.formatdate(usegmt=True))
+    lines.append("\t" + _rfc5322_now())
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
@@ -146,7 +160,7 @@ def prepare(
         lower["message-id"] = f"<{message_id}@{hostname}>"
         extra += f"Message-ID: {lower['message-id']}\r\n".encode()
     if "date" not in lower:
-        extra += f"Date: {email.utils.formatdate(usegmt=True)}\r\n".encode()
+        extra += f"Date: {_rfc5322_now()}\r\n".encode()
     trace = received_header(
         helo=client_helo, ip=client_ip, hostname=hostname, tls=tls, username=username,
         message_id=message_id, rcpts=rcpts,

@@ -215,3 +215,16 @@ def test_an_unexpected_error_is_a_temporary_local_problem_not_a_bare_500(app, ra
     assert raw.cmd("NOOP")[0] == 250  # the session goes on
     with app.app_context():
         assert Message.select().count() == 0
+
+
+def test_the_long_line_check_agrees_with_splitting_the_message_into_lines():
+    import random
+
+    from appliance.smtp.server import has_long_line
+
+    pieces = [b"x" * 998, b"x" * 999, b"x" * 1000, b"x" * 1500, b"y" * 40, b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"a\rb"]
+    rng = random.Random(7)
+    for _ in range(5000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        for limit in (999, 40, 1):
+            assert has_long_line(data, limit) == (max(map(len, data.split(b"\r\n"))) > limit), (data[:80], limit)
