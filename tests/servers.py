@@ -16,11 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def _wait_port(port: int, what: str, timeout: float = 30) -> None:
@@ -41,7 +37,7 @@ class Postgres:
         if not found:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; scripts/test.sh does)")
         self.bin = Path(found[-1]).parent
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
@@ -85,7 +81,7 @@ class Redis:
     def __init__(self):
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed (apt-get install redis-server; scripts/test.sh does)")
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Redis:
