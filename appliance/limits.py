@@ -360,7 +360,11 @@ def check_reputation(settings: dict, now: dt.datetime | None = None) -> dict[int
             AccountReputation.insert(
                 account=account_id, state=verdict.state, reason=verdict.reason, sent=sent,
                 bounced=c.get(BOUNCED, 0), complaints=complaints.get(account_id, 0), checked_at=now,
-            ).on_conflict_replace().execute()
+            ).on_conflict(  # an upsert both SQLite and PostgreSQL run (no REPLACE on PostgreSQL)
+                conflict_target=[AccountReputation.account],
+                preserve=[AccountReputation.state, AccountReputation.reason, AccountReputation.sent,
+                          AccountReputation.bounced, AccountReputation.complaints, AccountReputation.checked_at],
+            ).execute()
         forget_policy(account_id)
         if _rank(verdict.state) > _rank(before):
             _reputation_alert(settings, account_id, verdict)

@@ -19,4 +19,7 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 npm ci --prefix tests/clients --no-audit --no-fund
 EXTRAS=test,scale . scripts/venv.sh
+# The whole suite twice: on the embedded defaults (SQLite, SqliteHuey), then in the scale-out mode
+# of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback.
 .venv/bin/python -m pytest "$@"
+SCALEOUT_TESTS=1 .venv/bin/python -m pytest "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import smtplib
 import socket
 import ssl
@@ -24,11 +25,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# SCALEOUT_TESTS=1 runs the tests on PostgreSQL and Redis (DESIGN §5): each test gets a fresh
+# database on a private PostgreSQL cluster and an emptied redis-server, both started for the session.
+SCALEOUT = os.environ.get("SCALEOUT_TESTS") == "1"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.servers import Postgres
+
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from tests.servers import Redis
+
+    server = Redis().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def overrides(tmp_path) -> dict:
-    """Settings for one test: its own DATA_DIR and free loopback ports."""
+def scaleout(request) -> dict:
+    """DATABASE_URL and QUEUE_URL of a fresh PostgreSQL database and an emptied Redis."""
+    import uuid
+
+    postgres, redis = request.getfixturevalue("postgres_server"), request.getfixturevalue("redis_server")
+    redis.flush()
+    return {"DATABASE_URL": postgres.create_database(f"t_{uuid.uuid4().hex[:12]}"), "QUEUE_URL": redis.url}
+
+
+@pytest.fixture
+def overrides(tmp_path, request) -> dict:
+    """Settings for one test: its own DATA_DIR and free loopback ports (and, with SCALEOUT_TESTS=1,
+    its own PostgreSQL database and Redis)."""
     ports = {"starttls": free_port(), "tls": free_port(), "mx": free_port()}
     return {
+        **(request.getfixturevalue("scaleout") if SCALEOUT else {}),
         "DATA_DIR": str(tmp_path / "data"),
         "HOSTNAME": HOSTNAME,
         "WEB_LISTEN": f"127.0.0.1:{free_port()}",

@@ -89,12 +89,17 @@ def test_sweeps_take_back_stale_rows_and_never_resend_delivered_ones(app, test_c
     assert queue.sweep(rt, startup=True) == 2
 
 
-def test_the_start_up_sweep_takes_back_rows_a_killed_process_was_sending(app):
+def test_the_start_up_sweep_takes_back_rows_a_killed_process_was_sending(app, test_clock):
     rt = queue.init(app.config)
     (row,) = add_messages(1)
     queue.claim([row], lease_seconds=300)
     assert queue.sweep(rt) == 0
-    assert queue.sweep(rt, startup=True) == 1
+    if db.is_sqlite():  # one process by design: at start-up nobody else can be sending it
+        assert queue.sweep(rt, startup=True) == 1
+    else:  # the scale-out mode: another worker may still be, so the row waits for its lease
+        assert queue.sweep(rt, startup=True) == 0
+        test_clock.advance(301)
+        assert queue.sweep(rt, startup=True) == 1
     assert Delivery.get_by_id(row).status == "queued"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,29 +12,13 @@ import pytest
 from appliance import db
 from appliance.models import Attempt, Delivery, Message
 from tests.conftest import _ports, cli_json, free_port, relay_overrides, wait_for
-from tests.servers import Postgres, Redis
 from tests.test_roles import start
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    server = Postgres().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    server = Redis().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def overrides(overrides, dns_server, delivery_port, postgres_server, redis_server):
-    redis_server.flush()
-    database = postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    return relay_overrides(overrides, dns_server, delivery_port, DATABASE_URL=database, QUEUE_URL=redis_server.url)
+def overrides(overrides, dns_server, delivery_port, scaleout):
+    # On PostgreSQL and Redis in every run of the suite (not only with SCALEOUT_TESTS=1).
+    return relay_overrides(overrides, dns_server, delivery_port, **scaleout)
 
 
 def send(port: int, ca: Path, account, rcpt: str, subject: str) -> None:
