@@ -20,7 +20,7 @@ from peewee import (
 )
 
 from . import clock
-from .db import database
+from .db import database, marks
 
 # Delivery statuses (issue: delivery). A Message's status is derived from its deliveries.
 QUEUED, SENDING, DEFERRED, DELIVERED = "queued", "sending", "deferred", "delivered"
@@ -164,7 +164,7 @@ class Suppression(BaseModel):
             return {}
         # Plain SQL: intake asks this for every commit, on the writer thread.
         cursor = database.execute_sql(
-            f'SELECT "address", "reason" FROM "suppression" WHERE "address" IN ({", ".join([database.param] * len(wanted))})',
+            f'SELECT "address", "reason" FROM "suppression" WHERE "address" IN ({marks(len(wanted))})',
             wanted)
         return dict(cursor.fetchall())
 
@@ -203,7 +203,12 @@ class Domain(BaseModel):
 
     def statuses(self) -> dict[str, dict[str, str]]:
         """Return the last DNS check's result per record key: {"status", "error"}."""
-        return json.loads(self.record_status or "{}")
+        return self.parse_statuses(self.record_status)
+
+    @staticmethod
+    def parse_statuses(record_status: str | None) -> dict[str, dict[str, str]]:
+        """Read a stored ``record_status`` (for callers that select the column without a model)."""
+        return json.loads(record_status or "{}")
 
     @staticmethod
     def names_covering(address_domain: str) -> list[str]:

@@ -6,7 +6,6 @@ pure-Python RSA costs ~10 ms a message).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import NamedTuple
 
@@ -43,13 +42,13 @@ def signing_key(data: bytes) -> SigningKey | None:
     p = db.database.param
     cursor = db.database.execute_sql(
         f'SELECT "name", "selector", "rsa_key", "ed25519_key", "record_status" FROM "domain" '
-        f'WHERE "verified" = {p} AND "name" IN ({", ".join([p] * len(candidates))})', (True, *candidates))
+        f'WHERE "verified" = {p} AND "name" IN ({db.marks(len(candidates))})', (True, *candidates))
     rows = {row[0]: row for row in cursor.fetchall()}
     name = next((c for c in candidates if c in rows), None)
     if name is None:
         return None
     _, selector, rsa_key, ed25519_key, record_status = rows[name]
-    published = json.loads(record_status or "{}").get("dkim-ed25519", {}).get("status") == "pass"
+    published = Domain.parse_statuses(record_status).get("dkim-ed25519", {}).get("status") == "pass"
     return SigningKey(name, selector, rsa_key, ed25519_key if published else None)
 
 
