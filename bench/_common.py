@@ -20,19 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.ports import free_port  # noqa: E402 — the same port picker as the tests (re-exported)
+
 HOSTNAME = "relay.test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Runs the `appliance` console script of the checked-out tree (not whichever one is installed).
 _CLI = "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,14 +15,9 @@ import pytest
 from appliance import accounts, create_app
 from appliance.cli import cli
 from appliance.serve import start_smtp
+from tests.ports import free_port
 
 HOSTNAME = "relay.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # SCALEOUT_TESTS=1 runs the tests on PostgreSQL and Redis (DESIGN §5): each test gets a fresh

@@ -17,6 +17,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from tests.ports import free_port
+
 
 class DnsServer:
     def __init__(self, host: str = "127.0.0.1"):
@@ -97,9 +99,9 @@ class DnsServer:
                 if reply is not None:
                     self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
-        udp = socketserver.ThreadingUDPServer((self.host, 0), Udp)
-        self.port = udp.server_address[1]
         tcp_class = type("TcpServer", (socketserver.ThreadingTCPServer,), {"allow_reuse_address": True})
+        self.port = free_port()
+        udp = socketserver.ThreadingUDPServer((self.host, self.port), Udp)
         tcp = tcp_class((self.host, self.port), Tcp)
         for server in (udp, tcp):
             server.daemon_threads = True

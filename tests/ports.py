@@ -1,0 +1,32 @@
+"""Loopback ports for test and benchmark servers."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+# Ports for test servers come from below the kernel's ephemeral range (32768-60999 on Debian).
+# A port the kernel hands out for bind(0) is also one it may pick as the local port of the next
+# outgoing connection (to PostgreSQL, Redis, a sink), so a server binding it a moment later could
+# find it taken. Ports are never handed out twice in one test run.
+_PORT_RANGE = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port free for TCP and UDP, outside the ephemeral range, not given out before."""
+    while True:
+        port = random.choice(_PORT_RANGE)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
