@@ -82,6 +82,19 @@ def admin_create(email: str, role: str, password: str) -> None:
     click.echo(f"created {user.role} {user.email}")
 
 
+@admin.command("first")
+@with_appcontext
+def admin_first() -> None:
+    """Create the first admin, when there is none, and print its login once (installers run this so
+    the password is shown to whoever installs, not left in the service's log)."""
+    first = admins_service.ensure_first_admin()
+    if first is None:
+        click.echo("an admin exists already: nothing created (`appliance admin create` adds another)")
+        return
+    email, password = first
+    click.echo(f"first admin login (shown once): {email} / {password}")
+
+
 # -- SMTP accounts -----------------------------------------------------------------------------
 @cli.group()
 def accounts() -> None:

@@ -3,8 +3,9 @@
 set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-# Debian packages the tests drive for real (PostgreSQL and Redis: tests/test_scaleout.py).
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium postgresql redis-server"
+# Debian packages the tests drive for real (PostgreSQL and Redis: tests/test_scaleout.py; systemd-analyze:
+# tests/test_install_service.py).
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium postgresql redis-server systemd"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
