@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ from peewee import JOIN
 from . import accounts as accounts_service
 from . import admins as admins_service
 from . import alerts as alerts_service
+from . import backup as backup_service
 from . import config, create_app, db
 from . import domains as domains_service
 from . import senders as senders_service
@@ -50,7 +52,10 @@ def serve(role: str) -> None:
 
     from .serve import serve as run
 
-    run(current_app._get_current_object(), role)
+    try:
+        run(current_app._get_current_object(), role)
+    except backup_service.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -59,6 +64,45 @@ def migrate() -> None:
     """Apply pending database migrations (start-up does this too)."""
     applied = db.migrate()
     click.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+
+
+# -- doctor ------------------------------------------------------------------------------------
+def _ip_option(ctx, param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address") from None
+
+
+@cli.command()
+@click.option("--ip", default=None, metavar="ADDRESS", callback=_ip_option,
+              help="Public address mail leaves from, for the PTR and blocklist checks. "
+                   "Default: the address this machine uses towards the internet (give it behind NAT).")
+@click.option("--probe-domain", default="gmail.com", show_default=True, metavar="DOMAIN",
+              help="Domain whose first MX the outbound port 25 check talks to (unused with SMARTHOST).")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True,
+              help="Seconds each connection, SMTP reply and DNS lookup may take.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def doctor(ip: str | None, probe_domain: str, timeout: float, as_json: bool) -> None:
+    """Check ports, certificate, DNS, PTR, outbound port 25 and blocklists; exit 1 when one FAILs."""
+    from flask import current_app
+
+    from . import doctor as checks
+
+    results = checks.run(dict(current_app.config), ip=ip, probe_domain=probe_domain.strip().rstrip("."),
+                         timeout=timeout)
+    counts = checks.summary(results)
+    lines = [f"{r.status:<4}  {r.check:<11} {r.detail}" + (f" → {r.hint}" if r.hint and r.status != checks.OK else "")
+             for r in results]
+    lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
+    _emit([r.as_dict() for r in results], as_json, "\n".join(lines))
+    if counts[checks.FAIL]:
+        raise click.exceptions.Exit(1)
 
 
 # -- admins ------------------------------------------------------------------------------------
@@ -952,6 +996,49 @@ def policy_show(as_json: bool) -> None:
     lines += [f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
               for name, rows in data["quotas"].items()]
     _emit(data, as_json, "\n".join(lines))
+
+# -- backup and restore ------------------------------------------------------------------------
+@cli.command("backup")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
+def backup_command(path: str | None) -> None:
+    """Write a backup of the database, the keys and the TLS files (online; default DATA_DIR/backups)."""
+    from flask import current_app
+
+    from . import clock
+
+    now = clock.now()
+    target = Path(path) if path else backup_service.default_path(current_app.config["DATA_DIR"], now)
+    try:
+        manifest = backup_service.create(current_app.config, target, now)
+    except backup_service.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    counts = manifest["counts"]
+    click.echo(f"backup written: {target} ({backup_service.size_text(target)}; {counts.get('message', 0)} messages, "
+               f"{counts.get('smtp_account', 0)} SMTP accounts, {counts.get('domain', 0)} domains)")
+
+
+@cli.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+@with_appcontext
+def restore_command(path: str, force: bool) -> None:
+    """Restore a backup into DATA_DIR, with the appliance stopped; what it replaces is kept aside."""
+    from flask import current_app
+
+    from . import clock
+
+    try:
+        restored = backup_service.restore(current_app.config, Path(path), clock.now(), force=force)
+    except backup_service.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    manifest = restored.manifest
+    click.echo(f"restored the backup of {manifest['created_at']} ({manifest['hostname']}): "
+               f"{manifest['counts'].get('message', 0)} messages, {manifest['counts'].get('smtp_account', 0)} SMTP accounts")
+    if restored.moved_aside:
+        click.echo(f"what it replaced is in {restored.moved_aside}")
+    click.echo("start the appliance: mail that was queued is delivered, nothing already delivered is sent again")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `appliance` console script."""

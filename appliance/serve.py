@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from . import db, domains, intake, queue, tls
+from . import backup, db, domains, intake, queue, tls
 from .smtp.server import ApplianceSMTP, ServerContext
 
 log = logging.getLogger(__name__)
@@ -197,12 +197,18 @@ ROLES = ("all", "smtp", "web", "worker")
 def serve(app: Flask, role: str = "all") -> None:
     """Run this process's part: everything (``all``), or for the scale-out mode of DESIGN §5 only
     the SMTP front end (``smtp``), the dashboard (``web``) or the delivery workers (``worker``)."""
+    configure_logging()
+    settings = app.config
+    # Held while this process runs, so that `appliance restore` refuses to swap the data under it.
+    with backup.serving(settings["DATA_DIR"]):
+        _serve(app, settings, role)
+
+
+def _serve(app: Flask, settings, role: str) -> None:
     from waitress import create_server
 
     from . import admins
 
-    configure_logging()
-    settings = app.config
     runs = {part: role in ("all", part) for part in ("smtp", "web", "worker")}
     first_admin = None
     if runs["web"]:
