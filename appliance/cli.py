@@ -22,7 +22,19 @@ from . import config, create_app, db
 from . import domains as domains_service
 from . import senders as senders_service
 from .accounts import AccountError
-from .models import Alert, Attempt, Delivery, Domain, Message, Sender, SmtpAccount, Suppression
+from .models import (
+    DELIVERED,
+    QUEUED,
+    SENDING,
+    Alert,
+    Attempt,
+    Delivery,
+    Domain,
+    Message,
+    Sender,
+    SmtpAccount,
+    Suppression,
+)
 
 
 def _app_factory():
@@ -78,11 +90,18 @@ def _ip_option(ctx, param, value: str | None) -> str | None:
         raise click.BadParameter(f"{value!r} is not an IP address") from None
 
 
+def _domain_option(ctx, param, value: str) -> str:
+    domain = value.strip().rstrip(".")
+    if "." not in domain or any(c.isspace() or c in "/@:" for c in domain):
+        raise click.BadParameter(f"{value!r} is not a domain name")
+    return domain
+
+
 @cli.command()
 @click.option("--ip", default=None, metavar="ADDRESS", callback=_ip_option,
               help="Public address mail leaves from, for the PTR and blocklist checks. "
                    "Default: the address this machine uses towards the internet (give it behind NAT).")
-@click.option("--probe-domain", default="gmail.com", show_default=True, metavar="DOMAIN",
+@click.option("--probe-domain", default="gmail.com", show_default=True, metavar="DOMAIN", callback=_domain_option,
               help="Domain whose first MX the outbound port 25 check talks to (unused with SMARTHOST).")
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True,
               help="Seconds each connection, SMTP reply and DNS lookup may take.")
@@ -94,8 +113,7 @@ def doctor(ip: str | None, probe_domain: str, timeout: float, as_json: bool) -> 
 
     from . import doctor as checks
 
-    results = checks.run(dict(current_app.config), ip=ip, probe_domain=probe_domain.strip().rstrip("."),
-                         timeout=timeout)
+    results = checks.run(dict(current_app.config), ip=ip, probe_domain=probe_domain, timeout=timeout)
     counts = checks.summary(results)
     lines = [f"{r.status:<4}  {r.check:<11} {r.detail}" + (f" → {r.hint}" if r.hint and r.status != checks.OK else "")
              for r in results]
@@ -370,7 +388,12 @@ def messages_show(message_id: str, as_json: bool) -> None:
     rows = _with_deliveries(query)
     if not rows:
         raise click.ClickException(f"no message {message_id!r}")
-    data = rows[0]
+    data, text = _message_report(rows[0])
+    _emit(data, as_json, text)
+
+
+def _message_report(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A message (from _with_deliveries) with its attempts, and as text: recipients and timeline."""
     data["attempts"] = _attempts(data["id"])
     lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts")]
     lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
@@ -380,7 +403,7 @@ def messages_show(message_id: str, as_json: bool) -> None:
         f", {a['tls'] or 'no TLS'}, {a['duration_ms']} ms)"
         for a in data["attempts"]
     ] if data["attempts"] else []
-    _emit(data, as_json, "\n".join(lines))
+    return data, "\n".join(lines)
 
 
 def _attempts(message_id: str) -> list[dict[str, Any]]:
@@ -996,6 +1019,51 @@ def policy_show(as_json: bool) -> None:
     lines += [f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
               for name, rows in data["quotas"].items()]
     _emit(data, as_json, "\n".join(lines))
+
+# -- send-test -----------------------------------------------------------------------------------
+@cli.command("send-test")
+@click.argument("recipient")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0, 3600), default=60, show_default=True,
+              help="Seconds to wait for the first outcome (0: queue it and return).")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
+    """Send a test message through the queue, as any mail goes, and show what happened to it.
+
+    Exits 0 when it was delivered, 1 otherwise (bounced, deferred, or still waiting)."""
+    import time
+
+    from flask import current_app
+
+    from . import outbox, policy
+
+    settings = current_app.config
+    recipient = recipient.strip()
+    problem = policy.address_problem(recipient)
+    if problem:
+        raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
+    message_id = outbox.send(
+        settings, [recipient], f"Test message from {settings['HOSTNAME']}",
+        f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
+        "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
+    )
+    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER).where(Message.id == message_id)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        data = _with_deliveries(query)[0]
+        waiting = [r for r in data["recipients"] if r["status"] in (QUEUED, SENDING)]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    data, text = _message_report(data)
+    delivered = all(r["status"] == DELIVERED for r in data["recipients"])
+    if waiting and not data["attempts"]:
+        text += ("\nnot sent yet: is the appliance running? (`systemctl status appliance`); "
+                 f"`appliance messages show {message_id}` shows it later")
+    _emit(data, as_json, text)
+    if not delivered:
+        raise click.exceptions.Exit(1)
+
 
 # -- backup and restore ------------------------------------------------------------------------
 @cli.command("backup")
