@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 import dns.exception
 import dns.nameserver
@@ -95,3 +96,14 @@ def addresses(settings: dict, host: str) -> list[str]:
 def txt_records(settings: dict, name: str) -> list[str]:
     """Return the name's TXT records, each with its strings joined (RFC 7208 §3.3); [] when none."""
     return [b"".join(r.strings).decode("utf-8", "replace") for r in _query(settings, name, "TXT", cached=False)]
+
+
+def ipv4_addresses(settings: dict, name: str) -> list[str]:
+    """Return the name's A records, fresh from DNS; [] when none (a DNSBL answer, RFC 5782 §2.3)."""
+    return [r.address for r in _query(settings, name, "A", cached=False)]
+
+
+def reverse_names(settings: dict, address: str) -> list[str]:
+    """Return the PTR names of an IP address, fresh from DNS, without the final dot; [] when none."""
+    name = ipaddress.ip_address(address).reverse_pointer
+    return [r.target.to_text(omit_final_dot=True) for r in _query(settings, name, "PTR", cached=False)]

@@ -6,6 +6,7 @@ names a test marks as timing out.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import socketserver
 import struct
@@ -42,6 +43,10 @@ class DnsServer:
 
     def a(self, host: str, *addresses: str) -> None:
         self.add(host, "A", *addresses)
+
+    def ptr(self, address: str, *names: str) -> None:
+        """Publish reverse DNS: the PTR records of an IP address (in-addr.arpa / ip6.arpa)."""
+        self.add(ipaddress.ip_address(address).reverse_pointer, "PTR", *(self._key(n) for n in names))
 
     def null_mx(self, domain: str) -> None:
         """Publish RFC 7505's null MX: `MX 0 .`."""
