@@ -9,6 +9,7 @@ one SMTP session to a remote MX or the smarthost.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import http.client
 import ipaddress
 import smtplib
@@ -128,10 +129,7 @@ def check_smtp_listener(listener: Listener, hostname: str, timeout: float = TIME
     where = _hostport(address, listener.port)
     target = f"SMTP {listener}"
     implicit = listener.mode == "tls"
-
-    def result(status: str, detail: str, hint: str = "") -> Result:
-        return Result("ports", target, status, detail, hint)
-
+    result = functools.partial(Result, "ports", target)
     # local_hostname given: smtplib would otherwise ask DNS for this machine's FQDN (blocking).
     if implicit:
         client = smtplib.SMTP_SSL(local_hostname=hostname, timeout=timeout, context=_unverified_context())
@@ -170,10 +168,7 @@ def check_smtp_listener(listener: Listener, hostname: str, timeout: float = TIME
     except (OSError, smtplib.SMTPException) as exc:
         return result(WARN, f"{where}: the session broke off: {exc or type(exc).__name__}", "see the appliance's log")
     finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
+        _quit(client)
 
 
 def _check_starttls(client: smtplib.SMTP, where: str, detail: str, result) -> Result:
@@ -199,10 +194,7 @@ def check_web(spec: str, timeout: float = TIMEOUT) -> Result:
         return Result("ports", f"dashboard {spec}", FAIL, f"WEB_LISTEN: cannot read {spec!r}", "set it as HOST:PORT")
     address = _dial_address(host.strip("[]"))
     where = _hostport(address, int(port))
-
-    def result(status: str, detail: str, hint: str = "") -> Result:
-        return Result("ports", f"dashboard {spec}", status, detail, hint)
-
+    result = functools.partial(Result, "ports", f"dashboard {spec}")
     conn = http.client.HTTPConnection(address, int(port), timeout=timeout)
     try:
         conn.request("GET", "/health")
@@ -362,10 +354,7 @@ def check_ptr(settings: dict, ip: str | None, explicit: bool = False) -> Result:
     if (missing := _no_public_address("ptr", ip)) is not None:
         return missing
     hostname = settings["HOSTNAME"]
-
-    def result(status: str, detail: str, hint: str = "") -> Result:
-        return Result("ptr", ip, status, detail, hint)
-
+    result = functools.partial(Result, "ptr", ip)
     if not explicit and not is_public(ip):
         return result(WARN, f"the outbound address {ip} is not public, so its PTR cannot be checked",
                       "behind NAT? pass --ip with the public address")
@@ -411,8 +400,7 @@ def check_blocklists(settings: dict, ip: str | None, explicit: bool = False) -> 
 
 
 def _check_blocklist(settings: dict, ip: str, zone: str) -> Result:
-    def result(status: str, detail: str, hint: str = "") -> Result:
-        return Result("blocklists", zone, status, detail, hint)
+    result = functools.partial(Result, "blocklists", zone)
 
     try:
         answers = dns.ipv4_addresses(settings, dnsbl_name(ip, zone))
@@ -470,10 +458,7 @@ def check_port25(settings: dict, probe_domain: str = PROBE_DOMAIN, timeout: floa
     """Say whether this machine can reach remote MX hosts on DELIVERY_PORT (often blocked in clouds)."""
     port = int(settings["DELIVERY_PORT"])
     hostname = settings["HOSTNAME"]
-
-    def result(status: str, detail: str, hint: str = "") -> Result:
-        return Result("outbound", f"port {port} to {probe_domain}", status, detail, hint)
-
+    result = functools.partial(Result, "outbound", f"port {port} to {probe_domain}")
     dns_hint = "DNS does not answer: check DNS_SERVERS or this machine's resolver, or try another --probe-domain"
     try:
         records = dns.mx_records(settings, probe_domain, cached=False)
@@ -517,10 +502,14 @@ def check_port25(settings: dict, probe_domain: str = PROBE_DOMAIN, timeout: floa
     except (OSError, smtplib.SMTPException) as exc:
         return result(WARN, f"{where} broke off the session: {exc or type(exc).__name__}", "try again later")
     finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
+        _quit(client)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
 
 
 def _refusal(result, code: int, detail: str) -> Result:

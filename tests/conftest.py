@@ -179,6 +179,17 @@ def process_env(overrides: dict) -> dict:
     return env
 
 
+def read_banner(proc) -> str:
+    """Read an appliance process's output up to its start-up banner's dashboard line, printed once
+    every listener is bound; fail with what it printed when it exits before."""
+    banner = ""
+    for line in proc.stdout:
+        banner += line
+        if "dashboard:" in line:
+            return banner
+    raise AssertionError(f"the appliance did not start (exit {proc.wait()}):\n{banner}")
+
+
 def cli_json(result) -> object:
     assert result.exit_code == 0, result.output
     return json.loads(result.output)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCALEOUT, _ports, process_env, wait_for
+from tests.conftest import SCALEOUT, _ports, process_env, read_banner, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 sqlite_only = pytest.mark.skipif(SCALEOUT, reason="backs up the embedded SQLite database")
@@ -89,11 +89,7 @@ def test_an_online_backup_is_consistent_and_restore_waits_until_the_appliance_is
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        banner = ""
-        for line in proc.stdout:
-            banner += line
-            if "dashboard:" in line:
-                break
+        read_banner(proc)
         port, ca = _ports(overrides["SMTP_LISTEN"])[0], Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
         stop, sent = threading.Event(), []
 

@@ -17,7 +17,7 @@ import pytest
 from appliance import intake
 from appliance.models import Delivery, Message
 
-from .conftest import SCALEOUT, process_env
+from .conftest import SCALEOUT, process_env, read_banner
 from .smtputil import authenticated_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def start_process(overrides: dict) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:  # the banner is printed once every listener is bound
-        if "dashboard:" in line:
-            return proc
-    raise AssertionError(f"appliance did not start (exit {proc.wait()})")
+    read_banner(proc)
+    return proc
 
 
 def proc_output(proc) -> str:

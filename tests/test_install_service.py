@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCALEOUT, free_port
+from tests.conftest import SCALEOUT, free_port, read_banner
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # root's PATH on Debian
@@ -130,11 +130,7 @@ def test_the_service_started_as_the_unit_says_serves_smtp_and_the_dashboard(mach
                f"{service['ExecStart']}")
     proc = machine.run(command)  # unshare, sh and setpriv exec: proc is the service's own process
     try:
-        banner = ""
-        for line in proc.stdout:
-            banner += line
-            if "dashboard:" in line:
-                break
+        banner = read_banner(proc)
         assert f"SMTP starttls listening on 127.0.0.1:{ports['smtp']}" in banner, banner
         assert "first admin login" not in banner  # the installer showed it; the journal never holds it
         ca = machine.data / "tls" / "ca.pem"

@@ -16,7 +16,7 @@ from cryptography import x509
 from appliance import accounts, tls
 from appliance.serve import Listener, parse_listeners, start_smtp
 
-from .conftest import free_port, process_env
+from .conftest import free_port, process_env, read_banner
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,11 +155,7 @@ def test_a_busy_dashboard_port_is_reported_and_smtp_keeps_working(overrides):
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        banner = ""
-        for line in proc.stdout:
-            banner += line
-            if "dashboard:" in line:
-                break
+        banner = read_banner(proc)
         assert f"dashboard: NOT listening on {overrides['WEB_LISTEN']}: Address already in use" in banner
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
             assert client.ehlo()[0] == 250

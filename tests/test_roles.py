@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.models import Message
-from tests.conftest import _ports, process_env, relay_overrides, wait_for
+from tests.conftest import _ports, process_env, read_banner, relay_overrides, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,12 +26,7 @@ def overrides(overrides, dns_server, delivery_port):
 def start(overrides: dict, role: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "app.py", "--role", role], cwd=ROOT, env=process_env(overrides),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    banner = ""
-    for line in proc.stdout:
-        banner += line
-        if "dashboard:" in line:
-            return proc, banner
-    raise AssertionError(f"--role {role} did not start:\n{banner}")
+    return proc, read_banner(proc)
 
 
 def listening(port: int) -> bool:
