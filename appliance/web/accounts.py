@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from peewee import fn
 
 from .. import accounts, clock, limits
 from ..models import Message, SmtpAccount
-from . import connection
+from . import connection, guides
 from .permissions import admin_required, admin_writes, viewer_required
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
@@ -37,9 +47,23 @@ def _no_store(html: str):
     return html, 200, {"Cache-Control": "no-store"}
 
 
-def _connection_context(account: SmtpAccount) -> dict:
-    return {"hostname": current_app.config["HOSTNAME"], "ports": connection.submission_ports(current_app.config),
-            "account": account, "quotas": limits.usage_rows(account.id, clock.now())}
+def _connection_context(account: SmtpAccount, password: str | None = None) -> dict:
+    """What the account pages show about connecting; ``password`` on the page that shows it once."""
+    settings = current_app.config
+    filled = guides.values(settings, account, password)
+    return {"hostname": settings["HOSTNAME"], "ports": connection.submission_ports(settings),
+            "account": account, "quotas": limits.usage_rows(account.id, clock.now()),
+            "guides": guides.guides(filled), "guide_values": filled, "ca_path": guides.CA_PATH}
+
+
+@bp.get("/ca.pem")
+@viewer_required
+def accounts_ca_certificate():
+    """The local CA's certificate (public), for clients that must trust the generated certificate."""
+    ca = Path(current_app.config["DATA_DIR"]) / "tls" / "ca.pem"
+    if current_app.config["TLS_CERT"] or not ca.is_file():
+        abort(404)
+    return send_file(ca, mimetype="application/x-pem-file", as_attachment=True, download_name="appliance-ca.pem")
 
 
 def parse_form(form) -> tuple[dict, dict[str, str]]:
@@ -96,7 +120,7 @@ def accounts_create():
         values["name"], networks=values["ip_rules"].split(), ip_only=values["ip_only"],
         priority=values["priority"], note=values["note"])
     return _no_store(render_template("accounts/secret.html", password=password, created=True,
-                                     **_connection_context(account)))
+                                     **_connection_context(account, password)))
 
 
 @bp.route("/<int:account_id>", methods=["GET", "POST"])
@@ -125,7 +149,7 @@ def accounts_reset_password(account_id: int):
         return render_template("accounts/reset.html", account=account)
     password = accounts.reset_password(account)
     return _no_store(render_template("accounts/secret.html", password=password, created=False,
-                                     **_connection_context(account)))
+                                     **_connection_context(account, password)))
 
 
 @bp.route("/<int:account_id>/delete", methods=["GET", "POST"])

@@ -105,6 +105,11 @@ def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connectio
     page.click("button:text('Reset password')")
     password = page.input_value("#smtp-password")
     assert password != first_password
+    # The integration guides carry the new password; each opens on a click.
+    assert not page.is_visible("[data-guide=laravel]")
+    page.click("#guide-laravel summary")
+    assert f"MAIL_PASSWORD={password}" in page.inner_text("[data-guide=laravel]")
+    shot(page, "account-guides")
 
     # IP authorization: a bad rule is explained, a good one is saved.
     page.click("text=Account settings and connection test")
