@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from . import alerts, clock, dkim, dns, policy
 from .db import database
 from .models import Domain
+from .returnpath import BOUNCE_LABEL
 
 log = logging.getLogger(__name__)
 
 PASS, FAIL, ERROR = "pass", "fail", "error"  # ERROR: the lookup itself failed (try again later)
-BOUNCE_LABEL = "bounces"
 SPF_MAX_LOOKUPS = 10  # RFC 7208 §4.6.4
 
 
@@ -91,7 +91,8 @@ def records(domain: Domain, hostname: str) -> list[Record]:
         Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}", f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
                "A suggestion: start with p=quarantine, then p=reject once the reports look right."),
         Record("bounce-mx", "Bounce MX", "MX", bounce, f"10 {hostname}.",
-               "Bounces for the return path come back to this appliance."),
+               "Once it is found, mail leaves with a return path here, so later bounces and spam "
+               "complaints come back to this appliance, which bounces or suppresses the recipient."),
         Record("bounce-spf", "Bounce SPF", "TXT", bounce, f"v=spf1 a:{hostname} -all"),
     ]
     return found

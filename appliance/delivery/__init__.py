@@ -16,7 +16,7 @@ from .pace import Gate
 from .record import Outcome, record_many
 from .route import RouteError, route
 from .send import Peer, Session, SessionError
-from .sign import sign
+from .sign import outgoing
 
 MESSAGES_PER_SESSION = 100  # then QUIT and let the next task open a fresh session
 
@@ -88,8 +88,8 @@ def _deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claime
                 if message_id not in contents:  # deleted meanwhile, its deliveries with it
                     continue
                 started, t0 = clock.now(), time.monotonic()
-                mail_from, data = contents[message_id]
-                replies = session.send(mail_from, [d.rcpt for d in group], sign(data))
+                mail_from, data = outgoing(settings, message_id, *contents[message_id])
+                replies = session.send(mail_from, [d.rcpt for d in group], data)
                 record_later(group, replies, session.peer, started, t0)
                 sent += 1
             if not session.alive or sent >= MESSAGES_PER_SESSION:

@@ -79,7 +79,7 @@ def message_status(statuses: list[str]) -> str:
 def refresh_messages(message_ids: set[str]) -> None:
     """Recompute the status of these messages from their deliveries (inside a transaction).
 
-    Plain SQL, like the rest of the recorder's per-commit statements (see _sent_messages)."""
+    Plain SQL, like the rest of the recorder's per-commit statements (see sent_messages)."""
     if not message_ids:
         return
     wanted = list(message_ids)
@@ -108,7 +108,7 @@ class SentMessage(NamedTuple):
     account_id: int | None
 
 
-def _sent_messages(message_ids: set[str]) -> dict[str, SentMessage]:
+def sent_messages(message_ids: set[str]) -> dict[str, SentMessage]:
     # Plain SQL: the recorder runs on the writer thread for every commit, where building the
     # statement and model objects with peewee cost more than running the query.
     if not message_ids:
@@ -152,7 +152,7 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
     """Store the outcomes of several messages' attempts (a writer job kind: one job per message,
     run inside the writer's transaction); return, per job, the ids of the DSNs it queued."""
     now = clock.now()
-    messages = _sent_messages({outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes})
+    messages = sent_messages({outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes})
     attempts: list[dict] = []
     results: list[list[str]] = []
     for outcomes, settings in jobs:
@@ -183,7 +183,7 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
                 ).on_conflict_ignore().execute()
             if status in (BOUNCED, FAILED):
                 failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
-        results.append([_queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
+        results.append([queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
         if failed and message.account_id:
             _alert_failing(settings, message, failed)
     db.insert_rows(Attempt, attempts)
@@ -201,7 +201,7 @@ def _alert_failing(settings: dict, message: SentMessage, failed: list[dsn.Failed
                        f"message {message.id} could not be delivered to {shown}")
 
 
-def _queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
+def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
     """Store the DSN as a new message from the null sender (so it can never cause another)."""
     body = bytes(MessageBody.get_by_id(message.id).data)  # a memoryview on PostgreSQL
     end = body.find(b"\r\n\r\n")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import dkim as dkimpy
 
-from .. import db, dkim, intake, policy
+from .. import db, dkim, intake, policy, returnpath
 from ..models import Domain
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ class SigningKey(NamedTuple):
     selector: str
     rsa_key: str
     ed25519_key: str | None  # None until its DNS record has been found
+    bounces_here: bool  # its bounce MX points at the appliance: mail leaves with our return path
 
 
 def signing_key(data: bytes) -> SigningKey | None:
@@ -48,19 +49,27 @@ def signing_key(data: bytes) -> SigningKey | None:
     if name is None:
         return None
     _, selector, rsa_key, ed25519_key, record_status = rows[name]
-    published = Domain.parse_statuses(record_status).get("dkim-ed25519", {}).get("status") == "pass"
-    return SigningKey(name, selector, rsa_key, ed25519_key if published else None)
+    statuses = Domain.parse_statuses(record_status)
+    published = statuses.get("dkim-ed25519", {}).get("status") == "pass"
+    bounces_here = statuses.get("bounce-mx", {}).get("status") == "pass"
+    return SigningKey(name, selector, rsa_key, ed25519_key if published else None, bounces_here)
 
 
-def sign(data: bytes) -> bytes:
-    """Return ``data`` with DKIM-Signature fields prepended when its From: domain is verified.
-
-    The Ed25519 signature is added once its key record has been found in DNS; a message whose
-    signing fails is sent unsigned rather than held (receivers treat it like any unsigned mail).
-    """
+def outgoing(settings: dict, message_id: str, mail_from: str, data: bytes) -> tuple[str, bytes]:
+    """The envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
+    and with the return path on its bounce subdomain (appliance/bounces.py) once that domain's
+    bounce MX points here. The null sender stays null."""
     key = signing_key(data)
     if key is None:
-        return data
+        return mail_from, data
+    if mail_from and key.bounces_here:
+        mail_from = returnpath.return_path(settings, message_id, key.domain)
+    return mail_from, _signed(data, key)
+
+
+def _signed(data: bytes, key: SigningKey) -> bytes:
+    """The Ed25519 signature is added once its key record has been found in DNS; a message whose
+    signing fails is sent unsigned rather than held (receivers treat it like any unsigned mail)."""
     try:
         fields = dkim.sign(data, key.domain, key.selector, key.rsa_key, key.ed25519_key)
     except dkimpy.DKIMException as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import accounts, intake, limits, policy, senders, sending_policy
+from .. import accounts, bounces, intake, limits, policy, returnpath, senders, sending_policy
 from ..db import database
 from ..models import SmtpAccount
 from . import replies
@@ -399,12 +399,17 @@ class Handler:
             return replies.AUTH_REQUIRED
         if address == NULL_SENDER:
             return replies.MALFORMED_ADDRESS
+        limit = self.ctx.settings["MAX_RECIPIENTS"]
+        if server.mx and len(envelope.rcpt_tos) < limit and returnpath.message_for(self.ctx.settings, address):
+            envelope.rcpt_tos.append(address)  # a later bounce or a complaint (appliance/bounces.py)
+            envelope.rcpt_options.extend(rcpt_options)
+            return replies.RCPT_OK
         decision = policy.recipient(
             address,
             authenticated=account is not None,
             local_domains=self.ctx.local_domains,
             count=len(envelope.rcpt_tos),
-            limit=self.ctx.settings["MAX_RECIPIENTS"],
+            limit=limit,
         )
         if decision:
             return decision.reply
@@ -451,4 +456,11 @@ class Handler:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
         except (intake.Refused, intake.StorageError) as exc:
             return exc.reply
+        reported = [] if account else [m for m in map(functools.partial(returnpath.message_for, settings),
+                                                        envelope.rcpt_tos) if m]
+        if reported:  # stored first, like any inbound mail; what it reports is applied before the 250
+            try:
+                await server.run_blocking(bounces.receive, settings, reported, envelope.original_content)
+            except Exception:  # the report is stored: a failure to apply it must not refuse it
+                log.exception("could not apply the report %s for %s", message_id, ", ".join(reported))
         return replies.ACCEPTED.format(id=message_id)
