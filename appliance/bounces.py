@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import logging
 import re
 from dataclasses import dataclass, field
