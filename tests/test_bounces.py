@@ -68,15 +68,20 @@ def report_to_mx(relay, return_path: str, report: EmailMessage | bytes):
         return client.data(data)
 
 
+def multipart_report(return_path: str, sender: str, report_type: str, text: str) -> EmailMessage:
+    """A multipart/report whose first part is ``text``; the caller attaches the machine-readable parts."""
+    report = EmailMessage()
+    report["From"], report["To"], report["Subject"] = sender, return_path, f"Report ({report_type})"
+    report.set_content(text)
+    report.make_mixed()
+    report.replace_header("Content-Type", f'multipart/report; report-type="{report_type}"')
+    return report
+
+
 def dsn(return_path: str, recipient: str, action: str = "failed", status: str = "5.1.1",
         diagnostic: str = "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown") -> EmailMessage:
-    report = EmailMessage()
-    report["From"] = "MAILER-DAEMON@mx.example.test"
-    report["To"] = return_path
-    report["Subject"] = "Undelivered Mail Returned to Sender"
-    report.set_content("Your message could not be delivered.\n")
-    report.make_mixed()
-    report.replace_header("Content-Type", 'multipart/report; report-type="delivery-status"')
+    report = multipart_report(return_path, "MAILER-DAEMON@mx.example.test", "delivery-status",
+                              "Your message could not be delivered.\n")
     per_message, per_recipient = email.message.Message(), email.message.Message()
     per_message["Reporting-MTA"] = "dns; mx.example.test"
     per_recipient["Final-Recipient"] = f"rfc822; {recipient}"
@@ -90,13 +95,8 @@ def dsn(return_path: str, recipient: str, action: str = "failed", status: str = 
 
 
 def arf(return_path: str, recipient: str | None) -> EmailMessage:
-    report = EmailMessage()
-    report["From"] = "fbl@mailbox.example"
-    report["To"] = return_path
-    report["Subject"] = "Abuse report"
-    report.set_content("A user of ours reported this message as spam.\n")
-    report.make_mixed()
-    report.replace_header("Content-Type", 'multipart/report; report-type="feedback-report"')
+    report = multipart_report(return_path, "fbl@mailbox.example", "feedback-report",
+                              "A user of ours reported this message as spam.\n")
     feedback = EmailMessage()
     feedback.set_payload("Feedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\nVersion: 1\n")
     feedback["Content-Type"] = "message/feedback-report"
