@@ -122,6 +122,16 @@ def test_without_the_bounce_mx_the_envelope_sender_is_kept(relay, account, shop_
     assert mail_from == "orders@shop.test"
 
 
+def test_through_a_smarthost_the_envelope_sender_is_kept(app, published):
+    from appliance.delivery.sign import outgoing
+
+    data = b"From: orders@shop.test\r\nSubject: hi\r\n\r\nhi\r\n"
+    direct, _ = outgoing(app.config, "01J0000000000000000000000A", "orders@shop.test", data)
+    assert direct.startswith("bounce+01j0000000000000000000000a-")
+    upstream = {**app.config, "SMARTHOST": "smtp://relay.upstream.test:587"}
+    assert outgoing(upstream, "01J0000000000000000000000A", "orders@shop.test", data)[0] == "orders@shop.test"
+
+
 def test_a_bounce_that_comes_back_later_bounces_the_delivery_suppresses_and_tells_the_sender(
         relay, account, published, sink, run_cli):
     message_id, return_path = deliver(relay, account, sink, "alice@example.test", "bob@example.test")

@@ -58,11 +58,12 @@ def signing_key(data: bytes) -> SigningKey | None:
 def outgoing(settings: dict, message_id: str, mail_from: str, data: bytes) -> tuple[str, bytes]:
     """The envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
     and with the return path on its bounce subdomain (appliance/bounces.py) once that domain's
-    bounce MX points here. The null sender stays null."""
+    bounce MX points here. The null sender stays null, and so does every sender with a SMARTHOST:
+    the upstream relay may accept only senders it knows, and handles the bounces it gets itself."""
     key = signing_key(data)
     if key is None:
         return mail_from, data
-    if mail_from and key.bounces_here:
+    if mail_from and key.bounces_here and not settings["SMARTHOST"]:
         mail_from = returnpath.return_path(settings, message_id, key.domain)
     return mail_from, _signed(data, key)
 
