@@ -11,7 +11,8 @@ What a report says is applied to the message it names: a failed recipient's deli
 `bounced` (even when it had been delivered), the attempt shows in its timeline, a hard bounce puts
 the address on the suppression list, and the envelope sender gets the appliance's own DSN, as for a
 bounce during the session; a complaint suppresses the address with source `complaint`, which the
-reputation guard counts. The report itself is stored like any inbound mail.
+reputation guard counts. The report itself is stored like any inbound mail, in the same
+transaction as what it changes, before the 250.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 
-from . import clock, db, queue
+from . import clock, db, intake, queue
 from .delivery import dsn
 from .delivery.record import queue_dsn, refresh_messages, sent_messages
 from .delivery.replies import Reply
@@ -166,16 +167,26 @@ def apply(settings: dict, message_id: str, report: Report) -> list[str]:
     return [queue_dsn(message, failed, settings, now)] if message.mail_from else []
 
 
-def receive(settings: dict, message_ids: list[str], data: bytes) -> None:
-    """Apply a report that arrived for these messages' return paths (blocking: an executor thread)."""
-    report = read(data)
-    if not report.kind:
-        return
+class Arrival:
+    """A report on its way in, stored and applied in one transaction: ``read`` runs in intake's
+    prepare step, ``store`` is the writer job kind, ``committed`` its after-commit hook
+    (GroupCommitter.accept)."""
 
-    def job() -> list[str]:
-        return [dsn_id for message_id in message_ids for dsn_id in apply(settings, message_id, report)]
+    def __init__(self, settings: dict, message_ids: list[str]):
+        self.settings, self.message_ids = settings, message_ids
+        self.report = Report("")
+        self.notices: list[str] = []  # the DSNs it queued for the senders
 
-    def enqueue(results: list[list[str]]) -> None:
-        queue.enqueue_messages(queue.runtime(settings), [i for ids in results for i in ids])
+    def read(self, item: intake.Incoming) -> intake.Incoming:
+        self.report = read(item.data)
+        return item
 
-    db.write(job, after=enqueue).result()
+    def store(self, items: list[intake.Incoming]) -> list[str]:
+        ids = intake.store_many(items)
+        if self.report.kind:
+            self.notices = [n for m in self.message_ids for n in apply(self.settings, m, self.report)]
+        return ids
+
+    def committed(self, ids: list[str]) -> None:
+        if self.notices:
+            queue.enqueue_messages(queue.runtime(self.settings), self.notices)

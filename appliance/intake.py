@@ -270,15 +270,18 @@ class GroupCommitter:
         self.writer.stop()
         self.checkpointer.stop()
 
-    async def accept(self, prepare: Callable[[], Incoming]) -> str:
+    async def accept(self, prepare: Callable[[], Incoming], store: db.Many | None = None,
+                     after: db.After | None = None) -> str:
         """Prepare a message on the writer thread, store it; return its id once durable.
 
         ``prepare`` may raise MalformedMessage or Refused (nothing is stored); a storage failure
-        raises StorageError with the reply to give.
+        raises StorageError with the reply to give. ``store`` and ``after`` replace store_many and
+        the on_committed hook for a message that does more in its transaction (bounces.Arrival).
         """
         loop = asyncio.get_running_loop()
         try:
-            return await self.writer.submit(store_many, prepare=prepare, after=self.on_committed, loop=loop)
+            return await self.writer.submit(store or store_many, prepare=prepare, after=after or self.on_committed,
+                                            loop=loop)
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None

@@ -436,6 +436,10 @@ class Handler:
         )
         hold = envelope.policy_hold
         allowed = frozenset(server.allowed_senders)
+        # Mail to a return path of ours (a later bounce, a complaint) is applied as it is stored.
+        reported = [] if account else [m for m in map(functools.partial(returnpath.message_for, settings),
+                                                       envelope.rcpt_tos) if m]
+        arrival = bounces.Arrival(settings, reported) if reported else None
 
         def admit() -> intake.Incoming:
             # Runs on the writer thread, right before the message is stored (no executor hop).
@@ -448,19 +452,13 @@ class Handler:
                         raise intake.Refused(decision.reply)
             if hold is not None:
                 item.hold_reply, item.hold_until = limits.held_reply(hold), hold.release_at
-            return item
+            return arrival.read(item) if arrival else item
 
         try:
-            message_id = await self.ctx.committer.accept(admit)
+            kind = {"store": arrival.store, "after": arrival.committed} if arrival else {}
+            message_id = await self.ctx.committer.accept(admit, **kind)
         except intake.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
         except (intake.Refused, intake.StorageError) as exc:
             return exc.reply
-        reported = [] if account else [m for m in map(functools.partial(returnpath.message_for, settings),
-                                                        envelope.rcpt_tos) if m]
-        if reported:  # stored first, like any inbound mail; what it reports is applied before the 250
-            try:
-                await server.run_blocking(bounces.receive, settings, reported, envelope.original_content)
-            except Exception:  # the report is stored: a failure to apply it must not refuse it
-                log.exception("could not apply the report %s for %s", message_id, ", ".join(reported))
         return replies.ACCEPTED.format(id=message_id)
