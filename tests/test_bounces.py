@@ -193,3 +193,19 @@ def test_a_forged_return_path_is_refused_at_rcpt(relay, account, published, sink
     assert (code, text[:5]) == (554, b"5.7.1")
     assert Delivery.get(Delivery.message == message_id).status == "delivered"
     assert email.utils.parseaddr(return_path)[1] != forged
+
+
+def test_a_report_that_cannot_be_applied_is_not_stored_either_and_gets_451(relay, account, published, sink,
+                                                                          monkeypatch):
+    from appliance import bounces
+
+    message_id, return_path = deliver(relay, account, sink, "alice@example.test")
+
+    def broken(*args):
+        raise RuntimeError("a bug in applying reports")
+
+    monkeypatch.setattr(bounces, "apply", broken)
+    code, text = report_to_mx(relay, return_path, dsn(return_path, "alice@example.test"))
+    assert (code, text[:5]) == (451, b"4.3.0")  # the remote keeps it and tries again later
+    assert Message.select().where(Message.direction == "inbound").count() == 0  # both or neither
+    assert Delivery.get(Delivery.message == message_id).status == "delivered"
