@@ -27,7 +27,7 @@ from email.message import Message as EmailMessage
 
 from . import clock, db, intake, queue
 from .delivery import dsn
-from .delivery.record import queue_dsn, refresh_messages, sent_messages
+from .delivery.record import alert_failing, queue_dsn, refresh_messages, sent_messages
 from .delivery.replies import Reply
 from .models import BOUNCED, Attempt, Delivery, Suppression
 
@@ -110,7 +110,8 @@ def _read_arf(parts: list[EmailMessage]) -> Report:
     feedback = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
     if feedback is None:
         return Report("")
-    fields = _blocks(feedback)[0] if _blocks(feedback) else EmailMessage()
+    blocks = _blocks(feedback)
+    fields = blocks[0] if blocks else EmailMessage()
     if (fields.get("Feedback-Type") or "abuse").strip().lower() not in ("abuse", "fraud", "virus"):
         return Report("")  # not-spam, opt-out lists and the like are not complaints
     named = [_address(v) for v in fields.get_all("Original-Rcpt-To") or []]
@@ -155,8 +156,7 @@ def apply(settings: dict, message_id: str, report: Report) -> list[str]:
                          "mx_ip": "", "tls": "", "code": reply.code, "enhanced_code": reply.enhanced,
                          "text": f"{reply.text} (a bounce that came back later)", "outcome": BOUNCED})
         if reply.hard:
-            Suppression.insert(address=address, reason=f"hard bounce: {reply}", source="bounce",
-                               created_at=now).on_conflict_ignore().execute()
+            Suppression.add_hard_bounce(address, str(reply), now)
         failed.append(dsn.FailedRecipient(delivery.rcpt, "failed", reply, report.reporter, now))
     if not failed:
         return []
@@ -164,6 +164,8 @@ def apply(settings: dict, message_id: str, report: Report) -> list[str]:
     refresh_messages({message_id})
     message = sent_messages({message_id})[message_id]
     log.info("message %s: %d recipient(s) bounced later", message_id, len(failed))
+    if message.account_id:
+        alert_failing(settings, message, failed)
     return [queue_dsn(message, failed, settings, now)] if message.mail_from else []
 
 

@@ -401,7 +401,6 @@ def check_blocklists(settings: dict, ip: str | None, explicit: bool = False) -> 
 
 def _check_blocklist(settings: dict, ip: str, zone: str) -> Result:
     result = functools.partial(Result, "blocklists", zone)
-
     try:
         answers = dns.ipv4_addresses(settings, dnsbl_name(ip, zone))
     except dns.NoSuchDomain:

@@ -153,8 +153,14 @@ class Suppression(BaseModel):
     id = AutoField()
     address = CharField(unique=True)  # lower-cased
     reason = TextField(default="")
-    source = CharField(default="manual")  # manual | bounce
+    source = CharField(default="manual")  # manual | bounce | complaint
     created_at = DateTimeField(default=clock.now)
+
+    @classmethod
+    def add_hard_bounce(cls, address: str, reply: str, now) -> None:
+        """Suppress an address a permanent failure said is bad (kept as it is when already there)."""
+        cls.insert(address=address.lower(), reason=f"hard bounce: {reply}", source="bounce",
+                   created_at=now).on_conflict_ignore().execute()
 
     @classmethod
     def reasons_for(cls, addresses: list[str]) -> dict[str, str]:

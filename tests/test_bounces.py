@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import pytest
 
 from appliance import dkim, domains, returnpath
-from appliance.models import Attempt, Delivery, Domain, Message, Suppression
+from appliance.models import Alert, Attempt, Delivery, Domain, Message, Suppression
 from tests.conftest import relay_overrides, wait_for
 
 RETURN_PATH = re.compile(r"bounce\+([0-9a-z]{26})-[0-9a-f]{16}@bounces\.shop\.test")
@@ -152,6 +152,9 @@ def test_a_bounce_that_comes_back_later_bounces_the_delivery_suppresses_and_tell
     assert [d.rcpt for d in notice.deliveries] == ["orders@shop.test"]
     # The report itself is kept, like any inbound mail.
     assert Message.select().where(Message.direction == "inbound").count() == 1
+    # The admin hears of it as of any bounce of the account's mail.
+    (alert,) = Alert.select().where(Alert.kind == "delivery-failing")
+    assert alert.subject == f"account {account[0]}" and "alice@example.test" in alert.text
 
 
 def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, published, sink):

@@ -178,20 +178,18 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
             if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
             if status == BOUNCED and reply.hard:
-                Suppression.insert(
-                    address=d.rcpt.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
-                ).on_conflict_ignore().execute()
+                Suppression.add_hard_bounce(d.rcpt, str(reply), now)
             if status in (BOUNCED, FAILED):
                 failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
         results.append([queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
         if failed and message.account_id:
-            _alert_failing(settings, message, failed)
+            alert_failing(settings, message, failed)
     db.insert_rows(Attempt, attempts)
     refresh_messages(set(messages))
     return results
 
 
-def _alert_failing(settings: dict, message: SentMessage, failed: list[dsn.FailedRecipient]) -> None:
+def alert_failing(settings: dict, message: SentMessage, failed: list[dsn.FailedRecipient]) -> None:
     """Tell the admin that an account's mail is not getting through (repeats fold into one alert)."""
     account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id)
     if account is None:

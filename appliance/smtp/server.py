@@ -374,6 +374,7 @@ class Handler:
         if decision:
             return decision.reply
         envelope.policy_hold = None
+        envelope.reported = []  # ids of the messages whose return paths are recipients (bounces.py)
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
@@ -400,9 +401,11 @@ class Handler:
         if address == NULL_SENDER:
             return replies.MALFORMED_ADDRESS
         limit = self.ctx.settings["MAX_RECIPIENTS"]
-        if server.mx and len(envelope.rcpt_tos) < limit and returnpath.message_for(self.ctx.settings, address):
-            envelope.rcpt_tos.append(address)  # a later bounce or a complaint (appliance/bounces.py)
+        returned = returnpath.message_for(self.ctx.settings, address) if server.mx else None
+        if returned and len(envelope.rcpt_tos) < limit:  # a later bounce or a complaint (bounces.py)
+            envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+            envelope.reported.append(returned)
             return replies.RCPT_OK
         decision = policy.recipient(
             address,
@@ -437,9 +440,7 @@ class Handler:
         hold = envelope.policy_hold
         allowed = frozenset(server.allowed_senders)
         # Mail to a return path of ours (a later bounce, a complaint) is applied as it is stored.
-        reported = [] if account else [m for m in map(functools.partial(returnpath.message_for, settings),
-                                                       envelope.rcpt_tos) if m]
-        arrival = bounces.Arrival(settings, reported) if reported else None
+        arrival = bounces.Arrival(settings, envelope.reported) if envelope.reported else None
 
         def admit() -> intake.Incoming:
             # Runs on the writer thread, right before the message is stored (no executor hop).

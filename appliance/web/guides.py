@@ -69,6 +69,12 @@ def example_sender(account: SmtpAccount) -> str:
     return f"noreply@{domains[0]}"
 
 
+def _fields(*pairs: tuple[str, object]) -> str:
+    """Settings to type into a form, one `Name:  value` a line, the values aligned."""
+    width = max(len(name) for name, _ in pairs) + 3  # the colon and two spaces
+    return "\n".join(f"{name + ':':<{width}}{value}" for name, value in pairs)
+
+
 def guides(v: Values) -> list[Guide]:
     secure, tls_word = ("ssl", "SSL") if v.implicit else ("tls", "TLS")
     dsn_user, dsn_password = quote(v.username, safe=""), quote(v.password, safe="")
@@ -79,9 +85,9 @@ def guides(v: Values) -> list[Guide]:
     swaks_ca = f" --tls-ca-path {CA_PATH}" if v.own_ca else ""
     return [
         Guide("wordpress", "WordPress / WooCommerce", "WP Mail SMTP, FluentSMTP or Post SMTP: \"Other SMTP\"",
-              f"SMTP host:        {v.host}\nSMTP port:        {v.port}\nEncryption:       {tls_word}\n"
-              f"Authentication:   on\nSMTP username:    {v.username}\nSMTP password:    {v.password}\n"
-              f"From email:       {v.sender}"),
+              _fields(("SMTP host", v.host), ("SMTP port", v.port), ("Encryption", tls_word),
+                      ("Authentication", "on"), ("SMTP username", v.username), ("SMTP password", v.password),
+                      ("From email", v.sender))),
         Guide("phpmailer", "WordPress without a plugin (PHPMailer)", "wp-content/mu-plugins/appliance-smtp.php",
               f"<?php\nadd_action('phpmailer_init', function ($mail) {{\n    $mail->isSMTP();\n"
               f"    $mail->Host = '{v.host}';\n    $mail->Port = {v.port};\n    $mail->SMTPSecure = '{secure}';\n"
@@ -118,8 +124,8 @@ def guides(v: Values) -> list[Guide]:
               f"curl --url {scheme}://{v.host}:{v.port} --ssl-reqd{curl_ca} --user '{v.username}:{v.password}' "
               f"--mail-from {v.sender} --mail-rcpt {RECIPIENT} --upload-file message.eml"),
         Guide("device", "Printers, scanners and other devices", "the device's e-mail settings",
-              f"SMTP server:      {v.host}\nPort:             {v.port}\nSecurity:         "
-              f"{'SSL/TLS' if v.implicit else 'STARTTLS'}\nAuthentication:   on (LOGIN or PLAIN)\n"
-              f"User name:        {v.username}\nPassword:         {v.password}\nSender address:   {v.sender}",
+              _fields(("SMTP server", v.host), ("Port", v.port), ("Security", "SSL/TLS" if v.implicit else "STARTTLS"),
+                      ("Authentication", "on (LOGIN or PLAIN)"), ("User name", v.username),
+                      ("Password", v.password), ("Sender address", v.sender)),
               "A device that cannot log in can use an IP-only account (created with its address)."),
     ]
