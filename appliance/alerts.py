@@ -1,13 +1,14 @@
 """The alert center: raise (repeats of an open alert fold into its count), list, acknowledge.
 
-A new alert is mailed to ALERT_EMAILS (through the appliance's own intake and queue) when set.
+A new alert is mailed to ALERT_EMAILS when set: the notice is stored in the alert's own
+transaction and goes to the queue as soon as that commits (appliance/notices.py).
 """
 
 from __future__ import annotations
 
 import logging
 
-from . import clock, db, outbox
+from . import clock, db, notices
 from .models import Alert
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def raise_alert(settings: dict, kind: str, subject: str, text: str, severity: st
         return Alert.get((Alert.kind == kind) & (Alert.subject == subject) & ~Alert.acknowledged)
     if settings["ALERT_EMAILS"]:
         try:
-            outbox.send(settings, recipients(settings), f"[{severity}] {kind}: {subject}", _mail_text(settings, alert))
+            notices.send(settings, recipients(settings), f"[{severity}] {kind}: {subject}", _mail_text(settings, alert))
         except Exception:  # the alert is recorded; failing to mail it must not fail what raised it
             log.exception("could not mail alert %s", alert.id)
     return alert

@@ -18,7 +18,7 @@ from . import accounts as accounts_service
 from . import admins as admins_service
 from . import alerts as alerts_service
 from . import backup as backup_service
-from . import config, create_app, db
+from . import config, create_app, db, events
 from . import domains as domains_service
 from . import senders as senders_service
 from .accounts import AccountError
@@ -393,9 +393,11 @@ def messages_show(message_id: str, as_json: bool) -> None:
 
 
 def _message_report(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A message (from _with_deliveries) with its attempts, and as text: recipients and timeline."""
+    """A message (from _with_deliveries) with its attempts and events, and as text: recipients,
+    attempts (the timeline) and events."""
     data["attempts"] = _attempts(data["id"])
-    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts")]
+    data["events"] = [{**e, "at": _ts(e["at"])} for e in events.timeline(data["id"])]
+    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts", "events")]
     lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
     lines += ["timeline:"] + [
         f"  {a['at']}  {a['recipient']}  {a['outcome']:<9} {a['code'] or ''} {a['enhanced_code']} {a['text']}"
@@ -403,6 +405,7 @@ def _message_report(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
         f", {a['tls'] or 'no TLS'}, {a['duration_ms']} ms)"
         for a in data["attempts"]
     ] if data["attempts"] else []
+    lines += ["events:"] + [f"  {e['at']}  {e['type']:<10} {e['recipient']}".rstrip() for e in data["events"]]
     return data, "\n".join(lines)
 
 
@@ -467,9 +470,9 @@ def _queue_action(verb: str, refs: tuple[str, ...], as_json: bool) -> None:
 
     rows = _deliveries(refs)
     if verb in ("retry", "release"):
-        changed = getattr(queue, verb)(queue.runtime(current_app.config), rows)
+        changed = getattr(queue, verb)(queue.runtime(current_app.config), rows, by="cli")
     else:
-        changed = getattr(queue, verb)(rows)
+        changed = getattr(queue, verb)(rows, by="cli")
     data = [delivery_dict(d) for d in changed]
     skipped = len(rows) - len(changed)
     _emit(data, as_json, f"{verb}: {len(changed)} deliver{'y' if len(changed) == 1 else 'ies'}"
@@ -1035,14 +1038,14 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
 
     from flask import current_app
 
-    from . import outbox, policy
+    from . import notices, policy
 
     settings = current_app.config
     recipient = recipient.strip()
     problem = policy.address_problem(recipient)
     if problem:
         raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
-    message_id = outbox.send(
+    message_id = notices.send(
         settings, [recipient], f"Test message from {settings['HOSTNAME']}",
         f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
         "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",

@@ -14,9 +14,8 @@ from email.header import decode_header, make_header
 
 from ulid import ULID
 
-from . import clock, db, policy
+from . import clock, db, events, policy, replies
 from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
-from .smtp import replies
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,9 @@ class Incoming:
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
     from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
-    hold_reply: str = ""  # sending policy (issue 6): store the deliveries as held, with this reason
+    hold_reply: str = ""  # sending policy: store the deliveries as held, with this reason
     hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
+    via: str = "smtp"  # who handed it in: smtp | notice (the appliance's own mail) | dsn
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -195,7 +195,7 @@ def store_many(items: list[Incoming]) -> list[str]:
     (inside the caller's transaction); return their ids. Suppressed recipients are looked up once."""
     now = clock.now()
     suppressed = Suppression.reasons_for([r for i in items if i.direction == "outbound" for r in i.rcpts])
-    messages, bodies, deliveries = [], [], []
+    messages, bodies, deliveries, occurred = [], [], [], []
     for item in items:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
@@ -213,10 +213,15 @@ def store_many(items: list[Incoming]) -> list[str]:
             "message_id_header": item.summary.get("message_id_header", ""),
         })
         bodies.append({"message": item.id, "data": item.data})
+        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
         if item.direction == "inbound":
             continue
         for rcpt in item.rcpts:
             reason = suppressed.get(rcpt.lower())
+            if reason is not None:
+                occurred.append(events.Occurred(item.id, events.SUPPRESSED, rcpt, now, {"reason": reason}))
+            elif item.hold_reply:
+                occurred.append(events.Occurred(item.id, events.HELD, rcpt, now, {"reason": item.hold_reply}))
             deliveries.append({
                 "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
                 "status": SUPPRESSED if reason is not None else waiting, "priority": item.priority,
@@ -226,6 +231,7 @@ def store_many(items: list[Incoming]) -> list[str]:
     db.insert_rows(Message, messages)
     db.insert_rows(MessageBody, bodies)
     db.insert_rows(Delivery, deliveries)
+    events.record(occurred)
     return [item.id for item in items]
 
 
@@ -270,17 +276,16 @@ class GroupCommitter:
         self.writer.stop()
         self.checkpointer.stop()
 
-    async def accept(self, prepare: Callable[[], Incoming], store: db.Many | None = None,
-                     after: db.After | None = None) -> str:
+    async def accept(self, prepare: Callable[[], Incoming], store: db.Many | None = None) -> str:
         """Prepare a message on the writer thread, store it; return its id once durable.
 
         ``prepare`` may raise MalformedMessage or Refused (nothing is stored); a storage failure
-        raises StorageError with the reply to give. ``store`` and ``after`` replace store_many and
-        the on_committed hook for a message that does more in its transaction (bounces.Arrival).
+        raises StorageError with the reply to give. ``store`` replaces store_many for a message
+        that does more in its transaction (bounces.Arrival).
         """
         loop = asyncio.get_running_loop()
         try:
-            return await self.writer.submit(store or store_many, prepare=prepare, after=after or self.on_committed,
+            return await self.writer.submit(store or store_many, prepare=prepare, after=self.on_committed,
                                             loop=loop)
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)

@@ -13,9 +13,8 @@ import time
 
 from peewee import JOIN, fn
 
-from . import alerts, clock, db
+from . import alerts, clock, db, events
 from . import sending_policy as sp
-from .delivery import record as outcomes
 from .models import (
     BOUNCED,
     DELIVERED,
@@ -31,6 +30,7 @@ from .models import (
     SmtpAccount,
     Suppression,
     WarmupPlan,
+    refresh_messages,
 )
 
 log = logging.getLogger(__name__)
@@ -167,10 +167,13 @@ def release_due_holds(now: dt.datetime, lease_seconds: int) -> list[tuple[int, s
         return []
     with db.atomic_write():
         lease = now + dt.timedelta(seconds=lease_seconds)
-        Delivery.update(status=QUEUED, next_attempt_at=now, last_reply="", lease_until=lease, updated_at=now).where(
+        released = list(Delivery.update(status=QUEUED, next_attempt_at=now, last_reply="", lease_until=lease,
+                                        updated_at=now).where(
             Delivery.id.in_([r.id for r in rows]) & due
-        ).execute()
-        outcomes.refresh_messages({r.message_id for r in rows})
+        ).returning(Delivery.message, Delivery.rcpt).tuples().execute())
+        refresh_messages({r.message_id for r in rows})
+        events.record([events.Occurred(m, events.RELEASED, rcpt, now, {"by": "quota window"})
+                       for m, rcpt in released])
     log.info("released %d deliveries held by quota", len(rows))
     return [(r.id, r.domain, r.priority) for r in rows]
 

@@ -7,7 +7,7 @@ import re
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from . import alerts, clock, outbox, policy
+from . import alerts, clock, notices, policy
 from .models import Domain, Sender, SmtpAccount
 
 BLOCK, ALERT = "block", "alert"
@@ -110,7 +110,7 @@ def send_verification(settings: dict, sender: Sender) -> str:
         f"To allow it, open this link within {hours} hours:\n\n{verification_url(settings, sender)}\n\n"
         "If you did not expect this, ignore this message: nothing is sent as you until the link is opened.\n"
     )
-    message_id = outbox.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
+    message_id = notices.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
     sender.link_sent_at = clock.now()
     sender.save()
     return message_id

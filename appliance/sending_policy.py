@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .smtp import replies
+from . import replies
 
 # -- quotas ------------------------------------------------------------------------------------
 PERIODS = ("minute", "hour", "day", "month")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from appliance import limits, queue
+from appliance import events, limits, queue
 from appliance import sending_policy as sp
 from appliance.models import Alert, Delivery, Message, SmtpAccount
 
@@ -85,6 +85,12 @@ def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(app
     rows = list(Delivery.select().where(Delivery.message == held_id))
     assert [r.status for r in rows] == ["queued", "queued"] and rows[0].last_reply == ""
     assert Message.get_by_id(held_id).status == "queued"
+    held, released = (
+        [(e["recipient"], e["details"]) for e in events.timeline(held_id) if e["type"] == kind]
+        for kind in ("held", "released"))
+    assert held == [(r, {"reason": "held: quota-minute until 2025-06-02 12:01 UTC"})
+                    for r in ("c@example.test", "d@example.test")]
+    assert released == [(r, {"by": "quota window"}) for r in ("c@example.test", "d@example.test")]
 
 
 def test_an_admin_hold_is_never_released_by_the_quota_sweep(app, smtp_server, account, account_id, clock_at_noon):

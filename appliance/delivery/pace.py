@@ -20,8 +20,7 @@ from peewee import fn
 
 from .. import clock, db, limits
 from .. import sending_policy as sp
-from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup
-from .record import refresh_messages
+from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup, refresh_messages
 from .route import Route
 
 

@@ -19,10 +19,19 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import accounts, bounces, intake, limits, policy, returnpath, senders, sending_policy
+from .. import (
+    accounts,
+    bounces,
+    intake,
+    limits,
+    policy,
+    replies,
+    returnpath,
+    senders,
+    sending_policy,
+)
 from ..db import database
 from ..models import SmtpAccount
-from . import replies
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +465,7 @@ class Handler:
             return arrival.read(item) if arrival else item
 
         try:
-            kind = {"store": arrival.store, "after": arrival.committed} if arrival else {}
+            kind = {"store": arrival.store} if arrival else {}
             message_id = await self.ctx.committer.accept(admit, **kind)
         except intake.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
