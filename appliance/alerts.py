@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 
 from . import clock, db, notices
-from .models import Alert
+from .models import CRITICAL, INFO, WARNING, Alert
 
 log = logging.getLogger(__name__)
 
-INFO, WARNING, CRITICAL = "info", "warning", "critical"
 SEVERITIES = (INFO, WARNING, CRITICAL)
 
 UNAUTHORIZED_SENDER_BLOCKED = "unauthorized-sender-blocked"

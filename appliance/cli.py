@@ -823,10 +823,11 @@ def _cap(value: str | None) -> int | None | bool:
 
 
 def quota_rows(account: SmtpAccount) -> list[dict[str, Any]]:
-    from . import clock, limits
+    from . import clock
+    from .policy import quotas
 
     return [{**r, "window_start": _ts(r["window_start"]), "window_end": _ts(r["window_end"])}
-            for r in limits.usage_rows(account.id, clock.now())]
+            for r in quotas.usage_rows(account.id, clock.now())]
 
 
 @cli.group("quotas")
@@ -842,18 +843,18 @@ def quotas_group() -> None:
 @with_appcontext
 def quotas_set(ref: str, specs: tuple[str, ...], clear: bool) -> None:
     """Set an account's quotas: over one, new mail is deferred (451), held, or rejected (550)."""
-    from . import limits
-    from . import sending_policy as sp
+    from .policy import quotas
+    from .policy import sending as sp
 
     account = _get_account(ref)
     if not specs and not clear:
         raise click.ClickException("give --per PERIOD=LIMIT[:ACTION] (repeatable), or --clear")
     try:
-        limits.set_quotas(account.id, [] if clear else [sp.parse_quota(s) for s in specs])
+        quotas.set_quotas(account.id, [] if clear else [sp.parse_quota(s) for s in specs])
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
-    quotas = limits.quotas_of(account.id)
-    click.echo(f"{account.username}: " + (", ".join(map(str, quotas)) or "no quotas"))
+    now_set = quotas.quotas_of(account.id)
+    click.echo(f"{account.username}: " + (", ".join(map(str, now_set)) or "no quotas"))
 
 
 @quotas_group.command("show")
@@ -889,9 +890,9 @@ def providers_group() -> None:
 @with_appcontext
 def providers_list(as_json: bool) -> None:
     """List provider groups in matching order, with their caps and any slow-down in force."""
-    from . import limits
+    from .policy import groups
 
-    rows = [provider_dict(g) for g in limits.group_rows()]
+    rows = [provider_dict(g) for g in groups.group_rows()]
     text = "\n".join(
         f"{r['name']:<10} hourly {r['hourly_cap'] if r['hourly_cap'] is not None else '-':>6}  "
         f"sessions {r['session_cap'] if r['session_cap'] is not None else '-':>3}  "
@@ -912,14 +913,14 @@ def providers_list(as_json: bool) -> None:
 def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | None, sessions: str | None,
                   as_json: bool) -> None:
     """Create or change a provider group."""
-    from . import limits
-    from . import sending_policy as sp
+    from .policy import groups
+    from .policy import sending as sp
 
     def split(value: str | None) -> list[str] | None:
         return None if value is None else [p for p in value.replace(",", " ").split() if p]
 
     try:
-        row = limits.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx),
+        row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx),
                                 hourly_cap=_cap(hourly), session_cap=_cap(sessions))
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
@@ -928,10 +929,11 @@ def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | 
 
 
 def warmup_dict() -> dict[str, Any]:
-    from . import clock, limits
-    from . import sending_policy as sp
+    from . import clock
+    from .policy import groups, warmup
+    from .policy import sending as sp
 
-    plan = limits.warmup_plan()
+    plan = warmup.warmup_plan()
     today = clock.now().date()
     steps = sp.parse_plan(plan.steps)
     return {
@@ -939,8 +941,8 @@ def warmup_dict() -> dict[str, Any]:
         "plan": sp.format_plan(steps),
         "steps": [{"first_day": s.first_day, "daily_cap": s.daily_cap} for s in steps],
         "day": sp.plan_day(plan.start_date, today) if plan.start_date else None,
-        "today_cap": limits.warmup_cap(today),
-        "sent_today": limits.sent_since(sp.window("day", clock.now())[0]),
+        "today_cap": warmup.warmup_cap(today),
+        "sent_today": groups.sent_since(sp.window("day", clock.now())[0]),
     }
 
 
@@ -970,15 +972,15 @@ def warmup_set(enabled: bool | None, start: str | None, plan: str | None, as_jso
     """Change the warm-up plan, its start date, or turn it on or off."""
     import datetime as dt
 
-    from . import limits
-    from . import sending_policy as sp
+    from .policy import sending as sp
+    from .policy import warmup
 
     try:
         start_date = dt.date.fromisoformat(start) if start else None
     except ValueError:
         raise click.ClickException(f"--start: expected YYYY-MM-DD, got {start!r}") from None
     try:
-        limits.set_warmup(enabled=enabled, start_date=start_date, steps=plan)
+        warmup.set_warmup(enabled=enabled, start_date=start_date, steps=plan)
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
     data = warmup_dict()
@@ -997,20 +999,20 @@ def policy_show(as_json: bool) -> None:
     """Show provider groups, the warm-up, reputation thresholds and each account's standing."""
     from flask import current_app
 
-    from . import limits
     from .models import AccountReputation
+    from .policy import groups, reputation
 
-    t = limits.thresholds(current_app.config)
-    reputation = [{"account": r.account.username, "state": r.state, "reason": r.reason or None, "sent": r.sent,
-                   "bounced": r.bounced, "complaints": r.complaints, "checked_at": _ts(r.checked_at)}
-                  for r in AccountReputation.select().join(SmtpAccount)]
+    t = reputation.thresholds(current_app.config)
+    standing = [{"account": r.account.username, "state": r.state, "reason": r.reason or None, "sent": r.sent,
+                 "bounced": r.bounced, "complaints": r.complaints, "checked_at": _ts(r.checked_at)}
+                for r in AccountReputation.select().join(SmtpAccount)]
     data = {
-        "providers": [provider_dict(g) for g in limits.group_rows()],
+        "providers": [provider_dict(g) for g in groups.group_rows()],
         "warmup": warmup_dict(),
         "reputation_thresholds": {"warn_bounce": t.warn_bounce, "warn_complaint": t.warn_complaint,
                                   "hold_bounce": t.hold_bounce, "hold_complaint": t.hold_complaint,
                                   "window_hours": t.window_hours, "min_volume": t.min_volume},
-        "reputation": reputation,
+        "reputation": standing,
         "quotas": {a.username: quota_rows(a) for a in SmtpAccount.select().order_by(SmtpAccount.id)
                    if a.quotas.exists()},
     }
@@ -1018,7 +1020,7 @@ def policy_show(as_json: bool) -> None:
              f"warm-up: {'on, day ' + str(data['warmup']['day']) + ', cap ' + str(data['warmup']['today_cap']) if data['warmup']['enabled'] else 'off'}",
              f"reputation: warn at {t.warn_bounce:.1%} bounces / {t.warn_complaint:.2%} complaints, "
              f"hold at {t.hold_bounce:.1%} / {t.hold_complaint:.2%} over {t.window_hours} h (from {t.min_volume} deliveries)"]
-    lines += [f"  {r['account']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "") for r in reputation]
+    lines += [f"  {r['account']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "") for r in standing]
     lines += [f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
               for name, rows in data["quotas"].items()]
     _emit(data, as_json, "\n".join(lines))
@@ -1038,11 +1040,12 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
 
     from flask import current_app
 
-    from . import notices, policy
+    from . import notices
+    from .policy import acceptance
 
     settings = current_app.config
     recipient = recipient.strip()
-    problem = policy.address_problem(recipient)
+    problem = acceptance.address_problem(recipient)
     if problem:
         raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
     message_id = notices.send(

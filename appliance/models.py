@@ -277,6 +277,9 @@ class Domain(BaseModel):
         return next((rows[c] for c in candidates if c in rows), None)
 
 
+INFO, WARNING, CRITICAL = "info", "warning", "critical"  # alert severities
+
+
 class Alert(BaseModel):
     """Something the admin should know; repeats of an open alert fold into its count."""
 

@@ -24,9 +24,10 @@ from huey import Huey, PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from peewee import Case
 
-from . import clock, db, delivery, events, limits
-from .delivery.send import DestinationSlots
+from . import clock, db, delivery, events, guard
+from .delivery.sessions import SessionCounter
 from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
+from .policy import quotas
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Runtime:
 
     settings: dict
     huey: Huey
-    slots: DestinationSlots
+    slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
@@ -80,7 +81,7 @@ def init(settings: dict) -> Runtime:
     """Bind the queue to ``settings`` (no thread starts here; see serve.start_queue)."""
     global _runtime
     huey = make_huey(settings)
-    rt = Runtime(settings, huey, DestinationSlots(settings["SESSIONS_PER_DESTINATION"]))
+    rt = Runtime(settings, huey, SessionCounter())
 
     def deliver(domain: str, ids: list[int]) -> None:
         _deliver_task(rt, domain, ids)
@@ -149,7 +150,7 @@ def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
     over one session."""
     settings = rt.settings
     db.connect_worker()
-    if not rt.slots.try_acquire(domain):
+    if not rt.slots.acquire(domain, max(1, settings["SESSIONS_PER_DESTINATION"])):
         rt.deliver_task.schedule((domain, ids), delay=BUSY_RETRY_SECONDS)
         return
     lease = settings["LEASE_SECONDS"]
@@ -181,8 +182,8 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     """
     settings = rt.settings
     now = clock.now()
-    limits.check_reputation_if_due(settings, now)
-    released = limits.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
+    guard.check_reputation_if_due(settings, now)
+    released = quotas.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
     rt.enqueue(released)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
     if startup and db.is_sqlite():

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from ulid import ULID
 
-from .. import clock, db, events, intake, limits, sending_policy
+from .. import clock, db, events, intake
 from ..models import (
     BOUNCED,
     DEFERRED,
@@ -24,6 +24,8 @@ from ..models import (
     Suppression,
     refresh_messages,
 )
+from ..policy import groups
+from ..policy import sending as sp
 from . import dsn
 from .replies import Reply
 from .send import Peer
@@ -121,8 +123,8 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
                 "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
                 "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
             })
-            if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
-                limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
+            if sp.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
+                groups.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
             if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
             occurred.append(events.Occurred(message.id, status, d.rcpt, now,

@@ -19,19 +19,11 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import (
-    accounts,
-    bounces,
-    intake,
-    limits,
-    policy,
-    replies,
-    returnpath,
-    senders,
-    sending_policy,
-)
+from .. import accounts, bounces, guard, intake, message_bytes, replies, returnpath, senders
 from ..db import database
 from ..models import SmtpAccount
+from ..policy import acceptance, quotas
+from ..policy import sending as sp
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +31,8 @@ NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax err
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (1001 with a stuffed dot).
 MAX_LINE = 999
-# A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (policy.PLAIN_ADDR_SPEC).
-_PLAIN_ADDRESS = re.compile(rf"<({policy.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
+# A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (acceptance.PLAIN_ADDR_SPEC).
+_PLAIN_ADDRESS = re.compile(rf"<({acceptance.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
 
 
 def has_long_line(data: bytes, limit: int = MAX_LINE) -> bool:
@@ -134,7 +126,7 @@ def _mail_from_checks(settings: dict, account_id: int, sender: str, sender_known
         if decision:
             return decision, None, False
         cacheable = bool(sender) and SmtpAccount.get_by_id(account_id).sender_mode != "alert"
-    return None, limits.check_mail(settings, account_id), cacheable
+    return None, guard.check_mail(settings, account_id), cacheable
 
 
 class ApplianceSMTP(SMTP):
@@ -379,7 +371,7 @@ class Handler:
         account = await server.sending_account()
         if account is None and not server.mx:
             return replies.AUTH_REQUIRED
-        decision = policy.sender("" if address == NULL_SENDER else address)
+        decision = acceptance.sender("" if address == NULL_SENDER else address)
         if decision:
             return decision.reply
         envelope.policy_hold = None
@@ -387,7 +379,7 @@ class Handler:
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
-            answered, verdict = limits.cached_verdict(account.id) if known else (False, None)
+            answered, verdict = quotas.cached_verdict(account.id) if known else (False, None)
             if not answered:  # something to look up: off the loop
                 decision, verdict, cacheable = await server.run_blocking(
                     _mail_from_checks, self.ctx.settings, account.id, sender, known
@@ -396,7 +388,7 @@ class Handler:
                     return decision.reply
                 if cacheable:
                     server.allowed_senders.add(sender.lower())
-            if verdict is not None and verdict.action != sending_policy.HOLD:
+            if verdict is not None and verdict.action != sp.HOLD:
                 return verdict.reply
             envelope.policy_hold = verdict  # accepted; intake stores its deliveries as held
         envelope.mail_from = address  # NULL_SENDER stays a marker: aiosmtpd treats "" as "no MAIL yet"
@@ -416,7 +408,7 @@ class Handler:
             envelope.rcpt_options.extend(rcpt_options)
             envelope.reported.append(returned)
             return replies.RCPT_OK
-        decision = policy.recipient(
+        decision = acceptance.recipient(
             address,
             authenticated=account is not None,
             local_domains=self.ctx.local_domains,
@@ -461,13 +453,13 @@ class Handler:
                     if decision:
                         raise intake.Refused(decision.reply)
             if hold is not None:
-                item.hold_reply, item.hold_until = limits.held_reply(hold), hold.release_at
+                item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
             return arrival.read(item) if arrival else item
 
         try:
             kind = {"store": arrival.store} if arrival else {}
             message_id = await self.ctx.committer.accept(admit, **kind)
-        except intake.MalformedMessage as exc:
+        except message_bytes.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
         except (intake.Refused, intake.StorageError) as exc:
             return exc.reply

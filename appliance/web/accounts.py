@@ -17,8 +17,9 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock, limits
+from .. import accounts, clock
 from ..models import Message, SmtpAccount
+from ..policy import quotas
 from . import connection, guides
 from .permissions import admin_required, admin_writes, viewer_required
 
@@ -52,7 +53,7 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
     settings = current_app.config
     filled = guides.values(settings, account, password)
     return {"hostname": settings["HOSTNAME"], "ports": connection.submission_ports(settings),
-            "account": account, "quotas": limits.usage_rows(account.id, clock.now()),
+            "account": account, "quotas": quotas.usage_rows(account.id, clock.now()),
             "guides": guides.guides(filled), "guide_values": filled, "ca_path": guides.CA_PATH}
 
 

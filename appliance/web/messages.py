@@ -10,7 +10,7 @@ from flask_login import current_user
 from peewee import Tuple
 
 from .. import events, queue
-from ..intake import MalformedMessage, parse_header_block
+from ..message_bytes import MalformedMessage, parse_header_block
 from ..models import (
     DEFERRED,
     DELIVERY_STATUSES,

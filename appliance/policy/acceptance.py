@@ -6,7 +6,7 @@ import email.utils
 import re
 from typing import NamedTuple
 
-from . import replies
+from .. import replies
 
 
 class Decision(NamedTuple):
