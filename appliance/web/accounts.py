@@ -137,7 +137,10 @@ def accounts_edit(account_id: int):
         values["id"] = account.id
         return render_template("accounts/edit.html", values=values, errors=errors,
                                priorities=PRIORITIES, **_connection_context(account)), 400
+    active = values.pop("active")
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    if active != account.active:
+        accounts.set_active(account.id, active)
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
 
