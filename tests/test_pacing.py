@@ -112,8 +112,10 @@ def test_a_421_rate_limit_reply_slows_the_group_down_for_a_while(relay, account,
     (shown,) = [p for p in cli_json(run_cli("providers", "list", "--json")) if p["name"] == "gmail"]
     assert shown["throttled"] and "4.7.28" in shown["throttle_reply"]
 
-    # Slowed down: half of the hourly cap of 4, and one of them was the rate-limited attempt.
-    later = [submit(relay, account, [f"later{i}@workspace.test"]) for i in range(2)]
+    # Slowed down: half of the hourly cap of 4, and one of them was the rate-limited attempt. One
+    # message to two recipients, so that one task decides both (two tasks could race for the
+    # group's single session instead).
+    later = [submit(relay, account, [f"later{i}@workspace.test" for i in range(2)])]
     rows = settle(later, lambda rows: sorted(d.status for d in rows) == ["deferred", "delivered"] and rows)
     assert rows, [(d.status, d.last_reply) for m in later for d in deliveries(m)]
     (paced,) = [d for d in rows if d.status == "deferred"]
