@@ -17,8 +17,8 @@ from peewee import JOIN
 from . import accounts as accounts_service
 from . import admins as admins_service
 from . import alerts as alerts_service
+from . import audit, config, create_app, db
 from . import backup as backup_service
-from . import config, create_app, db
 from . import domains as domains_service
 from . import senders as senders_service
 from .accounts import AccountError
@@ -50,8 +50,12 @@ def _ts(value) -> str | None:
 
 
 @click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Self-hosted SMTP relay appliance."""
+    # What a command changes is recorded in the audit log as done by "cli".
+    token = audit.act_as("cli")
+    ctx.call_on_close(lambda: audit.reset(token))
 
 
 @cli.command()
@@ -141,6 +145,7 @@ def admin_create(email: str, role: str, password: str) -> None:
         user = admins_service.create(email, password, role)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("user.create", f"user {user.email}", f"role {user.role}")
     click.echo(f"created {user.role} {user.email}")
 
 
@@ -209,6 +214,7 @@ def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priorit
     if authorization:
         SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
         account = SmtpAccount.get_by_id(account.id)
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     data = account_dict(account) | {"password": password}
     _emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
           "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
@@ -272,6 +278,7 @@ def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: 
     if not values:
         raise click.ClickException("nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(values)))
     data = account_dict(SmtpAccount.get_by_id(account.id))
     _emit(data, as_json, f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
           f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
@@ -286,6 +293,7 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
     """Give an account a new password (the old one stops working at once)."""
     account = _get_account(ref)
     password = accounts_service.reset_password(account)
+    audit.record("account.reset_password", f"account {account.username}")
     _emit({"id": account.id, "username": account.username, "password": password}, as_json,
           f"username: {account.username}\npassword: {password}\n(shown only now)")
 
@@ -293,6 +301,7 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
 def _set_active(ref: str, active: bool) -> None:
     account = _get_account(ref)
     SmtpAccount.update(active=active).where(SmtpAccount.id == account.id).execute()
+    audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
     click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
 
 
@@ -322,6 +331,7 @@ def accounts_delete(ref: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete {account.username}?", abort=True)
     account.delete_instance()
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
     click.echo(f"deleted {account.username}")
 
 
@@ -547,6 +557,7 @@ def suppressions_add(address: str, reason: str) -> None:
         click.echo(f"{address} was already suppressed")
         return
     Suppression.create(address=address, reason=reason, source="manual", created_at=clock.now())
+    audit.record("suppression.add", f"address {address}", reason)
     click.echo(f"suppressed {address}")
 
 
@@ -557,6 +568,7 @@ def suppressions_remove(address: str) -> None:
     """Stop suppressing an address."""
     if not Suppression.delete().where(Suppression.address == address.strip().lower()).execute():
         raise click.ClickException(f"{address} is not suppressed")
+    audit.record("suppression.remove", f"address {address.strip().lower()}")
     click.echo(f"{address.strip().lower()} is no longer suppressed")
 
 
@@ -595,6 +607,7 @@ def senders_add(email: str, verified: bool, as_json: bool) -> None:
             sender = senders_service.add(email, verified_by_admin=verified)
     except senders_service.SenderError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if verified else "link mailed")
     text = f"{sender.email}: verified by an admin"
     if not sender.verified:
         message_id = senders_service.send_verification(current_app.config, sender)
@@ -640,6 +653,7 @@ def senders_delete(ref: str) -> None:
     """Delete a sender: mail from it is refused again (unless its domain is verified)."""
     sender = _get_sender(ref)
     sender.delete_instance()
+    audit.record("sender.delete", f"sender {sender.email}")
     click.echo(f"deleted {sender.email}")
 
 
@@ -694,6 +708,7 @@ def domains_add(name: str, as_json: bool) -> None:
         domain = domains_service.add(name)
     except domains_service.DomainError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     _emit(data, as_json, _domain_text(data) + f"\npublish these records, then: appliance domains check {domain.name}")
 
@@ -757,6 +772,7 @@ def domains_rotate(ref: str, as_json: bool) -> None:
     from flask import current_app
 
     domain = domains_service.rotate(_get_domain(ref))
+    audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     _emit(data, as_json, _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
 

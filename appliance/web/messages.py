@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from peewee import Tuple
 
-from .. import queue
+from .. import audit, queue
 from ..delivery.record import PARTIAL
 from ..intake import MalformedMessage, parse_header_block
 from ..models import (
@@ -206,6 +206,8 @@ def _action_view(action: str):
         message = _get(message_id)
         delivery = request.form.get("delivery", "")
         changed = apply_action(message.id, action, int(delivery) if delivery.isdigit() else None)
+        if changed:
+            audit.record(f"message.{action}", f"message {message.id}", f"{changed} delivery(ies)")
         label = ACTIONS[action][1].lower()
         flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
               if changed else f"Nothing to {label}: no delivery is in a state that allows it.")

@@ -7,7 +7,7 @@ import datetime as dt
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from .. import clock, limits
+from .. import audit, clock, limits
 from .. import sending_policy as sp
 from ..models import AccountReputation, ProviderGroup, SmtpAccount
 from .charts import Bucket, bar_chart
@@ -80,6 +80,7 @@ def policy_provider_edit(group_id: int):
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
     limits.save_group(group.name, domains=request.form.get("domains", "").split(),
                       mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
+    audit.record("policy.provider", f"provider group {group.name}", f"hourly cap {hourly}, session cap {sessions}")
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 
@@ -100,7 +101,9 @@ def policy_warmup_edit():
         errors["steps"] = f"Plan: {exc}."
     if errors:
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
-    limits.set_warmup(enabled=request.form.get("enabled") == "on", start_date=start, steps=request.form["steps"])
+    enabled = request.form.get("enabled") == "on"
+    limits.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
+    audit.record("policy.warmup", "warm-up plan", f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 
@@ -123,4 +126,6 @@ def policy_quotas_edit(account_id: int):
     if problems:
         return render_template("policy/quotas_error.html", account=account, problems=problems), 400
     limits.set_quotas(account.id, quotas)
+    audit.record("policy.quotas", f"account {account.username}",
+                 ", ".join(map(str, quotas)) or "no quota")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#quotas")
