@@ -184,15 +184,8 @@ def auth_password():
     """Change the signed-in user's own password (viewers too: it is their own)."""
     if request.method == "GET":
         return render_template("auth/password.html")
-    new = request.form.get("new_password", "")
-    error = None
-    if new != request.form.get("confirm_password", ""):
-        error = "The two new passwords differ."
-    else:
-        try:
-            admins.change_password(current_user.admin, request.form.get("current_password", ""), new)
-        except AccountError as exc:
-            error = sentence(exc)
+    current = request.form.get("current_password", "")
+    error = _new_password(lambda new: admins.change_password(current_user.admin, current, new))
     if error:
         return render_template("auth/password.html", error=error), 400
     sessions.revoke_user(current_user.admin.id, keep=session)
@@ -200,6 +193,18 @@ def auth_password():
     audit.record("user.password", f"user {current_user.email}", "changed their own password")
     flash("Your password is changed. Other sessions are signed out.")
     return redirect(url_for("overview.overview_show"))
+
+
+def _new_password(apply) -> str | None:
+    """Hand the form's new password to ``apply`` if typed twice alike; return the error to show, or None."""
+    new = request.form.get("new_password", "")
+    if new != request.form.get("confirm_password", ""):
+        return "The two new passwords differ."
+    try:
+        apply(new)
+    except AccountError as exc:
+        return sentence(exc)
+    return None
 
 
 def sentence(exc: Exception) -> str:
@@ -269,15 +274,7 @@ def auth_invite(token: str):
         return render_template("auth/invite.html", admin=None, error=sentence(exc)), 410
     if request.method == "GET":
         return render_template("auth/invite.html", admin=admin), 200, NO_STORE
-    password = request.form.get("new_password", "")
-    error = None
-    if password != request.form.get("confirm_password", ""):
-        error = "The two passwords differ."
-    else:
-        try:
-            admins.accept_invitation(admin, password)
-        except AccountError as exc:
-            error = sentence(exc)
+    error = _new_password(lambda new: admins.accept_invitation(admin, new))
     if error:
         return render_template("auth/invite.html", admin=admin, error=error), 400
     if current_user.is_authenticated:

@@ -36,7 +36,7 @@ def _get(user_id: int) -> AdminUser:
 def _page(status: int = 200, **extra):
     rows = AdminUser.select().order_by(AdminUser.email)
     context = {"rows": rows, "sessions": sessions.active_counts(), "roles": admins.ROLES,
-               "required": twofactor.required(), "error": None, "email": "", "role": "admin",
+               "required": twofactor.required(), "error": None, "email": "", "role": "viewer",
                "invitation": None, "invitation_hours": admins.INVITATION_TTL // 3600, **extra}
     return render_template("users/list.html", **context), status, NO_STORE if extra.get("invitation") else {}
 
