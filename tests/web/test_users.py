@@ -126,3 +126,13 @@ def test_a_bad_address_is_a_form_error(client):
     assert response.status_code == 400 and b"exists already" in response.data
     response = client.form("/users/", {"email": "ok@relay.test", "role": "root"})
     assert response.status_code == 400 and b"Role must be one of admin, viewer" in response.data
+
+
+def test_an_invitation_with_two_different_or_short_passwords_is_a_form_error(app, client):
+    path = _path(invite(client))
+    newcomer = Dashboard(app.test_client())
+    differ = newcomer.form(path, {"new_password": "chosen password 1", "confirm_password": "chosen password 2"})
+    assert differ.status_code == 400 and b"The two new passwords differ." in differ.data
+    short = newcomer.form(path, {"new_password": "short", "confirm_password": "short"})
+    assert short.status_code == 400 and b"at least 10 characters" in short.data
+    assert newcomer.get(path).status_code == 200  # still unused
