@@ -300,7 +300,7 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
 
 def _set_active(ref: str, active: bool) -> None:
     account = _get_account(ref)
-    SmtpAccount.update(active=active).where(SmtpAccount.id == account.id).execute()
+    accounts_service.set_active(account.id, active)
     audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
     click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
 
@@ -309,7 +309,7 @@ def _set_active(ref: str, active: bool) -> None:
 @click.argument("ref")
 @with_appcontext
 def accounts_disable(ref: str) -> None:
-    """Disable an account: its logins are refused from now on."""
+    """Disable an account: its logins, and its open sessions' next MAIL FROM, are refused."""
     _set_active(ref, False)
 
 

@@ -93,8 +93,11 @@ class SmtpAccount(BaseModel):
     id = AutoField()
     name = CharField()
     username = CharField(unique=True, null=True)  # "<id>.<slug>.smtp", set right after insert
-    password_hash = CharField(default="")
+    password_hash = CharField(default="")  # appliance/credentials.py
     active = BooleanField(default=True)
+    # Raised by a password reset and by a disable: sessions signed in under an older version are
+    # refused at their next MAIL FROM.
+    credential_version = IntegerField(default=0)
     priority = IntegerField(default=3)  # 1 very high … 5 very low
     note = TextField(default="")
     ip_rules = TextField(default="")  # CIDRs, one per line

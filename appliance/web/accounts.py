@@ -137,8 +137,11 @@ def accounts_edit(account_id: int):
         values["id"] = account.id
         return render_template("accounts/edit.html", values=values, errors=errors,
                                priorities=PRIORITIES, **_connection_context(account)), 400
+    active = values.pop("active")
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
-    changed = sorted(k for k, v in values.items() if account.__data__.get(k) != v)
+    if active != account.active:
+        accounts.set_active(account.id, active)
+    changed = sorted(k for k, v in {**values, "active": active}.items() if account.__data__.get(k) != v)
     audit.record("account.edit", f"account {account.username}", ", ".join(changed) or "nothing changed")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
