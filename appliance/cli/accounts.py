@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from .. import accounts as accounts_service
+from .. import audit
 from .. import senders as senders_service
 from ..accounts import AccountError
 from ..models import (
@@ -67,6 +68,7 @@ def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priorit
     if authorization:
         SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
         account = SmtpAccount.get_by_id(account.id)
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     data = account_dict(account) | {"password": password}
     emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
           "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
@@ -130,6 +132,7 @@ def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: 
     if not values:
         raise click.ClickException("nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(values)))
     data = account_dict(SmtpAccount.get_by_id(account.id))
     emit(data, as_json, f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
           f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
@@ -144,6 +147,7 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
     """Give an account a new password (the old one stops working at once)."""
     account = get_account(ref)
     password = accounts_service.reset_password(account)
+    audit.record("account.reset_password", f"account {account.username}")
     emit({"id": account.id, "username": account.username, "password": password}, as_json,
           f"username: {account.username}\npassword: {password}\n(shown only now)")
 
@@ -151,6 +155,7 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
 def _set_active(ref: str, active: bool) -> None:
     account = get_account(ref)
     accounts_service.set_active(account.id, active)
+    audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
     click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
 
 
@@ -180,6 +185,7 @@ def accounts_delete(ref: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete {account.username}?", abort=True)
     account.delete_instance()
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
     click.echo(f"deleted {account.username}")
 
 

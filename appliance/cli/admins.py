@@ -6,6 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from .. import admins as admins_service
+from .. import audit
 from ..accounts import AccountError
 from .base import cli
 
@@ -27,6 +28,7 @@ def admin_create(email: str, role: str, password: str) -> None:
         user = admins_service.create(email, password, role)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("user.create", f"user {user.email}", f"role {user.role}")
     click.echo(f"created {user.role} {user.email}")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask.cli import FlaskGroup
 
-from .. import create_app
+from .. import audit, create_app
 
 
 def _app_factory():
@@ -25,7 +25,11 @@ def ts(value) -> str | None:
 
 
 @click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Self-hosted SMTP relay appliance."""
+    # What a command changes is recorded in the audit log as done by "cli".
+    token = audit.act_as("cli")
+    ctx.call_on_close(lambda: audit.reset(token))
 
 

@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .. import audit
 from .. import domains as domains_service
 from ..models import (
     Domain,
@@ -63,6 +64,7 @@ def domains_add(name: str, as_json: bool) -> None:
         domain = domains_service.add(name)
     except domains_service.DomainError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     emit(data, as_json, _domain_text(data) + f"\npublish these records, then: appliance domains check {domain.name}")
 
@@ -118,6 +120,7 @@ def domains_check(refs: tuple[str, ...], as_json: bool) -> None:
 def domains_rotate(ref: str, as_json: bool) -> None:
     """Make new DKIM keys under a new selector; signing switches to them once their record is found."""
     domain = domains_service.rotate(_get_domain(ref))
+    audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     emit(data, as_json, _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
 

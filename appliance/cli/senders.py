@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .. import audit
 from .. import senders as senders_service
 from ..models import (
     Sender,
@@ -47,6 +48,7 @@ def senders_add(email: str, verified: bool, as_json: bool) -> None:
             sender = senders_service.add(email, verified_by_admin=verified)
     except senders_service.SenderError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if verified else "link mailed")
     text = f"{sender.email}: verified by an admin"
     if not sender.verified:
         message_id = senders_service.send_verification(current_app.config, sender)
@@ -90,6 +92,7 @@ def senders_delete(ref: str) -> None:
     """Delete a sender: mail from it is refused again (unless its domain is verified)."""
     sender = _get_sender(ref)
     sender.delete_instance()
+    audit.record("sender.delete", f"sender {sender.email}")
     click.echo(f"deleted {sender.email}")
 
 

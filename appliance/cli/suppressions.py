@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from .. import clock
+from .. import audit, clock
 from ..models import (
     Suppression,
 )
@@ -46,6 +46,7 @@ def suppressions_add(address: str, reason: str) -> None:
         click.echo(f"{address} was already suppressed")
         return
     Suppression.create(address=address, reason=reason, source="manual", created_at=clock.now())
+    audit.record("suppression.add", f"address {address}", reason)
     click.echo(f"suppressed {address}")
 
 
@@ -56,6 +57,7 @@ def suppressions_remove(address: str) -> None:
     """Stop suppressing an address."""
     if not Suppression.delete().where(Suppression.address == address.strip().lower()).execute():
         raise click.ClickException(f"{address} is not suppressed")
+    audit.record("suppression.remove", f"address {address.strip().lower()}")
     click.echo(f"{address.strip().lower()} is no longer suppressed")
 
 

@@ -17,7 +17,7 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock
+from .. import accounts, audit, clock
 from ..models import Message, SmtpAccount
 from ..policy import quotas
 from . import connection, guides
@@ -120,6 +120,7 @@ def accounts_create():
     account, password = accounts.create(
         values["name"], networks=values["ip_rules"].split(), ip_only=values["ip_only"],
         priority=values["priority"], note=values["note"])
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     return _no_store(render_template("accounts/secret.html", password=password, created=True,
                                      **_connection_context(account, password)))
 
@@ -141,6 +142,8 @@ def accounts_edit(account_id: int):
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
     if active != account.active:
         accounts.set_active(account.id, active)
+    changed = sorted(k for k, v in {**values, "active": active}.items() if account.__data__.get(k) != v)
+    audit.record("account.edit", f"account {account.username}", ", ".join(changed) or "nothing changed")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
 
@@ -152,6 +155,7 @@ def accounts_reset_password(account_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/reset.html", account=account)
     password = accounts.reset_password(account)
+    audit.record("account.reset_password", f"account {account.username}")
     return _no_store(render_template("accounts/secret.html", password=password, created=False,
                                      **_connection_context(account, password)))
 
@@ -164,6 +168,7 @@ def accounts_delete(account_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/delete.html", account=account)
     SmtpAccount.delete_by_id(account.id)
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
     if request.headers.get("HX-Request"):
         return ""  # the row's outerHTML swap removes it
     return redirect(url_for("accounts.accounts_list"))

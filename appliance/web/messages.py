@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from peewee import Tuple
 
-from .. import events, queue
+from .. import audit, events, queue
 from ..message_bytes import MalformedMessage, parse_header_block
 from ..models import (
     DEFERRED,
@@ -208,6 +208,8 @@ def _action_view(action: str):
         message = _get(message_id)
         delivery = request.form.get("delivery", "")
         changed = apply_action(message.id, action, int(delivery) if delivery.isdigit() else None)
+        if changed:
+            audit.record(f"message.{action}", f"message {message.id}", f"{changed} delivery(ies)")
         label = ACTIONS[action][1].lower()
         flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
               if changed else f"Nothing to {label}: no delivery is in a state that allows it.")

@@ -7,7 +7,7 @@ import datetime as dt
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from .. import clock
+from .. import audit, clock
 from ..models import AccountReputation, ProviderGroup, SmtpAccount
 from ..policy import groups, quotas, reputation, warmup
 from ..policy import sending as sp
@@ -81,6 +81,7 @@ def policy_provider_edit(group_id: int):
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
     groups.save_group(group.name, domains=request.form.get("domains", "").split(),
                       mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
+    audit.record("policy.provider", f"provider group {group.name}", f"hourly cap {hourly}, session cap {sessions}")
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 
@@ -101,7 +102,9 @@ def policy_warmup_edit():
         errors["steps"] = f"Plan: {exc}."
     if errors:
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
-    warmup.set_warmup(enabled=request.form.get("enabled") == "on", start_date=start, steps=request.form["steps"])
+    enabled = request.form.get("enabled") == "on"
+    warmup.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
+    audit.record("policy.warmup", "warm-up plan", f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 
@@ -124,4 +127,6 @@ def policy_quotas_edit(account_id: int):
     if problems:
         return render_template("policy/quotas_error.html", account=account, problems=problems), 400
     quotas.set_quotas(account.id, wanted)
+    audit.record("policy.quotas", f"account {account.username}",
+                 ", ".join(map(str, wanted)) or "no quota")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#quotas")
