@@ -6,6 +6,7 @@ from email.utils import parseaddr
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from .. import audit
 from ..models import Suppression
 from .permissions import admin_required, viewer_required
 
@@ -42,6 +43,7 @@ def suppressions_create():
         return render_template("suppressions/list.html", rows=rows, q="", total=Suppression.select().count(),
                                error=error, address=request.form.get("address", ""), reason=reason), 400
     Suppression.create(address=address, reason=reason or "added by an admin", source="manual")
+    audit.record("suppression.add", f"address {address}", reason)
     flash(f"{address} is suppressed: messages to it are recorded but not sent.")
     return redirect(url_for("suppressions.suppressions_list"))
 
@@ -53,5 +55,6 @@ def suppressions_delete(suppression_id: int):
     row = Suppression.get_or_none(Suppression.id == suppression_id)
     if row is not None:
         row.delete_instance()
+        audit.record("suppression.remove", f"address {row.address}")
         flash(f"{row.address} is no longer suppressed.")
     return redirect(url_for("suppressions.suppressions_list"))

@@ -6,7 +6,7 @@ import email.utils
 import re
 from typing import NamedTuple
 
-from .smtp import replies
+from .. import replies
 
 
 class Decision(NamedTuple):
