@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REPUTATION_WARN_BOUNCE", 0.05, "Bounce rate of an account over the window that raises a warning.", float),
     Setting("REPUTATION_WARN_COMPLAINT", 0.001, "Complaint rate of an account over the window that raises a warning.", float),
     Setting("REPUTATION_HOLD_BOUNCE", 0.10, "Bounce rate of an account over the window at which its new mail is held.", float),
-    Setting("REPUTATION_HOLD_COMPLAINT", 0.005, "Complaint rate of an account over the window at which its new mail is held.", float),
+    Setting("REPUTATION_HOLD_COMPLAINT", 0.003, "Complaint rate of an account over the window at which its new mail is held.", float),
     Setting("REPUTATION_WINDOW_HOURS", 168, "Rolling window of the reputation guard, in hours.", int),
     Setting("REPUTATION_MIN_VOLUME", 200, "Finished deliveries an account needs within the window before its rates are judged.", int),
     Setting("REPUTATION_CHECK_INTERVAL", 300, "Seconds between reputation checks of every account.", int),
