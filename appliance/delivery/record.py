@@ -1,4 +1,4 @@
-"""Step 3, record: outcomes → Delivery rows, Attempts, events, Message status, suppressions, DSNs."""
+"""Step 6, record: outcomes → Delivery rows, Attempts, events, Message status, suppressions, DSNs."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply:
 
 
 def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
-    """Store the outcomes of several messages' attempts (a writer job kind: one job per message,
+    """Step 6, record: store the outcomes of several messages' attempts (a writer job kind: one job per message,
     run inside the writer's transaction), each with its event; a DSN for the recipients that
     bounced or failed is stored in the same transaction (and enqueued after its commit)."""
     now = clock.now()
