@@ -1,4 +1,4 @@
-"""`appliance accounts …`: credentials shown once, stored hashed, effective at once (issue 2 §4)."""
+"""`appliance accounts …`: credentials shown once, stored hashed, effective at once."""
 
 from __future__ import annotations
 

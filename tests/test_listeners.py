@@ -1,4 +1,4 @@
-"""Listeners and first start: what listens where, what is generated once, what is skipped (issue 2 §2-3)."""
+"""Listeners and first start: what listens where, what is generated once, what is skipped."""
 
 from __future__ import annotations
 
