@@ -53,7 +53,9 @@ AIOSMTPD_REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
     "501 Syntax: MAIL FROM: <address>": "501 5.5.4 Syntax: MAIL FROM:<address>",
-    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
+    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
-    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
 }

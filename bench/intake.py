@@ -458,7 +458,8 @@ MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=[*MODES, "all"], default="all")
     p.add_argument("--sessions", type=int, default=20, help="concurrent persistent sessions (default 20)")
     p.add_argument("--messages", type=int, default=0,

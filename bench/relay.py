@@ -41,7 +41,8 @@ from aiosmtpd.controller import Controller  # noqa: E402
 
 from tests.dnsserver import DnsServer  # noqa: E402
 
-REFERENCE = REPO.parent / "shared" / "bench" / "postfix-reference.sh"
+# The same variable as bench/intake.py; the default fits a checkout next to shared/ (not a worktree elsewhere).
+REFERENCE = Path(os.environ.get("POSTFIX_REFERENCE", REPO.parent / "shared" / "bench" / "postfix-reference.sh"))
 PF_RELAY, PF_SINK = 12525, 12526
 _QUEUED = re.compile(rb"queued as ([0-9A-Z]{26})")
 _ID = re.compile(rb"\tid ([0-9A-Z]{26})")
@@ -175,7 +176,8 @@ def throughput(sessions: int, messages: int, size: int, repeat: int = 1, before:
             return smtp_source(app.submission_port, sessions, messages, size)
 
     def theirs() -> float:
-        reference("start")  # a fresh instance each run, as the appliance gets (Postfix slows as its logs and queue grow)
+        # A fresh instance each run, as the appliance gets (Postfix slows as its logs and queue grow).
+        reference("start")
         return smtp_source(PF_RELAY, sessions, messages, size)
 
     # With --before, another checkout of the appliance takes Postfix's place (smtp-sink stays the sink).
@@ -211,7 +213,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--repeat", type=int, default=1, help="throughput: pairs of runs, alternating who goes first")
-    parser.add_argument("--before", type=Path, help="throughput: another checkout of the appliance runs in Postfix's place")
+    parser.add_argument("--before", type=Path,
+                        help="throughput: another checkout of the appliance runs in Postfix's place")
     args = parser.parse_args()
     print(machine())
     if args.mode in ("all", "latency"):

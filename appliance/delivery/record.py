@@ -156,7 +156,8 @@ def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings:
         id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY, via="dsn",
         client_ip="127.0.0.1", client_helo=settings["HOSTNAME"],
         summary={"subject": "Undelivered Mail Returned to Sender",
-                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}", "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
+                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}",
+                 "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
     ))
     log.info("message %s: DSN %s queued to %s for %d recipient(s)", message.id, dsn_id, message.mail_from, len(failed))
     return dsn_id
