@@ -24,7 +24,7 @@ SESSION_CREDENTIALS_CHANGED = (
 TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, try later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
 SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized"
-# Sender authorization (issue 5): MAIL FROM, then again on the From: header after DATA.
+# Sender authorization: MAIL FROM, then again on the From: header after DATA.
 SENDER_NOT_VERIFIED = "553 5.7.1 Sender address not authorized: {address} is not a verified sender or domain"
 SENDER_NOT_AUTHORIZED_FOR_ACCOUNT = "553 5.7.1 Sender address not authorized: this account may not send as {address}"
 FROM_NOT_VERIFIED = (
@@ -53,7 +53,9 @@ AIOSMTPD_REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
     "501 Syntax: MAIL FROM: <address>": "501 5.5.4 Syntax: MAIL FROM:<address>",
-    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
+    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
-    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
 }

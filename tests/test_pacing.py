@@ -123,7 +123,8 @@ def test_a_421_rate_limit_reply_slows_the_group_down_for_a_while(relay, account,
     rows = settle(later, lambda rows: sorted(d.status for d in rows) == ["deferred", "delivered"] and rows)
     assert rows, [(d.status, d.last_reply) for m in later for d in deliveries(m)]
     (paced,) = [d for d in rows if d.status == "deferred"]
-    assert paced.last_reply == "pacing: google-workspace reached its hourly cap of 2 (slowed down after its rate-limit reply)"
+    assert paced.last_reply == ("pacing: google-workspace reached its hourly cap of 2 "
+                                "(slowed down after its rate-limit reply)")
 
     queue.cancel([Delivery.get_by_id(row.id)])  # that recipient would only be refused again
     at_noon.advance(3600)  # the slow-down is over and a new hour has begun
@@ -193,7 +194,8 @@ def test_an_hourly_cap_goes_out_spread_over_the_hour_not_in_one_burst(app, test_
     gate.close()
     waiting = list(Delivery.select().where(Delivery.status == "deferred"))
     assert len(waiting) == 3 and {d.next_attempt_at for d in waiting} == {dt.datetime(2025, 6, 2, 12, 1)}
-    assert waiting[0].last_reply == "pacing: google-workspace: its hourly cap of 120 is spread over the hour, 2 by 12:00"
+    assert waiting[0].last_reply == ("pacing: google-workspace: its hourly cap of 120 is spread over the hour, "
+                                     "2 by 12:00")
     test_clock.advance(60)  # 12:01:30: two more
     gate = pace.Gate(app.config, "workspace.test", WORKSPACE)
     assert len(gate.admit(queue.claim([d.id for d in waiting], 300))) == 2

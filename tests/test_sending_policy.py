@@ -49,7 +49,8 @@ def test_of_several_quotas_reached_the_strictest_action_wins():
 def test_held_mail_is_released_when_the_last_reached_hold_window_opens():
     quotas = [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 3, "hold")]
     decision = sp.quota_decision(quotas, {"minute": 1, "hour": 3}, NOW)
-    assert (decision.action, decision.reason, decision.release_at) == ("hold", "quota-hour", dt.datetime(2025, 3, 14, 16))
+    assert (decision.action, decision.reason, decision.release_at) == (
+        "hold", "quota-hour", dt.datetime(2025, 3, 14, 16))
     assert decision.reply.startswith("250")
 
 
@@ -127,7 +128,8 @@ def test_a_group_moves_from_its_new_ip_to_its_warmed_up_hourly_cap_as_the_warm_u
 
 def test_warm_up_progress_counts_the_plan_steps_reached():
     start = dt.date(2025, 3, 1)
-    days = {day: sp.progress(sp.DEFAULT_WARMUP, start, start + dt.timedelta(days=day - 1)) for day in (1, 4, 15, 21, 40)}
+    days = {day: sp.progress(sp.DEFAULT_WARMUP, start, start + dt.timedelta(days=day - 1))
+            for day in (1, 4, 15, 21, 40)}
     assert days == {1: 0.0, 4: 0.2, 15: 0.8, 21: 1.0, 40: 1.0}
 
 
@@ -143,7 +145,8 @@ def test_an_hourly_cap_is_spread_evenly_over_the_hour():
 
 def test_over_a_group_daily_cap_a_delivery_waits_until_midnight():
     wait = sp.paced_daily(3, group="icloud", cap=10000, used=10000, waiting={}, low_share=0.1, now=NOW)
-    assert (wait.reason, wait.until, wait.text) == ("pacing", dt.datetime(2025, 3, 15), "icloud reached its daily cap of 10000")
+    assert (wait.reason, wait.until) == ("pacing", dt.datetime(2025, 3, 15))
+    assert wait.text == "icloud reached its daily cap of 10000"
     assert sp.paced_daily(3, group="icloud", cap=None, used=10**9, waiting={}, low_share=0.1, now=NOW) is None
 
 
@@ -205,7 +208,8 @@ def test_over_the_warm_up_cap_mail_waits_until_midnight_with_reason_warmup():
     (1000, 0, 3, "hold", "complaint-rate"),  # the knowledge base's 0.3 % (SES holds only at 0.5 %)
     (199, 150, 10, "ok", ""),  # under the minimum volume nothing is judged
 ])
-def test_the_reputation_guard_warns_at_five_per_cent_bounces_and_holds_at_ten_or_at_three_per_mille_complaints(sent, bounced, complaints, state, reason):
+def test_the_reputation_guard_holds_at_ten_per_cent_bounces_or_three_per_mille_complaints(
+        sent, bounced, complaints, state, reason):
     verdict = sp.reputation(sent, bounced, complaints, sp.Thresholds())
     assert (verdict.state, verdict.reason) == (state, reason)
 

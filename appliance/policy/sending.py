@@ -430,7 +430,8 @@ def reputation(sent: int, bounced: int, complaints: int, t: Thresholds) -> Reput
     complaint_rate = complaints / sent if sent else 0.0
     if sent < t.min_volume:
         return Reputation(OK, "", bounce_rate, complaint_rate)
-    for state, bounce_limit, complaint_limit in ((HOLD, t.hold_bounce, t.hold_complaint), (WARN, t.warn_bounce, t.warn_complaint)):
+    limits = ((HOLD, t.hold_bounce, t.hold_complaint), (WARN, t.warn_bounce, t.warn_complaint))
+    for state, bounce_limit, complaint_limit in limits:
         if bounce_rate >= bounce_limit:
             return Reputation(state, "bounce-rate", bounce_rate, complaint_rate)
         if complaint_rate >= complaint_limit:
