@@ -21,6 +21,7 @@ from . import backup as backup_service
 from . import config, create_app, db
 from . import domains as domains_service
 from . import senders as senders_service
+from . import suppressions as suppressions_service
 from .accounts import AccountError
 from .models import (
     DELIVERED,
@@ -540,9 +541,10 @@ def suppressions_add(address: str, reason: str) -> None:
     """Suppress an address: later messages to it are accepted and recorded, never sent."""
     from . import clock
 
-    address = address.strip().lower()
-    if "@" not in address:
-        raise click.ClickException(f"{address!r} is not an email address")
+    try:
+        address = suppressions_service.normalize_address(address)
+    except suppressions_service.SuppressionError as exc:
+        raise click.ClickException(str(exc)) from None
     if Suppression.select().where(Suppression.address == address).exists():
         click.echo(f"{address} was already suppressed")
         return

@@ -20,7 +20,6 @@ from .smtp import replies
 
 log = logging.getLogger(__name__)
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 # RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
 _FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
@@ -53,6 +52,7 @@ class Incoming:
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
     from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
+    sender_addresses: list[str] | None = None  # read from Sender: (None: there is no Sender:)
     hold_reply: str = ""  # sending policy (issue 6): store the deliveries as held, with this reason
     hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
 
@@ -62,7 +62,25 @@ def normalise_line_endings(data: bytes) -> bytes:
     crlf = data.count(b"\r\n")
     if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
         return data  # already canonical (the usual case): three C-speed scans, no substitution
-    return _EOL.sub(b"\r\n", data)
+    # CRLF first (so it stays one line break), then every lone CR, each a C-speed pass: a regular
+    # expression substitution was ten times slower on a large LF-only message.
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def header_limits_refusal(data: bytes, *, max_size: int, max_lines: int) -> str | None:
+    """Return the reply refusing a header section over ``max_size`` octets or ``max_lines`` lines
+    (fields and their folded continuation lines), else None. Looks at no more than ``max_size``
+    octets, so it is cheap enough for the event loop whatever the message."""
+    if data.startswith(b"\r\n"):
+        return None  # an empty header section
+    end = data.find(b"\r\n\r\n", 0, max_size + 2)
+    if end < 0:
+        if len(data) > max_size:
+            return replies.HEADER_TOO_BIG.format(limit=max_size)
+        end = len(data)
+    if data.count(b"\r\n", 0, end) >= max_lines:
+        return replies.TOO_MANY_HEADER_LINES.format(limit=max_lines)
+    return None
 
 
 def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
@@ -75,20 +93,22 @@ def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
         return [], 2  # an empty header section
     end = data.find(b"\r\n\r\n")
     header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
-    fields: list[list[bytes]] = []
+    # Each field's lines are collected and joined once: appending to a bytes value for every
+    # continuation line copied the value each time, quadratic in a field folded over many lines.
+    fields: list[tuple[bytes, list[bytes]]] = []
     lines = header_bytes.removesuffix(b"\r\n").split(b"\r\n") if header_bytes else []
     for number, line in enumerate(lines, start=1):
         if line[:1] in (b" ", b"\t"):
             if not fields:
                 raise MalformedMessage("the first header line is a continuation line")
-            fields[-1][1] += b" " + line.strip()
+            fields[-1][1].append(line.strip())
             continue
         match = _FIELD.match(line)
         if not match:
             shown = line[:40].decode("utf-8", "replace")
             raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
-        fields.append([match.group(1), line[match.end():].strip()])
-    decoded = [(n.decode("ascii"), v.decode("utf-8", "replace")) for n, v in fields]
+        fields.append((match.group(1), [line[match.end():].strip()]))
+    decoded = [(n.decode("ascii"), b" ".join(parts).decode("utf-8", "replace")) for n, parts in fields]
     return decoded, body_start
 
 
@@ -149,11 +169,19 @@ def prepare(
     """Normalise and stamp a received message (pure; raises MalformedMessage)."""
     data = normalise_line_endings(raw)
     fields, _ = parse_header_block(data)
-    lower = {}
+    lower: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for name, value in fields:
-        lower.setdefault(name.lower(), value)
+        key = name.lower()
+        lower.setdefault(key, value)
+        counts[key] = counts.get(key, 0) + 1
     if "from" not in lower:
         raise MalformedMessage("there is no From: header")
+    # RFC 5322 §3.6: at most one From: and one Sender:. Only the first was checked against the
+    # account's senders, so a second one could show another name to the recipient.
+    for name in ("From", "Sender"):
+        if counts.get(name.lower(), 0) > 1:
+            raise MalformedMessage(f"more than one {name}: header (RFC 5322 3.6 allows one)")
     message_id = str(ULID())
     extra = b""
     if "message-id" not in lower:
@@ -177,6 +205,7 @@ def prepare(
         client_helo=client_helo[:255],
         tls=tls,
         from_addresses=policy.header_addresses(lower["from"]),
+        sender_addresses=policy.header_addresses(lower["sender"]) if "sender" in lower else None,
         summary={
             "subject": _decode(lower.get("subject", ""))[:255],
             "from_header": _decode(lower["from"])[:255],

@@ -56,6 +56,24 @@ def address_problem(address: str) -> str | None:
     return None
 
 
+ROUTING_TRICK = "routing characters (%, !, a quoted local part) are not accepted"
+
+
+# A stored address (a sender, a suppression) has a dot-atom local part: RFC 5322 atext, or any
+# non-ASCII character (RFC 6531). No quoting, spaces, brackets or control characters.
+_DOT_ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*\Z")
+
+
+def mailbox_problem(address: str) -> str | None:
+    """Say what keeps ``address`` from being stored as a mailbox (a sender, a suppression), or None."""
+    problem = address_problem(address)
+    if problem:
+        return problem
+    if not _DOT_ATOM_LOCAL.match(split_address(address)[0]):
+        return "the local part may only have letters, digits, dots and !#$%&'*+/=?^_`{|}~-"
+    return None
+
+
 def is_routing_trick(local: str) -> bool:
     """Tell whether a local part could smuggle another destination (%-hack, bang path, quoted @)."""
     return any(c in local for c in "%!@") or local.startswith('"')
@@ -82,6 +100,8 @@ def recipient(
     # the local part or an IP literal could make us forward it elsewhere, so it is relaying.
     if not authenticated and (domain not in local_domains or is_routing_trick(local)):
         return Decision(replies.RELAY_DENIED, "relay-denied")
+    if is_routing_trick(local):  # authenticated: still never a second destination (README)
+        return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=ROUTING_TRICK), "routing-trick")
     problem = address_problem(address)
     if problem:
         return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=problem), "bad-recipient-syntax")
@@ -96,8 +116,10 @@ def sender_authorization(
     authorized_domains: list[str],
     authorized_senders: list[str],
     mode: str,
+    field: str = "From:",
 ) -> Decision | None:
-    """Decide whether an account may send as ``address`` (MAIL FROM, or the From: header when ``header``).
+    """Decide whether an account may send as ``address`` (MAIL FROM, or the ``field`` header,
+    From: or Sender:, when ``header``).
 
     The address must be a verified sender or belong to a verified domain. Then, when the account lists
     authorized domains or senders (both empty: any verified sender), the address must be among them;
@@ -108,7 +130,7 @@ def sender_authorization(
     shown = address or "(none)"
     if not verified:
         reply = replies.FROM_NOT_VERIFIED if header else replies.SENDER_NOT_VERIFIED
-        return Decision(reply.format(address=shown), "sender-not-verified")
+        return Decision(reply.format(address=shown, field=field), "sender-not-verified")
     if not authorized_domains and not authorized_senders:
         return None
     if address.lower() in authorized_senders or split_address(address)[1] in authorized_domains:
@@ -116,7 +138,7 @@ def sender_authorization(
     if mode == "alert":
         return Decision(replies.MAIL_OK, "sender-not-authorized-allowed")
     reply = replies.FROM_NOT_AUTHORIZED_FOR_ACCOUNT if header else replies.SENDER_NOT_AUTHORIZED_FOR_ACCOUNT
-    return Decision(reply.format(address=shown), "sender-not-authorized")
+    return Decision(reply.format(address=shown, field=field), "sender-not-authorized")
 
 
 def refuses(decision: Decision | None) -> bool:
