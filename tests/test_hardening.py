@@ -306,6 +306,19 @@ def test_a_second_starttls_inside_tls_gets_503_and_no_traceback(smtp_server, cap
     assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
 
 
+def test_a_client_that_goes_away_after_starttls_leaves_no_traceback(smtp_server, caplog):
+    """Found by bench/soak.py: the failed handshake was logged as an SMTP session error."""
+    for garbage in (b"", b"not a TLS client hello\r\n"):
+        raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
+        raw.cmd("EHLO client.test")
+        assert raw.cmd("STARTTLS")[0] == 220
+        raw.send(garbage)
+        raw.close()
+    with smtp_server.submission() as client:  # and the next client is served
+        assert client.noop()[0] == 250
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+
+
 @pytest.fixture
 def short_timeout(overrides):
     overrides["SMTP_TIMEOUT"] = 2

@@ -57,4 +57,6 @@ AIOSMTPD_REWRITES = {
     "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
     "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    # aiosmtpd closes after this one: RFC 5321 §3.8 gives 421 for a server that closes the session.
+    "502 5.5.1 Too many unrecognized commands, goodbye.": "421 4.7.0 Too many unrecognized commands, closing the connection",
 }

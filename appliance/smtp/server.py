@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
 from .. import accounts, bounces, intake, limits, policy, returnpath, senders, sending_policy
 from ..db import database
@@ -178,11 +178,15 @@ def _mail_from_checks(settings: dict, account_id: int, sender: str, sender_known
     return None, limits.check_mail(settings, account_id), cacheable
 
 
-def _refusing_control_characters(server: ApplianceSMTP, method):
-    """Wrap an smtp_* method: an argument with a control character gets 501 and goes no further."""
+def _guarded(server: ApplianceSMTP, method):
+    """Wrap an smtp_* method: nothing runs once the connection is closing (aiosmtpd goes on reading
+    the commands a client pipelined after our 421), and an argument with a control character gets
+    501 and goes no further."""
 
     @functools.wraps(method)
     async def checked(arg: str | None) -> None:
+        if server.closing:
+            return
         if arg and _CONTROL.search(arg):
             await server.push(replies.CONTROL_CHARACTERS)
             return
@@ -226,8 +230,7 @@ class ApplianceSMTP(SMTP):
         self.auth_failures = 0
         self.reading_data = False  # between 354 and the final dot: every read restarts the timer
         self._counted: str | None = None  # the client_key this connection is counted under
-        # Commands refuse control characters in their argument before aiosmtpd parses it.
-        self._smtp_methods = {name: _refusing_control_characters(self, method)
+        self._smtp_methods = {name: _guarded(self, method)
                               for name, method in self._smtp_methods.items()}
 
     # -- connection ---------------------------------------------------------------------------
@@ -292,7 +295,13 @@ class ApplianceSMTP(SMTP):
         cipher = ssl_object.cipher()
         return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
 
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     async def push(self, status) -> None:
+        if self.closing:
+            return  # closed by us or by the client: nothing more reaches it (a TLS transport would raise)
         if isinstance(status, str):
             status = replies.AIOSMTPD_REWRITES.get(status, status)
             # aiosmtpd echoes unknown commands: never send a client's control bytes back raw.
@@ -461,6 +470,11 @@ class Handler:
         self.ctx = ctx
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # The client's fault (it went away or spoke no TLS after STARTTLS): aiosmtpd closes
+            # the connection and sends nothing; worth a line, not a traceback.
+            log.info("STARTTLS handshake failed: %r", error.__cause__)
+            return replies.LOCAL_ERROR
         # Without this aiosmtpd answers "500 Error: (ExceptionName) text": a bare 500 that shows
         # our internals and tells the client to give up. A fault of ours is temporary.
         log.error("SMTP session error", exc_info=error)
