@@ -41,7 +41,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_db(settings["DATABASE_URL"], settings["DATA_DIR"])
     db.migrate()
 
+    from .followups import connect as connect_followups
     from .web import init_app as init_web
 
+    connect_followups(app.config)
     init_web(app)
     return app

@@ -10,15 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import clock
+from . import clock, credentials
 from .db import database
 from .models import SmtpAccount
 
-hasher = PasswordHasher()
-# Verified against when the username is unknown, so both paths cost one argon2 verification.
-_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+hasher = PasswordHasher()  # dashboard passwords (appliance/admins.py); SMTP ones: credentials.py
 _ALPHABET = string.ascii_letters + string.digits
 
 # Reasons recorded on the account as last_failure_reason (and shown to the admin).
@@ -26,6 +23,10 @@ WRONG_PASSWORD = "wrong password"
 IP_NOT_AUTHORIZED = "IP not authorized"
 ACCOUNT_DISABLED = "account disabled"
 UNKNOWN_USER = "unknown user"
+# Why a session signed in earlier is refused at MAIL FROM (session_refusal).
+SESSION_DELETED = "account deleted"
+SESSION_DISABLED = "account disabled"
+SESSION_CREDENTIALS_CHANGED = "password reset or account disabled since sign-in"
 
 
 class AccountError(ValueError):
@@ -92,7 +93,7 @@ def create(
     with database.atomic():
         account = SmtpAccount.create(
             name=name,
-            password_hash=hasher.hash(password),
+            password_hash=credentials.hash_secret(password),
             ip_rules="\n".join(nets),
             ip_only=ip_only,
             priority=priority,
@@ -104,12 +105,36 @@ def create(
 
 
 def reset_password(account: SmtpAccount) -> str:
-    """Give the account a new password; the old one stops working at once."""
+    """Give the account a new password; the old one stops working at once, and so do the sessions
+    signed in with it (at their next MAIL FROM)."""
     password = generate_password()
-    SmtpAccount.update(password_hash=hasher.hash(password)).where(
-        SmtpAccount.id == account.id
-    ).execute()
+    SmtpAccount.update(
+        password_hash=credentials.hash_secret(password),
+        credential_version=SmtpAccount.credential_version + 1,
+    ).where(SmtpAccount.id == account.id).execute()
     return password
+
+
+def set_active(account_id: int, active: bool) -> None:
+    """Enable or disable an account; a disable also ends the sessions signed in to it (at their
+    next MAIL FROM), so that enabling it again does not revive them."""
+    changes: dict = {SmtpAccount.active: active}
+    if not active:
+        changes[SmtpAccount.credential_version] = SmtpAccount.credential_version + 1
+    SmtpAccount.update(changes).where(SmtpAccount.id == account_id).execute()
+
+
+def session_refusal(account_id: int, version: int) -> str | None:
+    """Why a session that signed in to the account at credential ``version`` may no longer send
+    (one of the SESSION_ reasons), or None while it may. One primary-key read."""
+    row = SmtpAccount.select(SmtpAccount.active, SmtpAccount.credential_version).where(
+        SmtpAccount.id == account_id
+    ).tuples().first()
+    if row is None:
+        return SESSION_DELETED
+    if not row[0]:
+        return SESSION_DISABLED
+    return None if row[1] == version else SESSION_CREDENTIALS_CHANGED
 
 
 def find(ref: str) -> SmtpAccount | None:
@@ -127,15 +152,16 @@ class AuthResult:
 
 
 def verify(username: str, password: str, ip: str) -> AuthResult:
-    """Check credentials and IP authorization (blocking: argon2); record the outcome on the account."""
+    """Check credentials and IP authorization (blocking: a database read, and argon2 for a hash
+    stored before credentials.py, which is then replaced); record the outcome on the account."""
     account = SmtpAccount.select().where(SmtpAccount.username == username).first()
-    try:
-        hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
-        password_ok = account is not None
-    except (VerificationError, InvalidHashError):
-        password_ok = False
+    password_ok, upgraded = credentials.check(account.password_hash if account else credentials.DUMMY, password)
     if account is None:
         return AuthResult(None, UNKNOWN_USER)
+    if upgraded:  # unless a reset replaced the hash meanwhile
+        SmtpAccount.update(password_hash=upgraded).where(
+            (SmtpAccount.id == account.id) & (SmtpAccount.password_hash == account.password_hash)
+        ).execute()
     if not password_ok:
         failure = WRONG_PASSWORD
     elif not account.active:

@@ -27,7 +27,7 @@ from .delivery import send
 from .delivery import smarthost as smarthost_mod
 from .delivery.route import order_mx
 from .delivery.route import route as delivery_route
-from .serve import Listener, parse_listeners
+from .listeners import Listener, parse_listeners
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 

@@ -14,9 +14,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from . import alerts, clock, dkim, dns, policy
+from . import alerts, clock, dkim, dns
 from .db import database
 from .models import Domain
+from .policy import acceptance
 from .returnpath import BOUNCE_LABEL
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Result:
 def normalize(name: str) -> str:
     """Lower-case a domain name and drop a trailing dot; raise DomainError when it is not one."""
     name = name.strip().lower().rstrip(".")
-    problem = policy.address_problem(f"postmaster@{name}")
+    problem = acceptance.address_problem(f"postmaster@{name}")
     if not name or problem:
         raise DomainError(f"{name!r} is not a domain name")
     return name

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance import accounts, create_app, intake
+from appliance import accounts, create_app, intake, message_bytes
 from appliance.models import Delivery, Message, MessageBody
 from appliance.serve import start_smtp
 from appliance.smtp.server import has_long_line
@@ -273,7 +273,7 @@ def submit(appliance: Appliance, content: bytes) -> tuple[bytes, list[bytes]]:
 
 def check_outcome(appliance: Appliance, content: bytes, reply: bytes, before: int) -> None:
     """Refused with nothing stored, or stored as exactly the normalised bytes after our trace fields."""
-    normalised = intake.normalise_line_endings(content if content.endswith(b"\r\n") else content + b"\r\n")
+    normalised = message_bytes.normalise_line_endings(content if content.endswith(b"\r\n") else content + b"\r\n")
     code = int(reply[:3])
     if has_long_line(normalised):
         assert reply.startswith(b"500 5.5.2 "), reply
@@ -319,9 +319,9 @@ def test_fuzz_intake_prepare_raises_only_malformed_message(content):
         item = intake.prepare(content, mail_from="", rcpts=["b@example.com"], hostname=HOSTNAME,
                               client_ip="127.0.0.1", client_helo="fuzz.test", tls="", username=None,
                               account_id=None, account_priority=3)
-    except intake.MalformedMessage:
+    except message_bytes.MalformedMessage:
         return
-    assert item.data.endswith(intake.normalise_line_endings(content))
+    assert item.data.endswith(message_bytes.normalise_line_endings(content))
     assert item.from_addresses is not None and 1 <= item.priority <= 5
 
 

@@ -6,17 +6,22 @@ the dashboard over HTTP, the CLI.
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import stat
 import subprocess
 import threading
+import time
 
 import pytest
 
-from appliance import accounts
-from appliance.models import Alert, Message, MessageBody, SmtpAccount
+from appliance import accounts, admins, message_bytes
+from appliance.models import Alert, Message, MessageBody, Sender, SmtpAccount, Suppression
 
 from .conftest import verify_domain
 from .smtputil import RawSMTP, authenticated_raw, encrypted_raw, plain
+from .web.conftest import ADMIN, Dashboard
 
 
 def send(raw: RawSMTP, data: bytes, sender: str = "alice@shop.example", rcpt: str = "bob@example.com"):
@@ -142,9 +147,7 @@ def test_one_message_stalls_everyone_a_header_over_the_line_count_is_refused_wit
 
 def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_renders_bounded(
         app, smtp_server, alice):
-    from appliance import admins
 
-    from .web.conftest import ADMIN, Dashboard
 
     raw = authenticated_raw(smtp_server, *alice)
     many_fields = b"".join(b"X-Field-%04d: " % n + b"v" * 100 + b"\r\n" for n in range(1500))
@@ -166,9 +169,8 @@ def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_re
 
 def test_one_message_stalls_everyone_header_parsing_is_linear_in_the_folded_lines():
     """Doubling the lines must not quadruple the work: compared by operation counts, not time."""
-    from appliance import intake
 
-    fields, body_start = intake.parse_header_block(folded_header(20_000))
+    fields, body_start = message_bytes.parse_header_block(folded_header(20_000))
     assert [name for name, _ in fields] == ["From", "Subject"]
     assert fields[1][1].startswith("start continued line 000000 ") and fields[1][1].endswith("x" * 56)
     assert len(fields[1][1]) == len("start") + 20_000 * (1 + len("continued line 000000 ") + 56)
@@ -249,7 +251,6 @@ def test_one_address_takes_every_slot_a_client_that_sends_no_command_is_cut_with
 
 def test_one_address_takes_every_slot_an_implicit_tls_handshake_never_finished_is_dropped(
         short_first_command, smtp_server):
-    import socket
 
     stalled = socket.create_connection(("127.0.0.1", smtp_server.tls_port), source_address=("127.0.0.2", 0),
                                        timeout=20)
@@ -259,8 +260,6 @@ def test_one_address_takes_every_slot_an_implicit_tls_handshake_never_finished_i
 
 # -- finding 6: the lower findings -----------------------------------------------------------------
 def test_data_directory_and_database_are_private_when_the_app_creates_them(app, smtp_server, alice):
-    import os
-    import stat
 
     data = app.config["DATA_DIR"]
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
@@ -327,7 +326,6 @@ def short_timeout(overrides):
 
 def test_data_timeout_does_not_cut_a_client_still_sending_and_answers_421_when_it_does(
         short_timeout, app, smtp_server, alice):
-    import time
 
     slow = authenticated_raw(smtp_server, *alice)
     for command in ("MAIL FROM:<alice@shop.example>", "RCPT TO:<bob@example.com>", "DATA"):
@@ -400,10 +398,7 @@ def test_smtp_lockout_a_spray_over_many_usernames_cools_the_ip_but_not_accounts_
 
 
 def test_dashboard_sender_addresses_with_markup_are_refused_with_a_form_error(app):
-    from appliance import admins
-    from appliance.models import Sender
 
-    from .web.conftest import ADMIN, Dashboard
 
     with app.app_context():
         admins.create(*ADMIN, role="admin")
@@ -420,10 +415,7 @@ def test_dashboard_sender_addresses_with_markup_are_refused_with_a_form_error(ap
 @pytest.mark.parametrize("address", ["a+<svg/onload=alert(1)>@x.example", "any string", "a b@x.example",
                                      "a@x.example\x00"])
 def test_suppressions_accept_only_addresses_in_the_cli_and_the_dashboard(app, run_cli, address):
-    from appliance import admins
-    from appliance.models import Suppression
 
-    from .web.conftest import ADMIN, Dashboard
 
     result = run_cli("suppressions", "add", address)
     assert result.exit_code != 0 and "is not an email address" in result.stderr

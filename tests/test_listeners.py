@@ -14,7 +14,8 @@ import pytest
 from cryptography import x509
 
 from appliance import accounts, tls
-from appliance.serve import Listener, parse_listeners, start_smtp
+from appliance.listeners import Listener, parse_listeners
+from appliance.serve import start_smtp
 
 from .conftest import free_port, process_env, read_banner
 

@@ -8,8 +8,8 @@ import pytest
 from ulid import ULID
 
 from appliance import clock, db, queue
-from appliance.delivery.record import message_status, retry_delay
-from appliance.models import Delivery, Message, MessageBody, Suppression
+from appliance.delivery.record import retry_delay
+from appliance.models import Delivery, Message, MessageBody, Suppression, message_status
 from tests.conftest import cli_json, relay_overrides
 from tests.test_delivery import settled, submit
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from appliance import sending_policy as sp
+from appliance.policy import sending as sp
 
 NOW = dt.datetime(2025, 3, 14, 15, 9, 26)
 

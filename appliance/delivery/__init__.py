@@ -34,9 +34,9 @@ def _contents(message_ids: set[str]) -> dict[str, tuple[str, bytes]]:
     return {message_id: (mail_from, bytes(data)) for message_id, mail_from, data in query}
 
 
-def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]]) -> list[str]:
+def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]]) -> None:
     """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over
-    the same session; record every outcome; return the ids of the DSNs this queued.
+    the same session; record every outcome.
 
     Outcomes go to the process's writer without waiting for each commit (the rows stay leased
     meanwhile, so nothing else takes them); the session's outcomes are awaited before returning.
@@ -50,8 +50,8 @@ def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed
     try:
         _deliver(rows, settings, more, record_later)
     finally:
-        dsn_ids = [dsn_id for future in recorded for dsn_id in future.result()]
-    return dsn_ids
+        for future in recorded:
+            future.result()
 
 
 def _deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]], record_later) -> None:

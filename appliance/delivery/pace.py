@@ -4,7 +4,7 @@ Between route and send. The destination's provider group is recognised by recipi
 by the MX host names that route found. Over the group's hourly or session cap, or over the warm-up's
 daily cap, a delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the
 window opens) instead of failing; within each cap higher priority goes first and lower lanes keep a
-share (sending_policy.lane_allows). Sends are counted per group and hour in SendCount, so the caps
+share (policy/sending.py, lane_allows). Sends are counted per group and hour in SendCount, so the caps
 hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
 everything passes.
 """
@@ -18,39 +18,14 @@ from collections import Counter
 
 from peewee import fn
 
-from .. import clock, db, limits
-from .. import sending_policy as sp
-from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup
-from .record import refresh_messages
+from .. import clock, db
+from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup, refresh_messages
+from ..policy import groups, warmup
+from ..policy import sending as sp
 from .route import Route
+from .sessions import SessionCounter
 
-
-class GroupSessions:
-    """Concurrent outbound sessions per provider group, in this process."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._busy: Counter = Counter()
-
-    def acquire(self, group: str, cap: int | None) -> bool:
-        with self._lock:
-            if cap is not None and self._busy[group] >= cap:
-                return False
-            self._busy[group] += 1
-            return True
-
-    def release(self, group: str) -> None:
-        with self._lock:
-            self._busy[group] -= 1
-            if self._busy[group] <= 0:
-                del self._busy[group]
-
-    def busy(self, group: str) -> int:
-        with self._lock:
-            return self._busy[group]
-
-
-SESSIONS = GroupSessions()
+SESSIONS = SessionCounter()  # per provider group
 # One batch's read-decide-count at a time, so two workers never both take a cap's last slot.
 _deciding = threading.Lock()
 
@@ -85,7 +60,7 @@ class Gate:
         self.settings = settings
         self.domain = domain
         self.direct = route.smarthost is None
-        self.group = limits.group_for(domain, [t.name for t in route.targets]) if self.direct else None
+        self.group = groups.group_for(domain, [t.name for t in route.targets]) if self.direct else None
         self.holding = False  # one of the group's sessions
 
     def admit(self, rows: list[Claimed]) -> list[Claimed]:
@@ -98,8 +73,8 @@ class Gate:
         # The hour's count matters only under an hourly cap (a throttled group without one gets half
         # of what it sent this hour).
         hourly, sessions = sp.effective_caps(
-            limits.as_group(group), throttled=throttled,
-            sent_last_hour=limits.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
+            groups.as_group(group), throttled=throttled,
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -109,10 +84,10 @@ class Gate:
         waits: dict[sp.Wait, list[Claimed]] = {}
         share = self.settings["LOW_PRIORITY_SHARE"]
         with _deciding:
-            day_cap = limits.warmup_cap(now.date())
+            day_cap = warmup.warmup_cap(now.date())
             # Counts are read only for the caps in force (with none, every row goes).
-            used_hour = limits.sent_in_hour(group.name, now) if hourly is not None else 0
-            used_day = limits.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
+            used_hour = groups.sent_in_hour(group.name, now) if hourly is not None else 0
+            used_day = groups.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
             in_hand = Counter(d.priority for d in rows)
             for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if hourly is not None else Counter()
             for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
@@ -130,7 +105,7 @@ class Gate:
                 else:
                     waits.setdefault(wait, []).append(row)
             if admitted:
-                counted = db.write(functools.partial(limits.count_sends, group.name, len(admitted), now))
+                counted = db.write(functools.partial(groups.count_sends, group.name, len(admitted), now))
                 if hourly is not None or day_cap is not None:
                     counted.result()  # the next decision must see these sends
         for wait, waiting in waits.items():

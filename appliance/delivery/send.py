@@ -9,10 +9,9 @@ import contextlib
 import smtplib
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 
-from .. import intake
+from .. import message_bytes
 from . import smarthost as smarthost_mod
 from .replies import Reply
 from .route import Route, Target
@@ -70,30 +69,6 @@ def _opportunistic_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-class DestinationSlots:
-    """A cap on concurrent sessions per destination (SESSIONS_PER_DESTINATION), per process."""
-
-    def __init__(self, limit: int):
-        self.limit = max(1, limit)
-        self._lock = threading.Lock()
-        self._busy: dict[str, int] = {}
-
-    def try_acquire(self, destination: str) -> bool:
-        with self._lock:
-            if self._busy.get(destination, 0) >= self.limit:
-                return False
-            self._busy[destination] = self._busy.get(destination, 0) + 1
-            return True
-
-    def release(self, destination: str) -> None:
-        with self._lock:
-            left = self._busy.get(destination, 1) - 1
-            if left:
-                self._busy[destination] = left
-            else:
-                self._busy.pop(destination, None)
 
 
 def needs_smtputf8(mail_from: str, rcpts: list[str], data: bytes) -> bool:
@@ -283,7 +258,7 @@ class Session:
 
 def _wire_body(data: bytes) -> bytes:
     """Return ``data`` as DATA content: CRLF lines, leading dots doubled, ended by CRLF.CRLF."""
-    data = intake.normalise_line_endings(data)
+    data = message_bytes.normalise_line_endings(data)
     if data.startswith(b"."):
         data = b"." + data
     data = data.replace(b"\r\n.", b"\r\n..")

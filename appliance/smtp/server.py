@@ -1,6 +1,6 @@
 """aiosmtpd subclass and handler: thin hooks that ask accounts/policy and hand mail to intake.
 
-Blocking work (argon2, database reads, message preparation) runs in an executor, never on the loop.
+Blocking work (password checks, database reads, message preparation) runs in an executor, never on the loop.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
-from .. import accounts, bounces, intake, limits, policy, returnpath, senders, sending_policy
+from .. import accounts, bounces, guard, intake, message_bytes, replies, returnpath, senders
 from ..db import database
 from ..models import SmtpAccount
-from . import replies
+from ..policy import acceptance, quotas
+from ..policy import sending as sp
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax err
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (1001 with a stuffed dot).
 MAX_LINE = 999
-# A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (policy.PLAIN_ADDR_SPEC).
-_PLAIN_ADDRESS = re.compile(rf"<({policy.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
+# A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (acceptance.PLAIN_ADDR_SPEC).
+_PLAIN_ADDRESS = re.compile(rf"<({acceptance.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
 # C0 controls but TAB, and DEL: no command argument has them, and a NUL would end up in the
 # envelope, the Received: field or an echoed reply.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -165,17 +166,30 @@ def _in_db(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def _mail_from_checks(settings: dict, account_id: int, sender: str, sender_known: bool):
-    """MAIL FROM of an account (executor thread): sender authorization, then quotas and the
-    reputation guard. Return (refusal or None, sending-policy verdict or None, whether the
-    session may remember the sender as allowed: not in alert mode, which reports every use)."""
+def _mail_from_checks(settings: dict, account_id: int, sender: str, sender_known: bool, version: int | None):
+    """MAIL FROM of an account (executor thread): that a signed-in session's account still is as
+    it was at AUTH (``version``; None for an IP-only session), sender authorization, then quotas
+    and the reputation guard. Return (session refusal reason or None, refusal or None,
+    sending-policy verdict or None, whether the session may remember the sender as allowed: not
+    in alert mode, which reports every use)."""
+    if version is not None:
+        expired = accounts.session_refusal(account_id, version)
+        if expired:
+            return expired, None, None, False
     cacheable = False
     if not sender_known:
         decision = senders.check(settings, account_id, [sender], header=False)
         if decision:
-            return decision, None, False
+            return None, decision, None, False
         cacheable = bool(sender) and SmtpAccount.get_by_id(account_id).sender_mode != "alert"
-    return None, limits.check_mail(settings, account_id), cacheable
+    return None, None, guard.check_mail(settings, account_id), cacheable
+
+
+_SESSION_REFUSALS = {
+    accounts.SESSION_DELETED: replies.SESSION_ACCOUNT_DELETED,
+    accounts.SESSION_DISABLED: replies.SESSION_ACCOUNT_DISABLED,
+    accounts.SESSION_CREDENTIALS_CHANGED: replies.SESSION_CREDENTIALS_CHANGED,
+}
 
 
 def _guarded(server: ApplianceSMTP, method):
@@ -223,6 +237,7 @@ class ApplianceSMTP(SMTP):
         self.mx = mx
         self.account: SmtpAccount | None = None
         self.username: str | None = None
+        self.credential_version = 0  # the account's, when this session signed in
         self.ip_only_account: SmtpAccount | None | bool = False  # False: not looked up yet
         # Sender addresses this session's account was allowed to use (lower-cased). Looking them
         # up again for every message and again on its From: header was a quarter of intake's CPU.
@@ -346,6 +361,7 @@ class ApplianceSMTP(SMTP):
         result = await self.run_blocking(accounts.verify, username, password, ip)
         if result.failure is None:
             self.account, self.username = result.account, result.account.username
+            self.credential_version = result.account.credential_version
             self.allowed_senders = set()
             throttle.succeeded(ip, username)
             return AuthResult(success=True, auth_data=username, message=replies.AUTH_SUCCESS)
@@ -394,7 +410,7 @@ class ApplianceSMTP(SMTP):
             # one (only after CRLF, where the client stuffs them), then make every line end CRLF
             # before the lengths are checked: a message saved with LF endings is one long "line".
             content = (raw[1:] if raw.startswith(b".") else raw).replace(b"\r\n.", b"\r\n")
-            content = intake.normalise_line_endings(content)
+            content = message_bytes.normalise_line_endings(content)
             if has_long_line(content):
                 refusal = replies.LINE_TOO_LONG
             elif b"\x00" in content:
@@ -454,6 +470,15 @@ class ApplianceSMTP(SMTP):
             return
         await super().smtp_RCPT(arg)
 
+    def sign_out(self, reason: str) -> str:
+        """End this session's sign-in (its account changed since AUTH); return the reply that
+        says why. The client may AUTH again on the same connection."""
+        log.info("session of %r from %s refused at MAIL FROM: %s", self.username, self.peer_ip, reason)
+        self.account = self.username = None
+        self.session.authenticated = False
+        self.allowed_senders = set()
+        return _SESSION_REFUSALS[reason]
+
     async def sending_account(self) -> SmtpAccount | None:
         """Return the AUTH account, else the IP-only account for the client's network (looked up once)."""
         if self.account is not None:
@@ -484,7 +509,7 @@ class Handler:
         account = await server.sending_account()
         if account is None and not server.mx:
             return replies.AUTH_REQUIRED
-        decision = policy.sender("" if address == NULL_SENDER else address)
+        decision = acceptance.sender("" if address == NULL_SENDER else address)
         if decision:
             return decision.reply
         envelope.policy_hold = None
@@ -492,16 +517,26 @@ class Handler:
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
-            answered, verdict = limits.cached_verdict(account.id) if known else (False, None)
-            if not answered:  # something to look up: off the loop
-                decision, verdict, cacheable = await server.run_blocking(
-                    _mail_from_checks, self.ctx.settings, account.id, sender, known
+            signed_in = server.account is not None
+            answered, verdict = quotas.cached_verdict(account.id) if known else (False, None)
+            if answered and signed_in:  # the policy is cached; the account's state never is
+                expired = await server.run_blocking(
+                    accounts.session_refusal, account.id, server.credential_version
                 )
+                if expired:
+                    return server.sign_out(expired)
+            if not answered:  # something to look up: off the loop
+                expired, decision, verdict, cacheable = await server.run_blocking(
+                    _mail_from_checks, self.ctx.settings, account.id, sender, known,
+                    server.credential_version if signed_in else None,
+                )
+                if expired:
+                    return server.sign_out(expired)
                 if decision:
                     return decision.reply
                 if cacheable:
                     server.allowed_senders.add(sender.lower())
-            if verdict is not None and verdict.action != sending_policy.HOLD:
+            if verdict is not None and verdict.action != sp.HOLD:
                 return verdict.reply
             envelope.policy_hold = verdict  # accepted; intake stores its deliveries as held
         envelope.mail_from = address  # NULL_SENDER stays a marker: aiosmtpd treats "" as "no MAIL yet"
@@ -521,7 +556,7 @@ class Handler:
             envelope.rcpt_options.extend(rcpt_options)
             envelope.reported.append(returned)
             return replies.RCPT_OK
-        decision = policy.recipient(
+        decision = acceptance.recipient(
             address,
             authenticated=account is not None,
             local_domains=self.ctx.local_domains,
@@ -539,7 +574,7 @@ class Handler:
         settings = self.ctx.settings
         # The header bounds are checked here, on the loop, in a bounded scan: a message over them
         # never reaches the writer thread that every session's mail goes through.
-        refusal = intake.header_limits_refusal(
+        refusal = acceptance.header_limits_refusal(
             envelope.original_content, max_size=settings["MAX_HEADER_SIZE"], max_lines=settings["MAX_HEADER_LINES"]
         )
         if refusal:
@@ -576,13 +611,13 @@ class Handler:
                         if decision:
                             raise intake.Refused(decision.reply)
             if hold is not None:
-                item.hold_reply, item.hold_until = limits.held_reply(hold), hold.release_at
+                item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
             return arrival.read(item) if arrival else item
 
         try:
-            kind = {"store": arrival.store, "after": arrival.committed} if arrival else {}
+            kind = {"store": arrival.store} if arrival else {}
             message_id = await self.ctx.committer.accept(admit, **kind)
-        except intake.MalformedMessage as exc:
+        except message_bytes.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)
         except (intake.Refused, intake.StorageError) as exc:
             return exc.reply

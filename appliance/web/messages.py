@@ -6,15 +6,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from peewee import Tuple
 
-from .. import queue
-from ..delivery.record import PARTIAL
-from ..intake import MalformedMessage, parse_header_block
+from .. import audit, events, queue
+from ..message_bytes import MalformedMessage, parse_header_block
 from ..models import (
     DEFERRED,
     DELIVERY_STATUSES,
     HELD,
+    PARTIAL,
     QUEUED,
     RECEIVED,
     Attempt,
@@ -194,7 +195,7 @@ def messages_show(message_id: str):
     headers, hidden = _headers(message)
     return render_template("messages/show.html", message=message, deliveries=deliveries, attempts=attempts,
                            account=account, headers=headers, hidden_headers=hidden, explain=smtp_codes.explain,
-                           actions=ACTIONS)
+                           actions=ACTIONS, events=events.timeline(message.id))
 
 
 # The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).
@@ -212,10 +213,11 @@ def apply_action(message_id: str, action: str, delivery_id: int | None = None) -
     if delivery_id is not None:
         rows = rows.where(Delivery.id == delivery_id)
     rows = list(rows)
+    by = current_user.email
     if action in ("retry", "release"):  # these enqueue the rows for the workers at once
-        changed = getattr(queue, action)(queue.runtime(current_app.config), rows)
+        changed = getattr(queue, action)(queue.runtime(current_app.config), rows, by=by)
     else:
-        changed = getattr(queue, action)(rows)
+        changed = getattr(queue, action)(rows, by=by)
     return len(changed)
 
 
@@ -224,6 +226,8 @@ def _action_view(action: str):
         message = _get(message_id)
         delivery = request.form.get("delivery", "")
         changed = apply_action(message.id, action, int(delivery) if delivery.isdigit() else None)
+        if changed:
+            audit.record(f"message.{action}", f"message {message.id}", f"{changed} delivery(ies)")
         label = ACTIONS[action][1].lower()
         flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
               if changed else f"Nothing to {label}: no delivery is in a state that allows it.")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from .. import suppressions
+from .. import audit
 from ..models import Suppression
+from ..policy import acceptance
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
@@ -33,8 +34,8 @@ def suppressions_create():
     reason = request.form.get("reason", "").strip()
     error = None
     try:
-        address = suppressions.normalize_address(address)
-    except suppressions.SuppressionError as exc:
+        address = acceptance.suppression_address(address)
+    except ValueError as exc:
         error = f"{exc}. Write a whole e-mail address, like bob@example.com."
     else:
         if Suppression.select().where(Suppression.address == address).exists():
@@ -44,6 +45,7 @@ def suppressions_create():
         return render_template("suppressions/list.html", rows=rows, q="", total=Suppression.select().count(),
                                error=error, address=request.form.get("address", ""), reason=reason), 400
     Suppression.create(address=address, reason=reason or "added by an admin", source="manual")
+    audit.record("suppression.add", f"address {address}", reason)
     flash(f"{address} is suppressed: messages to it are recorded but not sent.")
     return redirect(url_for("suppressions.suppressions_list"))
 
@@ -55,5 +57,6 @@ def suppressions_delete(suppression_id: int):
     row = Suppression.get_or_none(Suppression.id == suppression_id)
     if row is not None:
         row.delete_instance()
+        audit.record("suppression.remove", f"address {row.address}")
         flash(f"{row.address} is no longer suppressed.")
     return redirect(url_for("suppressions.suppressions_list"))

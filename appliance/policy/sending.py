@@ -1,4 +1,4 @@
-"""Every sending limit as a small pure rule over plain data (issue 6).
+"""Every sending limit as a small pure rule over plain data.
 
 Quotas per account, provider groups and their pacing, the back-off after a remote rate-limit
 reply, the IP warm-up plan, fair priority lanes within each cap, and the reputation guard. Nothing
@@ -15,13 +15,22 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .smtp import replies
+from .. import replies
 
 # -- quotas ------------------------------------------------------------------------------------
 PERIODS = ("minute", "hour", "day", "month")
 DEFER, HOLD, REJECT = "defer", "hold", "reject"
 ACTIONS = (DEFER, HOLD, REJECT)
 ALERT_LEVELS = (80, 100)  # per cent of a quota at which the admin hears about it
+
+
+class Alarm(NamedTuple):
+    """An alert a rule asks for (appliance/guard.py raises it)."""
+
+    kind: str
+    subject: str
+    text: str
+    severity: str
 
 
 class PolicyError(ValueError):

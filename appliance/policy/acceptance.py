@@ -6,7 +6,7 @@ import email.utils
 import re
 from typing import NamedTuple
 
-from .smtp import replies
+from .. import replies
 
 
 class Decision(NamedTuple):
@@ -71,6 +71,35 @@ def mailbox_problem(address: str) -> str | None:
         return problem
     if not _DOT_ATOM_LOCAL.match(split_address(address)[0]):
         return "the local part may only have letters, digits, dots and !#$%&'*+/=?^_`{|}~-"
+    return None
+
+
+def suppression_address(text: str) -> str:
+    """Read an address to suppress, lower-cased (``Name <address>`` as pasted from a mail client
+    is read as the address); raise ValueError saying why when it is not a mailbox."""
+    address = text.strip().lower()
+    if address.endswith(">") and "<" in address:
+        address = address[address.rindex("<") + 1 : -1].strip()
+    problem = mailbox_problem(address)
+    if problem:
+        raise ValueError(f"{address!r} is not an email address: {problem}")
+    return address
+
+
+def header_limits_refusal(data: bytes, *, max_size: int, max_lines: int) -> str | None:
+    """Return the reply refusing a header section (of CRLF-normalised ``data``) over ``max_size``
+    octets or ``max_lines`` lines (fields and their folded continuation lines), else None. Looks
+    at no more than ``max_size`` octets, so it is cheap enough for the event loop whatever the
+    message."""
+    if data.startswith(b"\r\n"):
+        return None  # an empty header section
+    end = data.find(b"\r\n\r\n", 0, max_size + 2)
+    if end < 0:
+        if len(data) > max_size:
+            return replies.HEADER_TOO_BIG.format(limit=max_size)
+        end = len(data)
+    if data.count(b"\r\n", 0, end) >= max_lines:
+        return replies.TOO_MANY_HEADER_LINES.format(limit=max_lines)
     return None
 
 

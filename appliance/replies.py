@@ -14,6 +14,13 @@ BAD_CREDENTIALS = (
 )
 ACCOUNT_DISABLED = "535 5.7.8 Authentication refused: this SMTP account is disabled"
 IP_NOT_AUTHORIZED = "535 5.7.8 Authentication refused: client IP {ip} is not authorized for this account"
+# A session signed in before its account changed, refused at its next MAIL FROM (it may sign in again).
+SESSION_ACCOUNT_DELETED = "535 5.7.8 Authentication expired: this SMTP account was deleted"
+SESSION_ACCOUNT_DISABLED = "535 5.7.8 Authentication expired: this SMTP account was disabled"
+SESSION_CREDENTIALS_CHANGED = (
+    "535 5.7.8 Authentication expired: this SMTP account's password was reset, or the account "
+    "disabled, after this session signed in; sign in again"
+)
 TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, try later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
 TOO_MANY_CONNECTIONS_FROM_IP = "421 4.7.0 Too many connections from your address, try later"

@@ -1,0 +1,45 @@
+"""The architecture holds: import-linter's layers and no-cycle contracts (pyproject.toml), and a
+deliberately added upward import breaks them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(tree / "pyproject.toml")], cwd=tree,
+                          env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_layers_and_no_cycle_contracts_hold_on_the_tree():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path):
+    shutil.copytree(ROOT / "appliance", tmp_path / "appliance", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    models = tmp_path / "appliance" / "models.py"
+    models.write_text(models.read_text() + "\nfrom . import alerts  # upward: models may not know who mails\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1
+    assert "appliance.models is not allowed to import appliance.alerts" in result.stdout
+    assert "appliance.models -> appliance.alerts" in result.stdout
+
+
+def test_an_import_cycle_inside_a_package_breaks_the_no_cycle_contract(tmp_path):
+    shutil.copytree(ROOT / "appliance", tmp_path / "appliance", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    route = tmp_path / "appliance" / "delivery" / "route.py"
+    route.write_text(route.read_text() + "\nfrom . import send  # send imports route: a circle\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1
+    assert "No import cycle between the modules of any package BROKEN" in result.stdout
