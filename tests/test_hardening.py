@@ -147,8 +147,6 @@ def test_one_message_stalls_everyone_a_header_over_the_line_count_is_refused_wit
 
 def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_renders_bounded(
         app, smtp_server, alice):
-
-
     raw = authenticated_raw(smtp_server, *alice)
     many_fields = b"".join(b"X-Field-%04d: " % n + b"v" * 100 + b"\r\n" for n in range(1500))
     code, text = send(raw, b"From: alice@shop.example\r\nSubject: wide\r\n" + many_fields + b"\r\nbody")
@@ -169,7 +167,6 @@ def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_re
 
 def test_one_message_stalls_everyone_header_parsing_is_linear_in_the_folded_lines():
     """Doubling the lines must not quadruple the work: compared by operation counts, not time."""
-
     fields, body_start = message_bytes.parse_header_block(folded_header(20_000))
     assert [name for name, _ in fields] == ["From", "Subject"]
     assert fields[1][1].startswith("start continued line 000000 ") and fields[1][1].endswith("x" * 56)
@@ -251,7 +248,6 @@ def test_one_address_takes_every_slot_a_client_that_sends_no_command_is_cut_with
 
 def test_one_address_takes_every_slot_an_implicit_tls_handshake_never_finished_is_dropped(
         short_first_command, smtp_server):
-
     stalled = socket.create_connection(("127.0.0.1", smtp_server.tls_port), source_address=("127.0.0.2", 0),
                                        timeout=20)
     assert stalled.recv(1) == b""  # closed by the server, not after the client's 20 s
@@ -260,7 +256,6 @@ def test_one_address_takes_every_slot_an_implicit_tls_handshake_never_finished_i
 
 # -- finding 6: the lower findings -----------------------------------------------------------------
 def test_data_directory_and_database_are_private_when_the_app_creates_them(app, smtp_server, alice):
-
     data = app.config["DATA_DIR"]
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     raw = authenticated_raw(smtp_server, *alice)
@@ -326,7 +321,6 @@ def short_timeout(overrides):
 
 def test_data_timeout_does_not_cut_a_client_still_sending_and_answers_421_when_it_does(
         short_timeout, app, smtp_server, alice):
-
     slow = authenticated_raw(smtp_server, *alice)
     for command in ("MAIL FROM:<alice@shop.example>", "RCPT TO:<bob@example.com>", "DATA"):
         assert slow.cmd(command)[0] in (250, 354)
@@ -398,8 +392,6 @@ def test_smtp_lockout_a_spray_over_many_usernames_cools_the_ip_but_not_accounts_
 
 
 def test_dashboard_sender_addresses_with_markup_are_refused_with_a_form_error(app):
-
-
     with app.app_context():
         admins.create(*ADMIN, role="admin")
     client = Dashboard(app.test_client())
@@ -415,8 +407,6 @@ def test_dashboard_sender_addresses_with_markup_are_refused_with_a_form_error(ap
 @pytest.mark.parametrize("address", ["a+<svg/onload=alert(1)>@x.example", "any string", "a b@x.example",
                                      "a@x.example\x00"])
 def test_suppressions_accept_only_addresses_in_the_cli_and_the_dashboard(app, run_cli, address):
-
-
     result = run_cli("suppressions", "add", address)
     assert result.exit_code != 0 and "is not an email address" in result.stderr
     with app.app_context():
