@@ -211,6 +211,20 @@ class Traffic:
 KINDS = {"good": 0.05, "large": 1.0, "malformed": 1.0, "bad_auth": 0.5, "bad_client": 0.5, "idle": 0.0, "slow": 1.0}
 
 
+def reply_classes(outcomes: Counter) -> Counter:
+    """Fold the outcomes into reply classes (2xx, 4xx, 5xx) and client errors (an exception's name)."""
+    classes: Counter = Counter()
+    for key, n in outcomes.items():
+        outcome = key.split(" ", 1)[1]
+        if outcome.isdigit():
+            classes[f"{outcome[0]}xx" if outcome != "0" else "no 354"] += n
+        elif outcome in ("done", "read all", "short"):
+            classes[f"session {outcome}"] += n
+        else:
+            classes[f"client error {outcome}"] += n
+    return classes
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -289,6 +303,11 @@ def main() -> None:
             print_table(samples, list(samples[0]))
             print()
             print("outcomes: " + ", ".join(f"{k}: {v}" for k, v in sorted(traffic.outcomes.items())))
+            print("replies by class: " + ", ".join(f"{k}: {v}" for k, v in sorted(reply_classes(traffic.outcomes).items())))
+            first, last = samples[0], samples[-1]
+            for key in ("rss_mb", "fds", "threads", "queue"):
+                print(f"{key}: start {first[key]:g}, end {last[key]:g}, peak {max(s[key] for s in samples):g}")
+            print(f"messages stored {last['stored']}, received by the sink {last['at_sink']}")
             for line in verdict(samples):
                 print(line)
             if app.proc.poll() is not None:
