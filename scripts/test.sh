@@ -24,6 +24,9 @@ EXTRAS=test,scale . scripts/venv.sh
 .venv/bin/ruff check appliance tests bench
 .venv/bin/lint-imports
 # The whole suite twice: on the embedded defaults (SQLite, SqliteHuey), then in the scale-out mode
-# of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback.
-.venv/bin/python -m pytest "$@"
-SCALEOUT_TESTS=1 .venv/bin/python -m pytest "$@"
+# of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback. Each pass runs
+# on one pytest-xdist worker per core (TEST_WORKERS overrides it; 0 runs in this process), a test
+# module staying on one worker; every worker starts its own PostgreSQL and Redis.
+WORKERS="-n ${TEST_WORKERS:-auto} --dist loadscope"
+.venv/bin/python -m pytest $WORKERS "$@"
+SCALEOUT_TESTS=1 .venv/bin/python -m pytest $WORKERS "$@"
