@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from email.errors import CharsetError
 from email.header import decode_header, make_header
 
 # RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
@@ -58,5 +59,5 @@ def decode_words(value: str) -> str:
         return value  # no RFC 2047 encoded word
     try:
         return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, CharsetError):  # CharsetError: a non-ASCII charset name
         return value

@@ -339,3 +339,16 @@ def test_fuzz_found_commands_pipelined_after_the_server_closes_a_tls_session_rai
     assert b"421 4.7.0 Too many unrecognized commands, closing the connection" in lines
     assert lines[-2].startswith(b"421 ") and b"250 Supported commands" not in b"\n".join(lines)
     assert appliance.problems.take() == []
+
+
+def test_fuzz_found_an_encoded_word_with_a_non_ascii_charset_name_is_stored_with_the_subject_as_written(appliance):
+    """``=?\x80utf-8?b?…?=`` in a Subject: raised email.errors.CharsetError (not a ValueError) on
+    the writer thread: a traceback and 451 instead of the message."""
+    content = b"From: a@shop.test\r\nSubject: =?\x80utf-8?b?w5xuw69jb2Rl?= subject\r\n\r\nhi\r\n"
+    before = appliance.counts()[0]
+    reply, lines = submit(appliance, content)
+    check_invariants(appliance, lines)
+    assert reply.startswith(b"250 "), reply
+    check_outcome(appliance, content, reply, before)
+    with appliance.app.app_context():
+        assert Message.get_by_id(reply.split()[-1].decode()).subject == "=?\ufffdutf-8?b?w5xuw69jb2Rl?= subject"
