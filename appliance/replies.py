@@ -28,7 +28,7 @@ TIMEOUT = "421 4.4.2 {hostname} Timeout waiting for the client, closing the conn
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS is already active"
 CONTROL_CHARACTERS = "501 5.5.2 Syntax error: control characters (such as NUL) are not allowed in commands"
 SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized"
-# Sender authorization (issue 5): MAIL FROM, then again on the From: header after DATA.
+# Sender authorization: MAIL FROM, then again on the From: header after DATA.
 SENDER_NOT_VERIFIED = "553 5.7.1 Sender address not authorized: {address} is not a verified sender or domain"
 SENDER_NOT_AUTHORIZED_FOR_ACCOUNT = "553 5.7.1 Sender address not authorized: this account may not send as {address}"
 # {field} is the header the address was read from: "From:" or "Sender:".
@@ -61,9 +61,12 @@ AIOSMTPD_REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
     "501 Syntax: MAIL FROM: <address>": "501 5.5.4 Syntax: MAIL FROM:<address>",
-    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
+    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
-    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]": "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]":
+        "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
     # aiosmtpd closes after this one: RFC 5321 §3.8 gives 421 for a server that closes the session.
-    "502 5.5.1 Too many unrecognized commands, goodbye.": "421 4.7.0 Too many unrecognized commands, closing the connection",
+    "502 5.5.1 Too many unrecognized commands, goodbye.":
+        "421 4.7.0 Too many unrecognized commands, closing the connection",
 }

@@ -235,7 +235,8 @@ def threads(pid: int) -> int:
 
 def queue_depth(data_dir: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'appliance.db'}?mode=ro", uri=True, timeout=30)) as db:
-        return db.execute("SELECT count(*) FROM delivery WHERE status IN ('queued', 'deferred', 'sending')").fetchone()[0]
+        query = "SELECT count(*) FROM delivery WHERE status IN ('queued', 'deferred', 'sending')"
+        return db.execute(query).fetchone()[0]
 
 
 def stored(data_dir: Path) -> int:
@@ -274,7 +275,8 @@ def main() -> None:
     controller = Controller(sink, hostname="127.0.0.1", port=sink_port, server_hostname="mx.dst.test")
     controller.start()
     env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(sink_port)}
-    print(f"soak: {args.duration:.0f} s of mixed traffic, a sample every {args.interval:.0f} s; {machine()}", flush=True)
+    print(f"soak: {args.duration:.0f} s of mixed traffic, a sample every {args.interval:.0f} s; {machine()}",
+          flush=True)
     try:
         with Appliance(extra_env=env) as app:
             account = app.create_account("soak")
@@ -303,7 +305,8 @@ def main() -> None:
             print_table(samples, list(samples[0]))
             print()
             print("outcomes: " + ", ".join(f"{k}: {v}" for k, v in sorted(traffic.outcomes.items())))
-            print("replies by class: " + ", ".join(f"{k}: {v}" for k, v in sorted(reply_classes(traffic.outcomes).items())))
+            classes = sorted(reply_classes(traffic.outcomes).items())
+            print("replies by class: " + ", ".join(f"{k}: {v}" for k, v in classes))
             first, last = samples[0], samples[-1]
             for key in ("rss_mb", "fds", "threads", "queue"):
                 print(f"{key}: start {first[key]:g}, end {last[key]:g}, peak {max(s[key] for s in samples):g}")

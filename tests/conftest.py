@@ -204,7 +204,7 @@ def cli_json(result) -> object:
     return json.loads(result.output)
 
 
-# -- delivery (issue 3): a loopback DNS server, remote sinks, the queue's workers, a test clock ----
+# -- delivery: a loopback DNS server, remote sinks, the queue's workers, a test clock ----
 @pytest.fixture
 def dns_server():
     """A DNS server on 127.0.0.1 that the appliance's resolver is pointed at (DNS_SERVERS)."""

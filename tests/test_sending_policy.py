@@ -49,7 +49,8 @@ def test_of_several_quotas_reached_the_strictest_action_wins():
 def test_held_mail_is_released_when_the_last_reached_hold_window_opens():
     quotas = [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 3, "hold")]
     decision = sp.quota_decision(quotas, {"minute": 1, "hour": 3}, NOW)
-    assert (decision.action, decision.reason, decision.release_at) == ("hold", "quota-hour", dt.datetime(2025, 3, 14, 16))
+    assert (decision.action, decision.reason, decision.release_at) == (
+        "hold", "quota-hour", dt.datetime(2025, 3, 14, 16))
     assert decision.reply.startswith("250")
 
 

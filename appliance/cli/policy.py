@@ -108,7 +108,8 @@ def providers_list(as_json: bool) -> None:
 
 @providers_group.command("set")
 @click.argument("name")
-@click.option("--domains", default=None, metavar="LIST", help="Recipient domain patterns, comma separated (gmail.com,yahoo.*).")
+@click.option("--domains", default=None, metavar="LIST",
+              help="Recipient domain patterns, comma separated (gmail.com,yahoo.*).")
 @click.option("--mx", default=None, metavar="LIST", help="MX host name patterns, comma separated (*.google.com).")
 @click.option("--hourly", default=None, metavar="N|none", help="Deliveries per hour to the whole group.")
 @click.option("--sessions", default=None, metavar="N|none", help="Concurrent sessions to the whole group.")
@@ -161,7 +162,8 @@ def warmup_show(as_json: bool) -> None:
 
 @warmup_group.command("set")
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the daily cap on or off.")
-@click.option("--start", "start", default=None, metavar="YYYY-MM-DD", help="Day 1 of the plan (default: today, when enabling).")
+@click.option("--start", "start", default=None, metavar="YYYY-MM-DD",
+              help="Day 1 of the plan (default: today, when enabling).")
 @click.option("--plan", default=None, metavar="DAY:CAP,…", help="Steps like 1:1000,4:5000,21: (an empty cap: no cap).")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
@@ -176,7 +178,8 @@ def warmup_set(enabled: bool | None, start: str | None, plan: str | None, as_jso
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
     data = warmup_dict()
-    emit(data, as_json, f"warm-up {'on' if data['enabled'] else 'off'}, start {data['start_date'] or '-'}, plan {data['plan']}")
+    emit(data, as_json,
+         f"warm-up {'on' if data['enabled'] else 'off'}, start {data['start_date'] or '-'}, plan {data['plan']}")
 
 
 @cli.group("policy")
@@ -203,12 +206,16 @@ def policy_show(as_json: bool) -> None:
         "quotas": {a.username: quota_rows(a) for a in SmtpAccount.select().order_by(SmtpAccount.id)
                    if a.quotas.exists()},
     }
-    lines = [f"providers: {', '.join(p['name'] + (' (slowed down)' if p['throttled'] else '') for p in data['providers'])}",
-             f"warm-up: {'on, day ' + str(data['warmup']['day']) + ', cap ' + str(data['warmup']['today_cap']) if data['warmup']['enabled'] else 'off'}",
+    providers = ", ".join(p["name"] + (" (slowed down)" if p["throttled"] else "") for p in data["providers"])
+    plan = data["warmup"]
+    lines = [f"providers: {providers}",
+             f"warm-up: on, day {plan['day']}, cap {plan['today_cap']}" if plan["enabled"] else "warm-up: off",
              f"reputation: warn at {t.warn_bounce:.1%} bounces / {t.warn_complaint:.2%} complaints, "
-             f"hold at {t.hold_bounce:.1%} / {t.hold_complaint:.2%} over {t.window_hours} h (from {t.min_volume} deliveries)"]
+             f"hold at {t.hold_bounce:.1%} / {t.hold_complaint:.2%} over {t.window_hours} h "
+             f"(from {t.min_volume} deliveries)"]
     lines += [f"  {r['account']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "") for r in standing]
-    lines += [f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
+    lines += [f"quotas of {name}: "
+              + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
               for name, rows in data["quotas"].items()]
     emit(data, as_json, "\n".join(lines))
 

@@ -29,7 +29,8 @@ def suppression_dict(s: Suppression) -> dict[str, Any]:
 @with_appcontext
 def suppressions_list(as_json: bool) -> None:
     """List suppressed addresses, newest first."""
-    rows = [suppression_dict(s) for s in Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())]
+    newest_first = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    rows = [suppression_dict(s) for s in newest_first]
     text = "\n".join(f"{r['address']:<40} {r['source']:<7} {r['created_at']}  {r['reason']}" for r in rows)
     emit(rows, as_json, text or "no suppressed addresses")
 

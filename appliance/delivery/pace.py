@@ -1,10 +1,11 @@
-"""Step 1½, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
+"""Step 2, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
 
-Between route and send. The destination's provider group is recognised by recipient domain, then
-by the MX host names that route found. Over the group's hourly or session cap, or over the warm-up's
-daily cap, a delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the
-window opens) instead of failing; within each cap higher priority goes first and lower lanes keep a
-share (policy/sending.py, lane_allows). Sends are counted per group and hour in SendCount, so the caps
+After step 1 (route) and before step 3 (connect), and again for the rows a session claims next.
+The destination's provider group is recognised by recipient domain, then by the MX host names that
+route found. Over the group's hourly or session cap, or over the warm-up's daily cap, a delivery
+waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the window opens)
+instead of failing; within each cap higher priority goes first and lower lanes keep a share
+(policy/sending.py, lane_allows). Sends are counted per group and hour in SendCount, so the caps
 hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
 everything passes.
 """
@@ -54,7 +55,7 @@ def defer(rows: list[Claimed], wait: sp.Wait, now: dt.datetime) -> None:
 
 
 class Gate:
-    """The pace step for one session to one destination domain: ``admit`` then, at the end, ``close``."""
+    """Step 2, pace, for one session to one destination domain: ``admit`` then, at the end, ``close``."""
 
     def __init__(self, settings: dict, domain: str, route: Route):
         self.settings = settings
@@ -64,7 +65,7 @@ class Gate:
         self.holding = False  # one of the group's sessions
 
     def admit(self, rows: list[Claimed]) -> list[Claimed]:
-        """Return the rows (in priority order) that may be sent now; the others are deferred."""
+        """Step 2, pace: return the rows (in priority order) that may be sent now; defer the others."""
         if not rows or not self.direct:
             return rows
         now = clock.now()

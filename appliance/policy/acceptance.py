@@ -61,7 +61,8 @@ ROUTING_TRICK = "routing characters (%, !, a quoted local part) are not accepted
 
 # A stored address (a sender, a suppression) has a dot-atom local part: RFC 5322 atext, or any
 # non-ASCII character (RFC 6531). No quoting, spaces, brackets or control characters.
-_DOT_ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*\Z")
+_LOCAL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+"
+_DOT_ATOM_LOCAL = re.compile(rf"{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*\Z")
 
 
 def mailbox_problem(address: str) -> str | None:

@@ -139,7 +139,8 @@ DEFAULT_GROUPS = (
     Group("gmail", ("gmail.com", "googlemail.com"), ("*.google.com", "*.googlemail.com"), 1000, 5),
     Group("aol", ("aol.com", "aim.com", "verizon.net"), ("mx-aol.*", "*.aol.com"), 500, 3),
     Group("yahoo", ("yahoo.*", "ymail.com", "rocketmail.com"), ("*.yahoodns.net",), 500, 3),
-    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"), ("*.protection.outlook.com", "*.hotmail.com"), 1000, 5),
+    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"),
+          ("*.protection.outlook.com", "*.hotmail.com"), 1000, 5),
     Group("icloud", ("icloud.com", "me.com", "mac.com"), ("*.icloud.com",), 500, 3),
     Group(DEFAULT_GROUP),
 )
@@ -341,7 +342,8 @@ def reputation(sent: int, bounced: int, complaints: int, t: Thresholds) -> Reput
     complaint_rate = complaints / sent if sent else 0.0
     if sent < t.min_volume:
         return Reputation(OK, "", bounce_rate, complaint_rate)
-    for state, bounce_limit, complaint_limit in ((HOLD, t.hold_bounce, t.hold_complaint), (WARN, t.warn_bounce, t.warn_complaint)):
+    limits = ((HOLD, t.hold_bounce, t.hold_complaint), (WARN, t.warn_bounce, t.warn_complaint))
+    for state, bounce_limit, complaint_limit in limits:
         if bounce_rate >= bounce_limit:
             return Reputation(state, "bounce-rate", bounce_rate, complaint_rate)
         if complaint_rate >= complaint_limit:

@@ -20,7 +20,8 @@ def warmup_plan() -> WarmupPlan:
     return row
 
 
-def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None, steps: str | None = None) -> WarmupPlan:
+def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None,
+               steps: str | None = None) -> WarmupPlan:
     """Change the warm-up plan; enabling it without a start date starts it today."""
     row = warmup_plan()
     if steps is not None:

@@ -104,7 +104,8 @@ def policy_warmup_edit():
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
     enabled = request.form.get("enabled") == "on"
     warmup.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
-    audit.record("policy.warmup", "warm-up plan", f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
+    audit.record("policy.warmup", "warm-up plan",
+                 f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 
