@@ -144,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Complaint rate of an account over the window that raises a warning.", float),
     Setting("REPUTATION_HOLD_BOUNCE", 0.10,
             "Bounce rate of an account over the window at which its new mail is held.", float),
-    Setting("REPUTATION_HOLD_COMPLAINT", 0.005,
+    Setting("REPUTATION_HOLD_COMPLAINT", 0.003,
             "Complaint rate of an account over the window at which its new mail is held.", float),
     Setting("REPUTATION_WINDOW_HOURS", 168, "Rolling window of the reputation guard, in hours.", int),
     Setting("REPUTATION_MIN_VOLUME", 200,
