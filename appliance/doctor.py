@@ -448,7 +448,8 @@ def check_smarthost(settings: dict, upstream: smarthost_mod.Smarthost, timeout: 
     try:
         tls = session.peer.tls or "no TLS"
         login = f"AUTH as {upstream.username} accepted" if upstream.username else "no AUTH (no user in SMARTHOST)"
-        return Result("outbound", str(upstream), OK, f"{upstream} ({session.peer.ip}): {tls}, certificate verified, {login}")
+        return Result("outbound", str(upstream), OK,
+                      f"{upstream} ({session.peer.ip}): {tls}, certificate verified, {login}")
     finally:
         session.close()  # QUIT
 

@@ -89,7 +89,8 @@ def records(domain: Domain, hostname: str) -> list[Record]:
     found += [
         Record("spf", "SPF", "TXT", d, f"v=spf1 a:{hostname} ~all",
                f"If {d} already has an SPF record, add a:{hostname} to it: a domain must have only one."),
-        Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}", f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
+        Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}",
+               f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
                "A suggestion: start with p=quarantine, then p=reject once the reports look right."),
         Record("bounce-mx", "Bounce MX", "MX", bounce, f"10 {hostname}.",
                "Once it is found, mail leaves with a return path here, so later bounces and spam "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_LISTEN = re.compile(r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):)?(?P<port>\d{1,5})/(?P<mode>starttls|tls)(?P<mx>/mx)?$")
+_LISTEN = re.compile(
+    r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):)?(?P<port>\d{1,5})/(?P<mode>starttls|tls)(?P<mx>/mx)?$")
 
 
 @dataclass(frozen=True)

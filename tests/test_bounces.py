@@ -31,7 +31,8 @@ def overrides(overrides, dns_server, delivery_port):
 def published(app, shop_domain, dns_server):
     """shop.test with every record the domain page asks for published, its bounce MX included."""
     for record in domains.records(shop_domain, "relay.test"):
-        dns_server.add(record.name, record.type, dkim.zone_value(record.value) if record.type == "TXT" else record.value)
+        value = dkim.zone_value(record.value) if record.type == "TXT" else record.value
+        dns_server.add(record.name, record.type, value)
     results = domains.check(Domain.get_by_id(shop_domain.id), app.config)
     assert results["bounce-mx"].status == "pass"
     return shop_domain
@@ -102,7 +103,8 @@ def arf(return_path: str, recipient: str | None) -> EmailMessage:
     feedback["Content-Type"] = "message/feedback-report"
     report.attach(feedback)
     original = EmailMessage()
-    original.set_payload(f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n")
+    original.set_payload(
+        f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n")
     original["Content-Type"] = "text/rfc822-headers"
     report.attach(original)
     return report

@@ -62,7 +62,8 @@ def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priorit
     """Create an SMTP account; its password is printed this once."""
     authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
     try:
-        account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority, note=note)
+        account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority,
+                                                    note=note)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     if authorization:
@@ -130,13 +131,15 @@ def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: 
     account = get_account(ref)
     values = _authorization(authorized_domains, authorized_senders, sender_mode)
     if not values:
-        raise click.ClickException("nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
+        raise click.ClickException(
+            "nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
     audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(values)))
     data = account_dict(SmtpAccount.get_by_id(account.id))
-    emit(data, as_json, f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
-          f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
-          f"\nunauthorized senders: {data['sender_mode']}")
+    emit(data, as_json,
+         f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
+         f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
+         f"\nunauthorized senders: {data['sender_mode']}")
 
 
 @accounts.command("reset-password")

@@ -40,8 +40,9 @@ def restore_command(path: str, force: bool) -> None:
     except backup_service.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     manifest = restored.manifest
+    counts = manifest["counts"]
     click.echo(f"restored the backup of {manifest['created_at']} ({manifest['hostname']}): "
-               f"{manifest['counts'].get('message', 0)} messages, {manifest['counts'].get('smtp_account', 0)} SMTP accounts")
+               f"{counts.get('message', 0)} messages, {counts.get('smtp_account', 0)} SMTP accounts")
     if restored.moved_aside:
         click.echo(f"what it replaced is in {restored.moved_aside}")
     click.echo("start the appliance: mail that was queued is delivered, nothing already delivered is sent again")

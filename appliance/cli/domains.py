@@ -29,7 +29,8 @@ def domain_dict(d: Domain, hostname: str) -> dict[str, Any]:
         "records": [
             {"key": r.key, "label": r.label, "type": r.type, "name": r.name, "value": r.value,
              "strings": r.strings, "note": r.note,
-             "status": status.get(r.key, {}).get("status", "unchecked"), "error": status.get(r.key, {}).get("error", "")}
+             "status": status.get(r.key, {}).get("status", "unchecked"),
+             "error": status.get(r.key, {}).get("error", "")}
             for r in domains_service.records(d, hostname)
         ],
     }
@@ -122,6 +123,7 @@ def domains_rotate(ref: str, as_json: bool) -> None:
     domain = domains_service.rotate(_get_domain(ref))
     audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
-    emit(data, as_json, _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
+    emit(data, as_json,
+         _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
 
 

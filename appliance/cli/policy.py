@@ -79,11 +79,17 @@ def quotas_show(ref: str, as_json: bool) -> None:
 
 
 def provider_dict(g) -> dict[str, Any]:
-    throttled = g.throttled_until is not None and g.throttled_until > clock.now()
+    now = clock.now()
+    throttled = g.throttled_until is not None and g.throttled_until > now
     return {"name": g.name, "domains": g.domain_patterns.split(), "mx_hosts": g.mx_patterns.split(),
-            "hourly_cap": g.hourly_cap, "session_cap": g.session_cap, "throttled": throttled,
-            "throttled_until": ts(g.throttled_until) if throttled else None,
+            "stage": g.stage, "hourly_cap": groups.hourly_now(g, now.date()), "hourly_new": g.hourly_new,
+            "hourly_warm": g.hourly_warm, "daily_cap": g.daily_cap, "session_cap": g.session_cap,
+            "throttled": throttled, "throttled_until": ts(g.throttled_until) if throttled else None,
             "throttle_reply": g.throttle_reply if throttled else None}
+
+
+def _figure(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 @cli.group("providers")
@@ -98,35 +104,48 @@ def providers_list(as_json: bool) -> None:
     """List provider groups in matching order, with their caps and any slow-down in force."""
     rows = [provider_dict(g) for g in groups.group_rows()]
     text = "\n".join(
-        f"{r['name']:<10} hourly {r['hourly_cap'] if r['hourly_cap'] is not None else '-':>6}  "
-        f"sessions {r['session_cap'] if r['session_cap'] is not None else '-':>3}  "
+        f"{r['name']:<16} hourly {_figure(r['hourly_cap']):>6} (new {_figure(r['hourly_new'])}, warm "
+        f"{_figure(r['hourly_warm'])}, stage {r['stage']})  daily {_figure(r['daily_cap']):>6}  "
+        f"sessions {_figure(r['session_cap']):>3}  "
         f"domains {' '.join(r['domains']) or '-'}  mx {' '.join(r['mx_hosts']) or '-'}"
-        + (f"\n           slowed down until {r['throttled_until']}: {r['throttle_reply']}" if r["throttled"] else "")
+        + (f"\n{'':17}slowed down until {r['throttled_until']}: {r['throttle_reply']}" if r["throttled"] else "")
         for r in rows)
     emit(rows, as_json, text)
 
 
 @providers_group.command("set")
 @click.argument("name")
-@click.option("--domains", default=None, metavar="LIST", help="Recipient domain patterns, comma separated (gmail.com,yahoo.*).")
+@click.option("--domains", default=None, metavar="LIST",
+              help="Recipient domain patterns, comma separated (gmail.com,yahoo.*).")
 @click.option("--mx", default=None, metavar="LIST", help="MX host name patterns, comma separated (*.google.com).")
-@click.option("--hourly", default=None, metavar="N|none", help="Deliveries per hour to the whole group.")
+@click.option("--hourly", default=None, metavar="N|none",
+              help="Deliveries per hour to the whole group, new IP or warm.")
+@click.option("--hourly-new", default=None, metavar="N|none", help="Deliveries per hour from a new IP.")
+@click.option("--hourly-warm", default=None, metavar="N|none", help="Deliveries per hour once the IP is warmed up.")
+@click.option("--daily", default=None, metavar="N|none", help="Deliveries per UTC day to the whole group.")
 @click.option("--sessions", default=None, metavar="N|none", help="Concurrent sessions to the whole group.")
+@click.option("--stage", type=click.Choice(sp.STAGES), default=None,
+              help="auto: the hourly cap follows the warm-up plan; new or warm: pin it.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | None, sessions: str | None,
+def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | None, hourly_new: str | None,
+                  hourly_warm: str | None, daily: str | None, sessions: str | None, stage: str | None,
                   as_json: bool) -> None:
     """Create or change a provider group."""
     def split(value: str | None) -> list[str] | None:
         return None if value is None else [p for p in value.replace(",", " ").split() if p]
 
+    caps = {"hourly_new": _cap(hourly_new), "hourly_warm": _cap(hourly_warm), "daily_cap": _cap(daily),
+            "session_cap": _cap(sessions)}
+    if hourly is not None:
+        caps["hourly_new"] = caps["hourly_warm"] = _cap(hourly)
     try:
-        row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx),
-                                hourly_cap=_cap(hourly), session_cap=_cap(sessions))
+        row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx), stage=stage, **caps)
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
     data = provider_dict(row)
-    emit(data, as_json, f"{data['name']}: hourly {data['hourly_cap']}, sessions {data['session_cap']}")
+    emit(data, as_json, f"{data['name']}: hourly {_figure(data['hourly_cap'])} (stage {data['stage']}), "
+                        f"daily {_figure(data['daily_cap'])}, sessions {_figure(data['session_cap'])}")
 
 
 def warmup_dict() -> dict[str, Any]:
@@ -161,7 +180,8 @@ def warmup_show(as_json: bool) -> None:
 
 @warmup_group.command("set")
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the daily cap on or off.")
-@click.option("--start", "start", default=None, metavar="YYYY-MM-DD", help="Day 1 of the plan (default: today, when enabling).")
+@click.option("--start", "start", default=None, metavar="YYYY-MM-DD",
+              help="Day 1 of the plan (default: today, when enabling).")
 @click.option("--plan", default=None, metavar="DAY:CAP,…", help="Steps like 1:1000,4:5000,21: (an empty cap: no cap).")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
@@ -176,7 +196,8 @@ def warmup_set(enabled: bool | None, start: str | None, plan: str | None, as_jso
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
     data = warmup_dict()
-    emit(data, as_json, f"warm-up {'on' if data['enabled'] else 'off'}, start {data['start_date'] or '-'}, plan {data['plan']}")
+    emit(data, as_json,
+         f"warm-up {'on' if data['enabled'] else 'off'}, start {data['start_date'] or '-'}, plan {data['plan']}")
 
 
 @cli.group("policy")
@@ -203,12 +224,16 @@ def policy_show(as_json: bool) -> None:
         "quotas": {a.username: quota_rows(a) for a in SmtpAccount.select().order_by(SmtpAccount.id)
                    if a.quotas.exists()},
     }
-    lines = [f"providers: {', '.join(p['name'] + (' (slowed down)' if p['throttled'] else '') for p in data['providers'])}",
-             f"warm-up: {'on, day ' + str(data['warmup']['day']) + ', cap ' + str(data['warmup']['today_cap']) if data['warmup']['enabled'] else 'off'}",
+    providers = ", ".join(p["name"] + (" (slowed down)" if p["throttled"] else "") for p in data["providers"])
+    plan = data["warmup"]
+    lines = [f"providers: {providers}",
+             f"warm-up: on, day {plan['day']}, cap {plan['today_cap']}" if plan["enabled"] else "warm-up: off",
              f"reputation: warn at {t.warn_bounce:.1%} bounces / {t.warn_complaint:.2%} complaints, "
-             f"hold at {t.hold_bounce:.1%} / {t.hold_complaint:.2%} over {t.window_hours} h (from {t.min_volume} deliveries)"]
+             f"hold at {t.hold_bounce:.1%} / {t.hold_complaint:.2%} over {t.window_hours} h "
+             f"(from {t.min_volume} deliveries)"]
     lines += [f"  {r['account']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "") for r in standing]
-    lines += [f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
+    lines += [f"quotas of {name}: "
+              + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
               for name, rows in data["quotas"].items()]
     emit(data, as_json, "\n".join(lines))
 

@@ -35,7 +35,8 @@ def _get_sender(ref: str) -> Sender:
 
 @senders_group.command("add")
 @click.argument("email")
-@click.option("--verified", is_flag=True, help="Mark it verified now (recorded as verified by an admin); no link is mailed.")
+@click.option("--verified", is_flag=True,
+              help="Mark it verified now (recorded as verified by an admin); no link is mailed.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def senders_add(email: str, verified: bool, as_json: bool) -> None:
@@ -65,7 +66,8 @@ def senders_list(as_json: bool) -> None:
     rows = [sender_dict(s) for s in Sender.select().order_by(Sender.email)]
     text = "\n".join(
         f"{r['id']:>4}  {r['email']:<40} "
-        + (f"verified by {r['verified_by']} {r['verified_at']}" if r["verified"] else f"waiting (link sent {r['link_sent_at']})")
+        + (f"verified by {r['verified_by']} {r['verified_at']}" if r["verified"]
+           else f"waiting (link sent {r['link_sent_at']})")
         for r in rows
     ) or "no senders yet: appliance senders add EMAIL"
     emit(rows, as_json, text)

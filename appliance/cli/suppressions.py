@@ -11,6 +11,7 @@ from .. import audit, clock
 from ..models import (
     Suppression,
 )
+from ..policy import acceptance
 from .base import cli, emit, ts
 
 
@@ -28,7 +29,8 @@ def suppression_dict(s: Suppression) -> dict[str, Any]:
 @with_appcontext
 def suppressions_list(as_json: bool) -> None:
     """List suppressed addresses, newest first."""
-    rows = [suppression_dict(s) for s in Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())]
+    newest_first = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    rows = [suppression_dict(s) for s in newest_first]
     text = "\n".join(f"{r['address']:<40} {r['source']:<7} {r['created_at']}  {r['reason']}" for r in rows)
     emit(rows, as_json, text or "no suppressed addresses")
 
@@ -39,9 +41,10 @@ def suppressions_list(as_json: bool) -> None:
 @with_appcontext
 def suppressions_add(address: str, reason: str) -> None:
     """Suppress an address: later messages to it are accepted and recorded, never sent."""
-    address = address.strip().lower()
-    if "@" not in address:
-        raise click.ClickException(f"{address!r} is not an email address")
+    try:
+        address = acceptance.suppression_address(address)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if Suppression.select().where(Suppression.address == address).exists():
         click.echo(f"{address} was already suppressed")
         return

@@ -1,10 +1,13 @@
-"""Step 1½, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
+"""Step 2, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
 
-Between route and send. The destination's provider group is recognised by recipient domain, then
-by the MX host names that route found. Over the group's hourly or session cap, or over the warm-up's
-daily cap, a delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the
-window opens) instead of failing; within each cap higher priority goes first and lower lanes keep a
-share (policy/sending.py, lane_allows). Sends are counted per group and hour in SendCount, so the caps
+After step 1 (route) and before step 3 (connect), and again for the rows a session claims next.
+The destination's provider group is recognised by recipient domain, then by the MX host names that
+route found. Over the group's daily, hourly or session cap, or over the warm-up's daily cap, a
+delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the window
+opens) instead of failing. The hourly cap is the group's new-IP or warmed-up figure (or between
+them, as the warm-up plan progresses), spread evenly over the hour's minutes; within each cap higher
+priority goes first and lower lanes keep a share (policy/sending.py, lane_allows). Sends are counted
+per group and hour in SendCount, so the caps
 hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
 everything passes.
 """
@@ -54,7 +57,7 @@ def defer(rows: list[Claimed], wait: sp.Wait, now: dt.datetime) -> None:
 
 
 class Gate:
-    """The pace step for one session to one destination domain: ``admit`` then, at the end, ``close``."""
+    """Step 2, pace, for one session to one destination domain: ``admit`` then, at the end, ``close``."""
 
     def __init__(self, settings: dict, domain: str, route: Route):
         self.settings = settings
@@ -64,7 +67,7 @@ class Gate:
         self.holding = False  # one of the group's sessions
 
     def admit(self, rows: list[Claimed]) -> list[Claimed]:
-        """Return the rows (in priority order) that may be sent now; the others are deferred."""
+        """Step 2, pace: return the rows (in priority order) that may be sent now; defer the others."""
         if not rows or not self.direct:
             return rows
         now = clock.now()
@@ -72,9 +75,10 @@ class Gate:
         throttled = group.throttled_until is not None and now < group.throttled_until
         # The hour's count matters only under an hourly cap (a throttled group without one gets half
         # of what it sent this hour).
+        rule = groups.as_group(group)
         hourly, sessions = sp.effective_caps(
-            groups.as_group(group), throttled=throttled,
-            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
+            rule, throttled=throttled, progress=warmup.warmup_progress(now.date()),
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -86,27 +90,33 @@ class Gate:
         with _deciding:
             day_cap = warmup.warmup_cap(now.date())
             # Counts are read only for the caps in force (with none, every row goes).
+            group_day_cap = rule.daily_cap
             used_hour = groups.sent_in_hour(group.name, now) if hourly is not None else 0
+            used_group_day = groups.sent_in_day(group.name, now) if group_day_cap is not None else 0
             used_day = groups.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
             in_hand = Counter(d.priority for d in rows)
-            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if hourly is not None else Counter()
+            capped = hourly is not None or group_day_cap is not None
+            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if capped else Counter()
             for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
             for row in rows:
                 for counts in (in_hand, for_domain, for_all):
                     counts[row.priority] -= 1  # the row itself is not "waiting" for its own decision
-                wait = sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
-                                    now=now) or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour,
-                                                         waiting=for_domain, low_share=share, now=now,
-                                                         throttled=throttled)
+                wait = (sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
+                                     now=now)
+                        or sp.paced_daily(row.priority, group=group.name, cap=group_day_cap, used=used_group_day,
+                                          waiting=for_domain, low_share=share, now=now)
+                        or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour, waiting=for_domain,
+                                    low_share=share, now=now, throttled=throttled))
                 if wait is None:
                     admitted.append(row)
                     used_hour += 1
+                    used_group_day += 1
                     used_day += 1
                 else:
                     waits.setdefault(wait, []).append(row)
             if admitted:
                 counted = db.write(functools.partial(groups.count_sends, group.name, len(admitted), now))
-                if hourly is not None or day_cap is not None:
+                if capped or day_cap is not None:
                     counted.result()  # the next decision must see these sends
         for wait, waiting in waits.items():
             defer(waiting, wait, now)

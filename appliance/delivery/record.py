@@ -1,4 +1,4 @@
-"""Step 3, record: outcomes → Delivery rows, Attempts, events, Message status, suppressions, DSNs."""
+"""Step 6, record: outcomes → Delivery rows, Attempts, events, Message status, suppressions, DSNs."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply:
 
 
 def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
-    """Store the outcomes of several messages' attempts (a writer job kind: one job per message,
+    """Step 6, record: store the outcomes of several messages' attempts (a writer job kind: one job per message,
     run inside the writer's transaction), each with its event; a DSN for the recipients that
     bounced or failed is stored in the same transaction (and enqueued after its commit)."""
     now = clock.now()
@@ -156,7 +156,8 @@ def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings:
         id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY, via="dsn",
         client_ip="127.0.0.1", client_helo=settings["HOSTNAME"],
         summary={"subject": "Undelivered Mail Returned to Sender",
-                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}", "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
+                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}",
+                 "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
     ))
     log.info("message %s: DSN %s queued to %s for %d recipient(s)", message.id, dsn_id, message.mail_from, len(failed))
     return dsn_id

@@ -1,4 +1,5 @@
-"""Step 2, send: one outbound SMTP session that carries several messages for one destination.
+"""Steps 3, connect (``Session.open``), and 5, send (``Session.send``): one outbound SMTP session that
+carries several messages for one destination.
 
 Runs on worker threads only (blocking sockets), never on the SMTP event loop.
 """
@@ -90,7 +91,7 @@ class Session:
         self.last_error: Reply = NOT_CONNECTED
 
     def open(self) -> None:
-        """Connect to the route's targets in order; raise SessionError when none can be used."""
+        """Step 3, connect: try the route's targets in order; raise SessionError when none can be used."""
         for target in self.route.targets:
             try:
                 self._open(target)
@@ -159,7 +160,7 @@ class Session:
         self._ehlo(target)
 
     def send(self, mail_from: str, rcpts: list[str], data: bytes) -> list[Reply]:
-        """Send one message in one transaction; return a reply per recipient (in order)."""
+        """Step 5, send: one message in one transaction; return a reply per recipient (in order)."""
         if not self.alive or self.client is None:
             return [self.last_error] * len(rcpts)
         client = self.client

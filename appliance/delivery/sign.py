@@ -1,4 +1,4 @@
-"""Step 2, sign: DKIM signatures with the key of the From: domain (d= aligned, DMARC), RSA then Ed25519.
+"""Step 4, sign: DKIM signatures with the key of the From: domain (d= aligned, DMARC), RSA then Ed25519.
 
 Runs on delivery workers, over exactly the bytes that are sent; never on the SMTP loop (dkimpy's
 pure-Python RSA costs ~10 ms a message).
@@ -57,7 +57,7 @@ def signing_key(data: bytes) -> SigningKey | None:
 
 
 def outgoing(settings: dict, message_id: str, mail_from: str, data: bytes) -> tuple[str, bytes]:
-    """The envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
+    """Step 4, sign: the envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
     and with the return path on its bounce subdomain (appliance/bounces.py) once that domain's
     bounce MX points here. The null sender stays null, and so does every sender with a SMARTHOST:
     the upstream relay may accept only senders it knows, and handles the bounces it gets itself."""

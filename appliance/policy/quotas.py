@@ -142,7 +142,10 @@ def _quota_alarm(account_id: int, quota: sp.Quota, used: int, now: dt.datetime) 
 
 def held_reply(decision: sp.QuotaDecision) -> str:
     """The reason held deliveries carry in the log: "held: quota-hour until 2025-03-14 16:00 UTC"."""
-    until = f" until {decision.release_at:%Y-%m-%d %H:%M} UTC" if decision.release_at else ", until an admin releases it"
+    if decision.release_at:
+        until = f" until {decision.release_at:%Y-%m-%d %H:%M} UTC"
+    else:
+        until = ", until an admin releases it"
     return f"{HELD_PREFIX}{decision.reason}{until}"
 
 

@@ -20,7 +20,8 @@ def warmup_plan() -> WarmupPlan:
     return row
 
 
-def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None, steps: str | None = None) -> WarmupPlan:
+def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None,
+               steps: str | None = None) -> WarmupPlan:
     """Change the warm-up plan; enabling it without a start date starts it today."""
     row = warmup_plan()
     if steps is not None:
@@ -41,3 +42,13 @@ def warmup_cap(today: dt.date) -> int | None:
     if not row.enabled or row.start_date is None:
         return None
     return sp.daily_cap(sp.parse_plan(row.steps), row.start_date, today)
+
+
+def warmup_progress(today: dt.date) -> float:
+    """How far through its plan the IP is (0 to 1), counted from the plan's start date whether or
+    not its daily cap is applied (turning the cap off later does not make the IP new again); 0 until
+    a warm-up has been started, so provider groups at stage auto keep their new-IP figures."""
+    row = warmup_plan()
+    if row.start_date is None:
+        return 0.0
+    return sp.progress(sp.parse_plan(row.steps), row.start_date, today)

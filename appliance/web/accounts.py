@@ -89,7 +89,8 @@ def parse_form(form) -> tuple[dict, dict[str, str]]:
         networks = accounts.parse_networks([values["ip_rules"]])
     except accounts.AccountError as exc:
         text = str(exc)
-        errors["ip_rules"] = f"{text[:1].upper()}{text[1:]}. Write one address or network per line, like 203.0.113.7 or 2001:db8::/32."
+        errors["ip_rules"] = (f"{text[:1].upper()}{text[1:]}. Write one address or network per line, "
+                              "like 203.0.113.7 or 2001:db8::/32.")
     else:
         values["ip_rules"] = "\n".join(networks)
         if values["ip_only"] and not networks:

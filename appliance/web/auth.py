@@ -164,7 +164,8 @@ def auth_code():
         return render_template("auth/code.html", error=error), 401
     if used == "recovery":
         left = twofactor.recovery_codes_left(admin)
-        flash(f"You signed in with a recovery code; {left} left. Make new ones on the two-factor page if you run short.")
+        flash(f"You signed in with a recovery code; {left} left. "
+              "Make new ones on the two-factor page if you run short.")
     return _complete_sign_in(admin, session["pending_sign_in"].get("next"))
 
 

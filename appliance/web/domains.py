@@ -80,5 +80,6 @@ def domains_rotate(domain_id: int):
     """Generate new DKIM keys under a new selector (used once their record is published)."""
     domain = domains.rotate(_get(domain_id))
     audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
-    flash(f"New keys for {domain.name}: publish the two new DKIM records; signing switches to them once Check DNS finds them.")
+    flash(f"New keys for {domain.name}: publish the two new DKIM records; "
+          "signing switches to them once Check DNS finds them.")
     return redirect(url_for("domains.domains_show", domain_id=domain.id))

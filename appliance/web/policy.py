@@ -55,6 +55,9 @@ def _page(status: int = 200, **extra):
         "thresholds": reputation.thresholds(current_app.config), "reputation": standing,
         "throttled": [g for g in rows if g.throttled_until and g.throttled_until > now],
         "sent_hour": {g.name: groups.sent_in_hour(g.name, now) for g in rows},
+        "sent_day": {g.name: groups.sent_in_day(g.name, now) for g in rows if g.daily_cap is not None},
+        "hourly_now": {g.name: groups.hourly_now(g, now.date()) for g in rows}, "stages": sp.STAGES,
+        "source": sp.PROVIDER_TABLE_SOURCE,
         "errors": {}, "values": {}, **extra,
     }
     return render_template("policy/show.html", **context), status
@@ -75,13 +78,16 @@ def policy_provider_edit(group_id: int):
     if group is None:
         abort(404)
     errors: dict[str, str] = {}
-    hourly = _optional_int(request.form.get("hourly_cap", ""), "hourly_cap", errors)
-    sessions = _optional_int(request.form.get("session_cap", ""), "session_cap", errors)
+    caps = {name: _optional_int(request.form.get(name, ""), name, errors) for name in groups.CAP_FIELDS}
+    stage = request.form.get("stage", group.stage)
+    if stage not in sp.STAGES:
+        errors["stage"] = f"Stage: one of {', '.join(sp.STAGES)}."
     if errors:
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
     groups.save_group(group.name, domains=request.form.get("domains", "").split(),
-                      mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
-    audit.record("policy.provider", f"provider group {group.name}", f"hourly cap {hourly}, session cap {sessions}")
+                      mx_hosts=request.form.get("mx_hosts", "").split(), stage=stage, **caps)
+    audit.record("policy.provider", f"provider group {group.name}",
+                 f"stage {stage}, " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items()))
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 
@@ -104,7 +110,8 @@ def policy_warmup_edit():
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
     enabled = request.form.get("enabled") == "on"
     warmup.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
-    audit.record("policy.warmup", "warm-up plan", f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
+    audit.record("policy.warmup", "warm-up plan",
+                 f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 

@@ -108,6 +108,7 @@ def senders_authorize(account_id: int):
         return render_template("senders/authorization.html", account=account, values=values, errors=errors), 400
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
     audit.record("account.authorization", f"account {account.username}",
-                 f"mode {values['sender_mode']}; domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
+                 f"mode {values['sender_mode']}; "
+                 f"domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
                  f"senders: {values['authorized_senders'].replace(chr(10), ', ') or '-'}")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#sender-authorization")

@@ -82,7 +82,8 @@ class ServerSessionInterface(SessionInterface):
         if session.row is None:
             token = secrets.token_urlsafe(32)
             WebSession.delete().where(WebSession.expires_at <= now).execute()  # forget expired ones
-            session.row = WebSession.create(id=_digest(token), admin=admin_id, data=self.serializer.dumps(dict(session)),
+            session.row = WebSession.create(id=_digest(token), admin=admin_id,
+                                            data=self.serializer.dumps(dict(session)),
                                             ip=request.remote_addr or "", created_at=now, last_seen_at=now,
                                             expires_at=_expiry(now, now, admin_id))
             response.set_cookie(name, token, **cookie)

@@ -24,7 +24,8 @@ ENHANCED: dict[str, str] = {
     "4.4.7": "The message waited too long in a queue. We keep trying.",
     "4.5.3": "Too many recipients in one go; the rest are sent later.",
     "4.7.0": "The receiving server refused for now, often greylisting or rate limiting. We keep trying.",
-    "4.7.1": "The receiving server refused for now because of a policy (greylisting, rate limit or reputation). We keep trying.",
+    "4.7.1": "The receiving server refused for now because of a policy (greylisting, rate limit or reputation). "
+             "We keep trying.",
     "4.7.26": "The receiving server wants the message authenticated (SPF or DKIM) and will accept it once it is.",
     "5.0.0": "The receiving server refused the message permanently without saying why.",
     "5.1.0": "The recipient address was refused.",
@@ -48,7 +49,8 @@ ENHANCED: dict[str, str] = {
     "5.5.2": "The receiving server rejected a command's syntax.",
     "5.6.0": "The receiving server refused the message content.",
     "5.7.0": "Refused for security or policy reasons.",
-    "5.7.1": "Refused by the recipient's policy: the sender is blocked, the content looks like spam, or relaying is not allowed.",
+    "5.7.1": "Refused by the recipient's policy: the sender is blocked, the content looks like spam, "
+             "or relaying is not allowed.",
     "5.7.8": "Authentication failed: wrong username or password.",
     "5.7.9": "The authentication method is too weak for the receiving server.",
     "5.7.23": "SPF check failed: this server is not allowed to send for the sender's domain.",

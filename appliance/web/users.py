@@ -82,7 +82,8 @@ def users_create():
     except AccountError as exc:
         return _page(400, error=sentence(exc), email=email, role=role)
     link, mailed = _invite(admin, request.form.get("send") == "on")
-    audit.record("user.create", f"user {admin.email}", f"role {admin.role}, invitation {'mailed' if mailed else 'shown'}")
+    audit.record("user.create", f"user {admin.email}",
+                 f"role {admin.role}, invitation {'mailed' if mailed else 'shown'}")
     return _page(invitation={"email": admin.email, "link": link, "mailed": mailed})
 
 

@@ -57,7 +57,8 @@ def test_search_by_account_and_date_range(client, store_message):
     Message.update(received_at=dt.datetime(2020, 1, 2, 12)).where(Message.id == old).execute()
     by_account = client.get("/messages/", query_string={"account": account.id}).get_data(as_text=True)
     assert "Mine" in by_account and "Old" not in by_account
-    by_date = client.get("/messages/", query_string={"since": "2020-01-02", "until": "2020-01-02"}).get_data(as_text=True)
+    by_date = client.get("/messages/", query_string={"since": "2020-01-02", "until": "2020-01-02"})
+    by_date = by_date.get_data(as_text=True)
     assert "Old" in by_date and "Mine" not in by_date
     assert mine
 

@@ -22,7 +22,8 @@ def _sample_url(rule) -> str:
 
 def test_every_view_carries_one_permission_decorator(app):
     missing = [endpoint for endpoint, view in app.view_functions.items()
-               if endpoint != "static" and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)]
+               if endpoint != "static"
+               and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)]
     assert missing == []
 
 
