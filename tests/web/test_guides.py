@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,3 +365,45 @@ def test_the_msmtp_guide_delivers_a_cron_jobs_output_called_as_cron_calls_sendma
     message = created.delivered("Cron <root@shop> backup.sh")
     assert b"backup done" in message.data
     assert Message.get().from_header == f"CronDaemon <{SENDER}>"  # set_from_header on: "From: root" is refused
+
+
+def test_in_the_browser_every_platforms_guide_opens_with_the_real_values_and_the_password_once(
+        app, relay, shop_domain, sink, admin):
+    from tests.web import test_browser
+
+    if not test_browser.CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(test_browser.CHROMIUM), args=test_browser.ARGS)
+            page = browser.new_page(base_url=f"http://127.0.0.1:{server.effective_port}")
+            page.set_default_timeout(20_000)
+            page.goto("/login")
+            page.fill("input[name=email]", admin[0])
+            page.fill("input[name=password]", admin[1])
+            page.click("button[type=submit]")
+            page.wait_for_selector("h1:text('Overview')")
+            page.goto("/accounts/new")
+            page.fill("input[name=name]", "Browser shop")
+            page.click("text=Create account")
+            password = page.input_value("#smtp-password")
+            username = SmtpAccount.get(SmtpAccount.name == "Browser shop").username
+            for key in sorted(EVERY_GUIDE):
+                assert not page.is_visible(f"[data-guide={key}]"), key
+                page.click(f"#guide-{key} summary")
+                text = page.inner_text(f"[data-guide={key}]")
+                assert all(value in text for value in ("localhost", username, password)), key
+                assert SENDER in text or key in ("symfony", "opencart", "salesforce"), key  # in a note; the domain
+            account_page = page.url
+            page.goto(f"/accounts/{SmtpAccount.get(SmtpAccount.name == 'Browser shop').id}")
+            assert password not in page.content() and account_page != page.url
+            page.click("#guide-magento summary")
+            assert fields(page.inner_text("[data-guide=magento]"))["Password"] == PASSWORD_PLACEHOLDER
+            browser.close()
+    finally:
+        server.close()
