@@ -78,11 +78,12 @@ def quotas_show(ref: str, as_json: bool) -> None:
     emit({"account": account.username, "quotas": rows}, as_json, text)
 
 
-def provider_dict(g) -> dict[str, Any]:
+def provider_dict(g, progress: float) -> dict[str, Any]:
+    """A provider group as shown, its hourly cap in force for an IP ``progress`` through its warm-up."""
     now = clock.now()
     throttled = g.throttled_until is not None and g.throttled_until > now
     return {"name": g.name, "domains": g.domain_patterns.split(), "mx_hosts": g.mx_patterns.split(),
-            "stage": g.stage, "hourly_cap": groups.hourly_now(g, now.date()), "hourly_new": g.hourly_new,
+            "stage": g.stage, "hourly_cap": sp.hourly_cap(groups.as_group(g), progress), "hourly_new": g.hourly_new,
             "hourly_warm": g.hourly_warm, "daily_cap": g.daily_cap, "session_cap": g.session_cap,
             "throttled": throttled, "throttled_until": ts(g.throttled_until) if throttled else None,
             "throttle_reply": g.throttle_reply if throttled else None}
@@ -102,7 +103,8 @@ def providers_group() -> None:
 @with_appcontext
 def providers_list(as_json: bool) -> None:
     """List provider groups in matching order, with their caps and any slow-down in force."""
-    rows = [provider_dict(g) for g in groups.group_rows()]
+    progress = warmup.warmup_today(clock.now().date())[1]
+    rows = [provider_dict(g, progress) for g in groups.group_rows()]
     text = "\n".join(
         f"{r['name']:<16} hourly {_figure(r['hourly_cap']):>6} (new {_figure(r['hourly_new'])}, warm "
         f"{_figure(r['hourly_warm'])}, stage {r['stage']})  daily {_figure(r['daily_cap']):>6}  "
@@ -143,7 +145,7 @@ def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | 
         row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx), stage=stage, **caps)
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
-    data = provider_dict(row)
+    data = provider_dict(row, warmup.warmup_today(clock.now().date())[1])
     emit(data, as_json, f"{data['name']}: hourly {_figure(data['hourly_cap'])} (stage {data['stage']}), "
                         f"daily {_figure(data['daily_cap'])}, sessions {_figure(data['session_cap'])}")
 
@@ -157,7 +159,7 @@ def warmup_dict() -> dict[str, Any]:
         "plan": sp.format_plan(steps),
         "steps": [{"first_day": s.first_day, "daily_cap": s.daily_cap} for s in steps],
         "day": sp.plan_day(plan.start_date, today) if plan.start_date else None,
-        "today_cap": warmup.warmup_cap(today),
+        "today_cap": warmup.warmup_today(today)[0],
         "sent_today": groups.sent_since(sp.window("day", clock.now())[0]),
     }
 
@@ -211,11 +213,12 @@ def policy_group() -> None:
 def policy_show(as_json: bool) -> None:
     """Show provider groups, the warm-up, reputation thresholds and each account's standing."""
     t = reputation.thresholds(current_app.config)
+    progress = warmup.warmup_today(clock.now().date())[1]
     standing = [{"account": r.account.username, "state": r.state, "reason": r.reason or None, "sent": r.sent,
                  "bounced": r.bounced, "complaints": r.complaints, "checked_at": ts(r.checked_at)}
                 for r in AccountReputation.select().join(SmtpAccount)]
     data = {
-        "providers": [provider_dict(g) for g in groups.group_rows()],
+        "providers": [provider_dict(g, progress) for g in groups.group_rows()],
         "warmup": warmup_dict(),
         "reputation_thresholds": {"warn_bounce": t.warn_bounce, "warn_complaint": t.warn_complaint,
                                   "hold_bounce": t.hold_bounce, "hold_complaint": t.hold_complaint,

@@ -73,12 +73,14 @@ class Gate:
         now = clock.now()
         group = ProviderGroup.get_by_id(self.group.id)  # caps and throttle state as they are now
         throttled = group.throttled_until is not None and now < group.throttled_until
-        # The hour's count matters only under an hourly cap (a throttled group without one gets half
-        # of what it sent this hour).
         rule = groups.as_group(group)
+        day_cap, progress = warmup.warmup_today(now.date())
+        # The hour's count matters here only to a throttled group without an hourly cap: it gets half
+        # of what it sent this hour.
+        uncapped = sp.hourly_cap(rule, progress) is None
         hourly, sessions = sp.effective_caps(
-            rule, throttled=throttled, progress=warmup.warmup_progress(now.date()),
-            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled else 0)
+            rule, throttled=throttled, progress=progress,
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and uncapped else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -88,7 +90,6 @@ class Gate:
         waits: dict[sp.Wait, list[Claimed]] = {}
         share = self.settings["LOW_PRIORITY_SHARE"]
         with _deciding:
-            day_cap = warmup.warmup_cap(now.date())
             # Counts are read only for the caps in force (with none, every row goes).
             group_day_cap = rule.daily_cap
             used_hour = groups.sent_in_hour(group.name, now) if hourly is not None else 0

@@ -11,7 +11,6 @@ from peewee import fn
 from .. import db
 from ..models import ProviderGroup, SendCount
 from . import sending as sp
-from . import warmup
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +38,6 @@ def as_group(row: ProviderGroup) -> sp.Group:
     return sp.Group(row.name, tuple(row.domain_patterns.split()), tuple(row.mx_patterns.split()),
                     hourly_new=row.hourly_new, hourly_warm=row.hourly_warm, daily_cap=row.daily_cap,
                     session_cap=row.session_cap, stage=row.stage)
-
-
-def hourly_now(row: ProviderGroup, today: dt.date) -> int | None:
-    """The group's hourly cap in force today (before any slow-down): its new-IP or warmed-up figure,
-    or between them as the warm-up plan progresses."""
-    return sp.hourly_cap(as_group(row), warmup.warmup_progress(today))
 
 
 def group_for(domain: str, mx_hosts: list[str]) -> ProviderGroup:

@@ -46,17 +46,18 @@ def _page(status: int = 200, **extra):
     now = clock.now()
     plan = warmup.warmup_plan()
     rows = groups.group_rows()
+    today_cap, progress = warmup.warmup_today(now.date())
     standing = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
                     .order_by(SmtpAccount.name))
     context = {
         "groups": rows, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
-        "today_cap": warmup.warmup_cap(now.date()), "sent_today": groups.sent_since(sp.window("day", now)[0]),
+        "today_cap": today_cap, "sent_today": groups.sent_since(sp.window("day", now)[0]),
         "plan_day": sp.plan_day(plan.start_date, now.date()) if plan.start_date else None,
         "thresholds": reputation.thresholds(current_app.config), "reputation": standing,
         "throttled": [g for g in rows if g.throttled_until and g.throttled_until > now],
         "sent_hour": {g.name: groups.sent_in_hour(g.name, now) for g in rows},
         "sent_day": {g.name: groups.sent_in_day(g.name, now) for g in rows if g.daily_cap is not None},
-        "hourly_now": {g.name: groups.hourly_now(g, now.date()) for g in rows}, "stages": sp.STAGES,
+        "hourly_now": {g.name: sp.hourly_cap(groups.as_group(g), progress) for g in rows}, "stages": sp.STAGES,
         "source": sp.PROVIDER_TABLE_SOURCE,
         "errors": {}, "values": {}, **extra,
     }
