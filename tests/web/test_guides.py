@@ -20,7 +20,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from appliance import accounts
 from appliance.models import Message, SmtpAccount
 from appliance.web.guides import CA_PATH, HOSTED, PASSWORD_PLACEHOLDER, RECIPIENT
 from tests.conftest import process_env, relay_overrides, wait_for
+
+from .test_browser import CHROMIUM, live_url, page, sign_in  # noqa: F401 (fixtures)
 
 PASSWORD = re.compile(r'id="smtp-password" type="text" value="([A-Za-z0-9]{24})"')
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
@@ -62,14 +63,14 @@ def sink(dns_server, sink_mx):
     return sink_mx("127.0.0.3")
 
 
-def snippets(page: str) -> dict[str, str]:
+def snippets(body: str) -> dict[str, str]:
     return {key: html.unescape(code)
-            for key, code in re.findall(r'<code data-guide="([a-z]+)">(.*?)</code>', page, re.S)}
+            for key, code in re.findall(r'<code data-guide="([a-z]+)">(.*?)</code>', body, re.S)}
 
 
-def notes(page: str) -> dict[str, str]:
+def notes(body: str) -> dict[str, str]:
     pattern = r'<code data-guide="([a-z]+)">.*?</code></pre>\s*(?:<p class="hint">(.*?)</p>)?'
-    return {key: html.unescape(note) for key, note in re.findall(pattern, page, re.S)}
+    return {key: html.unescape(note) for key, note in re.findall(pattern, body, re.S)}
 
 
 def fields(code: str) -> dict[str, str]:
@@ -119,9 +120,9 @@ def created(client, relay, shop_domain, sink) -> Created:
     """Create an account in the dashboard; its page shows the password once, with the guides."""
     response = client.form("/accounts/new", {"name": "Guide shop", "priority": "3", "active": "on"})
     assert response.status_code == 200
-    page = response.get_data(as_text=True)
-    assert 'href="/accounts/ca.pem"' in page
-    return Created(page, PASSWORD.search(page).group(1), response, relay.smtp.ca, sink)
+    body = response.get_data(as_text=True)
+    assert 'href="/accounts/ca.pem"' in body
+    return Created(body, PASSWORD.search(body).group(1), response, relay.smtp.ca, sink)
 
 
 def run(args, *, env=None, **kwargs) -> subprocess.CompletedProcess:
@@ -195,15 +196,15 @@ def test_the_account_page_shows_a_placeholder_and_the_ca_to_download(app, client
     with app.app_context():
         account, password = accounts.create("Blog")
         SmtpAccount.update(authorized_senders="news@shop.test").where(SmtpAccount.id == account.id).execute()
-    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
-    guides = snippets(page)
-    assert password not in page
+    body = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    guides = snippets(body)
+    assert password not in body
     assert set(guides) == EVERY_GUIDE
     assert all(PASSWORD_PLACEHOLDER in code for code in guides.values()), "a guide without the placeholder"
     assert f"EMAIL_HOST_PASSWORD = \"{PASSWORD_PLACEHOLDER}\"" in guides["django"]
     assert 'DEFAULT_FROM_EMAIL = "news@shop.test"' in guides["django"]  # the account's own sender
     assert fields(guides["magento"])["Sender Email"] == "news@shop.test"
-    assert 'href="/accounts/ca.pem"' in page
+    assert 'href="/accounts/ca.pem"' in body
     ca = client.get("/accounts/ca.pem")
     assert ca.status_code == 200 and ca.get_data() == smtp_server.ca.read_bytes()
     assert "appliance-ca.pem" in ca.headers["Content-Disposition"]
@@ -367,43 +368,24 @@ def test_the_msmtp_guide_delivers_a_cron_jobs_output_called_as_cron_calls_sendma
     assert Message.get().from_header == f"CronDaemon <{SENDER}>"  # set_from_header on: "From: root" is refused
 
 
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 def test_in_the_browser_every_platforms_guide_opens_with_the_real_values_and_the_password_once(
-        app, relay, shop_domain, sink, admin):
-    from tests.web import test_browser
-
-    if not test_browser.CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    threading.Thread(target=server.run, daemon=True).start()
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(test_browser.CHROMIUM), args=test_browser.ARGS)
-            page = browser.new_page(base_url=f"http://127.0.0.1:{server.effective_port}")
-            page.set_default_timeout(20_000)
-            page.goto("/login")
-            page.fill("input[name=email]", admin[0])
-            page.fill("input[name=password]", admin[1])
-            page.click("button[type=submit]")
-            page.wait_for_selector("h1:text('Overview')")
-            page.goto("/accounts/new")
-            page.fill("input[name=name]", "Browser shop")
-            page.click("text=Create account")
-            password = page.input_value("#smtp-password")
-            username = SmtpAccount.get(SmtpAccount.name == "Browser shop").username
-            for key in sorted(EVERY_GUIDE):
-                assert not page.is_visible(f"[data-guide={key}]"), key
-                page.click(f"#guide-{key} summary")
-                text = page.inner_text(f"[data-guide={key}]")
-                assert all(value in text for value in ("localhost", username, password)), key
-                assert SENDER in text or key in ("symfony", "opencart", "salesforce"), key  # in a note; the domain
-            account_page = page.url
-            page.goto(f"/accounts/{SmtpAccount.get(SmtpAccount.name == 'Browser shop').id}")
-            assert password not in page.content() and account_page != page.url
-            page.click("#guide-magento summary")
-            assert fields(page.inner_text("[data-guide=magento]"))["Password"] == PASSWORD_PLACEHOLDER
-            browser.close()
-    finally:
-        server.close()
+        app, relay, shop_domain, sink, admin, page):  # noqa: F811 (the imported fixture)
+    sign_in(page, *admin)
+    page.wait_for_selector("h1:text('Overview')")
+    page.goto("/accounts/new")
+    page.fill("input[name=name]", "Browser shop")
+    page.click("text=Create account")
+    password = page.input_value("#smtp-password")
+    username = SmtpAccount.get(SmtpAccount.name == "Browser shop").username
+    for key in sorted(EVERY_GUIDE):
+        assert not page.is_visible(f"[data-guide={key}]"), key
+        page.click(f"#guide-{key} summary")
+        text = page.inner_text(f"[data-guide={key}]")
+        assert all(value in text for value in ("localhost", username, password)), key
+        assert SENDER in text or key in ("symfony", "opencart", "salesforce"), key  # in a note; the domain
+    account_page = page.url
+    page.goto(f"/accounts/{SmtpAccount.get(SmtpAccount.name == 'Browser shop').id}")
+    assert password not in page.content() and account_page != page.url
+    page.click("#guide-magento summary")
+    assert fields(page.inner_text("[data-guide=magento]"))["Password"] == PASSWORD_PLACEHOLDER

@@ -8,7 +8,7 @@ from appliance import accounts, admins
 from tests.conftest import wait_for
 
 from .conftest import ADMIN
-from .test_browser import CHROMIUM, delivering, live_url, page, shot  # noqa: F401 (fixtures)
+from .test_browser import CHROMIUM, delivering, live_url, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
@@ -23,10 +23,7 @@ def test_a_bounce_code_in_the_timeline_opens_its_meaning_and_what_to_do(
         client.sendmail("shop@shop.test", ["unknown@example.com"],
                         b"From: shop@shop.test\r\nSubject: Order 9\r\n\r\nThanks\r\n")
 
-    page.goto("/login")
-    page.fill("input[name=email]", ADMIN[0])
-    page.fill("input[name=password]", ADMIN[1])
-    page.click("button[type=submit]")
+    sign_in(page, *ADMIN)
     page.wait_for_selector("h1:text('Overview')")
     page.goto("/messages/")
     assert wait_for(lambda: page.reload() or page.query_selector("#log .status-bounced"))
