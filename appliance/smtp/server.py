@@ -19,7 +19,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from .. import accounts, bounces, intake, limits, policy, returnpath, senders, sending_policy
+from .. import accounts, bounces, db, intake, limits, policy, returnpath, senders, sending_policy
 from ..db import database
 from ..models import SmtpAccount
 from . import replies
@@ -263,6 +263,10 @@ class ApplianceSMTP(SMTP):
         password = parsed.auth_data.password.decode("utf-8", "replace")
         result = await self.run_blocking(accounts.verify, username, password, ip)
         if result.failure is None:
+            try:
+                await asyncio.wrap_future(accounts.record_login(result.account.id, ip))
+            except db.WRITE_ERRORS as exc:  # bookkeeping: the sign-in itself stands
+                log.error("could not record the login of %r: %s", username, exc)
             self.account, self.username = result.account, result.account.username
             self.credential_version = result.account.credential_version
             self.allowed_senders = set()
