@@ -1,18 +1,18 @@
 """The alert center: raise (repeats of an open alert fold into its count), list, acknowledge.
 
-A new alert is mailed to ALERT_EMAILS (through the appliance's own intake and queue) when set.
+A new alert is mailed to ALERT_EMAILS when set: the notice is stored in the alert's own
+transaction and goes to the queue as soon as that commits (appliance/notices.py).
 """
 
 from __future__ import annotations
 
 import logging
 
-from . import clock, db, outbox
-from .models import Alert
+from . import clock, db, notices
+from .models import CRITICAL, INFO, WARNING, Alert
 
 log = logging.getLogger(__name__)
 
-INFO, WARNING, CRITICAL = "info", "warning", "critical"
 SEVERITIES = (INFO, WARNING, CRITICAL)
 
 UNAUTHORIZED_SENDER_BLOCKED = "unauthorized-sender-blocked"
@@ -36,7 +36,7 @@ def raise_alert(settings: dict, kind: str, subject: str, text: str, severity: st
         return Alert.get((Alert.kind == kind) & (Alert.subject == subject) & ~Alert.acknowledged)
     if settings["ALERT_EMAILS"]:
         try:
-            outbox.send(settings, recipients(settings), f"[{severity}] {kind}: {subject}", _mail_text(settings, alert))
+            notices.send(settings, recipients(settings), f"[{severity}] {kind}: {subject}", _mail_text(settings, alert))
         except Exception:  # the alert is recorded; failing to mail it must not fail what raised it
             log.exception("could not mail alert %s", alert.id)
     return alert

@@ -25,11 +25,11 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 
-from . import clock, db, intake, queue
+from . import clock, db, events, intake
 from .delivery import dsn
-from .delivery.record import alert_failing, queue_dsn, refresh_messages, sent_messages
+from .delivery.record import queue_dsn, sent_messages
 from .delivery.replies import Reply
-from .models import BOUNCED, Attempt, Delivery, Suppression
+from .models import BOUNCED, Attempt, Delivery, Suppression, refresh_messages
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +125,13 @@ def _read_arf(parts: list[EmailMessage]) -> Report:
     return Report("complaint", source, complained=[a for a in named if "@" in a])
 
 
-def apply(settings: dict, message_id: str, report: Report) -> list[str]:
-    """Apply a report to the message it came back for (inside a write transaction); return the
-    ids of the DSNs it queued for the envelope sender."""
+def apply(settings: dict, message_id: str, report: Report) -> None:
+    """Apply a report to the message it came back for (inside a write transaction), with its
+    events; a DSN for the envelope sender is stored in the same transaction."""
     now = clock.now()
     deliveries = {d.rcpt.lower(): d for d in Delivery.select().where(Delivery.message == message_id)}
     if not deliveries:
-        return []
+        return
     if report.kind == "complaint":
         # A report that names no recipient concerns the message's only one, if it had only one.
         addresses = [a for a in report.complained if a in deliveries] or (
@@ -141,10 +141,13 @@ def apply(settings: dict, message_id: str, report: Report) -> list[str]:
             Suppression.insert(address=address, reason=reason, source="complaint", created_at=now).on_conflict(
                 conflict_target=[Suppression.address],
                 update={Suppression.source: "complaint", Suppression.reason: reason}).execute()
+        events.record([events.Occurred(message_id, events.COMPLAINED, deliveries[a].rcpt, now,
+                                       {"reporter": report.reporter}) for a in addresses]
+                      or [events.Occurred(message_id, events.COMPLAINED, "", now, {"reporter": report.reporter})])
         log.info("message %s: complaint about %s", message_id, ", ".join(addresses) or "an unnamed recipient")
-        return []
+        return
     failed: list[dsn.FailedRecipient] = []
-    attempts = []
+    attempts, occurred = [], []
     for address, reply in report.failed:
         delivery = deliveries.get(address)
         if delivery is None or delivery.status == BOUNCED:
@@ -158,26 +161,26 @@ def apply(settings: dict, message_id: str, report: Report) -> list[str]:
         if reply.hard:
             Suppression.add_hard_bounce(address, str(reply), now)
         failed.append(dsn.FailedRecipient(delivery.rcpt, "failed", reply, report.reporter, now))
+        occurred.append(events.Occurred(message_id, events.BOUNCED, delivery.rcpt, now,
+                                        {"reply": str(reply), "mx": report.reporter, "later": True}))
     if not failed:
-        return []
+        return
     db.insert_rows(Attempt, attempts)
+    events.record(occurred)
     refresh_messages({message_id})
     message = sent_messages({message_id})[message_id]
     log.info("message %s: %d recipient(s) bounced later", message_id, len(failed))
-    if message.account_id:
-        alert_failing(settings, message, failed)
-    return [queue_dsn(message, failed, settings, now)] if message.mail_from else []
+    if message.mail_from:
+        queue_dsn(message, failed, settings, now)
 
 
 class Arrival:
     """A report on its way in, stored and applied in one transaction: ``read`` runs in intake's
-    prepare step, ``store`` is the writer job kind, ``committed`` its after-commit hook
-    (GroupCommitter.accept)."""
+    prepare step, ``store`` is the writer job kind (GroupCommitter.accept)."""
 
     def __init__(self, settings: dict, message_ids: list[str]):
         self.settings, self.message_ids = settings, message_ids
         self.report = Report("")
-        self.notices: list[str] = []  # the DSNs it queued for the senders
 
     def read(self, item: intake.Incoming) -> intake.Incoming:
         self.report = read(item.data)
@@ -186,9 +189,6 @@ class Arrival:
     def store(self, items: list[intake.Incoming]) -> list[str]:
         ids = intake.store_many(items)
         if self.report.kind:
-            self.notices = [n for m in self.message_ids for n in apply(self.settings, m, self.report)]
+            for message_id in self.message_ids:
+                apply(self.settings, message_id, self.report)
         return ids
-
-    def committed(self, ids: list[str]) -> None:
-        if self.notices:
-            queue.enqueue_messages(queue.runtime(self.settings), self.notices)

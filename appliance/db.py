@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -46,16 +47,24 @@ SQLITE_PRAGMAS = {
 }
 
 
+def _sqlite(path: str) -> SqliteDatabase:
+    # SQLite creates a new file readable by all (0644) and gives its -wal and -shm files the same
+    # mode: created here first, all three are 0600. An existing file keeps the mode it has.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
+
+
 def make_database(url: str, data_dir: str):
     """Build (unconnected) the database object for DATABASE_URL, or SQLite in DATA_DIR."""
     if not url:
-        return SqliteDatabase(str(Path(data_dir) / "appliance.db"), pragmas=SQLITE_PRAGMAS)
+        return _sqlite(str(Path(data_dir) / "appliance.db"))
     if url.startswith(("postgres://", "postgresql://")):
         params = parse_db_url(url)
         name = params.pop("database")
         return PostgresqlDatabase(name, **params)
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(url.removeprefix("sqlite:///"), pragmas=SQLITE_PRAGMAS)
+        return _sqlite(url.removeprefix("sqlite:///"))
     raise ValueError(f"DATABASE_URL: unsupported scheme in {url!r} (use postgresql:// or sqlite:///)")
 
 
@@ -140,15 +149,68 @@ def is_sqlite() -> bool:
 _write_lock = threading.RLock()
 
 
+# What runs once the outermost transaction of this thread commits: one list of (hook, items) per
+# open atomic_write level, merged into the level above when a nested one ends well.
+_levels = threading.local()
+
+
+def _open_levels() -> list[list[tuple[Callable[[list[Any]], None], list[Any]]]]:
+    levels = getattr(_levels, "stack", None)
+    if levels is None:
+        levels = _levels.stack = []
+    return levels
+
+
+def _merge(into: list, hook: Callable[[list[Any]], None], items: list[Any]) -> None:
+    for entry_hook, entry_items in into:
+        if entry_hook is hook:
+            entry_items.extend(items)
+            return
+    into.append((hook, list(items)))
+
+
+def after_commit(hook: Callable[[list[Any]], None], items: list[Any]) -> None:
+    """Call ``hook(items)`` once the transaction open on this thread commits (never if it rolls
+    back); the items of every call with the same hook in one transaction reach it in one call.
+    Outside a transaction (autocommit) the hook runs at once."""
+    levels = _open_levels()
+    if not levels:
+        _run_hooks([(hook, list(items))])
+        return
+    _merge(levels[-1], hook, items)
+
+
+def _run_hooks(hooks: list) -> None:
+    for hook, items in hooks:
+        try:
+            hook(items)
+        except Exception:  # what was written is committed; sweeps catch up on what the hook missed
+            log.exception("after-commit hook %s failed", getattr(hook, "__name__", hook))
+
+
 @contextlib.contextmanager
 def atomic_write():
-    """Run a write transaction; on SQLite one thread at a time, holding the write lock up front."""
-    if not is_sqlite():
-        with database.atomic():
-            yield
-        return
-    with _write_lock, database.atomic(lock_type="IMMEDIATE"):
-        yield
+    """Run a write transaction; on SQLite one thread at a time, holding the write lock up front.
+
+    Hooks registered with ``after_commit`` inside it run after the outermost one commits."""
+    levels = _open_levels()
+    levels.append([])
+    try:
+        if not is_sqlite():
+            with database.atomic():
+                yield
+        else:
+            with _write_lock, database.atomic(lock_type="IMMEDIATE"):
+                yield
+    except BaseException:
+        levels.pop()
+        raise
+    done = levels.pop()
+    if levels:
+        for hook, items in done:
+            _merge(levels[-1], hook, items)
+    else:
+        _run_hooks(done)
 
 
 WRITE_ERRORS = (DatabaseError, sqlite3.DatabaseError, OSError)

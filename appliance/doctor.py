@@ -27,7 +27,7 @@ from .delivery import send
 from .delivery import smarthost as smarthost_mod
 from .delivery.route import order_mx
 from .delivery.route import route as delivery_route
-from .serve import Listener, parse_listeners
+from .listeners import Listener, parse_listeners
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -448,7 +448,8 @@ def check_smarthost(settings: dict, upstream: smarthost_mod.Smarthost, timeout: 
     try:
         tls = session.peer.tls or "no TLS"
         login = f"AUTH as {upstream.username} accepted" if upstream.username else "no AUTH (no user in SMARTHOST)"
-        return Result("outbound", str(upstream), OK, f"{upstream} ({session.peer.ip}): {tls}, certificate verified, {login}")
+        return Result("outbound", str(upstream), OK,
+                      f"{upstream} ({session.peer.ip}): {tls}, certificate verified, {login}")
     finally:
         session.close()  # QUIT
 

@@ -14,9 +14,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from . import alerts, clock, dkim, dns, policy
+from . import alerts, clock, dkim, dns
 from .db import database
 from .models import Domain
+from .policy import acceptance
 from .returnpath import BOUNCE_LABEL
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Result:
 def normalize(name: str) -> str:
     """Lower-case a domain name and drop a trailing dot; raise DomainError when it is not one."""
     name = name.strip().lower().rstrip(".")
-    problem = policy.address_problem(f"postmaster@{name}")
+    problem = acceptance.address_problem(f"postmaster@{name}")
     if not name or problem:
         raise DomainError(f"{name!r} is not a domain name")
     return name
@@ -88,7 +89,8 @@ def records(domain: Domain, hostname: str) -> list[Record]:
     found += [
         Record("spf", "SPF", "TXT", d, f"v=spf1 a:{hostname} ~all",
                f"If {d} already has an SPF record, add a:{hostname} to it: a domain must have only one."),
-        Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}", f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
+        Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}",
+               f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
                "A suggestion: start with p=quarantine, then p=reject once the reports look right."),
         Record("bounce-mx", "Bounce MX", "MX", bounce, f"10 {hostname}.",
                "Once it is found, mail leaves with a return path here, so later bounces and spam "

@@ -6,27 +6,17 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 
 from ulid import ULID
 
-from . import clock, db, policy
+from . import clock, db, events, message_bytes, replies
 from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
-from .smtp import replies
+from .policy import acceptance
 
 log = logging.getLogger(__name__)
-
-_EOL = re.compile(rb"\r\n|\r|\n")
-# RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
-_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-
-
-class MalformedMessage(ValueError):
-    """The message cannot be accepted as it is; the text says why."""
 
 
 class StorageError(Exception):
@@ -53,52 +43,10 @@ class Incoming:
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
     from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
-    hold_reply: str = ""  # sending policy (issue 6): store the deliveries as held, with this reason
+    sender_addresses: list[str] | None = None  # read from Sender: (None: there is no Sender:)
+    hold_reply: str = ""  # sending policy: store the deliveries as held, with this reason
     hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
-
-
-def normalise_line_endings(data: bytes) -> bytes:
-    """Turn every bare CR or LF into CRLF, so no byte sequence can end DATA early downstream."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
-        return data  # already canonical (the usual case): three C-speed scans, no substitution
-    return _EOL.sub(b"\r\n", data)
-
-
-def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
-    """Return the header fields (name, unfolded value) and the offset where the body starts.
-
-    Raises MalformedMessage when a line of the header section is neither a field nor a folded
-    continuation (RFC 5322 §2.2), rather than silently treating the rest as body.
-    """
-    if data.startswith(b"\r\n"):
-        return [], 2  # an empty header section
-    end = data.find(b"\r\n\r\n")
-    header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
-    fields: list[list[bytes]] = []
-    lines = header_bytes.removesuffix(b"\r\n").split(b"\r\n") if header_bytes else []
-    for number, line in enumerate(lines, start=1):
-        if line[:1] in (b" ", b"\t"):
-            if not fields:
-                raise MalformedMessage("the first header line is a continuation line")
-            fields[-1][1] += b" " + line.strip()
-            continue
-        match = _FIELD.match(line)
-        if not match:
-            shown = line[:40].decode("utf-8", "replace")
-            raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
-        fields.append([match.group(1), line[match.end():].strip()])
-    decoded = [(n.decode("ascii"), v.decode("utf-8", "replace")) for n, v in fields]
-    return decoded, body_start
-
-
-def _decode(value: str) -> str:
-    if "=?" not in value:
-        return value  # no RFC 2047 encoded word
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
-        return value
+    via: str = "smtp"  # who handed it in: smtp | notice (the appliance's own mail) | dsn
 
 
 _date: tuple[int, str] = (0, "")
@@ -146,14 +94,22 @@ def prepare(
     account_priority: int,
     direction: str = "outbound",
 ) -> Incoming:
-    """Normalise and stamp a received message (pure; raises MalformedMessage)."""
-    data = normalise_line_endings(raw)
-    fields, _ = parse_header_block(data)
-    lower = {}
+    """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage)."""
+    data = message_bytes.normalise_line_endings(raw)
+    fields, _ = message_bytes.parse_header_block(data)
+    lower: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for name, value in fields:
-        lower.setdefault(name.lower(), value)
+        key = name.lower()
+        lower.setdefault(key, value)
+        counts[key] = counts.get(key, 0) + 1
     if "from" not in lower:
-        raise MalformedMessage("there is no From: header")
+        raise message_bytes.MalformedMessage("there is no From: header")
+    # RFC 5322 §3.6: at most one From: and one Sender:. Only the first was checked against the
+    # account's senders, so a second one could show another name to the recipient.
+    for name in ("From", "Sender"):
+        if counts.get(name.lower(), 0) > 1:
+            raise message_bytes.MalformedMessage(f"more than one {name}: header (RFC 5322 3.6 allows one)")
     message_id = str(ULID())
     extra = b""
     if "message-id" not in lower:
@@ -172,14 +128,15 @@ def prepare(
         data=trace + extra + data,
         account_id=account_id,
         direction=direction,
-        priority=policy.effective_priority(account_priority, lower),
+        priority=acceptance.effective_priority(account_priority, lower),
         client_ip=client_ip,
         client_helo=client_helo[:255],
         tls=tls,
-        from_addresses=policy.header_addresses(lower["from"]),
+        from_addresses=acceptance.header_addresses(lower["from"]),
+        sender_addresses=acceptance.header_addresses(lower["sender"]) if "sender" in lower else None,
         summary={
-            "subject": _decode(lower.get("subject", ""))[:255],
-            "from_header": _decode(lower["from"])[:255],
+            "subject": message_bytes.decode_words(lower.get("subject", ""))[:255],
+            "from_header": message_bytes.decode_words(lower["from"])[:255],
             "message_id_header": lower["message-id"][:255],
         },
     )
@@ -195,7 +152,7 @@ def store_many(items: list[Incoming]) -> list[str]:
     (inside the caller's transaction); return their ids. Suppressed recipients are looked up once."""
     now = clock.now()
     suppressed = Suppression.reasons_for([r for i in items if i.direction == "outbound" for r in i.rcpts])
-    messages, bodies, deliveries = [], [], []
+    messages, bodies, deliveries, occurred = [], [], [], []
     for item in items:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
@@ -213,12 +170,17 @@ def store_many(items: list[Incoming]) -> list[str]:
             "message_id_header": item.summary.get("message_id_header", ""),
         })
         bodies.append({"message": item.id, "data": item.data})
+        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
         if item.direction == "inbound":
             continue
         for rcpt in item.rcpts:
             reason = suppressed.get(rcpt.lower())
+            if reason is not None:
+                occurred.append(events.Occurred(item.id, events.SUPPRESSED, rcpt, now, {"reason": reason}))
+            elif item.hold_reply:
+                occurred.append(events.Occurred(item.id, events.HELD, rcpt, now, {"reason": item.hold_reply}))
             deliveries.append({
-                "message": item.id, "rcpt": rcpt, "domain": policy.split_address(rcpt)[1],
+                "message": item.id, "rcpt": rcpt, "domain": acceptance.split_address(rcpt)[1],
                 "status": SUPPRESSED if reason is not None else waiting, "priority": item.priority,
                 "next_attempt_at": item.hold_until or now, "updated_at": now,
                 "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
@@ -226,6 +188,7 @@ def store_many(items: list[Incoming]) -> list[str]:
     db.insert_rows(Message, messages)
     db.insert_rows(MessageBody, bodies)
     db.insert_rows(Delivery, deliveries)
+    events.record(occurred)
     return [item.id for item in items]
 
 
@@ -270,17 +233,16 @@ class GroupCommitter:
         self.writer.stop()
         self.checkpointer.stop()
 
-    async def accept(self, prepare: Callable[[], Incoming], store: db.Many | None = None,
-                     after: db.After | None = None) -> str:
+    async def accept(self, prepare: Callable[[], Incoming], store: db.Many | None = None) -> str:
         """Prepare a message on the writer thread, store it; return its id once durable.
 
-        ``prepare`` may raise MalformedMessage or Refused (nothing is stored); a storage failure
-        raises StorageError with the reply to give. ``store`` and ``after`` replace store_many and
-        the on_committed hook for a message that does more in its transaction (bounces.Arrival).
+        ``prepare`` may raise message_bytes.MalformedMessage or Refused (nothing is stored); a storage failure
+        raises StorageError with the reply to give. ``store`` replaces store_many for a message
+        that does more in its transaction (bounces.Arrival).
         """
         loop = asyncio.get_running_loop()
         try:
-            return await self.writer.submit(store or store_many, prepare=prepare, after=after or self.on_committed,
+            return await self.writer.submit(store or store_many, prepare=prepare, after=self.on_committed,
                                             loop=loop)
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)

@@ -22,12 +22,13 @@ from peewee import (
 from . import clock
 from .db import database, marks
 
-# Delivery statuses (issue: delivery). A Message's status is derived from its deliveries.
+# Delivery statuses. A Message's status is derived from its deliveries.
 QUEUED, SENDING, DEFERRED, DELIVERED = "queued", "sending", "deferred", "delivered"
 BOUNCED, FAILED, SUPPRESSED, HELD, CANCELLED = "bounced", "failed", "suppressed", "held", "cancelled"
 RECEIVED = "received"  # inbound mail for a local domain: stored, not relayed
 DELIVERY_STATUSES = (QUEUED, SENDING, DEFERRED, DELIVERED, BOUNCED, FAILED, SUPPRESSED, HELD, CANCELLED)
 PENDING_STATUSES = (QUEUED, SENDING, DEFERRED, HELD)
+PARTIAL = "partial"  # Message status: finished, some recipients delivered and some not
 
 
 class BaseModel(Model):
@@ -43,6 +44,50 @@ class AdminUser(BaseModel):
     role = CharField(default="admin")  # admin | viewer
     created_at = DateTimeField(default=clock.now)
     last_login_at = DateTimeField(null=True)
+    active = BooleanField(default=True)  # a disabled user cannot sign in
+    invited_at = DateTimeField(null=True)  # the newest invitation link; older ones stop working
+    totp_secret = CharField(default="")  # base32 TOTP secret; empty: no second factor
+    totp_last_step = IntegerField(default=0)  # the newest TOTP time step used: each code works once
+
+
+class RecoveryCode(BaseModel):
+    """A one-time code that stands in for the TOTP code (its SHA-256: the code has 80 random bits)."""
+
+    id = AutoField()
+    admin = ForeignKeyField(AdminUser, backref="recovery_codes", on_delete="CASCADE")
+    code_hash = CharField()
+    used_at = DateTimeField(null=True)
+
+
+class WebSession(BaseModel):
+    """A dashboard session: the cookie carries a random id, this row (keyed by its SHA-256) the rest."""
+
+    id = CharField(primary_key=True, max_length=64)
+    admin = ForeignKeyField(AdminUser, null=True, backref="sessions", on_delete="CASCADE")
+    data = TextField(default="")
+    ip = CharField(default="")
+    created_at = DateTimeField(default=clock.now)
+    last_seen_at = DateTimeField(default=clock.now)
+    expires_at = DateTimeField(index=True)
+
+
+class AuditEntry(BaseModel):
+    """Who changed what in the dashboard or with the CLI (appliance.audit.record writes these)."""
+
+    id = AutoField()
+    at = DateTimeField(default=clock.now)
+    actor = CharField()  # the dashboard user's e-mail, "cli" or "system"
+    ip = CharField(default="")
+    action = CharField()  # noun.verb: "account.create", "user.disable", …
+    subject = CharField(default="")  # what it was done to, in words: "account 3.shop.smtp"
+    detail = TextField(default="")
+
+
+class DashboardSetting(BaseModel):
+    """A choice an admin makes in the dashboard (not a start-up setting of appliance.config)."""
+
+    key = CharField(primary_key=True)
+    value = TextField(default="")
 
 
 class SmtpAccount(BaseModel):
@@ -64,7 +109,7 @@ class SmtpAccount(BaseModel):
     last_failure_at = DateTimeField(null=True)
     last_failure_ip = CharField(null=True)
     last_failure_reason = CharField(null=True)
-    # Sender authorization (issue 5): both lists empty = every verified sender is allowed.
+    # Sender authorization: both lists empty = every verified sender is allowed.
     authorized_domains = TextField(default="")  # lower-cased, one per line
     authorized_senders = TextField(default="")  # lower-cased addresses, one per line
     sender_mode = CharField(default="block")  # block | alert: what an unauthorized sender gets
@@ -124,6 +169,50 @@ class Delivery(BaseModel):
 
     class Meta:
         indexes = ((("status", "priority", "next_attempt_at"), False),)
+
+
+def message_status(statuses: list[str]) -> str:
+    """Derive a Message's status from its deliveries' statuses.
+
+    While anything is pending: `queued` if a delivery is queued or being sent, else `deferred`,
+    else `held`. Once all are final: `delivered` when all were delivered, `partial` when some
+    were, else the most telling failure: `bounced`, `failed`, `cancelled`, then `suppressed`.
+    """
+    present = set(statuses)
+    for pending, shown in ((QUEUED, QUEUED), (SENDING, QUEUED), (DEFERRED, DEFERRED), (HELD, HELD)):
+        if pending in present:
+            return shown
+    if present == {DELIVERED}:
+        return DELIVERED
+    if DELIVERED in present:
+        return PARTIAL
+    for final in (BOUNCED, FAILED, CANCELLED, SUPPRESSED):
+        if final in present:
+            return final
+    return QUEUED if not present else sorted(present)[0]
+
+
+def refresh_messages(message_ids: set[str]) -> None:
+    """Recompute the status of these messages from their deliveries (inside a transaction).
+
+    Plain SQL: the delivery recorder runs this for every commit, on the writer thread."""
+    if not message_ids:
+        return
+    wanted = list(message_ids)
+    by_message: dict[str, list[str]] = {m: [] for m in wanted}
+    cursor = database.execute_sql(
+        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({marks(len(wanted))})', wanted)
+    for message_id, status in cursor.fetchall():
+        by_message[message_id].append(status)
+    by_status: dict[str, list[str]] = {}
+    for message_id, statuses in by_message.items():
+        if statuses:
+            by_status.setdefault(message_status(statuses), []).append(message_id)
+    p = database.param
+    for status, ids in by_status.items():
+        database.execute_sql(
+            f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({marks(len(ids))}) AND "direction" = {p}',
+            (status, *ids, "outbound"))
 
 
 class Claimed(NamedTuple):
@@ -235,6 +324,9 @@ class Domain(BaseModel):
         return next((rows[c] for c in candidates if c in rows), None)
 
 
+INFO, WARNING, CRITICAL = "info", "warning", "critical"  # alert severities
+
+
 class Alert(BaseModel):
     """Something the admin should know; repeats of an open alert fold into its count."""
 
@@ -255,7 +347,7 @@ class Alert(BaseModel):
 
 
 
-# -- sending policy (issue 6): the rules themselves are in appliance/sending_policy.py -----------
+# -- sending policy: the rules themselves are in appliance/policy/sending.py ----------------------
 class AccountQuota(BaseModel):
     """One quota of an SMTP account: recipients per minute, hour, day or month, and what happens over it."""
 
@@ -277,8 +369,11 @@ class ProviderGroup(BaseModel):
     position = IntegerField(default=0)  # matching order
     domain_patterns = TextField(default="")  # one fnmatch pattern per line
     mx_patterns = TextField(default="")
-    hourly_cap = IntegerField(null=True)  # None: no cap
+    hourly_new = IntegerField(null=True, column_name="hourly_cap")  # per hour from a new IP; None: no cap
+    hourly_warm = IntegerField(null=True)  # per hour once warmed up
+    daily_cap = IntegerField(null=True)  # per UTC day
     session_cap = IntegerField(null=True)
+    stage = CharField(default="auto")  # auto (follows the warm-up plan) | new | warm
     throttled_until = DateTimeField(null=True)  # slowed down after a remote rate-limit reply
     throttle_strikes = IntegerField(default=0)
     throttle_reply = TextField(default="")
@@ -303,7 +398,7 @@ class WarmupPlan(BaseModel):
     id = AutoField()
     enabled = BooleanField(default=False)
     start_date = DateField(null=True)
-    steps = TextField(default="")  # "1:1000,4:5000,…,21:" (sending_policy.parse_plan)
+    steps = TextField(default="")  # "1:1000,4:5000,…,21:" (policy/sending.py, parse_plan)
 
 
 class AccountReputation(BaseModel):
@@ -318,5 +413,24 @@ class AccountReputation(BaseModel):
     checked_at = DateTimeField(default=clock.now)
 
 
+class Event(BaseModel):
+    """One outcome of a message for one recipient (or for the whole message: recipient ""),
+    written in the transaction of the outcome itself (appliance/events.py)."""
+
+    id = AutoField()
+    message = ForeignKeyField(Message, backref="events", on_delete="CASCADE")
+    recipient = CharField(default="")
+    type = CharField()  # accepted | delivered | deferred | bounced | failed | suppressed | held | …
+    at = DateTimeField(default=clock.now)
+    details = TextField(default="{}")  # JSON: the reply, the MX, the reason, who acted
+
+    class Meta:
+        indexes = (
+            (("message", "at", "id"), False),  # a message's timeline
+            (("type", "at"), False),  # outcomes of one kind over time (stats, alerts, webhooks)
+        )
+
+
 MODELS = (AdminUser, SmtpAccount, Message, MessageBody, Delivery, Attempt, Suppression, Sender, Domain, Alert,
-          AccountQuota, ProviderGroup, SendCount, WarmupPlan, AccountReputation)
+          AccountQuota, ProviderGroup, SendCount, WarmupPlan, AccountReputation, Event, RecoveryCode, WebSession,
+          AuditEntry, DashboardSetting)

@@ -24,10 +24,10 @@ from huey import Huey, PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from peewee import Case
 
-from . import clock, db, delivery, limits
-from .delivery.record import refresh_messages
-from .delivery.send import DestinationSlots
-from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery
+from . import clock, db, delivery, events, guard
+from .delivery.sessions import SessionCounter
+from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
+from .policy import quotas
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Runtime:
 
     settings: dict
     huey: Huey
-    slots: DestinationSlots
+    slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
@@ -81,7 +81,7 @@ def init(settings: dict) -> Runtime:
     """Bind the queue to ``settings`` (no thread starts here; see serve.start_queue)."""
     global _runtime
     huey = make_huey(settings)
-    rt = Runtime(settings, huey, DestinationSlots(settings["SESSIONS_PER_DESTINATION"]))
+    rt = Runtime(settings, huey, SessionCounter())
 
     def deliver(domain: str, ids: list[int]) -> None:
         _deliver_task(rt, domain, ids)
@@ -150,16 +150,14 @@ def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
     over one session."""
     settings = rt.settings
     db.connect_worker()
-    if not rt.slots.try_acquire(domain):
+    if not rt.slots.acquire(domain, max(1, settings["SESSIONS_PER_DESTINATION"])):
         rt.deliver_task.schedule((domain, ids), delay=BUSY_RETRY_SECONDS)
         return
     lease = settings["LEASE_SECONDS"]
     try:
         rows = claim(ids, lease)
         if rows:
-            dsn_ids = delivery.deliver(rows, settings, more=lambda: claim_next(domain, BATCH, lease))
-            if dsn_ids:
-                enqueue_messages(rt, dsn_ids)
+            delivery.deliver(rows, settings, more=lambda: claim_next(domain, BATCH, lease))
     finally:
         rt.slots.release(domain)
 
@@ -184,8 +182,8 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     """
     settings = rt.settings
     now = clock.now()
-    limits.check_reputation_if_due(settings, now)
-    released = limits.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
+    guard.check_reputation_if_due(settings, now)
+    released = quotas.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
     rt.enqueue(released)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
     if startup and db.is_sqlite():
@@ -217,40 +215,47 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
 
 
 # -- admin actions (CLI, dashboard) ------------------------------------------------------------
-def _act(refs: list[Delivery], from_statuses: tuple[str, ...], **changes) -> list[Delivery]:
+def _act(refs: list[Delivery], from_statuses: tuple[str, ...], event: str | None, by: str,
+         **changes) -> list[Delivery]:
     ids = [d.id for d in refs if d.status in from_statuses]
     if not ids:
         return []
+    now = clock.now()
     with db.atomic_write():
-        Delivery.update(updated_at=clock.now(), **changes).where(
+        # RETURNING tells which rows this statement changed (another actor may have moved some).
+        changed = list(Delivery.update(updated_at=now, **changes).where(
             Delivery.id.in_(ids) & Delivery.status.in_(list(from_statuses))
-        ).execute()
+        ).returning(Delivery.message, Delivery.rcpt).tuples().execute())
         refresh_messages({d.message_id for d in refs})
+        if event is not None:
+            details = {"by": by} if by else {}
+            events.record([events.Occurred(m, event, rcpt, now, details) for m, rcpt in changed])
     return list(Delivery.select().where(Delivery.id.in_(ids)))
 
 
-def retry(rt: Runtime, rows: list[Delivery]) -> list[Delivery]:
+def retry(rt: Runtime, rows: list[Delivery], by: str = "") -> list[Delivery]:
     """Make deferred (or queued) rows due now and enqueue them."""
-    changed = _act(rows, (QUEUED, DEFERRED), next_attempt_at=clock.now(), lease_until=None)
+    changed = _act(rows, (QUEUED, DEFERRED), None, by, next_attempt_at=clock.now(), lease_until=None)
     rt.enqueue([(d.id, d.domain, d.priority) for d in changed])
     return changed
 
 
-def hold(rows: list[Delivery]) -> list[Delivery]:
+def hold(rows: list[Delivery], by: str = "") -> list[Delivery]:
     """Hold waiting rows: nothing sends them until they are released."""
-    return _act(rows, (QUEUED, DEFERRED), status=HELD, lease_until=None)
+    return _act(rows, (QUEUED, DEFERRED), events.HELD, by, status=HELD, lease_until=None)
 
 
-def release(rt: Runtime, rows: list[Delivery]) -> list[Delivery]:
+def release(rt: Runtime, rows: list[Delivery], by: str = "") -> list[Delivery]:
     """Release held rows: they are due now."""
-    changed = _act(rows, (HELD,), status=QUEUED, next_attempt_at=clock.now(), lease_until=None)
+    changed = _act(rows, (HELD,), events.RELEASED, by, status=QUEUED, next_attempt_at=clock.now(),
+                   lease_until=None)
     rt.enqueue([(d.id, d.domain, d.priority) for d in changed])
     return changed
 
 
-def cancel(rows: list[Delivery]) -> list[Delivery]:
+def cancel(rows: list[Delivery], by: str = "") -> list[Delivery]:
     """Cancel waiting or held rows for good (no DSN: the admin decided)."""
-    return _act(rows, (QUEUED, DEFERRED, HELD), status=CANCELLED, lease_until=None)
+    return _act(rows, (QUEUED, DEFERRED, HELD), events.CANCELLED, by, status=CANCELLED, lease_until=None)
 
 
 # -- running inside `serve` ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Verified senders, each SMTP account's authorized domains and senders, and the check at MAIL FROM
-and on the From: header (the rule itself is policy.sender_authorization)."""
+and on the From: header (the rule itself is acceptance.sender_authorization)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import re
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from . import alerts, clock, outbox, policy
+from . import alerts, clock, notices
 from .models import Domain, Sender, SmtpAccount
+from .policy import acceptance
 
 BLOCK, ALERT = "block", "alert"
 MODES = (BLOCK, ALERT)
@@ -22,7 +23,7 @@ class SenderError(ValueError):
 def normalize_address(address: str) -> str:
     """Lower-case and check an address; raise SenderError when it is not one."""
     address = address.strip().lower()
-    problem = policy.address_problem(address)
+    problem = acceptance.mailbox_problem(address)
     if problem:
         raise SenderError(f"{address!r} is not an email address: {problem}")
     return address
@@ -34,7 +35,7 @@ def parse_domains(text: str) -> list[str]:
     for part in _SEPARATORS.split(text.strip()):
         if part:
             name = part.lower().rstrip(".")
-            if policy.address_problem(f"postmaster@{name}"):
+            if acceptance.address_problem(f"postmaster@{name}"):
                 raise SenderError(f"{part!r} is not a domain name")
             found.append(name)
     return list(dict.fromkeys(found))
@@ -110,7 +111,7 @@ def send_verification(settings: dict, sender: Sender) -> str:
         f"To allow it, open this link within {hours} hours:\n\n{verification_url(settings, sender)}\n\n"
         "If you did not expect this, ignore this message: nothing is sent as you until the link is opened.\n"
     )
-    message_id = outbox.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
+    message_id = notices.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
     sender.link_sent_at = clock.now()
     sender.save()
     return message_id
@@ -122,24 +123,26 @@ def is_verified(address: str) -> bool:
     address = address.lower()
     if Sender.select().where((Sender.email == address) & Sender.verified_at.is_null(False)).exists():
         return True
-    return Domain.verified_for(policy.split_address(address)[1]) is not None
+    return Domain.verified_for(acceptance.split_address(address)[1]) is not None
 
 
-def check(settings: dict, account_id: int, addresses: list[str], *, header: bool) -> policy.Decision | None:
+def check(settings: dict, account_id: int, addresses: list[str], *, header: bool,
+          field: str = "From:") -> acceptance.Decision | None:
     """Look the account and addresses up, ask policy, raise an alert when an unauthorized sender is
-    seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor)."""
+    seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor).
+    ``field`` names the header (From: or Sender:) the addresses were read from."""
     account = SmtpAccount.get_by_id(account_id)
     domains, allowed = lines(account.authorized_domains), lines(account.authorized_senders)
-    where = "From: header" if header else "MAIL FROM"
+    where = f"{field} header" if header else "MAIL FROM"
     for address in addresses or [""]:  # a From: without a readable address is refused
         verified = bool(address) and "@" in address and is_verified(address)
-        decision = policy.sender_authorization(
+        decision = acceptance.sender_authorization(
             address, header=header, verified=verified, authorized_domains=domains,
-            authorized_senders=allowed, mode=account.sender_mode,
+            authorized_senders=allowed, mode=account.sender_mode, field=field,
         )
         if decision is None:
             continue
-        refused = policy.refuses(decision)
+        refused = acceptance.refuses(decision)
         alerts.raise_alert(
             settings,
             alerts.UNAUTHORIZED_SENDER_BLOCKED if refused else alerts.UNAUTHORIZED_SENDER_ALLOWED,

@@ -1,7 +1,7 @@
 """SMTP intake benchmark: how fast the appliance accepts mail durably (a benchmark, not a test).
 
 Starts the appliance as a real process (`python app.py`) in a temporary DATA_DIR on free
-127.0.0.1 ports and measures three things (issue 2, "How it is shown"):
+127.0.0.1 ports and measures three things (their targets are in docs/benchmarks.md):
 
   starttls  N persistent sessions over STARTTLS + AUTH PLAIN (our own asyncio client) sending
             SIZE-byte messages as fast as the appliance answers: messages/s, p50/p99 of the
@@ -294,7 +294,7 @@ def _prepare(app: Appliance, *account_args: str) -> dict:
     account = app.create_account("bench", *account_args)
     try:
         app.cli("senders", "add", SENDER, "--verified")
-    except RuntimeError as exc:  # a tree from before sender authorization (issue 3)
+    except RuntimeError as exc:  # a tree from before sender authorization (no `senders`)
         if "No such command" not in str(exc):
             raise
     return account
@@ -458,7 +458,8 @@ MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=[*MODES, "all"], default="all")
     p.add_argument("--sessions", type=int, default=20, help="concurrent persistent sessions (default 20)")
     p.add_argument("--messages", type=int, default=0,

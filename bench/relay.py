@@ -16,6 +16,8 @@ DNS server in this process (MX dst.test → 127.0.0.1) and whose DELIVERY_PORT i
     python bench/relay.py --mode latency --rate 20 --duration 30
     python bench/relay.py --mode throughput --sessions 20 --messages 2000 --size 10240
     python bench/relay.py --mode throughput --messages 4000 --repeat 5   # median of alternating pairs
+    python bench/relay.py --mode throughput --before /tmp/main-tree      # this tree against another
+                                                                         # checkout instead of Postfix
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from aiosmtpd.controller import Controller  # noqa: E402
 
 from tests.dnsserver import DnsServer  # noqa: E402
 
-REFERENCE = REPO.parent / "shared" / "bench" / "postfix-reference.sh"
+# The same variable as bench/intake.py; the default fits a checkout next to shared/ (not a worktree elsewhere).
+REFERENCE = Path(os.environ.get("POSTFIX_REFERENCE", REPO.parent / "shared" / "bench" / "postfix-reference.sh"))
 PF_RELAY, PF_SINK = 12525, 12526
 _QUEUED = re.compile(rb"queued as ([0-9A-Z]{26})")
 _ID = re.compile(rb"\tid ([0-9A-Z]{26})")
@@ -160,22 +163,25 @@ def sending_account(app: Appliance) -> None:
     app.cli("senders", "add", "a@src.test", "--verified")
 
 
-def throughput(sessions: int, messages: int, size: int, repeat: int = 1) -> None:
+def throughput(sessions: int, messages: int, size: int, repeat: int = 1, before: Path | None = None) -> None:
     if not shutil.which("smtp-source"):
         sys.exit("smtp-source not found: apt-get install postfix (or run postfix-reference.sh start once)")
     print(reference("start"))
     dns = dns_for()
     env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(PF_SINK)}
 
-    def ours() -> float:
-        with Appliance(extra_env=env) as app:
+    def ours(repo: Path = REPO) -> float:
+        with Appliance(extra_env=env, repo=repo) as app:
             sending_account(app)
             return smtp_source(app.submission_port, sessions, messages, size)
 
     def theirs() -> float:
-        reference("start")  # a fresh instance each run, as the appliance gets (Postfix slows as its logs and queue grow)
+        # A fresh instance each run, as the appliance gets (Postfix slows as its logs and queue grow).
+        reference("start")
         return smtp_source(PF_RELAY, sessions, messages, size)
 
+    # With --before, another checkout of the appliance takes Postfix's place (smtp-sink stays the sink).
+    other, name = (lambda: ours(before), "before") if before else (theirs, "postfix")
     print(f"throughput ({sessions} sessions, {size} B, {messages} messages, accept → delivered at smtp-sink):")
     ratios = []
     try:
@@ -183,18 +189,18 @@ def throughput(sessions: int, messages: int, size: int, repeat: int = 1) -> None
             # Alternate who goes first, so a drift in the machine's speed does not favour one side.
             if run % 2:
                 a = ours()
-                p = theirs()
+                p = other()
             else:
-                p = theirs()
+                p = other()
                 a = ours()
             ratios.append(a / p)
-            print(f"  run {run}: appliance {a:.0f} msg/s   postfix {p:.0f} msg/s   ratio ours/postfix {a / p:.2f}",
+            print(f"  run {run}: appliance {a:.0f} msg/s   {name} {p:.0f} msg/s   ratio ours/{name} {a / p:.2f}",
                   flush=True)
     finally:
         dns.stop()
         reference("stop")
     if repeat > 1:
-        print(f"  median ratio ours/postfix over {repeat} runs: {statistics.median(ratios):.2f} "
+        print(f"  median ratio ours/{name} over {repeat} runs: {statistics.median(ratios):.2f} "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
 
 
@@ -207,12 +213,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--repeat", type=int, default=1, help="throughput: pairs of runs, alternating who goes first")
+    parser.add_argument("--before", type=Path,
+                        help="throughput: another checkout of the appliance runs in Postfix's place")
     args = parser.parse_args()
     print(machine())
     if args.mode in ("all", "latency"):
         latency(args.rate, args.duration)
     if args.mode in ("all", "throughput"):
-        throughput(args.sessions, args.messages, args.size, args.repeat)
+        throughput(args.sessions, args.messages, args.size, args.repeat, args.before)
 
 
 if __name__ == "__main__":

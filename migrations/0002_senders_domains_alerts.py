@@ -1,4 +1,4 @@
-"""Senders, domains (DKIM keys, DNS status), alerts; sender authorization on SMTP accounts (issue 5)."""
+"""Senders, domains (DKIM keys, DNS status), alerts; sender authorization on SMTP accounts."""
 
 import datetime
 

@@ -1,4 +1,4 @@
-"""Sending policy (issue 6): account quotas, provider groups, send counts, warm-up plan, reputation."""
+"""Sending policy: account quotas, provider groups, send counts, warm-up plan, reputation."""
 
 import datetime
 

@@ -3,9 +3,10 @@
 set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-# Debian packages the tests drive for real (PostgreSQL and Redis: tests/test_scaleout.py; systemd-analyze:
+# Debian packages the tests drive for real (the mail clients: tests/test_real_clients.py and the guides of
+# tests/web/test_guides.py; PostgreSQL and Redis: tests/test_scaleout.py; systemd-analyze:
 # tests/test_install_service.py).
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl php-cli libphp-phpmailer nodejs chromium postgresql redis-server systemd"
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl msmtp php-cli libphp-phpmailer php-symfony-mailer nodejs chromium postgresql redis-server systemd"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
@@ -20,7 +21,13 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 npm ci --prefix tests/clients --no-audit --no-fund
 EXTRAS=test,scale . scripts/venv.sh
+# Lint and the architecture contracts (pyproject.toml; tests/test_architecture.py runs them too).
+.venv/bin/ruff check appliance tests bench
+.venv/bin/lint-imports
 # The whole suite twice: on the embedded defaults (SQLite, SqliteHuey), then in the scale-out mode
-# of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback.
-.venv/bin/python -m pytest "$@"
-SCALEOUT_TESTS=1 .venv/bin/python -m pytest "$@"
+# of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback. Each pass runs
+# on one pytest-xdist worker per core (TEST_WORKERS overrides it; 0 runs in this process), a test
+# module staying on one worker; every worker starts its own PostgreSQL and Redis.
+WORKERS="-n ${TEST_WORKERS:-auto} --dist loadscope"
+.venv/bin/python -m pytest $WORKERS "$@"
+SCALEOUT_TESTS=1 .venv/bin/python -m pytest $WORKERS "$@"

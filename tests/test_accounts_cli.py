@@ -1,4 +1,4 @@
-"""`appliance accounts …`: credentials shown once, stored hashed, effective at once (issue 2 §4)."""
+"""`appliance accounts …`: credentials shown once, stored hashed, effective at once."""
 
 from __future__ import annotations
 
@@ -67,13 +67,16 @@ def test_reset_password_stops_the_old_one_and_starts_the_new_one_at_once(smtp_se
 
 
 def test_ip_rules_limit_an_account_to_its_networks(smtp_server, run_cli):
-    created = cli_json(run_cli("accounts", "create", "Office", "--ip", "127.0.0.1/32", "--ip", "2001:db8::/32", "--json"))
+    created = cli_json(run_cli("accounts", "create", "Office", "--ip", "127.0.0.1/32", "--ip", "2001:db8::/32",
+                               "--json"))
     assert created["ip_rules"] == ["127.0.0.1/32", "2001:db8::/32"]
     with smtp_server.submission() as client:
         assert client.login(created["username"], created["password"])[0] == 235
-    with smtp_server.submission(source_ip="127.0.0.2") as client, pytest.raises(smtplib.SMTPAuthenticationError) as caught:
+    with (smtp_server.submission(source_ip="127.0.0.2") as client,
+          pytest.raises(smtplib.SMTPAuthenticationError) as caught):
         client.login(created["username"], created["password"])
-    assert caught.value.smtp_error == b"5.7.8 Authentication refused: client IP 127.0.0.2 is not authorized for this account"
+    assert caught.value.smtp_error == (
+        b"5.7.8 Authentication refused: client IP 127.0.0.2 is not authorized for this account")
     shown = cli_json(run_cli("accounts", "show", created["username"], "--json"))
     assert (shown["last_failure_reason"], shown["last_failure_ip"]) == ("IP not authorized", "127.0.0.2")
 

@@ -17,7 +17,7 @@ import pytest
 
 from appliance import dkim, domains, returnpath
 from appliance.models import Alert, Attempt, Delivery, Domain, Message, Suppression
-from tests.conftest import relay_overrides, wait_for
+from tests.conftest import cli_json, relay_overrides, wait_for
 
 RETURN_PATH = re.compile(r"bounce\+([0-9a-z]{26})-[0-9a-f]{16}@bounces\.shop\.test")
 
@@ -31,7 +31,8 @@ def overrides(overrides, dns_server, delivery_port):
 def published(app, shop_domain, dns_server):
     """shop.test with every record the domain page asks for published, its bounce MX included."""
     for record in domains.records(shop_domain, "relay.test"):
-        dns_server.add(record.name, record.type, dkim.zone_value(record.value) if record.type == "TXT" else record.value)
+        value = dkim.zone_value(record.value) if record.type == "TXT" else record.value
+        dns_server.add(record.name, record.type, value)
     results = domains.check(Domain.get_by_id(shop_domain.id), app.config)
     assert results["bounce-mx"].status == "pass"
     return shop_domain
@@ -102,7 +103,8 @@ def arf(return_path: str, recipient: str | None) -> EmailMessage:
     feedback["Content-Type"] = "message/feedback-report"
     report.attach(feedback)
     original = EmailMessage()
-    original.set_payload(f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n")
+    original.set_payload(
+        f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n")
     original["Content-Type"] = "text/rfc822-headers"
     report.attach(original)
     return report
@@ -155,15 +157,23 @@ def test_a_bounce_that_comes_back_later_bounces_the_delivery_suppresses_and_tell
     # The admin hears of it as of any bounce of the account's mail.
     (alert,) = Alert.select().where(Alert.kind == "delivery-failing")
     assert alert.subject == f"account {account[0]}" and "alice@example.test" in alert.text
+    shown = cli_json(run_cli("messages", "show", message_id, "--json"))["events"]
+    later = [e for e in shown if e["type"] == "bounced"]
+    assert [(e["recipient"], e["details"]["later"], e["details"]["mx"]) for e in later] == [
+        ("alice@example.test", True, "mx.example.test")]
 
 
-def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, published, sink):
+def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, published, sink, run_cli):
     message_id, return_path = deliver(relay, account, sink, "carol@example.test")
     code, _ = report_to_mx(relay, return_path, arf(return_path, None))  # the provider redacted the address
     assert code == 250
     suppressed = Suppression.get(Suppression.address == "carol@example.test")
     assert suppressed.source == "complaint" and "ExampleFBL/1.0" in suppressed.reason
     assert Delivery.get(Delivery.message == message_id).status == "delivered"
+    shown = cli_json(run_cli("messages", "show", message_id, "--json"))["events"]
+    assert [(e["type"], e["recipient"]) for e in shown] == [
+        ("accepted", ""), ("delivered", "carol@example.test"), ("complained", "carol@example.test")]
+    assert shown[-1]["details"] == {"reporter": "ExampleFBL/1.0"}
 
 
 @pytest.mark.parametrize("report", ["delayed", "auto-reply", "garbage", "unknown recipient"])

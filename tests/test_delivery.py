@@ -66,7 +66,8 @@ def test_a_message_goes_to_the_most_preferred_mx_that_answers_over_starttls(rela
     assert received.queue_id == message_id
     assert row.last_code == 250 and "Ok: queued as 127.0.0.3-1" in row.last_reply
     (attempt,) = Attempt.select().where(Attempt.delivery == row.id)
-    assert (attempt.mx_host, attempt.mx_ip, attempt.code, attempt.enhanced_code) == ("mx2.example.test", "127.0.0.3", 250, "2.0.0")
+    assert (attempt.mx_host, attempt.mx_ip, attempt.code, attempt.enhanced_code) == (
+        "mx2.example.test", "127.0.0.3", 250, "2.0.0")
     assert attempt.tls == received.tls and attempt.outcome == "delivered"
     assert Message.get_by_id(message_id).status == "delivered"
 
@@ -80,7 +81,8 @@ def test_a_domain_without_mx_records_is_delivered_to_its_address_record(relay, a
     assert sink.messages[0].tls == ""  # the sink offers no STARTTLS: plain text is fine for MX
 
 
-def test_a_greylisting_mx_defers_and_the_retry_after_the_backoff_delivers(relay, account, dns_server, sink_mx, test_clock):
+def test_a_greylisting_mx_defers_and_the_retry_after_the_backoff_delivers(relay, account, dns_server, sink_mx,
+                                                                          test_clock):
     dns_server.mx("grey.test", (10, "mx.grey.test"))
     dns_server.a("mx.grey.test", "127.0.0.6")
     sink = sink_mx("127.0.0.6")
@@ -96,7 +98,8 @@ def test_a_greylisting_mx_defers_and_the_retry_after_the_backoff_delivers(relay,
     assert queue.sweep(relay.queue) == 1
     (row,) = settled(message_id, "delivered")
     assert row.attempts == 2
-    assert [a.outcome for a in Attempt.select().where(Attempt.delivery == row.id).order_by(Attempt.id)] == ["deferred", "delivered"]
+    attempts = Attempt.select().where(Attempt.delivery == row.id).order_by(Attempt.id)
+    assert [a.outcome for a in attempts] == ["deferred", "delivered"]
     assert len(sink.messages) == 1
     test_clock.advance(3600)
     assert queue.sweep(relay.queue) == 0  # a delivered row is never sent again
@@ -113,7 +116,8 @@ def test_an_unknown_user_bounces_once_with_a_dsn_and_is_suppressed(relay, accoun
     assert Message.get_by_id(message_id).status == "bounced"
     suppression = Suppression.get(Suppression.address == "unknown.user@example.test")
     assert suppression.source == "bounce" and "5.1.1" in suppression.reason
-    alert = Alert.get(Alert.kind == "delivery-failing")  # the admin hears of it in the alert center
+    # The admin hears of it in the alert center, right after the bounce is committed.
+    alert = wait_for(lambda: Alert.get_or_none(Alert.kind == "delivery-failing"))
     assert alert.subject == f"account {account[0]}" and "unknown.user@example.test" in alert.text
 
     dsn = wait_for(lambda: sender_mx.messages)[0]
@@ -173,7 +177,8 @@ def test_a_dns_timeout_defers_the_delivery(relay, account, dns_server):
     assert row.last_code == 451 and "4.4.3" in row.last_reply and "timeout" in row.last_reply.lower()
 
 
-def test_a_delivery_that_keeps_failing_fails_at_the_give_up_age_with_one_dsn(relay, account, dns_server, sink_mx, sender_mx, test_clock):
+def test_a_delivery_that_keeps_failing_fails_at_the_give_up_age_with_one_dsn(relay, account, dns_server, sink_mx,
+                                                                             sender_mx, test_clock):
     dns_server.mx("down.test", (10, "mx.down.test"))
     dns_server.a("mx.down.test", "127.0.0.7")  # refuses connections
     message_id = submit(relay, account, ["dave@down.test"])
@@ -205,7 +210,8 @@ def test_a_bounce_of_a_null_sender_message_produces_no_dsn(relay, account, dns_s
     assert Message.select().where(Message.mail_from == "").count() == 1  # only the original
 
 
-def test_a_message_that_needs_smtputf8_bounces_clearly_when_the_mx_lacks_it(relay, account, dns_server, sink_mx, sender_mx):
+def test_a_message_that_needs_smtputf8_bounces_clearly_when_the_mx_lacks_it(relay, account, dns_server, sink_mx,
+                                                                            sender_mx):
     dns_server.mx("old.test", (10, "mx.old.test"))
     dns_server.a("mx.old.test", "127.0.0.3")
     dns_server.mx("new.test", (10, "mx.new.test"))
@@ -254,15 +260,15 @@ def test_equal_preference_mx_hosts_are_tried_in_random_order_after_better_ones()
 
 
 def test_a_destination_never_gets_more_sessions_than_its_cap():
-    from appliance.delivery.send import DestinationSlots
+    from appliance.delivery.sessions import SessionCounter
 
-    slots = DestinationSlots(2)
-    assert slots.try_acquire("example.test") and slots.try_acquire("example.test")
-    assert not slots.try_acquire("example.test")
-    assert slots.try_acquire("other.test")
+    slots = SessionCounter()
+    assert slots.acquire("example.test", 2) and slots.acquire("example.test", 2)
+    assert not slots.acquire("example.test", 2)
+    assert slots.acquire("other.test", 2)
     slots.release("example.test")
-    assert slots.try_acquire("example.test")
-
+    assert slots.acquire("example.test", 2)
+    assert slots.acquire("uncapped.test", None) and slots.busy("example.test") == 2
 
 
 @pytest.fixture

@@ -58,7 +58,8 @@ def test_a_sigkill_mid_batch_loses_nothing_and_duplicates_only_what_was_in_fligh
     log = tmp_path / "appliance.log"
     proc = start_process(overrides, log)
     try:
-        server = SmtpServer(HOSTNAME, *_ports(overrides["SMTP_LISTEN"]), Path(overrides["DATA_DIR"]) / "tls" / "ca.pem", None)
+        ca = Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
+        server = SmtpServer(HOSTNAME, *_ports(overrides["SMTP_LISTEN"]), ca, None)
         username, password = account
         with server.submission() as client:
             client.login(username, password)

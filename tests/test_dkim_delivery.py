@@ -22,7 +22,8 @@ def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the
     app, relay, account, shop_domain, dns_server, sink_mx
 ):
     for record in domains.records(shop_domain, "relay.test"):
-        dns_server.add(record.name, record.type, dkim.zone_value(record.value) if record.type == "TXT" else record.value)
+        value = dkim.zone_value(record.value) if record.type == "TXT" else record.value
+        dns_server.add(record.name, record.type, value)
     results = domains.check(Domain.get_by_id(shop_domain.id), app.config)
     assert results["dkim"].status == results["dkim-ed25519"].status == "pass"
     dns_server.mx("example.test", (10, "mx.example.test"))
@@ -57,6 +58,7 @@ def test_mail_from_a_domain_that_is_not_verified_leaves_unsigned(app, relay, acc
     sink = sink_mx("127.0.0.3")
     with relay.smtp.submission() as client:
         client.login(*account)
-        client.sendmail("me@personal.test", ["alice@example.test"], b"From: me@personal.test\r\nSubject: hi\r\n\r\nhi\r\n")
+        client.sendmail("me@personal.test", ["alice@example.test"],
+                        b"From: me@personal.test\r\nSubject: hi\r\n\r\nhi\r\n")
     (received,) = wait_for(lambda: sink.messages)
     assert b"DKIM-Signature" not in received.data

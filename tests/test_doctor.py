@@ -179,8 +179,8 @@ def make_certificate(directory, names: list[str], days_left: float, *, other_key
     (["*.test"], 200, False, "OK", "(issued by Test Issuing CA)", ""),
     ([HOSTNAME], 10, False, "WARN", "expires in 9 days, on", "renew it"),
     ([HOSTNAME], -1, False, "FAIL", "expired on", "renew it"),
-    (["www.shop.test", "*.relay.test"], 200, False, "FAIL", f"not valid for {HOSTNAME}: it names www.shop.test, *.relay.test",
-     f"get a certificate for {HOSTNAME}"),
+    (["www.shop.test", "*.relay.test"], 200, False, "FAIL",
+     f"not valid for {HOSTNAME}: it names www.shop.test, *.relay.test", f"get a certificate for {HOSTNAME}"),
     ([HOSTNAME], 200, True, "FAIL", "key.pem does not belong to this certificate", "TLS_KEY"),
 ])
 def test_a_configured_certificate_is_checked_for_dates_names_and_key(
@@ -239,7 +239,8 @@ def test_reverse_dns_must_name_the_hostname_and_be_confirmed_forward(
     assert check["detail"] == detail and hint in check["hint"]
 
 
-def test_a_private_outbound_address_found_by_itself_is_a_warning_not_a_lookup(run_cli, stopped, dns_server, monkeypatch):
+def test_a_private_outbound_address_found_by_itself_is_a_warning_not_a_lookup(run_cli, stopped, dns_server,
+                                                                              monkeypatch):
     monkeypatch.setattr(doctor, "outbound_ip", lambda: "10.20.30.40")
     code, results = run_doctor(run_cli, ip=None)
     assert code == 0

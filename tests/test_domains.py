@@ -69,7 +69,8 @@ BROKEN = {
                                                           + " ".join(f"a:h{i}.test" for i in range(11)) + ' ~all"'),
                             "SPF with more than 10 lookups: 12 DNS lookups"),
     "SPF without the appliance": ("spf", lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 ip4:192.0.2.1 -all"'),
-                                  "does not authorize this appliance (relay.test): publish v=spf1 ip4:192.0.2.1 a:relay.test -all"),
+                                  "does not authorize this appliance (relay.test): "
+                                  "publish v=spf1 ip4:192.0.2.1 a:relay.test -all"),
     "DMARC policy none": ("dmarc", lambda dns, d: dns.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=none"'),
                           "DMARC policy none"),
     "bounce MX elsewhere": ("bounce-mx", lambda dns, d: dns.add("bounces.example.test", "MX", "10 mx.other.test."),
@@ -118,12 +119,14 @@ def test_rotation_switches_to_the_new_selector_once_its_record_is_published(app,
     old_selector = example.selector
     rotated = domains.rotate(Domain.get_by_id(example.id))
     assert rotated.next_selector and rotated.next_selector != old_selector
-    assert [r.key for r in domains.records(rotated, "relay.test")][:4] == ["dkim", "dkim-ed25519", "dkim-next", "dkim-ed25519-next"]
+    keys = [r.key for r in domains.records(rotated, "relay.test")]
+    assert keys[:4] == ["dkim", "dkim-ed25519", "dkim-next", "dkim-ed25519-next"]
 
     check(app, example)  # the new record is not there yet: keep signing with the old key
     assert Domain.get_by_id(example.id).selector == old_selector
 
-    publish(dns_server, Domain.get_by_id(example.id), skip=("dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"))
+    publish(dns_server, Domain.get_by_id(example.id),
+            skip=("dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"))
     results = check(app, example)
     domain = Domain.get_by_id(example.id)
     assert (domain.selector, domain.next_selector, domain.verified) == (rotated.next_selector, None, True)
@@ -145,7 +148,7 @@ def test_the_domains_commands_add_show_and_check_with_json(run_cli, dns_server):
         dns_server.add(record["name"], record["type"], value)
     (checked,) = cli_json(run_cli("domains", "check", "mail.example.test", "--json"))
     assert checked["verified"] is True
-    assert {r["key"]: r["status"] for r in checked["records"]} == dict.fromkeys([r["key"] for r in checked["records"]], "pass")
+    assert {r["status"] for r in checked["records"]} == {"pass"}
 
     shown = run_cli("domains", "show", "mail.example.test")
     assert shown.exit_code == 0 and "mail.example.test: verified" in shown.output

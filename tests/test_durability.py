@@ -1,4 +1,4 @@
-"""A 250 is a promise: durable before the reply, shared commits, clean failures (issue 2 §8)."""
+"""A 250 is a promise: durable before the reply, shared commits, clean failures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Listeners and first start: what listens where, what is generated once, what is skipped (issue 2 §2-3)."""
+"""Listeners and first start: what listens where, what is generated once, what is skipped."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from cryptography import x509
 
 from appliance import accounts, tls
-from appliance.serve import Listener, parse_listeners, start_smtp
+from appliance.listeners import Listener, parse_listeners
+from appliance.serve import start_smtp
 
 from .conftest import free_port, process_env, read_banner
 
@@ -85,7 +86,8 @@ def _no_name_check(ca: Path) -> ssl.SSLContext:
 
 
 def test_supplied_tls_cert_and_key_are_used_instead_of_generated_ones(tmp_path, app):
-    supplied = tls.ensure({"TLS_CERT": "", "TLS_KEY": "", "HOSTNAME": "relay.test", "DATA_DIR": str(tmp_path / "elsewhere")})
+    supplied = tls.ensure({"TLS_CERT": "", "TLS_KEY": "", "HOSTNAME": "relay.test",
+                           "DATA_DIR": str(tmp_path / "elsewhere")})
     app.config.update(TLS_CERT=str(supplied.cert), TLS_KEY=str(supplied.key))
     service, files = start_smtp(app.config)
     try:
@@ -119,9 +121,11 @@ def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(
     assert "first admin login (shown once): admin@relay.test / " in first
     assert "appliance accounts create" in first
     assert f"local CA {data / 'tls' / 'ca.pem'}" in first
-    generated = {name: (data / name).read_bytes() for name in ("secret_key", "tls/ca.pem", "tls/server.pem", "tls/server.key")}
+    names = ("secret_key", "tls/ca.pem", "tls/server.pem", "tls/server.key")
+    generated = {name: (data / name).read_bytes() for name in names}
     cert = x509.load_pem_x509_certificate(generated["tls/server.pem"])
-    assert "relay.test" in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    alternative_names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "relay.test" in alternative_names.get_values_for_type(x509.DNSName)
     assert oct((data / "tls" / "server.key").stat().st_mode & 0o777) == "0o600"
 
     second = _start_and_read_banner(overrides)
@@ -142,7 +146,8 @@ def test_a_privileged_port_without_the_capability_is_skipped_with_the_reason(ove
     overrides["SMTP_LISTEN"] = f"127.0.0.1:26/starttls,127.0.0.1:{port}/starttls"
     no_bind = ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service")
     banner = _start_and_read_banner(overrides, no_bind)
-    assert "SMTP 127.0.0.1:26/starttls NOT listening: Permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)" in banner
+    assert ("SMTP 127.0.0.1:26/starttls NOT listening: Permission denied "
+            "(ports below 1024 need root or CAP_NET_BIND_SERVICE)") in banner
     assert f"listening on 127.0.0.1:{port}" in banner
 
 

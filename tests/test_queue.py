@@ -8,8 +8,8 @@ import pytest
 from ulid import ULID
 
 from appliance import clock, db, queue
-from appliance.delivery.record import message_status, retry_delay
-from appliance.models import Delivery, Message, MessageBody, Suppression
+from appliance.delivery.record import retry_delay
+from appliance.models import Delivery, Message, MessageBody, Suppression, message_status
 from tests.conftest import cli_json, relay_overrides
 from tests.test_delivery import settled, submit
 
@@ -158,7 +158,8 @@ class TestWithWorkers:
         assert Delivery.get(Delivery.message == urgent).delivered_at <= first_normal
         assert len(sink_a.messages) == 30 and len(sink_b.messages) == 1
 
-    def test_the_cli_lists_holds_releases_retries_and_cancels_deliveries(self, relay, account, run_cli, dns_server, sink_mx, test_clock):
+    def test_the_cli_lists_holds_releases_retries_and_cancels_deliveries(self, relay, account, run_cli, dns_server,
+                                                                         sink_mx, test_clock):
         dns_server.mx("grey.test", (10, "mx.grey.test"))
         dns_server.a("mx.grey.test", "127.0.0.6")
         sink = sink_mx("127.0.0.6")
@@ -195,7 +196,8 @@ class TestWithWorkers:
 
 
 def test_the_cli_adds_lists_and_removes_suppressions(run_cli):
-    assert "suppressed bad@example.test" in run_cli("suppressions", "add", "Bad@Example.test", "--reason", "asked").output
+    added = run_cli("suppressions", "add", "Bad@Example.test", "--reason", "asked")
+    assert "suppressed bad@example.test" in added.output
     assert "already" in run_cli("suppressions", "add", "bad@example.test").output
     (row,) = cli_json(run_cli("suppressions", "list", "--json"))
     assert (row["address"], row["source"], row["reason"]) == ("bad@example.test", "manual", "asked")

@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from appliance import limits, queue
-from appliance import sending_policy as sp
+from appliance import events, queue
 from appliance.models import Alert, Delivery, Message, SmtpAccount
+from appliance.policy import quotas
+from appliance.policy import sending as sp
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def session(smtp_server, account):
 
 
 def test_a_defer_quota_answers_451_at_mail_from_until_the_next_hour(smtp_server, account, account_id, clock_at_noon):
-    limits.set_quotas(account_id, [sp.Quota("hour", 3, "defer")])
+    quotas.set_quotas(account_id, [sp.Quota("hour", 3, "defer")])
     with session(smtp_server, account) as client:
         assert transaction(client, ["a@example.test", "b@example.test"])[0] == 250
         assert transaction(client)[0] == 250  # 3 recipients this hour now
@@ -53,7 +54,7 @@ def test_a_defer_quota_answers_451_at_mail_from_until_the_next_hour(smtp_server,
 
 
 def test_a_reject_quota_answers_550_with_the_reason(smtp_server, account, account_id, clock_at_noon):
-    limits.set_quotas(account_id, [sp.Quota("day", 1, "reject")])
+    quotas.set_quotas(account_id, [sp.Quota("day", 1, "reject")])
     with session(smtp_server, account) as client:
         assert transaction(client)[0] == 250
         code, text, _ = transaction(client)
@@ -65,7 +66,7 @@ def test_a_reject_quota_answers_550_with_the_reason(smtp_server, account, accoun
 
 def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(app, smtp_server, account, account_id,
                                                                             clock_at_noon):
-    limits.set_quotas(account_id, [sp.Quota("minute", 1, "hold")])
+    quotas.set_quotas(account_id, [sp.Quota("minute", 1, "hold")])
     with session(smtp_server, account) as client:
         first = transaction(client)
         code, _, held_id = transaction(client, ["c@example.test", "d@example.test"])
@@ -85,6 +86,12 @@ def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(app
     rows = list(Delivery.select().where(Delivery.message == held_id))
     assert [r.status for r in rows] == ["queued", "queued"] and rows[0].last_reply == ""
     assert Message.get_by_id(held_id).status == "queued"
+    held, released = (
+        [(e["recipient"], e["details"]) for e in events.timeline(held_id) if e["type"] == kind]
+        for kind in ("held", "released"))
+    assert held == [(r, {"reason": "held: quota-minute until 2025-06-02 12:01 UTC"})
+                    for r in ("c@example.test", "d@example.test")]
+    assert released == [(r, {"by": "quota window"}) for r in ("c@example.test", "d@example.test")]
 
 
 def test_an_admin_hold_is_never_released_by_the_quota_sweep(app, smtp_server, account, account_id, clock_at_noon):
@@ -98,7 +105,7 @@ def test_an_admin_hold_is_never_released_by_the_quota_sweep(app, smtp_server, ac
 
 def test_alerts_are_raised_at_eighty_and_at_one_hundred_per_cent_once_per_window(smtp_server, account, account_id,
                                                                                  clock_at_noon):
-    limits.set_quotas(account_id, [sp.Quota("hour", 5, "defer")])
+    quotas.set_quotas(account_id, [sp.Quota("hour", 5, "defer")])
     with session(smtp_server, account) as client:
         for _ in range(4):
             assert transaction(client)[0] == 250
@@ -115,12 +122,12 @@ def test_alerts_are_raised_at_eighty_and_at_one_hundred_per_cent_once_per_window
 
 
 def test_usage_counts_recipients_in_each_window(app, smtp_server, account, account_id, clock_at_noon):
-    limits.set_quotas(account_id, [sp.Quota("hour", 10, "defer"), sp.Quota("month", 100, "hold")])
+    quotas.set_quotas(account_id, [sp.Quota("hour", 10, "defer"), sp.Quota("month", 100, "hold")])
     with session(smtp_server, account) as client:
         transaction(client, ["a@example.test", "b@example.test", "c@example.test"])
         clock_at_noon.advance(3600)
         transaction(client)
-    rows = {r["period"]: r for r in limits.usage_rows(account_id, clock_at_noon.value)}
+    rows = {r["period"]: r for r in quotas.usage_rows(account_id, clock_at_noon.value)}
     assert (rows["hour"]["used"], rows["hour"]["percent"]) == (1, 10)
     assert (rows["month"]["used"], rows["month"]["action"]) == (4, "hold")
 
@@ -136,4 +143,4 @@ def test_the_cli_sets_shows_and_clears_quotas(run_cli, account, account_id):
     bad = run_cli("quotas", "set", account[0], "--per", "week=5")
     assert bad.exit_code != 0 and "period is one of" in bad.output
     assert run_cli("quotas", "set", account[0], "--clear").exit_code == 0
-    assert limits.quotas_of(account_id) == []
+    assert quotas.quotas_of(account_id) == []

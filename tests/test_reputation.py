@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance import db, intake, limits, queue
+from appliance import db, guard, intake, queue
 from appliance.models import Alert, Delivery, Message, SmtpAccount, Suppression
 from tests.conftest import cli_json
 from tests.test_quotas import session, transaction
@@ -38,13 +38,13 @@ def finished(account_id: int, delivered: int, bounced: int) -> list[str]:
 
 def test_under_the_minimum_volume_bounces_do_not_count(app, account_id):
     finished(account_id, 10, 9)
-    assert limits.check_reputation(app.config)[account_id].state == "ok"
+    assert guard.check_reputation(app.config)[account_id].state == "ok"
 
 
 def test_the_guard_warns_at_five_per_cent_bounces_then_holds_new_mail_at_ten(app, smtp_server, account, account_id,
                                                                             test_clock, run_cli):
     finished(account_id, 19, 1)
-    verdict = limits.check_reputation(app.config)[account_id]
+    verdict = guard.check_reputation(app.config)[account_id]
     assert (verdict.state, verdict.reason) == ("warn", "bounce-rate")
     (warned,) = Alert.select()
     assert warned.kind == "reputation-warn" and "bounces 5.0%" in warned.text
@@ -53,10 +53,10 @@ def test_the_guard_warns_at_five_per_cent_bounces_then_holds_new_mail_at_ten(app
     assert Delivery.get(Delivery.message == fine).status == "queued"  # a warning holds nothing
 
     finished(account_id, 0, 2)  # 3 of 22: 13.6 %
-    assert limits.check_reputation(app.config)[account_id].state == "hold"
+    assert guard.check_reputation(app.config)[account_id].state == "hold"
     held_alert = Alert.get(Alert.kind == "reputation-hold")
     assert held_alert.severity == "critical" and "held until an admin releases it" in held_alert.text
-    assert limits.check_reputation(app.config)[account_id].state == "hold"
+    assert guard.check_reputation(app.config)[account_id].state == "hold"
     assert Alert.select().count() == 2  # no new alert while nothing changes
 
     with session(smtp_server, account) as client:
@@ -78,17 +78,17 @@ def test_the_guard_warns_at_five_per_cent_bounces_then_holds_new_mail_at_ten(app
 def test_complaints_from_feedback_loops_hold_an_account_at_half_a_per_cent(app, account_id):
     rcpts = finished(account_id, 20, 0)
     Suppression.create(address=rcpts[0], reason="complaint (feedback loop)", source="complaint")
-    verdict = limits.check_reputation(app.config)[account_id]
+    verdict = guard.check_reputation(app.config)[account_id]
     assert (verdict.state, verdict.reason) == ("hold", "complaint-rate")
     assert verdict.complaint_rate == pytest.approx(0.05)
 
 
 def test_bounces_older_than_the_window_no_longer_count(app, account_id, test_clock):
     finished(account_id, 17, 3)
-    assert limits.check_reputation(app.config)[account_id].state == "hold"
+    assert guard.check_reputation(app.config)[account_id].state == "hold"
     test_clock.advance(168 * 3600 + 1)
     finished(account_id, 20, 0)
-    assert limits.check_reputation(app.config, test_clock.value)[account_id].state == "ok"
+    assert guard.check_reputation(app.config, test_clock.value)[account_id].state == "ok"
 
 
 def test_the_sweep_runs_the_guard_once_per_interval(app, account_id, test_clock):

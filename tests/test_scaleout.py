@@ -25,7 +25,8 @@ def send(port: int, ca: Path, account, rcpt: str, subject: str) -> None:
     with smtplib.SMTP("relay.test", port, timeout=20) as client:
         client.starttls(context=ssl.create_default_context(cafile=str(ca)))
         client.login(*account)
-        client.sendmail("orders@shop.test", [rcpt], f"From: orders@shop.test\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
+        client.sendmail("orders@shop.test", [rcpt],
+                        f"From: orders@shop.test\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
 
 
 def test_the_app_runs_on_postgresql_and_redis(app):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from appliance import policy, senders
+from appliance import senders
 from appliance.models import Alert, Message, SmtpAccount
+from appliance.policy import acceptance
 from tests.smtputil import authenticated_raw
 
 
 def decide(address, *, verified=True, domains=(), allowed=(), mode="block", header=False):
-    return policy.sender_authorization(address, header=header, verified=verified, authorized_domains=list(domains),
+    return acceptance.sender_authorization(address, header=header, verified=verified, authorized_domains=list(domains),
                                        authorized_senders=list(allowed), mode=mode)
 
 
@@ -40,7 +41,7 @@ def test_the_sender_rule_decides_each_case(case, kwargs, reason):
 def test_from_addresses_read_by_the_fast_path_match_the_email_package(value):
     import email.utils
 
-    assert policy.header_addresses(value) == [a for _, a in email.utils.getaddresses([value])]
+    assert acceptance.header_addresses(value) == [a for _, a in email.utils.getaddresses([value])]
 
 
 def test_a_refusal_is_553_5_7_1_and_says_why_while_alert_mode_accepts():
@@ -48,8 +49,8 @@ def test_a_refusal_is_553_5_7_1_and_says_why_while_alert_mode_accepts():
     assert unverified.reply == "553 5.7.1 Sender address not authorized: a@evil.test is not a verified sender or domain"
     forged = decide("ceo@bank.test", verified=False, header=True)
     assert "From: header address ceo@bank.test" in forged.reply and forged.reply.startswith("553 5.7.1")
-    assert policy.refuses(decide("a@other.test", domains=["shop.test"]))
-    assert not policy.refuses(decide("a@other.test", domains=["shop.test"], mode="alert"))
+    assert acceptance.refuses(decide("a@other.test", domains=["shop.test"]))
+    assert not acceptance.refuses(decide("a@other.test", domains=["shop.test"], mode="alert"))
 
 
 def send(raw, mail_from: str, from_header: str) -> tuple[int, str]:

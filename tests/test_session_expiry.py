@@ -9,9 +9,8 @@ import json
 
 import pytest
 
-from appliance import admins
+from appliance import admins, replies
 from appliance.models import Message, SmtpAccount
-from appliance.smtp import replies
 
 from .web.conftest import ADMIN, Dashboard
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.smtp import replies
+from appliance import replies
 from tests.conftest import _ports, free_port
 from tests.test_roles import start
 from tests.test_session_expiry import send_one

@@ -1,4 +1,4 @@
-"""DATA: size and recipient limits, line endings, stamped headers, malformed input (issue 2 §7)."""
+"""DATA: size and recipient limits, line endings, stamped headers, malformed input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No open relay: who may send where (issue 2 §6)."""
+"""No open relay: who may send where."""
 
 from __future__ import annotations
 

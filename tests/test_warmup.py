@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 
-from appliance import clock, limits, queue
+from appliance import clock, queue
 from appliance.delivery import pace
 from appliance.delivery.route import Route, Target
 from appliance.models import Delivery
+from appliance.policy import warmup
 from tests.conftest import cli_json
 from tests.test_pacing import store
 
@@ -37,7 +38,7 @@ def send_due(app, domain="example.test", route=ELSEWHERE) -> list[Delivery]:
 
 
 def test_the_daily_cap_follows_the_plan_and_the_rest_waits_for_the_next_day(app, day_one):
-    limits.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:2,2:3,3:")
+    warmup.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:2,2:3,3:")
     store(app, [f"n{i}" for i in range(5)], domain="example.test")
     store(app, ["urgent"], priority=1, domain="example.test")
 
@@ -58,7 +59,7 @@ def test_the_daily_cap_follows_the_plan_and_the_rest_waits_for_the_next_day(app,
 
 
 def test_the_warm_up_counts_all_traffic_across_provider_groups(app, day_one):
-    limits.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:3")
+    warmup.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:3")
     store(app, ["a", "b"], domain="example.test")
     assert len(send_due(app)) == 2
     store(app, ["c", "d"], domain="workspace.test")
@@ -67,17 +68,17 @@ def test_the_warm_up_counts_all_traffic_across_provider_groups(app, day_one):
 
 
 def test_a_disabled_warm_up_or_a_smarthost_lets_everything_through(app, day_one):
-    limits.set_warmup(enabled=False, start_date=DAY1.date(), steps="1:1")
+    warmup.set_warmup(enabled=False, start_date=DAY1.date(), steps="1:1")
     store(app, ["a", "b"], domain="example.test")
     assert len(send_due(app)) == 2
-    limits.set_warmup(enabled=True)
+    warmup.set_warmup(enabled=True)
     store(app, ["c", "d"], domain="example.test")
     upstream = Route("smarthost", (Target("smtp.upstream.test", "127.0.0.3", 587),), smarthost=object())
     assert len(send_due(app, route=upstream)) == 2
 
 
 def test_within_the_warm_up_cap_lower_priority_keeps_a_reserved_share(app, day_one):
-    limits.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:20")
+    warmup.set_warmup(enabled=True, start_date=DAY1.date(), steps="1:20")
     store(app, [f"bulk{i}" for i in range(30)], priority=5, domain="example.test")
     store(app, [f"order{i}" for i in range(30)], priority=2, domain="example.test")
     admitted = send_due(app)
@@ -86,7 +87,7 @@ def test_within_the_warm_up_cap_lower_priority_keeps_a_reserved_share(app, day_o
 
 def test_the_cli_sets_and_shows_the_plan(run_cli, day_one):
     shown = cli_json(run_cli("warmup", "show", "--json"))
-    assert (shown["enabled"], shown["plan"]) == (False, "1:1000,4:5000,7:10000,11:25000,15:50000,21:")
+    assert (shown["enabled"], shown["plan"]) == (False, "1:1000,4:5000,7:10000,11:25000,15:50000,21:100000")
     result = cli_json(run_cli("warmup", "set", "--enable", "--start", "2025-05-29", "--json"))
     assert (result["enabled"], result["day"], result["today_cap"]) == (True, 5, 5000)
     changed = cli_json(run_cli("warmup", "set", "--plan", "1:100, 3:", "--json"))

@@ -1,6 +1,17 @@
-"""Outbound delivery as a checklist of named steps: route → pace → sign → send → record (DESIGN §2.7–2.8).
+"""Outbound delivery as a checklist of six named steps, numbered as in docs/delivery.md ("Pipeline").
 
-Called by queue workers with rows they have claimed; never on the SMTP event loop.
+A queue worker (appliance/queue.py) claims rows of one destination domain and calls ``deliver``,
+never on the SMTP event loop:
+
+  1. route    where the domain's mail goes: its MX hosts, or the smarthost         route.py
+  2. pace     which rows may go now: provider group caps, the IP warm-up            pace.py
+  3. connect  one SMTP session to the first target that answers                    send.py
+  4. sign     per message: DKIM signatures, the return path                         sign.py
+  5. send     per message: one SMTP transaction, a reply per recipient              send.py
+  6. record   per message: the outcomes, handed to the process's writer             record.py
+
+Steps 2 and 4-6 repeat for the rows the open session claims next, up to MESSAGES_PER_SESSION
+messages. When step 1 or 3 fails, its reply is every row's outcome, recorded by ``Outcomes.fail``.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from .. import clock, db
 from ..models import Claimed, Message, MessageBody
 from .pace import Gate
 from .record import Outcome, record_many
+from .replies import Reply
 from .route import RouteError, route
 from .send import Peer, Session, SessionError
 from .sign import outgoing
@@ -21,9 +33,78 @@ from .sign import outgoing
 MESSAGES_PER_SESSION = 100  # then QUIT and let the next task open a fresh session
 
 
-def _outcomes(rows: list[Claimed], replies, peer: Peer, started, t0: float) -> list[Outcome]:
-    duration = int((time.monotonic() - t0) * 1000)
-    return [Outcome(d, reply, peer, started, duration) for d, reply in zip(rows, replies, strict=True)]
+class Outcomes:
+    """Step 6, record: hand each message's outcomes to the process's writer without waiting for the
+    commit (the rows stay leased meanwhile, so nothing else takes them); ``wait`` awaits them all."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self._pending: list[Future] = []
+
+    def record(self, rows: list[Claimed], replies: list[Reply], peer: Peer, started, t0: float) -> None:
+        """Record one message's attempt: ``replies`` holds a reply per row, in order."""
+        duration = int((time.monotonic() - t0) * 1000)
+        outcomes = [Outcome(d, reply, peer, started, duration) for d, reply in zip(rows, replies, strict=True)]
+        self._pending.append(db.write_many(record_many, (outcomes, self.settings)))
+
+    def fail(self, rows: list[Claimed], reply: Reply, peer: Peer, started, t0: float) -> None:
+        """Record ``reply`` as the outcome of every row, message by message (a step failed them all)."""
+        for _, group in groupby(rows, key=lambda d: d.message_id):
+            group = list(group)
+            self.record(group, [reply] * len(group), peer, started, t0)
+
+    def wait(self) -> None:
+        for future in self._pending:
+            future.result()
+
+
+def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]]) -> None:
+    """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over the
+    same session; record every outcome before returning."""
+    outcomes = Outcomes(settings)
+    try:
+        _steps(rows, settings, more, outcomes)
+    finally:
+        outcomes.wait()
+
+
+def _steps(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]], outcomes: Outcomes) -> None:
+    started, t0 = clock.now(), time.monotonic()
+    domain = rows[0].domain
+    try:  # 1. route
+        path = route(settings, domain)
+    except RouteError as exc:
+        outcomes.fail(rows, exc.reply, Peer(), started, t0)
+        return
+    gate = Gate(settings, domain, path)
+    session = Session(path, settings)
+    try:
+        rows = gate.admit(rows)  # 2. pace
+        if not rows:
+            return
+        try:  # 3. connect
+            session.open()
+        except SessionError as exc:
+            outcomes.fail(rows, exc.reply, session.peer, started, t0)
+            return
+        sent = 0
+        while rows:
+            contents = _contents({d.message_id for d in rows})
+            for message_id, group in groupby(rows, key=lambda d: d.message_id):
+                group = list(group)
+                if message_id not in contents:  # deleted meanwhile, its deliveries with it
+                    continue
+                started, t0 = clock.now(), time.monotonic()
+                mail_from, data = outgoing(settings, message_id, *contents[message_id])  # 4. sign
+                replies = session.send(mail_from, [d.rcpt for d in group], data)  # 5. send
+                outcomes.record(group, replies, session.peer, started, t0)  # 6. record
+                sent += 1
+            if not session.alive or sent >= MESSAGES_PER_SESSION:
+                break
+            rows = gate.admit(more())  # 2. pace, for the rows the session claims next
+    finally:
+        session.close()
+        gate.close()
 
 
 def _contents(message_ids: set[str]) -> dict[str, tuple[str, bytes]]:
@@ -32,69 +113,3 @@ def _contents(message_ids: set[str]) -> dict[str, tuple[str, bytes]]:
              .join(MessageBody, on=(MessageBody.message == Message.id))
              .where(Message.id.in_(list(message_ids))).tuples())
     return {message_id: (mail_from, bytes(data)) for message_id, mail_from, data in query}
-
-
-def deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]]) -> list[str]:
-    """Deliver claimed rows of one destination domain, then whatever ``more`` claims next over
-    the same session; record every outcome; return the ids of the DSNs this queued.
-
-    Outcomes go to the process's writer without waiting for each commit (the rows stay leased
-    meanwhile, so nothing else takes them); the session's outcomes are awaited before returning.
-    """
-    recorded: list[Future] = []
-
-    def record_later(group: list[Claimed], replies, peer: Peer, started, t0: float) -> None:
-        outcomes = _outcomes(group, replies, peer, started, t0)
-        recorded.append(db.write_many(record_many, (outcomes, settings)))
-
-    try:
-        _deliver(rows, settings, more, record_later)
-    finally:
-        dsn_ids = [dsn_id for future in recorded for dsn_id in future.result()]
-    return dsn_ids
-
-
-def _deliver(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]], record_later) -> None:
-    started, t0 = clock.now(), time.monotonic()
-    try:
-        path = route(settings, rows[0].domain)
-    except RouteError as exc:
-        for _, group in groupby(rows, key=lambda d: d.message_id):
-            group = list(group)
-            record_later(group, [exc.reply] * len(group), Peer(), started, t0)
-        return
-
-    gate = Gate(settings, rows[0].domain, path)  # pace: provider group caps and the IP warm-up
-    rows = gate.admit(rows)
-    if not rows:
-        gate.close()
-        return
-    session = Session(path, settings)
-    try:
-        session.open()
-    except SessionError as exc:
-        gate.close()
-        for _, group in groupby(rows, key=lambda d: d.message_id):
-            group = list(group)
-            record_later(group, [exc.reply] * len(group), session.peer, started, t0)
-        return
-
-    sent = 0
-    try:
-        while rows:
-            contents = _contents({d.message_id for d in rows})
-            for message_id, group in groupby(rows, key=lambda d: d.message_id):
-                group = list(group)
-                if message_id not in contents:  # deleted meanwhile, its deliveries with it
-                    continue
-                started, t0 = clock.now(), time.monotonic()
-                mail_from, data = outgoing(settings, message_id, *contents[message_id])
-                replies = session.send(mail_from, [d.rcpt for d in group], data)
-                record_later(group, replies, session.peer, started, t0)
-                sent += 1
-            if not session.alive or sent >= MESSAGES_PER_SESSION:
-                break
-            rows = gate.admit(more())
-    finally:
-        session.close()
-        gate.close()

@@ -1,10 +1,13 @@
-"""Step 1½, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
+"""Step 2, pace: which claimed deliveries may go now, per provider group and under the IP warm-up.
 
-Between route and send. The destination's provider group is recognised by recipient domain, then
-by the MX host names that route found. Over the group's hourly or session cap, or over the warm-up's
-daily cap, a delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the
-window opens) instead of failing; within each cap higher priority goes first and lower lanes keep a
-share (sending_policy.lane_allows). Sends are counted per group and hour in SendCount, so the caps
+After step 1 (route) and before step 3 (connect), and again for the rows a session claims next.
+The destination's provider group is recognised by recipient domain, then by the MX host names that
+route found. Over the group's daily, hourly or session cap, or over the warm-up's daily cap, a
+delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the window
+opens) instead of failing. The hourly cap is the group's new-IP or warmed-up figure (or between
+them, as the warm-up plan progresses), spread evenly over the hour's minutes; within each cap higher
+priority goes first and lower lanes keep a share (policy/sending.py, lane_allows). Sends are counted
+per group and hour in SendCount, so the caps
 hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
 everything passes.
 """
@@ -18,39 +21,14 @@ from collections import Counter
 
 from peewee import fn
 
-from .. import clock, db, limits
-from .. import sending_policy as sp
-from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup
-from .record import refresh_messages
+from .. import clock, db
+from ..models import DEFERRED, QUEUED, SENDING, Claimed, Delivery, ProviderGroup, refresh_messages
+from ..policy import groups, warmup
+from ..policy import sending as sp
 from .route import Route
+from .sessions import SessionCounter
 
-
-class GroupSessions:
-    """Concurrent outbound sessions per provider group, in this process."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._busy: Counter = Counter()
-
-    def acquire(self, group: str, cap: int | None) -> bool:
-        with self._lock:
-            if cap is not None and self._busy[group] >= cap:
-                return False
-            self._busy[group] += 1
-            return True
-
-    def release(self, group: str) -> None:
-        with self._lock:
-            self._busy[group] -= 1
-            if self._busy[group] <= 0:
-                del self._busy[group]
-
-    def busy(self, group: str) -> int:
-        with self._lock:
-            return self._busy[group]
-
-
-SESSIONS = GroupSessions()
+SESSIONS = SessionCounter()  # per provider group
 # One batch's read-decide-count at a time, so two workers never both take a cap's last slot.
 _deciding = threading.Lock()
 
@@ -79,27 +57,30 @@ def defer(rows: list[Claimed], wait: sp.Wait, now: dt.datetime) -> None:
 
 
 class Gate:
-    """The pace step for one session to one destination domain: ``admit`` then, at the end, ``close``."""
+    """Step 2, pace, for one session to one destination domain: ``admit`` then, at the end, ``close``."""
 
     def __init__(self, settings: dict, domain: str, route: Route):
         self.settings = settings
         self.domain = domain
         self.direct = route.smarthost is None
-        self.group = limits.group_for(domain, [t.name for t in route.targets]) if self.direct else None
+        self.group = groups.group_for(domain, [t.name for t in route.targets]) if self.direct else None
         self.holding = False  # one of the group's sessions
 
     def admit(self, rows: list[Claimed]) -> list[Claimed]:
-        """Return the rows (in priority order) that may be sent now; the others are deferred."""
+        """Step 2, pace: return the rows (in priority order) that may be sent now; defer the others."""
         if not rows or not self.direct:
             return rows
         now = clock.now()
         group = ProviderGroup.get_by_id(self.group.id)  # caps and throttle state as they are now
         throttled = group.throttled_until is not None and now < group.throttled_until
-        # The hour's count matters only under an hourly cap (a throttled group without one gets half
-        # of what it sent this hour).
+        rule = groups.as_group(group)
+        day_cap, progress = warmup.warmup_today(now.date())
+        # The hour's count matters here only to a throttled group without an hourly cap: it gets half
+        # of what it sent this hour.
+        uncapped = sp.hourly_cap(rule, progress) is None
         hourly, sessions = sp.effective_caps(
-            limits.as_group(group), throttled=throttled,
-            sent_last_hour=limits.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
+            rule, throttled=throttled, progress=progress,
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and uncapped else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -109,29 +90,34 @@ class Gate:
         waits: dict[sp.Wait, list[Claimed]] = {}
         share = self.settings["LOW_PRIORITY_SHARE"]
         with _deciding:
-            day_cap = limits.warmup_cap(now.date())
             # Counts are read only for the caps in force (with none, every row goes).
-            used_hour = limits.sent_in_hour(group.name, now) if hourly is not None else 0
-            used_day = limits.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
+            group_day_cap = rule.daily_cap
+            used_hour = groups.sent_in_hour(group.name, now) if hourly is not None else 0
+            used_group_day = groups.sent_in_day(group.name, now) if group_day_cap is not None else 0
+            used_day = groups.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
             in_hand = Counter(d.priority for d in rows)
-            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if hourly is not None else Counter()
+            capped = hourly is not None or group_day_cap is not None
+            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if capped else Counter()
             for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
             for row in rows:
                 for counts in (in_hand, for_domain, for_all):
                     counts[row.priority] -= 1  # the row itself is not "waiting" for its own decision
-                wait = sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
-                                    now=now) or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour,
-                                                         waiting=for_domain, low_share=share, now=now,
-                                                         throttled=throttled)
+                wait = (sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
+                                     now=now)
+                        or sp.paced_daily(row.priority, group=group.name, cap=group_day_cap, used=used_group_day,
+                                          waiting=for_domain, low_share=share, now=now)
+                        or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour, waiting=for_domain,
+                                    low_share=share, now=now, throttled=throttled))
                 if wait is None:
                     admitted.append(row)
                     used_hour += 1
+                    used_group_day += 1
                     used_day += 1
                 else:
                     waits.setdefault(wait, []).append(row)
             if admitted:
-                counted = db.write(functools.partial(limits.count_sends, group.name, len(admitted), now))
-                if hourly is not None or day_cap is not None:
+                counted = db.write(functools.partial(groups.count_sends, group.name, len(admitted), now))
+                if capped or day_cap is not None:
                     counted.result()  # the next decision must see these sends
         for wait, waiting in waits.items():
             defer(waiting, wait, now)

@@ -1,4 +1,4 @@
-"""Step 3, record: outcomes → Delivery rows, Attempts, Message status, suppressions and DSNs."""
+"""Step 6, record: outcomes → Delivery rows, Attempts, events, Message status, suppressions, DSNs."""
 
 from __future__ import annotations
 
@@ -9,32 +9,29 @@ from typing import NamedTuple
 
 from ulid import ULID
 
-from .. import alerts, clock, db, intake, limits, sending_policy
+from .. import clock, db, events, intake
 from ..models import (
     BOUNCED,
-    CANCELLED,
     DEFERRED,
     DELIVERED,
     FAILED,
-    HELD,
-    QUEUED,
     SENDING,
-    SUPPRESSED,
     Attempt,
     Claimed,
     Delivery,
     Message,
     MessageBody,
-    SmtpAccount,
     Suppression,
+    refresh_messages,
 )
+from ..policy import groups
+from ..policy import sending as sp
 from . import dsn
 from .replies import Reply
 from .send import Peer
 
 log = logging.getLogger(__name__)
 
-PARTIAL = "partial"  # Message status: finished, some recipients delivered and some not
 DSN_PRIORITY = 2
 
 
@@ -53,50 +50,6 @@ def retry_delay(schedule: str, attempts: int) -> int:
     """Seconds to wait after the ``attempts``-th failed attempt (the last value repeats)."""
     steps = [int(x) for x in schedule.split(",") if x.strip()]
     return steps[min(attempts, len(steps)) - 1]
-
-
-def message_status(statuses: list[str]) -> str:
-    """Derive a Message's status from its deliveries' statuses.
-
-    While anything is pending: `queued` if a delivery is queued or being sent, else `deferred`,
-    else `held`. Once all are final: `delivered` when all were delivered, `partial` when some
-    were, else the most telling failure: `bounced`, `failed`, `cancelled`, then `suppressed`.
-    """
-    present = set(statuses)
-    for pending, shown in ((QUEUED, QUEUED), (SENDING, QUEUED), (DEFERRED, DEFERRED), (HELD, HELD)):
-        if pending in present:
-            return shown
-    if present == {DELIVERED}:
-        return DELIVERED
-    if DELIVERED in present:
-        return PARTIAL
-    for final in (BOUNCED, FAILED, CANCELLED, SUPPRESSED):
-        if final in present:
-            return final
-    return QUEUED if not present else sorted(present)[0]
-
-
-def refresh_messages(message_ids: set[str]) -> None:
-    """Recompute the status of these messages from their deliveries (inside a transaction).
-
-    Plain SQL, like the rest of the recorder's per-commit statements (see sent_messages)."""
-    if not message_ids:
-        return
-    wanted = list(message_ids)
-    by_message: dict[str, list[str]] = {m: [] for m in wanted}
-    cursor = db.database.execute_sql(
-        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({db.marks(len(wanted))})', wanted)
-    for message_id, status in cursor.fetchall():
-        by_message[message_id].append(status)
-    by_status: dict[str, list[str]] = {}
-    for message_id, statuses in by_message.items():
-        if statuses:
-            by_status.setdefault(message_status(statuses), []).append(message_id)
-    p = db.database.param
-    for status, ids in by_status.items():
-        db.database.execute_sql(
-            f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({db.marks(len(ids))}) AND "direction" = {p}',
-            (status, *ids, "outbound"))
 
 
 class SentMessage(NamedTuple):
@@ -148,20 +101,17 @@ def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply:
     return cursor.rowcount == 1
 
 
-def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
-    """Store the outcomes of several messages' attempts (a writer job kind: one job per message,
-    run inside the writer's transaction); return, per job, the ids of the DSNs it queued."""
+def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
+    """Step 6, record: store the outcomes of several messages' attempts (a writer job kind: one job per message,
+    run inside the writer's transaction), each with its event; a DSN for the recipients that
+    bounced or failed is stored in the same transaction (and enqueued after its commit)."""
     now = clock.now()
     messages = sent_messages({outcomes[0].delivery.message_id for outcomes, _ in jobs if outcomes})
     attempts: list[dict] = []
-    results: list[list[str]] = []
+    occurred: list[events.Occurred] = []
     for outcomes, settings in jobs:
-        if not outcomes:
-            results.append([])
-            continue
-        message = messages.get(outcomes[0].delivery.message_id)
+        message = messages.get(outcomes[0].delivery.message_id) if outcomes else None
         if message is None:  # deleted meanwhile, its deliveries with it
-            results.append([])
             continue
         failed: list[dsn.FailedRecipient] = []
         for outcome in outcomes:
@@ -173,30 +123,22 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[list[str]]:
                 "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
                 "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
             })
-            if sending_policy.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
-                limits.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
+            if sp.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
+                groups.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
             if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
+            occurred.append(events.Occurred(message.id, status, d.rcpt, now,
+                                            {"reply": str(reply), "mx": outcome.peer.host}))
             if status == BOUNCED and reply.hard:
                 Suppression.add_hard_bounce(d.rcpt, str(reply), now)
             if status in (BOUNCED, FAILED):
                 failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
-        results.append([queue_dsn(message, failed, settings, now)] if failed and message.mail_from else [])
-        if failed and message.account_id:
-            alert_failing(settings, message, failed)
+        if failed and message.mail_from:
+            queue_dsn(message, failed, settings, now)
     db.insert_rows(Attempt, attempts)
+    events.record(occurred)
     refresh_messages(set(messages))
-    return results
-
-
-def alert_failing(settings: dict, message: SentMessage, failed: list[dsn.FailedRecipient]) -> None:
-    """Tell the admin that an account's mail is not getting through (repeats fold into one alert)."""
-    account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id)
-    if account is None:
-        return
-    shown = ", ".join(f"{f.address} ({f.reply})" for f in failed[:3]) + (" …" if len(failed) > 3 else "")
-    alerts.raise_alert(settings, alerts.DELIVERY_FAILING, f"account {account.username}",
-                       f"message {message.id} could not be delivered to {shown}")
+    return [None] * len(jobs)
 
 
 def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings: dict, now: dt.datetime) -> str:
@@ -211,10 +153,11 @@ def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings:
         original_headers=headers, recipients=failed, now=now,
     )
     intake.store(intake.Incoming(
-        id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY,
+        id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY, via="dsn",
         client_ip="127.0.0.1", client_helo=settings["HOSTNAME"],
         summary={"subject": "Undelivered Mail Returned to Sender",
-                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}", "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
+                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}",
+                 "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
     ))
     log.info("message %s: DSN %s queued to %s for %d recipient(s)", message.id, dsn_id, message.mail_from, len(failed))
     return dsn_id

@@ -40,7 +40,7 @@ def order_mx(records: list[tuple[int, str]]) -> list[str]:
 
 
 def route(settings: dict, domain: str) -> Route:
-    """Return the route for mail to ``domain``, or raise RouteError."""
+    """Step 1, route: return the route for mail to ``domain``, or raise RouteError."""
     upstream = smarthost_mod.parse(settings["SMARTHOST"])
     if upstream is not None:
         return Route(str(upstream), (Target(upstream.host, upstream.host, upstream.port),), upstream)

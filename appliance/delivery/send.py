@@ -1,4 +1,5 @@
-"""Step 2, send: one outbound SMTP session that carries several messages for one destination.
+"""Steps 3, connect (``Session.open``), and 5, send (``Session.send``): one outbound SMTP session that
+carries several messages for one destination.
 
 Runs on worker threads only (blocking sockets), never on the SMTP event loop.
 """
@@ -9,10 +10,9 @@ import contextlib
 import smtplib
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 
-from .. import intake
+from .. import message_bytes
 from . import smarthost as smarthost_mod
 from .replies import Reply
 from .route import Route, Target
@@ -72,30 +72,6 @@ def _opportunistic_context() -> ssl.SSLContext:
     return ctx
 
 
-class DestinationSlots:
-    """A cap on concurrent sessions per destination (SESSIONS_PER_DESTINATION), per process."""
-
-    def __init__(self, limit: int):
-        self.limit = max(1, limit)
-        self._lock = threading.Lock()
-        self._busy: dict[str, int] = {}
-
-    def try_acquire(self, destination: str) -> bool:
-        with self._lock:
-            if self._busy.get(destination, 0) >= self.limit:
-                return False
-            self._busy[destination] = self._busy.get(destination, 0) + 1
-            return True
-
-    def release(self, destination: str) -> None:
-        with self._lock:
-            left = self._busy.get(destination, 1) - 1
-            if left:
-                self._busy[destination] = left
-            else:
-                self._busy.pop(destination, None)
-
-
 def needs_smtputf8(mail_from: str, rcpts: list[str], data: bytes) -> bool:
     """Tell whether the envelope or the header section is not ASCII (RFC 6531/6532)."""
     header_end = data.find(b"\r\n\r\n")
@@ -115,7 +91,7 @@ class Session:
         self.last_error: Reply = NOT_CONNECTED
 
     def open(self) -> None:
-        """Connect to the route's targets in order; raise SessionError when none can be used."""
+        """Step 3, connect: try the route's targets in order; raise SessionError when none can be used."""
         for target in self.route.targets:
             try:
                 self._open(target)
@@ -184,7 +160,7 @@ class Session:
         self._ehlo(target)
 
     def send(self, mail_from: str, rcpts: list[str], data: bytes) -> list[Reply]:
-        """Send one message in one transaction; return a reply per recipient (in order)."""
+        """Step 5, send: one message in one transaction; return a reply per recipient (in order)."""
         if not self.alive or self.client is None:
             return [self.last_error] * len(rcpts)
         client = self.client
@@ -283,7 +259,7 @@ class Session:
 
 def _wire_body(data: bytes) -> bytes:
     """Return ``data`` as DATA content: CRLF lines, leading dots doubled, ended by CRLF.CRLF."""
-    data = intake.normalise_line_endings(data)
+    data = message_bytes.normalise_line_endings(data)
     if data.startswith(b"."):
         data = b"." + data
     data = data.replace(b"\r\n.", b"\r\n..")

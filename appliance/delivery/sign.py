@@ -1,4 +1,4 @@
-"""Step 2, sign: DKIM signatures with the key of the From: domain (d= aligned, DMARC), RSA then Ed25519.
+"""Step 4, sign: DKIM signatures with the key of the From: domain (d= aligned, DMARC), RSA then Ed25519.
 
 Runs on delivery workers, over exactly the bytes that are sent; never on the SMTP loop (both
 signatures cost ~0.5 ms a message with OpenSSL, appliance/dkim.py).
@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 import dkim as dkimpy
 
-from .. import db, dkim, intake, policy, returnpath
+from .. import db, dkim, message_bytes, returnpath
 from ..models import Domain
+from ..policy import acceptance
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,14 @@ def signing_key(data: bytes) -> SigningKey | None:
     """Return the key of the verified domain of the message's From: address (or its closest
     verified parent), or None when the message is not to be signed."""
     try:
-        fields, _ = intake.parse_header_block(data)
-    except intake.MalformedMessage:
+        fields, _ = message_bytes.parse_header_block(data)
+    except message_bytes.MalformedMessage:
         return None
     from_value = next((value for name, value in fields if name.lower() == "from"), "")
-    addresses = [a for a in policy.header_addresses(from_value) if "@" in a]
+    addresses = [a for a in acceptance.header_addresses(from_value) if "@" in a]
     if not addresses:
         return None
-    candidates = Domain.names_covering(policy.split_address(addresses[0])[1])
+    candidates = Domain.names_covering(acceptance.split_address(addresses[0])[1])
     if not candidates:
         return None
     # Read once per message on the delivery path: plain SQL, no model building.
@@ -56,7 +57,7 @@ def signing_key(data: bytes) -> SigningKey | None:
 
 
 def outgoing(settings: dict, message_id: str, mail_from: str, data: bytes) -> tuple[str, bytes]:
-    """The envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
+    """Step 4, sign: the envelope sender and the bytes to send: DKIM-signed when the From: domain is verified,
     and with the return path on its bounce subdomain (appliance/bounces.py) once that domain's
     bounce MX points here. The null sender stays null, and so does every sender with a SMARTHOST:
     the upstream relay may accept only senders it knows, and handles the bounces it gets itself."""

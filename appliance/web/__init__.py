@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, g, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from .. import audit
 from ..db import database
 from . import (
     accounts,
     alerts,
+    audit_log,
     auth,
     domains,
     health,
@@ -17,10 +19,13 @@ from . import (
     overview,
     policy,
     senders,
+    smtp_codes,
     suppressions,
+    users,
     verify,
 )
 from .permissions import forbidden_page, login_manager
+from .sessions import ServerSessionInterface
 
 csrf = CSRFProtect()
 
@@ -31,13 +36,6 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class _TlsAwareSessionInterface(SecureCookieSessionInterface):
-    """Mark the session cookie Secure whenever the dashboard is reached over TLS."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
-
-
 def init_app(app: Flask) -> None:
     """Register blueprints, login, CSRF, security headers and a database connection per request."""
     app.config.update(
@@ -45,7 +43,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
-    app.session_interface = _TlsAwareSessionInterface()
+    app.session_interface = ServerSessionInterface()
     app.extensions["login_throttle"] = auth.LoginThrottle()
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -54,8 +52,17 @@ def init_app(app: Flask) -> None:
     def _connect() -> None:
         database.connect(reuse_if_open=True)
 
+    @app.before_request
+    def _actor() -> None:
+        # What this request changes is recorded in the audit log as done by the signed-in user.
+        if request.endpoint != "static":
+            name = current_user.email if current_user.is_authenticated else "anonymous"
+            g.audit_token = audit.act_as(name, request.remote_addr or "")
+
     @app.teardown_request
     def _close(_exc) -> None:
+        if "audit_token" in g:
+            audit.reset(g.pop("audit_token"))
         if not database.is_closed():
             database.close()
 
@@ -84,3 +91,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(domains.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(policy.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(audit_log.bp)
+    app.register_blueprint(smtp_codes.bp)

@@ -17,8 +17,9 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock, limits
+from .. import accounts, audit, clock
 from ..models import Message, SmtpAccount
+from ..policy import quotas
 from . import connection, guides
 from .permissions import admin_required, admin_writes, viewer_required
 
@@ -52,7 +53,7 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
     settings = current_app.config
     filled = guides.values(settings, account, password)
     return {"hostname": settings["HOSTNAME"], "ports": connection.submission_ports(settings),
-            "account": account, "quotas": limits.usage_rows(account.id, clock.now()),
+            "account": account, "quotas": quotas.usage_rows(account.id, clock.now()),
             "guides": guides.guides(filled), "guide_values": filled, "ca_path": guides.CA_PATH}
 
 
@@ -88,7 +89,8 @@ def parse_form(form) -> tuple[dict, dict[str, str]]:
         networks = accounts.parse_networks([values["ip_rules"]])
     except accounts.AccountError as exc:
         text = str(exc)
-        errors["ip_rules"] = f"{text[:1].upper()}{text[1:]}. Write one address or network per line, like 203.0.113.7 or 2001:db8::/32."
+        errors["ip_rules"] = (f"{text[:1].upper()}{text[1:]}. Write one address or network per line, "
+                              "like 203.0.113.7 or 2001:db8::/32.")
     else:
         values["ip_rules"] = "\n".join(networks)
         if values["ip_only"] and not networks:
@@ -119,6 +121,7 @@ def accounts_create():
     account, password = accounts.create(
         values["name"], networks=values["ip_rules"].split(), ip_only=values["ip_only"],
         priority=values["priority"], note=values["note"])
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     return _no_store(render_template("accounts/secret.html", password=password, created=True,
                                      **_connection_context(account, password)))
 
@@ -140,6 +143,8 @@ def accounts_edit(account_id: int):
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
     if active != account.active:
         accounts.set_active(account.id, active)
+    changed = sorted(k for k, v in {**values, "active": active}.items() if account.__data__.get(k) != v)
+    audit.record("account.edit", f"account {account.username}", ", ".join(changed) or "nothing changed")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
 
@@ -151,6 +156,7 @@ def accounts_reset_password(account_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/reset.html", account=account)
     password = accounts.reset_password(account)
+    audit.record("account.reset_password", f"account {account.username}")
     return _no_store(render_template("accounts/secret.html", password=password, created=False,
                                      **_connection_context(account, password)))
 
@@ -163,6 +169,7 @@ def accounts_delete(account_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/delete.html", account=account)
     SmtpAccount.delete_by_id(account.id)
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
     if request.headers.get("HX-Request"):
         return ""  # the row's outerHTML swap removes it
     return redirect(url_for("accounts.accounts_list"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import alerts
+from .. import alerts, audit
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -32,7 +32,8 @@ def alerts_list():
 @admin_required
 def alerts_ack(alert_id: int):
     """Acknowledge one alert: a repeat opens a new one."""
-    alerts.acknowledge([alert_id], current_user.email)
+    if alerts.acknowledge([alert_id], current_user.email):
+        audit.record("alert.acknowledge", f"alert {alert_id}")
     return redirect(url_for("alerts.alerts_list"))
 
 
@@ -41,5 +42,7 @@ def alerts_ack(alert_id: int):
 def alerts_ack_all():
     """Acknowledge every open alert."""
     count = alerts.acknowledge(None, current_user.email)
+    if count:
+        audit.record("alert.acknowledge", "every open alert", f"{count} alert(s)")
     flash(f"{count} alert{'s' if count != 1 else ''} acknowledged.")
     return redirect(url_for("alerts.alerts_list"))

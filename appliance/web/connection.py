@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..serve import Listener, parse_listeners
+from ..listeners import Listener, parse_listeners
 
 TIMEOUT = 10  # seconds per step; loopback answers in milliseconds
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import Response, abort, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
+from .. import twofactor
 from ..models import AdminUser
 
 login_manager = LoginManager()
@@ -23,15 +24,18 @@ login_manager.session_protection = "strong"
 PUBLIC, VIEWER, ADMIN, ADMIN_WRITES = "public", "viewer", "admin", "admin_writes"
 
 
+# While a user who must enrol a second factor has none, these are the only pages they reach.
+ENROLMENT_ENDPOINTS = {"auth.auth_two_factor", "auth.auth_logout"}
+
+
 class SessionUser(UserMixin):
-    """An AdminUser as flask-login sees it; its id changes when the password does."""
+    """An AdminUser as flask-login sees it (sessions are server-side rows: see sessions.py)."""
 
     def __init__(self, admin: AdminUser):
         self.admin = admin
 
     def get_id(self) -> str:
-        # Part of the hash in the session id: changing the password signs out every other session.
-        return f"{self.admin.id}:{self.admin.password_hash[-16:]}"
+        return str(self.admin.id)
 
     @property
     def email(self) -> str:
@@ -45,14 +49,18 @@ class SessionUser(UserMixin):
     def can_change(self) -> bool:
         return self.admin.role == ADMIN
 
+    @property
+    def must_enrol(self) -> bool:
+        """Tell whether an admin requires a second factor that this user has not set up yet."""
+        return not self.admin.totp_secret and twofactor.required()
+
 
 @login_manager.user_loader
-def _load_user(session_id: str) -> SessionUser | None:
-    admin_id, _, fingerprint = session_id.partition(":")
-    if not admin_id.isdigit():
+def _load_user(user_id: str) -> SessionUser | None:
+    if not user_id.isdigit():
         return None
-    admin = AdminUser.get_or_none(AdminUser.id == int(admin_id))
-    if admin is None or admin.password_hash[-16:] != fingerprint:
+    admin = AdminUser.get_or_none(AdminUser.id == int(user_id))
+    if admin is None or not admin.active:
         return None
     return SessionUser(admin)
 
@@ -67,15 +75,29 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def _whole_page(url: str, status: int) -> Response:
+    """Send the browser to ``url``: htmx would swap that page into a fragment, so tell it to load it."""
+    response = Response(status=status)
+    response.headers["HX-Redirect"] = url
+    return response
+
+
 def _to_login() -> Response:
     login_url = url_for("auth.auth_login")
     if request.headers.get("HX-Request"):
-        # htmx would swap a login page into the fragment; ask it to load the whole page instead.
-        response = Response(status=401)
-        response.headers["HX-Redirect"] = login_url
-        return response
+        return _whole_page(login_url, 401)
     wanted = request.full_path if request.method == "GET" else None
     return redirect(url_for("auth.auth_login", next=wanted.rstrip("?")) if wanted else login_url)
+
+
+def _refusal() -> Response | None:
+    """Why a request may not reach a signed-in view: not signed in, or a second factor to set up first."""
+    if not current_user.is_authenticated:
+        return _to_login()
+    if request.endpoint not in ENROLMENT_ENDPOINTS and current_user.must_enrol:
+        enrol = url_for("auth.auth_two_factor")
+        return _whole_page(enrol, 403) if request.headers.get("HX-Request") else redirect(enrol)
+    return None
 
 
 def _mark(view: Callable, permission: str) -> Callable:
@@ -93,9 +115,7 @@ def viewer_required(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return _to_login()
-        return view(*args, **kwargs)
+        return _refusal() or view(*args, **kwargs)
 
     return _mark(wrapper, VIEWER)
 
@@ -105,8 +125,8 @@ def admin_required(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return _to_login()
+        if refused := _refusal():
+            return refused
         if not current_user.can_change:
             abort(403)
         return view(*args, **kwargs)
@@ -119,8 +139,8 @@ def admin_writes(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return _to_login()
+        if refused := _refusal():
+            return refused
         if request.method not in ("GET", "HEAD") and not current_user.can_change:
             abort(403)
         return view(*args, **kwargs)

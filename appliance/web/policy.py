@@ -7,9 +7,10 @@ import datetime as dt
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from .. import clock, limits
-from .. import sending_policy as sp
+from .. import audit, clock
 from ..models import AccountReputation, ProviderGroup, SmtpAccount
+from ..policy import groups, quotas, reputation, warmup
+from ..policy import sending as sp
 from .charts import Bucket, bar_chart
 from .permissions import admin_required, viewer_required
 
@@ -22,7 +23,7 @@ def warmup_chart(plan, today: dt.date):
     """Plan (daily cap) against deliveries let through, per day from the plan's start."""
     first = plan.start_date or today
     steps = sp.parse_plan(plan.steps)
-    sent = limits.sent_per_day(first, CHART_DAYS)
+    sent = groups.sent_per_day(first, CHART_DAYS)
     buckets = []
     for day, count in sent.items():
         cap = sp.daily_cap(steps, first, day)
@@ -43,17 +44,21 @@ def _optional_int(raw: str, label: str, errors: dict[str, str]) -> int | None:
 
 def _page(status: int = 200, **extra):
     now = clock.now()
-    plan = limits.warmup_plan()
-    groups = limits.group_rows()
-    reputation = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
-                      .order_by(SmtpAccount.name))
+    plan = warmup.warmup_plan()
+    rows = groups.group_rows()
+    today_cap, progress = warmup.warmup_today(now.date())
+    standing = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
+                    .order_by(SmtpAccount.name))
     context = {
-        "groups": groups, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
-        "today_cap": limits.warmup_cap(now.date()), "sent_today": limits.sent_since(sp.window("day", now)[0]),
+        "groups": rows, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
+        "today_cap": today_cap, "sent_today": groups.sent_since(sp.window("day", now)[0]),
         "plan_day": sp.plan_day(plan.start_date, now.date()) if plan.start_date else None,
-        "thresholds": limits.thresholds(current_app.config), "reputation": reputation,
-        "throttled": [g for g in groups if g.throttled_until and g.throttled_until > now],
-        "sent_hour": {g.name: limits.sent_in_hour(g.name, now) for g in groups},
+        "thresholds": reputation.thresholds(current_app.config), "reputation": standing,
+        "throttled": [g for g in rows if g.throttled_until and g.throttled_until > now],
+        "sent_hour": {g.name: groups.sent_in_hour(g.name, now) for g in rows},
+        "sent_day": {g.name: groups.sent_in_day(g.name, now) for g in rows if g.daily_cap is not None},
+        "hourly_now": {g.name: sp.hourly_cap(groups.as_group(g), progress) for g in rows}, "stages": sp.STAGES,
+        "source": sp.PROVIDER_TABLE_SOURCE,
         "errors": {}, "values": {}, **extra,
     }
     return render_template("policy/show.html", **context), status
@@ -74,12 +79,16 @@ def policy_provider_edit(group_id: int):
     if group is None:
         abort(404)
     errors: dict[str, str] = {}
-    hourly = _optional_int(request.form.get("hourly_cap", ""), "hourly_cap", errors)
-    sessions = _optional_int(request.form.get("session_cap", ""), "session_cap", errors)
+    caps = {name: _optional_int(request.form.get(name, ""), name, errors) for name in groups.CAP_FIELDS}
+    stage = request.form.get("stage", group.stage)
+    if stage not in sp.STAGES:
+        errors["stage"] = f"Stage: one of {', '.join(sp.STAGES)}."
     if errors:
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
-    limits.save_group(group.name, domains=request.form.get("domains", "").split(),
-                      mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
+    groups.save_group(group.name, domains=request.form.get("domains", "").split(),
+                      mx_hosts=request.form.get("mx_hosts", "").split(), stage=stage, **caps)
+    audit.record("policy.provider", f"provider group {group.name}",
+                 f"stage {stage}, " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items()))
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 
@@ -100,7 +109,10 @@ def policy_warmup_edit():
         errors["steps"] = f"Plan: {exc}."
     if errors:
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
-    limits.set_warmup(enabled=request.form.get("enabled") == "on", start_date=start, steps=request.form["steps"])
+    enabled = request.form.get("enabled") == "on"
+    warmup.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
+    audit.record("policy.warmup", "warm-up plan",
+                 f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 
@@ -111,16 +123,18 @@ def policy_quotas_edit(account_id: int):
     account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
     if account is None:
         abort(404)
-    quotas, problems = [], []
+    wanted, problems = [], []
     for period in sp.PERIODS:
         raw = request.form.get(f"limit_{period}", "").strip()
         if not raw:
             continue
         try:
-            quotas.append(sp.parse_quota(f"{period}={raw}:{request.form.get(f'action_{period}', sp.DEFER)}"))
+            wanted.append(sp.parse_quota(f"{period}={raw}:{request.form.get(f'action_{period}', sp.DEFER)}"))
         except sp.PolicyError:
             problems.append(f"per {period}: a whole number of recipients")
     if problems:
         return render_template("policy/quotas_error.html", account=account, problems=problems), 400
-    limits.set_quotas(account.id, quotas)
+    quotas.set_quotas(account.id, wanted)
+    audit.record("policy.quotas", f"account {account.username}",
+                 ", ".join(map(str, wanted)) or "no quota")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#quotas")

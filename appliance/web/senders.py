@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import senders
+from .. import audit, senders
 from ..models import Sender, SmtpAccount
 from .permissions import admin_required, viewer_required
 
@@ -41,6 +41,7 @@ def senders_create():
         sender = senders.add(address, verified_by_admin=vouch)
     except senders.SenderError as exc:
         return _list_page(str(exc), address, 400)
+    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if vouch else "link mailed")
     if vouch:
         flash(f"{sender.email} is verified (by you).")
     else:
@@ -65,6 +66,7 @@ def senders_resend(sender_id: int):
 def senders_verify(sender_id: int):
     """Mark a sender verified without its link (recorded as verified by an admin)."""
     sender = senders.mark_verified(_get(sender_id), "admin")
+    audit.record("sender.verify", f"sender {sender.email}", "verified by the admin")
     flash(f"{sender.email} is verified (by you).")
     return redirect(url_for("senders.senders_list"))
 
@@ -75,6 +77,7 @@ def senders_delete(sender_id: int):
     """Delete a sender: mail from it is refused again unless its domain is verified."""
     sender = _get(sender_id)
     sender.delete_instance()
+    audit.record("sender.delete", f"sender {sender.email}")
     flash(f"{sender.email} was removed.")
     return redirect(url_for("senders.senders_list"))
 
@@ -104,4 +107,8 @@ def senders_authorize(account_id: int):
     if errors:
         return render_template("senders/authorization.html", account=account, values=values, errors=errors), 400
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.authorization", f"account {account.username}",
+                 f"mode {values['sender_mode']}; "
+                 f"domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
+                 f"senders: {values['authorized_senders'].replace(chr(10), ', ') or '-'}")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#sender-authorization")

@@ -27,7 +27,8 @@ class Dashboard:
 
     def token(self) -> str:
         if self._token is None:
-            page = self.client.get("/login" if not self.signed_in else "/password").get_data(as_text=True)
+            # /two-factor: a page every signed-in user reaches, even one who must set up a second factor.
+            page = self.client.get("/login" if not self.signed_in else "/two-factor").get_data(as_text=True)
             self._token = _TOKEN.search(page).group(1)
         return self._token
 

@@ -168,7 +168,8 @@ def test_the_connection_test_without_password_stops_before_auth_and_says_why(app
 
 def test_the_connection_test_explains_a_refused_login(app, client, smtp_server):
     account, _ = accounts.create("Shop")
-    page = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0], "password": "nope"}).get_data(as_text=True)
+    answer = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0], "password": "nope"})
+    page = answer.get_data(as_text=True)
     assert "AUTH: failed" in page and "535" in page and "not the dashboard password" in page
 
 

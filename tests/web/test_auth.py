@@ -34,22 +34,55 @@ def test_an_unknown_email_gets_the_same_answer_as_a_wrong_password(anon, admin):
     assert b"Wrong e-mail or password." in response.data
 
 
-def test_repeated_failures_lock_sign_in_even_with_the_right_password(anon, admin):
+def _sign_in_from(dashboard: Dashboard, ip: str, email: str, password: str):
+    return dashboard.form("/login", {"email": email, "password": password}, environ_base={"REMOTE_ADDR": ip})
+
+
+def test_five_wrong_dashboard_passwords_make_the_guesser_wait_not_the_admin(app, admin):
+    guesser = Dashboard(app.test_client())
     for _ in range(5):
-        assert anon.login(admin[0], "guess").status_code == 401
-    response = anon.login(*admin)
+        assert _sign_in_from(guesser, "192.0.2.66", admin[0], "guess").status_code == 401
+    response = _sign_in_from(guesser, "192.0.2.66", *admin)
     assert response.status_code == 429
-    assert b"Too many failed sign-ins" in response.data
+    assert b"Too many failed sign-ins from your address. Try again in 30 seconds." in response.data
+    # The admin, from their own address, signs in at once with the right password.
+    owner = Dashboard(app.test_client())
+    assert _sign_in_from(owner, "198.51.100.7", *admin).status_code == 302
+    assert b"Overview" in owner.get("/", environ_base={"REMOTE_ADDR": "198.51.100.7"}).data
 
 
-def test_the_throttle_forgets_failures_older_than_its_window():
+def test_one_address_trying_many_emails_runs_out_of_its_own_budget(app, admin):
+    sprayer = Dashboard(app.test_client())
+    for n in range(20):
+        assert _sign_in_from(sprayer, "192.0.2.99", f"user{n}@relay.test", "Summer2026!").status_code == 401
+    assert _sign_in_from(sprayer, "192.0.2.99", "someone@relay.test", "Summer2026!").status_code == 429
+    assert _sign_in_from(Dashboard(app.test_client()), "192.0.2.100", *admin).status_code == 302
+
+
+def test_the_throttle_doubles_the_wait_after_each_further_failure_and_forgets_in_time():
     now = [1000.0]
-    throttle = LoginThrottle(allowed=2, window=60, clock=lambda: now[0])
-    throttle.fail("ip:1")
-    throttle.fail("ip:1")
-    assert throttle.wait_seconds("ip:1") == 60
-    now[0] += 61
-    assert throttle.wait_seconds("ip:1") == 0
+    throttle = LoginThrottle(pair_free=2, ip_free=10, first_delay=30, max_delay=100, forget_after=600,
+                             clock=lambda: now[0])
+    throttle.fail("192.0.2.1", "a@relay.test")
+    assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 0
+    throttle.fail("192.0.2.1", "a@relay.test")
+    assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 30
+    assert throttle.wait_seconds("192.0.2.2", "a@relay.test") == 0  # another address: no wait
+    assert throttle.wait_seconds("192.0.2.1", "b@relay.test") == 0  # the same address, another user
+    throttle.fail("192.0.2.1", "a@relay.test")
+    assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 60
+    throttle.fail("192.0.2.1", "a@relay.test")
+    assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 100  # capped
+    now[0] += 601
+    assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 0
+
+
+def test_a_success_clears_the_pair_but_not_the_address_budget():
+    throttle = LoginThrottle(pair_free=2, ip_free=3, first_delay=30, clock=lambda: 1000.0)
+    for email in ("a@relay.test", "a@relay.test", "b@relay.test"):
+        throttle.fail("192.0.2.1", email)
+    throttle.succeeded("192.0.2.1", "a@relay.test")
+    assert throttle.wait_seconds("192.0.2.1", "c@relay.test") == 30  # three failures from the address
 
 
 def test_next_goes_back_to_the_page_asked_for_but_never_off_site(anon, admin):

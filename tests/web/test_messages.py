@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from appliance import accounts, clock
+from appliance import accounts, clock, events
 from appliance.models import Attempt, Delivery, Message
 from appliance.web import messages
+from tests.web.conftest import ADMIN
 
 
 def test_the_empty_log_says_how_to_get_a_first_message(client):
@@ -56,7 +57,8 @@ def test_search_by_account_and_date_range(client, store_message):
     Message.update(received_at=dt.datetime(2020, 1, 2, 12)).where(Message.id == old).execute()
     by_account = client.get("/messages/", query_string={"account": account.id}).get_data(as_text=True)
     assert "Mine" in by_account and "Old" not in by_account
-    by_date = client.get("/messages/", query_string={"since": "2020-01-02", "until": "2020-01-02"}).get_data(as_text=True)
+    by_date = client.get("/messages/", query_string={"since": "2020-01-02", "until": "2020-01-02"})
+    by_date = by_date.get_data(as_text=True)
     assert "Old" in by_date and "Mine" not in by_date
     assert mine
 
@@ -147,6 +149,10 @@ def test_hold_then_release_moves_deliveries_and_the_message_status(client, store
     client.form(f"/messages/{message_id}/release")
     assert Delivery.get(Delivery.message == message_id).status == "queued"
     assert Message.get_by_id(message_id).status == "queued"
+    page = client.get(f"/messages/{message_id}").get_data(as_text=True)
+    timeline = page[page.index('id="events"'):]
+    assert timeline.index("accepted") < timeline.index("held") < timeline.index("released")
+    assert f"by {ADMIN[0]}" in timeline
 
 
 def test_retry_makes_a_deferred_delivery_due_now(client, store_message):
@@ -164,6 +170,8 @@ def test_cancel_acts_on_one_recipient_when_asked(client, store_message):
     client.form(f"/messages/{message_id}/cancel", {"delivery": first.id})
     statuses = [d.status for d in Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)]
     assert statuses == ["cancelled", "queued"]
+    assert [(e["type"], e["recipient"]) for e in events.timeline(message_id)] == [
+        ("accepted", ""), ("cancelled", "a@example.com")]
 
 
 def test_an_action_that_does_not_apply_changes_nothing_and_says_so(client, store_message):

@@ -8,7 +8,10 @@ import pytest
 
 from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
 
-PUBLIC_ENDPOINTS = {"auth.auth_login", "health.health_show", "static", "verify.verify_show"}
+# The second sign-in step and an invitation are reached before signing in; each checks its own
+# proof (a password checked minutes ago in this session; a signed, expiring, one-use link).
+PUBLIC_ENDPOINTS = {"auth.auth_login", "auth.auth_code", "auth.auth_invite", "health.health_show", "static",
+                    "verify.verify_show"}
 
 
 def _sample_url(rule) -> str:
@@ -19,11 +22,12 @@ def _sample_url(rule) -> str:
 
 def test_every_view_carries_one_permission_decorator(app):
     missing = [endpoint for endpoint, view in app.view_functions.items()
-               if endpoint != "static" and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)]
+               if endpoint != "static"
+               and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)]
     assert missing == []
 
 
-def test_only_login_health_static_files_and_the_sender_verification_link_are_public(app):
+def test_only_sign_in_health_static_files_invitations_and_the_sender_verification_link_are_public(app):
     public = {endpoint for endpoint, view in app.view_functions.items()
               if endpoint == "static" or getattr(view, "permission", None) == PUBLIC}
     assert public == PUBLIC_ENDPOINTS
@@ -51,7 +55,17 @@ def test_an_expired_session_answers_htmx_with_hx_redirect_not_a_login_fragment(a
     assert b"Sign in" not in response.data
 
 
-@pytest.mark.parametrize("url", ["/accounts/new", "/suppressions/", "/login", "/password"])
+def test_the_public_sign_in_steps_give_a_stranger_nothing(anon):
+    code = anon.form("/login/code", {"code": "123456"})
+    assert code.status_code == 302 and code.headers["Location"] == "/login"
+    invite = anon.get("/invite/not-a-token")
+    assert invite.status_code == 410
+    assert b"This invitation link is not valid" in invite.data
+    assert anon.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("url", ["/accounts/new", "/suppressions/", "/login", "/login/code", "/password",
+                                 "/two-factor", "/users/", "/users/two-factor", "/invite/x"])
 def test_a_form_post_without_csrf_token_is_refused(app, client, url):
     response = client.post(url, data={"name": "x", "address": "a@b.test", "email": "a@b.test"})
     assert response.status_code == 400

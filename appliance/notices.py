@@ -1,7 +1,9 @@
-"""Mail the appliance writes itself (sender verification links, alert notices).
+"""Notices: the mail the appliance writes itself (sender verification links, alert mails).
 
-It goes through the same intake and queue as a client's mail: stored durably, then delivered by the
-workers (and DKIM-signed there when its domain is verified).
+A notice is stored through the same intake as a client's mail, in the caller's transaction when
+there is one, and handed to the queue by the events layer right after that transaction commits
+(its `accepted` event, see appliance/followups.py): it never waits for a sweep. The workers
+deliver it (and DKIM-sign it when its domain is verified). DSNs are built in delivery/dsn.py.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import email.policy
 from email.message import EmailMessage
 
-from . import db, intake, queue
+from . import db, intake
 
 SYSTEM_PRIORITY = 2  # ahead of normal mail: someone is waiting for a verification link
 
@@ -20,7 +22,7 @@ def from_address(settings: dict) -> str:
 
 
 def send(settings: dict, to: list[str], subject: str, text: str) -> str:
-    """Store a plain-text message from the appliance to ``to`` and enqueue it; return its id."""
+    """Store a plain-text notice from the appliance to ``to``; return its id."""
     sender = from_address(settings)
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = f"Mail relay {settings['HOSTNAME']} <{sender}>"
@@ -33,7 +35,7 @@ def send(settings: dict, to: list[str], subject: str, text: str) -> str:
         client_ip="127.0.0.1", client_helo=settings["HOSTNAME"], tls="", username=None,
         account_id=None, account_priority=SYSTEM_PRIORITY,
     )
+    item.via = "notice"
     with db.atomic_write():
         intake.store(item)
-    queue.enqueue_messages(queue.runtime(settings), [item.id])
     return item.id

@@ -1,0 +1,194 @@
+"""`appliance` commands: SMTP accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from .. import accounts as accounts_service
+from .. import audit
+from .. import senders as senders_service
+from ..accounts import AccountError
+from ..models import (
+    SmtpAccount,
+)
+from .base import cli, emit, ts
+
+
+@cli.group()
+def accounts() -> None:
+    """SMTP accounts (credentials that apps and devices use to send)."""
+
+
+def account_dict(a: SmtpAccount) -> dict[str, Any]:
+    return {
+        "id": a.id, "name": a.name, "username": a.username, "active": a.active, "priority": a.priority,
+        "note": a.note, "ip_rules": a.networks, "ip_only": a.ip_only, "created_at": ts(a.created_at),
+        "last_login_at": ts(a.last_login_at), "last_login_ip": a.last_login_ip,
+        "last_failure_at": ts(a.last_failure_at), "last_failure_ip": a.last_failure_ip,
+        "last_failure_reason": a.last_failure_reason,
+        "authorized_domains": senders_service.lines(a.authorized_domains),
+        "authorized_senders": senders_service.lines(a.authorized_senders),
+        "sender_mode": a.sender_mode,
+    }
+
+
+def get_account(ref: str) -> SmtpAccount:
+    account = accounts_service.find(ref)
+    if account is None:
+        raise click.ClickException(f"no SMTP account {ref!r} (give its id or username)")
+    return account
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--ip", "networks", multiple=True, metavar="CIDR", help="Only these networks may use it (repeatable).")
+@click.option("--ip-only", is_flag=True, help="Authenticate by source network alone (needs --ip).")
+@click.option("--priority", type=click.IntRange(1, 5), default=3, show_default=True, help="1 very high … 5 very low.")
+@click.option("--note", default="")
+@click.option("--authorized-domains", default=None, metavar="LIST",
+              help="Domains it may send from, separated by `;` (or `,`/spaces). Empty: any verified sender.")
+@click.option("--authorized-senders", default=None, metavar="LIST",
+              help="Addresses it may send as, separated by `;` (or `,`/spaces).")
+@click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
+              help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert. Default block.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priority: int, note: str,
+                    authorized_domains: str | None, authorized_senders: str | None, sender_mode: str | None,
+                    as_json: bool) -> None:
+    """Create an SMTP account; its password is printed this once."""
+    authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
+    try:
+        account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority,
+                                                    note=note)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    if authorization:
+        SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
+        account = SmtpAccount.get_by_id(account.id)
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
+    data = account_dict(account) | {"password": password}
+    emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
+          "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_list(as_json: bool) -> None:
+    """List SMTP accounts."""
+    rows = [account_dict(a) for a in SmtpAccount.select().order_by(SmtpAccount.id)]
+    text = "\n".join(
+        f"{r['id']:>4}  {r['username']:<32} {'active' if r['active'] else 'disabled':<8} p{r['priority']}"
+        f"  last login {r['last_login_at'] or 'never'}"
+        + (f"  last failure {r['last_failure_at']} ({r['last_failure_reason']})" if r["last_failure_at"] else "")
+        for r in rows
+    ) or "no SMTP accounts yet: appliance accounts create NAME"
+    emit(rows, as_json, text)
+
+
+@accounts.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_show(ref: str, as_json: bool) -> None:
+    """Show one SMTP account (by id or username)."""
+    data = account_dict(get_account(ref))
+    emit(data, as_json, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _authorization(domains: str | None, addresses: str | None, mode: str | None) -> dict[str, str]:
+    """Parse the sender authorization options that were given into SmtpAccount fields."""
+    values = {}
+    try:
+        if domains is not None:
+            values["authorized_domains"] = "\n".join(senders_service.parse_domains(domains))
+        if addresses is not None:
+            values["authorized_senders"] = "\n".join(senders_service.parse_senders(addresses))
+    except senders_service.SenderError as exc:
+        raise click.ClickException(str(exc)) from None
+    if mode is not None:
+        values["sender_mode"] = mode
+    return values
+
+
+@accounts.command("edit")
+@click.argument("ref")
+@click.option("--authorized-domains", default=None, metavar="LIST",
+              help="Domains it may send from, separated by `;` (or `,`/spaces); \"\" clears the list.")
+@click.option("--authorized-senders", default=None, metavar="LIST",
+              help="Addresses it may send as, separated by `;` (or `,`/spaces); \"\" clears the list.")
+@click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
+              help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: str | None,
+                  sender_mode: str | None, as_json: bool) -> None:
+    """Change an account's sender authorization; prints the normalized lists."""
+    account = get_account(ref)
+    values = _authorization(authorized_domains, authorized_senders, sender_mode)
+    if not values:
+        raise click.ClickException(
+            "nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
+    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(values)))
+    data = account_dict(SmtpAccount.get_by_id(account.id))
+    emit(data, as_json,
+         f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
+         f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
+         f"\nunauthorized senders: {data['sender_mode']}")
+
+
+@accounts.command("reset-password")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def accounts_reset_password(ref: str, as_json: bool) -> None:
+    """Give an account a new password (the old one stops working at once)."""
+    account = get_account(ref)
+    password = accounts_service.reset_password(account)
+    audit.record("account.reset_password", f"account {account.username}")
+    emit({"id": account.id, "username": account.username, "password": password}, as_json,
+          f"username: {account.username}\npassword: {password}\n(shown only now)")
+
+
+def _set_active(ref: str, active: bool) -> None:
+    account = get_account(ref)
+    accounts_service.set_active(account.id, active)
+    audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
+    click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
+
+
+@accounts.command("disable")
+@click.argument("ref")
+@with_appcontext
+def accounts_disable(ref: str) -> None:
+    """Disable an account: its logins, and its open sessions' next MAIL FROM, are refused."""
+    _set_active(ref, False)
+
+
+@accounts.command("enable")
+@click.argument("ref")
+@with_appcontext
+def accounts_enable(ref: str) -> None:
+    """Enable a disabled account."""
+    _set_active(ref, True)
+
+
+@accounts.command("delete")
+@click.argument("ref")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def accounts_delete(ref: str, yes: bool) -> None:
+    """Delete an account (its messages stay in the log)."""
+    account = get_account(ref)
+    if not yes:
+        click.confirm(f"Delete {account.username}?", abort=True)
+    account.delete_instance()
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
+    click.echo(f"deleted {account.username}")
+
+

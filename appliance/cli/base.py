@@ -1,0 +1,35 @@
+"""The `appliance` group (a Flask CLI group over create_app) and the output helpers its
+commands share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask.cli import FlaskGroup
+
+from .. import audit, create_app
+
+
+def _app_factory():
+    return create_app()
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def ts(value) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+
+@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Self-hosted SMTP relay appliance."""
+    # What a command changes is recorded in the audit log as done by "cli".
+    token = audit.act_as("cli")
+    ctx.call_on_close(lambda: audit.reset(token))
+
+

@@ -1,0 +1,62 @@
+"""`appliance` commands: send-test."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from peewee import JOIN
+
+from .. import notices
+from ..models import (
+    DELIVERED,
+    QUEUED,
+    SENDING,
+    Message,
+    SmtpAccount,
+)
+from ..policy import acceptance
+from .base import cli, emit
+from .messages import message_report, with_deliveries
+
+
+@cli.command("send-test")
+@click.argument("recipient")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0, 3600), default=60, show_default=True,
+              help="Seconds to wait for the first outcome (0: queue it and return).")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
+    """Send a test message through the queue, as any mail goes, and show what happened to it.
+
+    Exits 0 when it was delivered, 1 otherwise (bounced, deferred, or still waiting)."""
+    settings = current_app.config
+    recipient = recipient.strip()
+    problem = acceptance.address_problem(recipient)
+    if problem:
+        raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
+    message_id = notices.send(
+        settings, [recipient], f"Test message from {settings['HOSTNAME']}",
+        f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
+        "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
+    )
+    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER).where(Message.id == message_id)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        data = with_deliveries(query)[0]
+        waiting = [r for r in data["recipients"] if r["status"] in (QUEUED, SENDING)]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    data, text = message_report(data)
+    delivered = all(r["status"] == DELIVERED for r in data["recipients"])
+    if waiting and not data["attempts"]:
+        text += ("\nnot sent yet: is the appliance running? (`systemctl status appliance`); "
+                 f"`appliance messages show {message_id}` shows it later")
+    emit(data, as_json, text)
+    if not delivered:
+        raise click.exceptions.Exit(1)
+
+

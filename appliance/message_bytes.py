@@ -1,0 +1,63 @@
+"""Message bytes: the header and line helpers that intake, signing and sending share."""
+
+from __future__ import annotations
+
+import re
+from email.errors import CharsetError
+from email.header import decode_header, make_header
+
+# RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
+_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+class MalformedMessage(ValueError):
+    """The message cannot be accepted as it is; the text says why."""
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """Turn every bare CR or LF into CRLF, so no byte sequence can end DATA early downstream."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+        return data  # already canonical (the usual case): three C-speed scans, no substitution
+    # CRLF first (so it stays one line break), then every lone CR, each a C-speed pass: a regular
+    # expression substitution was ten times slower on a large LF-only message.
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
+    """Return the header fields (name, unfolded value) and the offset where the body starts.
+
+    Raises MalformedMessage when a line of the header section is neither a field nor a folded
+    continuation (RFC 5322 §2.2), rather than silently treating the rest as body.
+    """
+    if data.startswith(b"\r\n"):
+        return [], 2  # an empty header section
+    end = data.find(b"\r\n\r\n")
+    header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
+    # Each field's lines are collected and joined once: appending to a bytes value for every
+    # continuation line copied the value each time, quadratic in a field folded over many lines.
+    fields: list[tuple[bytes, list[bytes]]] = []
+    lines = header_bytes.removesuffix(b"\r\n").split(b"\r\n") if header_bytes else []
+    for number, line in enumerate(lines, start=1):
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise MalformedMessage("the first header line is a continuation line")
+            fields[-1][1].append(line.strip())
+            continue
+        match = _FIELD.match(line)
+        if not match:
+            shown = line[:40].decode("utf-8", "replace")
+            raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
+        fields.append((match.group(1), [line[match.end():].strip()]))
+    decoded = [(n.decode("ascii"), b" ".join(parts).decode("utf-8", "replace")) for n, parts in fields]
+    return decoded, body_start
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words in a header value (kept as it is when they do not decode)."""
+    if "=?" not in value:
+        return value  # no RFC 2047 encoded word
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError, CharsetError):  # CharsetError: a non-ASCII charset name
+        return value
