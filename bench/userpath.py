@@ -80,7 +80,8 @@ class Postfix:
 
     def start(self) -> None:
         """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow."""
-        subprocess.run(["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600, env=self.env)
+        subprocess.run(["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600,
+                       env=self.env)
         wait_banner(self.ports["submit"])
         wait_banner(self.ports["relay"])
 
