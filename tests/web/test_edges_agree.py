@@ -3,11 +3,15 @@ the same sentence through both, and the same change gives the same rows and audi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from markupsafe import escape
 
-from appliance import accounts
-from appliance.models import AuditEntry, SmtpAccount
+from appliance import accounts, clock
+from appliance.models import AuditEntry, Delivery, SmtpAccount
+
+from ..conftest import cli_json
 
 FORM = {"name": "Shop", "priority": "3", "note": "", "active": "on", "ip_rules": ""}
 
@@ -82,3 +86,19 @@ def test_a_delete_through_either_edge_is_audited_the_same(client, run_cli):
     assert [(e.actor, e.subject, e.detail) for e in deletes] == [
         ("cli", f"account {by_cli.username}", "name 'Shop'"),
         ("admin@relay.test", f"account {by_web.username}", "name 'Blog'")]
+
+
+def test_the_cli_stats_are_the_overview_page_figures(client, run_cli, store_message):
+    delivered = store_message(subject="ok")
+    store_message(subject="bad", rcpts=("gone@example.com", "left@example.com"))
+    store_message(subject="waiting")
+    Delivery.update(status="delivered", updated_at=clock.now()).where(Delivery.message == delivered).execute()
+    Delivery.update(status="bounced", updated_at=clock.now()).where(Delivery.rcpt == "gone@example.com").execute()
+    Delivery.update(status="held").where(Delivery.rcpt == "left@example.com").execute()
+    figures = cli_json(run_cli("stats", "--period", "7d", "--json"))
+    page = client.get("/?period=7d").get_data(as_text=True)
+    cards = {label: int(n) for n, label in re.findall(r'<div class="value">(\d+)</div><div class="label">(\w+)', page)}
+    assert figures["counts"] == {name: cards[name] for name in figures["counts"]}
+    assert figures["counts"]["accepted"] == 3 and figures["counts"]["bounced"] == 1
+    assert figures["queue"] == {"queued": 1, "held": 1}
+    assert re.search(r'<div class="value">2</div><div class="label">in the queue now \(1 held\)', page)
