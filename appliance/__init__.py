@@ -25,7 +25,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: settings → data dir → database (migrated) → blueprints."""
     settings = config.load(overrides)
     data_dir = Path(settings["DATA_DIR"])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():  # created here: readable by this user only (keys, hashes, bodies)
+        data_dir.mkdir(mode=0o700, parents=True)
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _secret_key(data_dir)
 

@@ -23,7 +23,6 @@ _ALPHABET = string.ascii_letters + string.digits
 WRONG_PASSWORD = "wrong password"
 IP_NOT_AUTHORIZED = "IP not authorized"
 ACCOUNT_DISABLED = "account disabled"
-NO_TLS = "no TLS"
 UNKNOWN_USER = "unknown user"
 # Why a session signed in earlier is refused at MAIL FROM (session_refusal).
 SESSION_DELETED = "account deleted"
@@ -230,13 +229,6 @@ def record_failure(account_id: int, ip: str, reason: str) -> None:
     SmtpAccount.update(last_failure_at=clock.now(), last_failure_ip=ip, last_failure_reason=reason).where(
         SmtpAccount.id == account_id
     ).execute()
-
-
-def record_failure_for_username(username: str, ip: str, reason: str) -> None:
-    """Record a failure against the account named ``username``, if there is one."""
-    account = SmtpAccount.select(SmtpAccount.id).where(SmtpAccount.username == username).first()
-    if account:
-        record_failure(account.id, ip, reason)
 
 
 def ip_only_account_for(ip: str) -> SmtpAccount | None:

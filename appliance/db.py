@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -46,16 +47,24 @@ SQLITE_PRAGMAS = {
 }
 
 
+def _sqlite(path: str) -> SqliteDatabase:
+    # SQLite creates a new file readable by all (0644) and gives its -wal and -shm files the same
+    # mode: created here first, all three are 0600. An existing file keeps the mode it has.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
+
+
 def make_database(url: str, data_dir: str):
     """Build (unconnected) the database object for DATABASE_URL, or SQLite in DATA_DIR."""
     if not url:
-        return SqliteDatabase(str(Path(data_dir) / "appliance.db"), pragmas=SQLITE_PRAGMAS)
+        return _sqlite(str(Path(data_dir) / "appliance.db"))
     if url.startswith(("postgres://", "postgresql://")):
         params = parse_db_url(url)
         name = params.pop("database")
         return PostgresqlDatabase(name, **params)
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(url.removeprefix("sqlite:///"), pragmas=SQLITE_PRAGMAS)
+        return _sqlite(url.removeprefix("sqlite:///"))
     raise ValueError(f"DATABASE_URL: unsupported scheme in {url!r} (use postgresql:// or sqlite:///)")
 
 

@@ -18,6 +18,7 @@ from .policy import acceptance
 
 log = logging.getLogger(__name__)
 
+
 class StorageError(Exception):
     """Nothing was stored; ``reply`` is the SMTP answer to give."""
 
@@ -42,6 +43,7 @@ class Incoming:
     tls: str = ""
     summary: dict[str, str] = field(default_factory=dict)
     from_addresses: list[str] = field(default_factory=list)  # read from From: for sender authorization
+    sender_addresses: list[str] | None = None  # read from Sender: (None: there is no Sender:)
     hold_reply: str = ""  # sending policy: store the deliveries as held, with this reason
     hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
     via: str = "smtp"  # who handed it in: smtp | notice (the appliance's own mail) | dsn
@@ -95,11 +97,19 @@ def prepare(
     """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage)."""
     data = message_bytes.normalise_line_endings(raw)
     fields, _ = message_bytes.parse_header_block(data)
-    lower = {}
+    lower: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for name, value in fields:
-        lower.setdefault(name.lower(), value)
+        key = name.lower()
+        lower.setdefault(key, value)
+        counts[key] = counts.get(key, 0) + 1
     if "from" not in lower:
         raise message_bytes.MalformedMessage("there is no From: header")
+    # RFC 5322 §3.6: at most one From: and one Sender:. Only the first was checked against the
+    # account's senders, so a second one could show another name to the recipient.
+    for name in ("From", "Sender"):
+        if counts.get(name.lower(), 0) > 1:
+            raise message_bytes.MalformedMessage(f"more than one {name}: header (RFC 5322 3.6 allows one)")
     message_id = str(ULID())
     extra = b""
     if "message-id" not in lower:
@@ -123,6 +133,7 @@ def prepare(
         client_helo=client_helo[:255],
         tls=tls,
         from_addresses=acceptance.header_addresses(lower["from"]),
+        sender_addresses=acceptance.header_addresses(lower["sender"]) if "sender" in lower else None,
         summary={
             "subject": message_bytes.decode_words(lower.get("subject", ""))[:255],
             "from_header": message_bytes.decode_words(lower["from"])[:255],

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from email.errors import CharsetError
 from email.header import decode_header, make_header
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 # RFC 5322 §2.2: field-name is printable US-ASCII except colon; obsolete syntax allows WSP before ':'.
 _FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
@@ -19,7 +19,9 @@ def normalise_line_endings(data: bytes) -> bytes:
     crlf = data.count(b"\r\n")
     if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
         return data  # already canonical (the usual case): three C-speed scans, no substitution
-    return _EOL.sub(b"\r\n", data)
+    # CRLF first (so it stays one line break), then every lone CR, each a C-speed pass: a regular
+    # expression substitution was ten times slower on a large LF-only message.
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
 def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
@@ -32,20 +34,22 @@ def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
         return [], 2  # an empty header section
     end = data.find(b"\r\n\r\n")
     header_bytes, body_start = (data, len(data)) if end < 0 else (data[: end + 2], end + 4)
-    fields: list[list[bytes]] = []
+    # Each field's lines are collected and joined once: appending to a bytes value for every
+    # continuation line copied the value each time, quadratic in a field folded over many lines.
+    fields: list[tuple[bytes, list[bytes]]] = []
     lines = header_bytes.removesuffix(b"\r\n").split(b"\r\n") if header_bytes else []
     for number, line in enumerate(lines, start=1):
         if line[:1] in (b" ", b"\t"):
             if not fields:
                 raise MalformedMessage("the first header line is a continuation line")
-            fields[-1][1] += b" " + line.strip()
+            fields[-1][1].append(line.strip())
             continue
         match = _FIELD.match(line)
         if not match:
             shown = line[:40].decode("utf-8", "replace")
             raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
-        fields.append([match.group(1), line[match.end():].strip()])
-    decoded = [(n.decode("ascii"), v.decode("utf-8", "replace")) for n, v in fields]
+        fields.append((match.group(1), [line[match.end():].strip()]))
+    decoded = [(n.decode("ascii"), b" ".join(parts).decode("utf-8", "replace")) for n, parts in fields]
     return decoded, body_start
 
 
@@ -55,5 +59,5 @@ def decode_words(value: str) -> str:
         return value  # no RFC 2047 encoded word
     try:
         return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, CharsetError):  # CharsetError: a non-ASCII charset name
         return value

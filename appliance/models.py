@@ -369,8 +369,11 @@ class ProviderGroup(BaseModel):
     position = IntegerField(default=0)  # matching order
     domain_patterns = TextField(default="")  # one fnmatch pattern per line
     mx_patterns = TextField(default="")
-    hourly_cap = IntegerField(null=True)  # None: no cap
+    hourly_new = IntegerField(null=True, column_name="hourly_cap")  # per hour from a new IP; None: no cap
+    hourly_warm = IntegerField(null=True)  # per hour once warmed up
+    daily_cap = IntegerField(null=True)  # per UTC day
     session_cap = IntegerField(null=True)
+    stage = CharField(default="auto")  # auto (follows the warm-up plan) | new | warm
     throttled_until = DateTimeField(null=True)  # slowed down after a remote rate-limit reply
     throttle_strikes = IntegerField(default=0)
     throttle_reply = TextField(default="")

@@ -23,15 +23,20 @@ SESSION_CREDENTIALS_CHANGED = (
 )
 TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, try later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try later"
+TOO_MANY_CONNECTIONS_FROM_IP = "421 4.7.0 Too many connections from your address, try later"
+TIMEOUT = "421 4.4.2 {hostname} Timeout waiting for the client, closing the connection"
+TLS_ALREADY_ACTIVE = "503 5.5.1 TLS is already active"
+CONTROL_CHARACTERS = "501 5.5.2 Syntax error: control characters (such as NUL) are not allowed in commands"
 SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized"
 # Sender authorization: MAIL FROM, then again on the From: header after DATA.
 SENDER_NOT_VERIFIED = "553 5.7.1 Sender address not authorized: {address} is not a verified sender or domain"
 SENDER_NOT_AUTHORIZED_FOR_ACCOUNT = "553 5.7.1 Sender address not authorized: this account may not send as {address}"
+# {field} is the header the address was read from: "From:" or "Sender:".
 FROM_NOT_VERIFIED = (
-    "553 5.7.1 Sender address not authorized: the From: header address {address} is not a verified sender or domain"
+    "553 5.7.1 Sender address not authorized: the {field} header address {address} is not a verified sender or domain"
 )
 FROM_NOT_AUTHORIZED_FOR_ACCOUNT = (
-    "553 5.7.1 Sender address not authorized: this account may not send with the From: header address {address}"
+    "553 5.7.1 Sender address not authorized: this account may not send with the {field} header address {address}"
 )
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds limit"
@@ -44,6 +49,9 @@ BAD_SENDER_SYNTAX = "553 5.1.7 Bad sender address: {reason}"
 BAD_RECIPIENT_SYNTAX = "553 5.1.3 Bad recipient address: {reason}"
 MALFORMED_ADDRESS = "501 5.1.3 Malformed address: expected <local-part@domain>"
 MALFORMED_MESSAGE = "554 5.6.0 Malformed message: {reason}"
+HEADER_TOO_BIG = "552 5.3.4 Message header section exceeds {limit} octets"
+TOO_MANY_HEADER_LINES = "554 5.6.0 Malformed message: the header section has more than {limit} lines"
+NUL_IN_MESSAGE = "554 5.6.0 Malformed message: NUL bytes are not allowed (RFC 5322 2.3)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6 allows 1000 octets)"
 RCPT_OK = "250 2.1.5 Ok"
 MAIL_OK = "250 2.1.0 Ok"
@@ -58,4 +66,7 @@ AIOSMTPD_REWRITES = {
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
     "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]":
         "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    # aiosmtpd closes after this one: RFC 5321 §3.8 gives 421 for a server that closes the session.
+    "502 5.5.1 Too many unrecognized commands, goodbye.":
+        "421 4.7.0 Too many unrecognized commands, closing the connection",
 }

@@ -23,7 +23,7 @@ class SenderError(ValueError):
 def normalize_address(address: str) -> str:
     """Lower-case and check an address; raise SenderError when it is not one."""
     address = address.strip().lower()
-    problem = acceptance.address_problem(address)
+    problem = acceptance.mailbox_problem(address)
     if problem:
         raise SenderError(f"{address!r} is not an email address: {problem}")
     return address
@@ -126,17 +126,19 @@ def is_verified(address: str) -> bool:
     return Domain.verified_for(acceptance.split_address(address)[1]) is not None
 
 
-def check(settings: dict, account_id: int, addresses: list[str], *, header: bool) -> acceptance.Decision | None:
+def check(settings: dict, account_id: int, addresses: list[str], *, header: bool,
+          field: str = "From:") -> acceptance.Decision | None:
     """Look the account and addresses up, ask policy, raise an alert when an unauthorized sender is
-    seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor)."""
+    seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor).
+    ``field`` names the header (From: or Sender:) the addresses were read from."""
     account = SmtpAccount.get_by_id(account_id)
     domains, allowed = lines(account.authorized_domains), lines(account.authorized_senders)
-    where = "From: header" if header else "MAIL FROM"
+    where = f"{field} header" if header else "MAIL FROM"
     for address in addresses or [""]:  # a From: without a readable address is refused
         verified = bool(address) and "@" in address and is_verified(address)
         decision = acceptance.sender_authorization(
             address, header=header, verified=verified, authorized_domains=domains,
-            authorized_senders=allowed, mode=account.sender_mode,
+            authorized_senders=allowed, mode=account.sender_mode, field=field,
         )
         if decision is None:
             continue

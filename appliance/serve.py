@@ -70,6 +70,8 @@ class SmtpService:
                 server = await self.loop.create_server(
                     factory, host=listener.host, port=listener.port,
                     ssl=self.tls_context if implicit else None, reuse_address=True,
+                    # A handshake never finished is dropped as soon as a silent client would be.
+                    ssl_handshake_timeout=self.settings["SMTP_FIRST_COMMAND_TIMEOUT"] if implicit else None,
                 )
             except OSError as exc:
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)

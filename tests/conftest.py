@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from appliance import accounts, create_app
 from appliance.cli import cli
@@ -18,6 +19,14 @@ from appliance.serve import start_smtp
 from tests.ports import free_port
 
 HOSTNAME = "relay.test"
+
+# Fuzzing (tests/test_fuzz.py): a few examples per property in every run, many on demand with
+# `--hypothesis-profile=long`; FUZZ_EXAMPLES=N sets the number for either (not an APPLIANCE_
+# variable: those are the appliance's settings).
+_FUZZ_EXAMPLES = os.environ.get("FUZZ_EXAMPLES")
+hypothesis_settings.register_profile("ci", max_examples=int(_FUZZ_EXAMPLES or 25))
+hypothesis_settings.register_profile("long", max_examples=int(_FUZZ_EXAMPLES or 2000))
+hypothesis_settings.load_profile("ci")
 
 
 # SCALEOUT_TESTS=1 runs the tests on PostgreSQL and Redis (DESIGN §5): each test gets a fresh

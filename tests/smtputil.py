@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import ssl
@@ -50,21 +51,23 @@ class RawSMTP:
             self.sock.close()
 
 
-def encrypted_raw(smtp_server) -> RawSMTP:
+def encrypted_raw(smtp_server, source_ip: str = "127.0.0.1") -> RawSMTP:
     """A RawSMTP session on the STARTTLS port, after STARTTLS and a second EHLO."""
-    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
+    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port, source_ip=source_ip)
     raw.cmd("EHLO client.test")
     raw.starttls(smtp_server.client_context(), "relay.test")
     raw.cmd("EHLO client.test")
     return raw
 
 
+def plain(username: str, password: str) -> str:
+    """The AUTH PLAIN initial response for these credentials."""
+    return base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+
+
 def authenticated_raw(smtp_server, username: str, password: str) -> RawSMTP:
     """A RawSMTP session on the STARTTLS port, encrypted and logged in."""
-    import base64
-
     raw = encrypted_raw(smtp_server)
-    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-    code, text = raw.cmd(f"AUTH PLAIN {token}")
+    code, text = raw.cmd(f"AUTH PLAIN {plain(username, password)}")
     assert code == 235, text
     return raw

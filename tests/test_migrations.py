@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from peewee import SqliteDatabase
 from playhouse.migrations import Runner
 
@@ -39,3 +41,42 @@ def test_migrating_twice_applies_nothing_the_second_time(tmp_path):
     db = SqliteDatabase(str(tmp_path / "twice.db"))
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up()
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == []
+
+
+def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_an_admins_figures(tmp_path):
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
+        if path.name < "0010":
+            shutil.copy(path, before / path.name)
+    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
+    Runner(db, directory=str(before)).up()
+    earlier = [  # the defaults of the releases before the provider table, yahoo changed by its admin
+        ("gmail", 0, "gmail.com\ngooglemail.com", "*.google.com\n*.googlemail.com", 1000, 5),
+        ("aol", 1, "aol.com", "mx-aol.*\n*.aol.com", 500, 3),
+        ("yahoo", 2, "yahoo.*", "*.yahoodns.net", 42, 3),
+        ("outlook", 3, "outlook.*", "*.protection.outlook.com\n*.hotmail.com", 1000, 5),
+        ("icloud", 4, "icloud.com", "*.icloud.com", 500, 3),
+        ("fastmail", 5, "fastmail.com", "", 100, None),
+        ("default", 6, "", "", None, None),
+    ]
+    for row in earlier:
+        db.execute_sql('INSERT INTO "provider_group" ("name", "position", "domain_patterns", "mx_patterns", '
+                       '"hourly_cap", "session_cap", "throttle_strikes", "throttle_reply") '
+                       "VALUES (?, ?, ?, ?, ?, ?, 0, '')", row)
+    db.execute_sql("INSERT INTO \"warmup_plan\" (\"id\", \"enabled\", \"steps\") VALUES (1, 0, ?)",
+                   ("1:1000,4:5000,7:10000,11:25000,15:50000,21:",))
+
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0010_provider_table"]
+    rows = db.execute_sql('SELECT "name", "hourly_cap", "hourly_warm", "daily_cap", "mx_patterns", "stage" '
+                          'FROM "provider_group" ORDER BY "position"').fetchall()
+    assert [r[0] for r in rows] == ["gmail", "google-workspace", "aol", "yahoo", "outlook", "microsoft-365",
+                                    "icloud", "fastmail", "default"]
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["gmail"] == (500, 5000, 50000, "gmail-smtp-in.l.google.com\n*.gmail-smtp-in.l.google.com", "auto")
+    assert by_name["yahoo"][:3] == (42, 10000, 100000)  # the admin's hourly figure stays
+    assert by_name["outlook"][3] == "*.olc.protection.outlook.com\n*.hotmail.com"
+    assert by_name["google-workspace"][:4] == (500, 5000, None, "*.google.com\n*.googlemail.com")
+    assert by_name["fastmail"][:3] == (100, None, None)
+    steps = db.execute_sql('SELECT "steps" FROM "warmup_plan"').fetchone()[0]
+    assert steps == "1:1000,4:5000,7:10000,11:25000,15:50000,21:100000"

@@ -11,11 +11,7 @@ import pytest
 from appliance import accounts
 from appliance.models import SmtpAccount
 
-from .smtputil import RawSMTP, encrypted_raw
-
-
-def plain(username: str, password: str) -> str:
-    return base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+from .smtputil import RawSMTP, encrypted_raw, plain
 
 
 def test_banner_and_ehlo_use_the_configured_hostname(smtp_server):
@@ -41,17 +37,6 @@ def test_starttls_port_does_not_offer_auth_before_tls_and_refuses_it_with_538(sm
     code, text = raw.cmd(f"AUTH PLAIN {plain(username, password)}")
     assert (code, text) == (538, "5.7.11 Encryption required for requested authentication mechanism")
     raw.close()
-
-
-def test_a_plaintext_auth_attempt_is_recorded_on_the_account_as_no_tls(app, smtp_server, account):
-    username, password = account
-    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
-    raw.cmd("EHLO client.test")
-    assert raw.cmd(f"AUTH PLAIN {plain(username, password)}")[0] == 538
-    raw.close()
-    with app.app_context():
-        row = SmtpAccount.get(SmtpAccount.username == username)
-    assert row.last_failure_reason == accounts.NO_TLS
 
 
 def test_after_starttls_only_plain_and_login_are_offered(smtp_server):

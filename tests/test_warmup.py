@@ -87,7 +87,7 @@ def test_within_the_warm_up_cap_lower_priority_keeps_a_reserved_share(app, day_o
 
 def test_the_cli_sets_and_shows_the_plan(run_cli, day_one):
     shown = cli_json(run_cli("warmup", "show", "--json"))
-    assert (shown["enabled"], shown["plan"]) == (False, "1:1000,4:5000,7:10000,11:25000,15:50000,21:")
+    assert (shown["enabled"], shown["plan"]) == (False, "1:1000,4:5000,7:10000,11:25000,15:50000,21:100000")
     result = cli_json(run_cli("warmup", "set", "--enable", "--start", "2025-05-29", "--json"))
     assert (result["enabled"], result["day"], result["today_cap"]) == (True, 5, 5000)
     changed = cli_json(run_cli("warmup", "set", "--plan", "1:100, 3:", "--json"))

@@ -78,12 +78,19 @@ def quotas_show(ref: str, as_json: bool) -> None:
     emit({"account": account.username, "quotas": rows}, as_json, text)
 
 
-def provider_dict(g) -> dict[str, Any]:
-    throttled = g.throttled_until is not None and g.throttled_until > clock.now()
+def provider_dict(g, progress: float) -> dict[str, Any]:
+    """A provider group as shown, its hourly cap in force for an IP ``progress`` through its warm-up."""
+    now = clock.now()
+    throttled = g.throttled_until is not None and g.throttled_until > now
     return {"name": g.name, "domains": g.domain_patterns.split(), "mx_hosts": g.mx_patterns.split(),
-            "hourly_cap": g.hourly_cap, "session_cap": g.session_cap, "throttled": throttled,
-            "throttled_until": ts(g.throttled_until) if throttled else None,
+            "stage": g.stage, "hourly_cap": sp.hourly_cap(groups.as_group(g), progress), "hourly_new": g.hourly_new,
+            "hourly_warm": g.hourly_warm, "daily_cap": g.daily_cap, "session_cap": g.session_cap,
+            "throttled": throttled, "throttled_until": ts(g.throttled_until) if throttled else None,
             "throttle_reply": g.throttle_reply if throttled else None}
+
+
+def _figure(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 @cli.group("providers")
@@ -96,12 +103,14 @@ def providers_group() -> None:
 @with_appcontext
 def providers_list(as_json: bool) -> None:
     """List provider groups in matching order, with their caps and any slow-down in force."""
-    rows = [provider_dict(g) for g in groups.group_rows()]
+    progress = warmup.warmup_today(clock.now().date())[1]
+    rows = [provider_dict(g, progress) for g in groups.group_rows()]
     text = "\n".join(
-        f"{r['name']:<10} hourly {r['hourly_cap'] if r['hourly_cap'] is not None else '-':>6}  "
-        f"sessions {r['session_cap'] if r['session_cap'] is not None else '-':>3}  "
+        f"{r['name']:<16} hourly {_figure(r['hourly_cap']):>6} (new {_figure(r['hourly_new'])}, warm "
+        f"{_figure(r['hourly_warm'])}, stage {r['stage']})  daily {_figure(r['daily_cap']):>6}  "
+        f"sessions {_figure(r['session_cap']):>3}  "
         f"domains {' '.join(r['domains']) or '-'}  mx {' '.join(r['mx_hosts']) or '-'}"
-        + (f"\n           slowed down until {r['throttled_until']}: {r['throttle_reply']}" if r["throttled"] else "")
+        + (f"\n{'':17}slowed down until {r['throttled_until']}: {r['throttle_reply']}" if r["throttled"] else "")
         for r in rows)
     emit(rows, as_json, text)
 
@@ -111,23 +120,34 @@ def providers_list(as_json: bool) -> None:
 @click.option("--domains", default=None, metavar="LIST",
               help="Recipient domain patterns, comma separated (gmail.com,yahoo.*).")
 @click.option("--mx", default=None, metavar="LIST", help="MX host name patterns, comma separated (*.google.com).")
-@click.option("--hourly", default=None, metavar="N|none", help="Deliveries per hour to the whole group.")
+@click.option("--hourly", default=None, metavar="N|none",
+              help="Deliveries per hour to the whole group, new IP or warm.")
+@click.option("--hourly-new", default=None, metavar="N|none", help="Deliveries per hour from a new IP.")
+@click.option("--hourly-warm", default=None, metavar="N|none", help="Deliveries per hour once the IP is warmed up.")
+@click.option("--daily", default=None, metavar="N|none", help="Deliveries per UTC day to the whole group.")
 @click.option("--sessions", default=None, metavar="N|none", help="Concurrent sessions to the whole group.")
+@click.option("--stage", type=click.Choice(sp.STAGES), default=None,
+              help="auto: the hourly cap follows the warm-up plan; new or warm: pin it.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | None, sessions: str | None,
+def providers_set(name: str, domains: str | None, mx: str | None, hourly: str | None, hourly_new: str | None,
+                  hourly_warm: str | None, daily: str | None, sessions: str | None, stage: str | None,
                   as_json: bool) -> None:
     """Create or change a provider group."""
     def split(value: str | None) -> list[str] | None:
         return None if value is None else [p for p in value.replace(",", " ").split() if p]
 
+    caps = {"hourly_new": _cap(hourly_new), "hourly_warm": _cap(hourly_warm), "daily_cap": _cap(daily),
+            "session_cap": _cap(sessions)}
+    if hourly is not None:
+        caps["hourly_new"] = caps["hourly_warm"] = _cap(hourly)
     try:
-        row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx),
-                                hourly_cap=_cap(hourly), session_cap=_cap(sessions))
+        row = groups.save_group(name.strip().lower(), domains=split(domains), mx_hosts=split(mx), stage=stage, **caps)
     except sp.PolicyError as exc:
         raise _policy_error(exc) from None
-    data = provider_dict(row)
-    emit(data, as_json, f"{data['name']}: hourly {data['hourly_cap']}, sessions {data['session_cap']}")
+    data = provider_dict(row, warmup.warmup_today(clock.now().date())[1])
+    emit(data, as_json, f"{data['name']}: hourly {_figure(data['hourly_cap'])} (stage {data['stage']}), "
+                        f"daily {_figure(data['daily_cap'])}, sessions {_figure(data['session_cap'])}")
 
 
 def warmup_dict() -> dict[str, Any]:
@@ -139,7 +159,7 @@ def warmup_dict() -> dict[str, Any]:
         "plan": sp.format_plan(steps),
         "steps": [{"first_day": s.first_day, "daily_cap": s.daily_cap} for s in steps],
         "day": sp.plan_day(plan.start_date, today) if plan.start_date else None,
-        "today_cap": warmup.warmup_cap(today),
+        "today_cap": warmup.warmup_today(today)[0],
         "sent_today": groups.sent_since(sp.window("day", clock.now())[0]),
     }
 
@@ -193,11 +213,12 @@ def policy_group() -> None:
 def policy_show(as_json: bool) -> None:
     """Show provider groups, the warm-up, reputation thresholds and each account's standing."""
     t = reputation.thresholds(current_app.config)
+    progress = warmup.warmup_today(clock.now().date())[1]
     standing = [{"account": r.account.username, "state": r.state, "reason": r.reason or None, "sent": r.sent,
                  "bounced": r.bounced, "complaints": r.complaints, "checked_at": ts(r.checked_at)}
                 for r in AccountReputation.select().join(SmtpAccount)]
     data = {
-        "providers": [provider_dict(g) for g in groups.group_rows()],
+        "providers": [provider_dict(g, progress) for g in groups.group_rows()],
         "warmup": warmup_dict(),
         "reputation_thresholds": {"warn_bounce": t.warn_bounce, "warn_complaint": t.warn_complaint,
                                   "hold_bounce": t.hold_bounce, "hold_complaint": t.hold_complaint,

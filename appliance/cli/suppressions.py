@@ -11,6 +11,7 @@ from .. import audit, clock
 from ..models import (
     Suppression,
 )
+from ..policy import acceptance
 from .base import cli, emit, ts
 
 
@@ -40,9 +41,10 @@ def suppressions_list(as_json: bool) -> None:
 @with_appcontext
 def suppressions_add(address: str, reason: str) -> None:
     """Suppress an address: later messages to it are accepted and recorded, never sent."""
-    address = address.strip().lower()
-    if "@" not in address:
-        raise click.ClickException(f"{address!r} is not an email address")
+    try:
+        address = acceptance.suppression_address(address)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if Suppression.select().where(Suppression.address == address).exists():
         click.echo(f"{address} was already suppressed")
         return

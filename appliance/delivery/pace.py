@@ -2,10 +2,12 @@
 
 After step 1 (route) and before step 3 (connect), and again for the rows a session claims next.
 The destination's provider group is recognised by recipient domain, then by the MX host names that
-route found. Over the group's hourly or session cap, or over the warm-up's daily cap, a delivery
-waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the window opens)
-instead of failing; within each cap higher priority goes first and lower lanes keep a share
-(policy/sending.py, lane_allows). Sends are counted per group and hour in SendCount, so the caps
+route found. Over the group's daily, hourly or session cap, or over the warm-up's daily cap, a
+delivery waits (status `deferred`, reason `pacing` or `warmup`, next_attempt_at when the window
+opens) instead of failing. The hourly cap is the group's new-IP or warmed-up figure (or between
+them, as the warm-up plan progresses), spread evenly over the hour's minutes; within each cap higher
+priority goes first and lower lanes keep a share (policy/sending.py, lane_allows). Sends are counted
+per group and hour in SendCount, so the caps
 hold across restarts. With a SMARTHOST the upstream paces and our IP is not the one warming up, so
 everything passes.
 """
@@ -71,11 +73,14 @@ class Gate:
         now = clock.now()
         group = ProviderGroup.get_by_id(self.group.id)  # caps and throttle state as they are now
         throttled = group.throttled_until is not None and now < group.throttled_until
-        # The hour's count matters only under an hourly cap (a throttled group without one gets half
-        # of what it sent this hour).
+        rule = groups.as_group(group)
+        day_cap, progress = warmup.warmup_today(now.date())
+        # The hour's count matters here only to a throttled group without an hourly cap: it gets half
+        # of what it sent this hour.
+        uncapped = sp.hourly_cap(rule, progress) is None
         hourly, sessions = sp.effective_caps(
-            groups.as_group(group), throttled=throttled,
-            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and group.hourly_cap is None else 0)
+            rule, throttled=throttled, progress=progress,
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and uncapped else 0)
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -85,29 +90,34 @@ class Gate:
         waits: dict[sp.Wait, list[Claimed]] = {}
         share = self.settings["LOW_PRIORITY_SHARE"]
         with _deciding:
-            day_cap = warmup.warmup_cap(now.date())
             # Counts are read only for the caps in force (with none, every row goes).
+            group_day_cap = rule.daily_cap
             used_hour = groups.sent_in_hour(group.name, now) if hourly is not None else 0
+            used_group_day = groups.sent_in_day(group.name, now) if group_day_cap is not None else 0
             used_day = groups.sent_since(sp.window("day", now)[0]) if day_cap is not None else 0
             in_hand = Counter(d.priority for d in rows)
-            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if hourly is not None else Counter()
+            capped = hourly is not None or group_day_cap is not None
+            for_domain = Counter(waiting_by_priority(now, self.domain)) + in_hand if capped else Counter()
             for_all = Counter(waiting_by_priority(now)) + in_hand if day_cap is not None else Counter()
             for row in rows:
                 for counts in (in_hand, for_domain, for_all):
                     counts[row.priority] -= 1  # the row itself is not "waiting" for its own decision
-                wait = sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
-                                    now=now) or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour,
-                                                         waiting=for_domain, low_share=share, now=now,
-                                                         throttled=throttled)
+                wait = (sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
+                                     now=now)
+                        or sp.paced_daily(row.priority, group=group.name, cap=group_day_cap, used=used_group_day,
+                                          waiting=for_domain, low_share=share, now=now)
+                        or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour, waiting=for_domain,
+                                    low_share=share, now=now, throttled=throttled))
                 if wait is None:
                     admitted.append(row)
                     used_hour += 1
+                    used_group_day += 1
                     used_day += 1
                 else:
                     waits.setdefault(wait, []).append(row)
             if admitted:
                 counted = db.write(functools.partial(groups.count_sends, group.name, len(admitted), now))
-                if hourly is not None or day_cap is not None:
+                if capped or day_cap is not None:
                     counted.result()  # the next decision must see these sends
         for wait, waiting in waits.items():
             defer(waiting, wait, now)

@@ -56,6 +56,54 @@ def address_problem(address: str) -> str | None:
     return None
 
 
+ROUTING_TRICK = "routing characters (%, !, a quoted local part) are not accepted"
+
+
+# A stored address (a sender, a suppression) has a dot-atom local part: RFC 5322 atext, or any
+# non-ASCII character (RFC 6531). No quoting, spaces, brackets or control characters.
+_LOCAL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+"
+_DOT_ATOM_LOCAL = re.compile(rf"{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*\Z")
+
+
+def mailbox_problem(address: str) -> str | None:
+    """Say what keeps ``address`` from being stored as a mailbox (a sender, a suppression), or None."""
+    problem = address_problem(address)
+    if problem:
+        return problem
+    if not _DOT_ATOM_LOCAL.match(split_address(address)[0]):
+        return "the local part may only have letters, digits, dots and !#$%&'*+/=?^_`{|}~-"
+    return None
+
+
+def suppression_address(text: str) -> str:
+    """Read an address to suppress, lower-cased (``Name <address>`` as pasted from a mail client
+    is read as the address); raise ValueError saying why when it is not a mailbox."""
+    address = text.strip().lower()
+    if address.endswith(">") and "<" in address:
+        address = address[address.rindex("<") + 1 : -1].strip()
+    problem = mailbox_problem(address)
+    if problem:
+        raise ValueError(f"{address!r} is not an email address: {problem}")
+    return address
+
+
+def header_limits_refusal(data: bytes, *, max_size: int, max_lines: int) -> str | None:
+    """Return the reply refusing a header section (of CRLF-normalised ``data``) over ``max_size``
+    octets or ``max_lines`` lines (fields and their folded continuation lines), else None. Looks
+    at no more than ``max_size`` octets, so it is cheap enough for the event loop whatever the
+    message."""
+    if data.startswith(b"\r\n"):
+        return None  # an empty header section
+    end = data.find(b"\r\n\r\n", 0, max_size + 2)
+    if end < 0:
+        if len(data) > max_size:
+            return replies.HEADER_TOO_BIG.format(limit=max_size)
+        end = len(data)
+    if data.count(b"\r\n", 0, end) >= max_lines:
+        return replies.TOO_MANY_HEADER_LINES.format(limit=max_lines)
+    return None
+
+
 def is_routing_trick(local: str) -> bool:
     """Tell whether a local part could smuggle another destination (%-hack, bang path, quoted @)."""
     return any(c in local for c in "%!@") or local.startswith('"')
@@ -82,6 +130,8 @@ def recipient(
     # the local part or an IP literal could make us forward it elsewhere, so it is relaying.
     if not authenticated and (domain not in local_domains or is_routing_trick(local)):
         return Decision(replies.RELAY_DENIED, "relay-denied")
+    if is_routing_trick(local):  # authenticated: still never a second destination (README)
+        return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=ROUTING_TRICK), "routing-trick")
     problem = address_problem(address)
     if problem:
         return Decision(replies.BAD_RECIPIENT_SYNTAX.format(reason=problem), "bad-recipient-syntax")
@@ -96,8 +146,10 @@ def sender_authorization(
     authorized_domains: list[str],
     authorized_senders: list[str],
     mode: str,
+    field: str = "From:",
 ) -> Decision | None:
-    """Decide whether an account may send as ``address`` (MAIL FROM, or the From: header when ``header``).
+    """Decide whether an account may send as ``address`` (MAIL FROM, or the ``field`` header,
+    From: or Sender:, when ``header``).
 
     The address must be a verified sender or belong to a verified domain. Then, when the account lists
     authorized domains or senders (both empty: any verified sender), the address must be among them;
@@ -108,7 +160,7 @@ def sender_authorization(
     shown = address or "(none)"
     if not verified:
         reply = replies.FROM_NOT_VERIFIED if header else replies.SENDER_NOT_VERIFIED
-        return Decision(reply.format(address=shown), "sender-not-verified")
+        return Decision(reply.format(address=shown, field=field), "sender-not-verified")
     if not authorized_domains and not authorized_senders:
         return None
     if address.lower() in authorized_senders or split_address(address)[1] in authorized_domains:
@@ -116,7 +168,7 @@ def sender_authorization(
     if mode == "alert":
         return Decision(replies.MAIL_OK, "sender-not-authorized-allowed")
     reply = replies.FROM_NOT_AUTHORIZED_FOR_ACCOUNT if header else replies.SENDER_NOT_AUTHORIZED_FOR_ACCOUNT
-    return Decision(reply.format(address=shown), "sender-not-authorized")
+    return Decision(reply.format(address=shown, field=field), "sender-not-authorized")
 
 
 def refuses(decision: Decision | None) -> bool:

@@ -28,14 +28,16 @@ def group_rows() -> list[ProviderGroup]:
         for position, g in enumerate(sp.DEFAULT_GROUPS):
             ProviderGroup.insert(
                 name=g.name, position=position, domain_patterns=_lines(g.domains), mx_patterns=_lines(g.mx_hosts),
-                hourly_cap=g.hourly_cap, session_cap=g.session_cap,
+                hourly_new=g.hourly_new, hourly_warm=g.hourly_warm, daily_cap=g.daily_cap,
+                session_cap=g.session_cap, stage=g.stage,
             ).on_conflict_ignore().execute()
     return list(ProviderGroup.select().order_by(ProviderGroup.position, ProviderGroup.id))
 
 
 def as_group(row: ProviderGroup) -> sp.Group:
     return sp.Group(row.name, tuple(row.domain_patterns.split()), tuple(row.mx_patterns.split()),
-                    row.hourly_cap, row.session_cap)
+                    hourly_new=row.hourly_new, hourly_warm=row.hourly_warm, daily_cap=row.daily_cap,
+                    session_cap=row.session_cap, stage=row.stage)
 
 
 def group_for(domain: str, mx_hosts: list[str]) -> ProviderGroup:
@@ -45,9 +47,24 @@ def group_for(domain: str, mx_hosts: list[str]) -> ProviderGroup:
     return next((r for r in rows if r.name == name), rows[-1])
 
 
+CAP_FIELDS = ("hourly_new", "hourly_warm", "daily_cap", "session_cap")
+
+
 def save_group(name: str, *, domains: list[str] | None = None, mx_hosts: list[str] | None = None,
-               hourly_cap: int | None | bool = False, session_cap: int | None | bool = False) -> ProviderGroup:
-    """Create or change a provider group; a cap given as None removes it (False: leave it)."""
+               stage: str | None = None, **caps: int | None | bool) -> ProviderGroup:
+    """Create or change a provider group. Caps are given by their field name (``hourly_new``,
+    ``hourly_warm``, ``daily_cap``, ``session_cap``; ``hourly_cap`` sets both hourly figures): None
+    removes a cap, False or leaving it out keeps it."""
+    if "hourly_cap" in caps:
+        both = caps.pop("hourly_cap")
+        caps.setdefault("hourly_new", both)
+        caps.setdefault("hourly_warm", both)
+    unknown = set(caps) - set(CAP_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown caps: {', '.join(sorted(unknown))}")
+    for field_name, value in caps.items():
+        if value is not False and value is not None and value < 0:
+            raise sp.PolicyError(f"{field_name.replace('_', ' ')} cannot be negative")
     group_rows()
     row = ProviderGroup.get_or_none(ProviderGroup.name == name)
     if row is None:
@@ -61,10 +78,10 @@ def save_group(name: str, *, domains: list[str] | None = None, mx_hosts: list[st
         row.domain_patterns = _lines(tuple(d.strip().lower() for d in domains if d.strip()))
     if mx_hosts is not None:
         row.mx_patterns = _lines(tuple(h.strip().lower() for h in mx_hosts if h.strip()))
-    for field_name, value in (("hourly_cap", hourly_cap), ("session_cap", session_cap)):
+    if stage is not None:
+        row.stage = sp.parse_stage(stage)
+    for field_name, value in caps.items():
         if value is not False:
-            if value is not None and value < 0:
-                raise sp.PolicyError(f"{field_name.replace('_', ' ')} cannot be negative")
             setattr(row, field_name, value)
     row.save()
     return row
@@ -100,6 +117,13 @@ def count_sends(provider: str, n: int, now: dt.datetime) -> None:
 def sent_in_hour(provider: str, now: dt.datetime) -> int:
     row = SendCount.get_or_none((SendCount.provider == provider) & (SendCount.hour == hour_of(now)))
     return row.count if row else 0
+
+
+def sent_in_day(provider: str, now: dt.datetime) -> int:
+    """Deliveries let through to one group since midnight UTC (whole hours of today)."""
+    start, end = sp.window("day", now)
+    return (SendCount.select(fn.COALESCE(fn.SUM(SendCount.count), 0))
+            .where((SendCount.provider == provider) & (SendCount.hour >= start) & (SendCount.hour < end)).scalar())
 
 
 def sent_since(start: dt.datetime, end: dt.datetime | None = None) -> int:

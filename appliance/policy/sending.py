@@ -122,28 +122,79 @@ def alert_level(quota: Quota, used: int) -> int | None:
 DEFAULT_GROUP = "default"
 
 
+STAGE_AUTO, STAGE_NEW, STAGE_WARM = "auto", "new", "warm"
+STAGES = (STAGE_AUTO, STAGE_NEW, STAGE_WARM)
+
+
 @dataclass(frozen=True)
 class Group:
-    """Destinations that one provider runs, recognised by recipient domain or by MX host name."""
+    """Destinations that one provider runs, recognised by recipient domain or by MX host name.
+
+    A group has two hourly caps: one for a new IP and one for a warmed-up IP. At stage ``auto`` the
+    cap in force moves from the first to the second as the IP warm-up plan progresses; ``new`` and
+    ``warm`` pin it (an admin who moved an already warm IP says ``warm``).
+    """
 
     name: str
     domains: tuple[str, ...] = ()  # fnmatch patterns: "gmail.com", "yahoo.*"
-    mx_hosts: tuple[str, ...] = ()  # fnmatch patterns: "*.google.com"
-    hourly_cap: int | None = None  # deliveries per clock hour; None: no cap
+    mx_hosts: tuple[str, ...] = ()  # fnmatch patterns: "gmail-smtp-in.l.google.com"
+    hourly_new: int | None = None  # deliveries per clock hour from a new IP; None: no cap
+    hourly_warm: int | None = None  # deliveries per clock hour once warmed up; None: no cap
+    daily_cap: int | None = None  # deliveries per UTC day; None: no cap
     session_cap: int | None = None  # concurrent outbound sessions to the whole group; None: no cap
+    stage: str = STAGE_AUTO
 
 
-# Conservative starting points for a small sender's IP; every figure is editable in the dashboard.
-# AOL's MX hosts live under yahoodns.net too, so AOL is listed (and matched) before Yahoo.
+# The mySMTP knowledge base's table of provider limits ("SMTP Limits, Sending Rates &
+# Optimization", section 3), per hour for a new IP, per hour once warmed up, and per day. Where the
+# table gives a range (Gmail, 500-1,000 for a new IP) the lower figure is taken; "5,000+" is 5,000.
+# The table has "Varies" for Google Workspace and Exchange tenants: they get their consumer
+# sibling's hourly figures, counted apart, and no daily cap. Sessions are ours (the table has none).
+# Matching by MX runs in this order: gmail's own MX hosts come before the Workspace catch-all under
+# google.com, outlook.com's (olc.protection.outlook.com) before Microsoft 365 tenants', and AOL's
+# MX hosts live under yahoodns.net too, so AOL is listed before Yahoo.
+PROVIDER_TABLE_SOURCE = "mySMTP knowledge base, SMTP Limits, Sending Rates & Optimization, section 3"
 DEFAULT_GROUPS = (
-    Group("gmail", ("gmail.com", "googlemail.com"), ("*.google.com", "*.googlemail.com"), 1000, 5),
-    Group("aol", ("aol.com", "aim.com", "verizon.net"), ("mx-aol.*", "*.aol.com"), 500, 3),
-    Group("yahoo", ("yahoo.*", "ymail.com", "rocketmail.com"), ("*.yahoodns.net",), 500, 3),
-    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"),
-          ("*.protection.outlook.com", "*.hotmail.com"), 1000, 5),
-    Group("icloud", ("icloud.com", "me.com", "mac.com"), ("*.icloud.com",), 500, 3),
+    Group("gmail", ("gmail.com", "googlemail.com"), ("gmail-smtp-in.l.google.com", "*.gmail-smtp-in.l.google.com"),
+          hourly_new=500, hourly_warm=5000, daily_cap=50000, session_cap=5),
+    Group("google-workspace", (), ("*.google.com", "*.googlemail.com"),
+          hourly_new=500, hourly_warm=5000, session_cap=5),
+    Group("aol", ("aol.com", "aim.com", "verizon.net"), ("mx-aol.*", "*.aol.com"),
+          hourly_new=500, hourly_warm=5000, daily_cap=50000, session_cap=3),
+    Group("yahoo", ("yahoo.*", "ymail.com", "rocketmail.com"), ("*.yahoodns.net",),
+          hourly_new=1000, hourly_warm=10000, daily_cap=100000, session_cap=3),
+    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"), ("*.olc.protection.outlook.com", "*.hotmail.com"),
+          hourly_new=500, hourly_warm=3000, daily_cap=30000, session_cap=5),
+    Group("microsoft-365", (), ("*.protection.outlook.com",),
+          hourly_new=500, hourly_warm=3000, session_cap=5),
+    Group("icloud", ("icloud.com", "me.com", "mac.com"), ("*.icloud.com",),
+          hourly_new=500, hourly_warm=2000, daily_cap=10000, session_cap=3),
     Group(DEFAULT_GROUP),
 )
+
+
+def parse_stage(text: str) -> str:
+    stage = text.strip().lower()
+    if stage not in STAGES:
+        raise PolicyError(f"{text!r}: the stage is one of {', '.join(STAGES)}")
+    return stage
+
+
+def hourly_cap(group: Group, progress: float) -> int | None:
+    """Return the group's hourly cap for an IP ``progress`` of the way (0 to 1) through its warm-up.
+
+    At stage auto the cap moves in a straight line from the new-IP figure to the warmed-up one; a
+    warmed-up figure of None (no cap) is reached only at the end.
+    """
+    if group.stage == STAGE_WARM:
+        return group.hourly_warm
+    if group.stage == STAGE_NEW or progress <= 0:
+        return group.hourly_new
+    if progress >= 1:
+        return group.hourly_warm
+    if group.hourly_new is None or group.hourly_warm is None:
+        return group.hourly_new
+    return round(group.hourly_new + (group.hourly_warm - group.hourly_new) * progress)
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -186,13 +237,22 @@ def throttle_until(strikes: int, now: dt.datetime, base_seconds: int) -> dt.date
     return now + dt.timedelta(seconds=base_seconds * factor)
 
 
-def effective_caps(group: Group, *, throttled: bool, sent_last_hour: int) -> tuple[int | None, int | None]:
+def effective_caps(group: Group, *, throttled: bool, sent_last_hour: int, progress: float = 0.0
+                   ) -> tuple[int | None, int | None]:
     """Return the (hourly, session) caps in force: a throttled group gets half its hourly cap
     (half of what it just sent when it has none) and a single session."""
+    hourly = hourly_cap(group, progress)
     if not throttled:
-        return group.hourly_cap, group.session_cap
-    base = group.hourly_cap if group.hourly_cap is not None else sent_last_hour
+        return hourly, group.session_cap
+    base = hourly if hourly is not None else sent_last_hour
     return max(1, base // 2), 1
+
+
+def spread(cap: int, now: dt.datetime) -> int:
+    """Return how many of an hourly cap may have gone by ``now``: the cap is spread evenly over the
+    hour's minutes (by the end of minute m, cap × (m + 1) / 60), so it never leaves in one burst at
+    the top of the hour."""
+    return max(1, math.ceil(cap * (now.minute + 1) / 60))
 
 
 # -- priority lanes ----------------------------------------------------------------------------
@@ -233,13 +293,29 @@ def paced(
     priority: int, *, group: str, cap: int | None, used: int, waiting: dict[int, int], low_share: float,
     now: dt.datetime, throttled: bool,
 ) -> Wait | None:
-    """Decide whether a delivery to a provider group may go now under its hourly cap."""
-    if lane_allows(priority, used, cap, waiting, low_share):
+    """Decide whether a delivery to a provider group may go now under its hourly cap, spread over the hour."""
+    allowed = spread(cap, now) if cap is not None else None
+    if lane_allows(priority, used, allowed, waiting, low_share):
         return None
     slowed = " (slowed down after its rate-limit reply)" if throttled else ""
     if cap is not None and used >= cap:
         return Wait("pacing", window("hour", now)[1], f"{group} reached its hourly cap of {cap}{slowed}")
+    if allowed is not None and used >= allowed:
+        return Wait("pacing", window("minute", now)[1],
+                    f"{group}: its hourly cap of {cap}{slowed} is spread over the hour, {allowed} by {now:%H:%M}")
     return Wait("pacing", now + LANE_RECHECK, f"{group}: another priority lane's share of the hourly cap goes first")
+
+
+def paced_daily(
+    priority: int, *, group: str, cap: int | None, used: int, waiting: dict[int, int], low_share: float,
+    now: dt.datetime,
+) -> Wait | None:
+    """Decide whether a delivery to a provider group may go today under the group's daily cap."""
+    if lane_allows(priority, used, cap, waiting, low_share):
+        return None
+    if cap is not None and used >= cap:
+        return Wait("pacing", window("day", now)[1], f"{group} reached its daily cap of {cap}")
+    return Wait("pacing", now + LANE_RECHECK, f"{group}: another priority lane's share of the daily cap goes first")
 
 
 def session_wait(group: str, cap: int, now: dt.datetime) -> Wait:
@@ -254,9 +330,10 @@ class WarmupStep:
     daily_cap: int | None  # None: no cap (warmed up)
 
 
+# The knowledge base's plan for a 100,000-a-day goal ("IP Warming Plan"): day 21 on, the goal itself.
 DEFAULT_WARMUP = (
     WarmupStep(1, 1000), WarmupStep(4, 5000), WarmupStep(7, 10000), WarmupStep(11, 25000),
-    WarmupStep(15, 50000), WarmupStep(21, None),
+    WarmupStep(15, 50000), WarmupStep(21, 100000),
 )
 
 
@@ -301,6 +378,16 @@ def daily_cap(steps: tuple[WarmupStep, ...], start: dt.date, today: dt.date) -> 
     return cap
 
 
+def progress(steps: tuple[WarmupStep, ...], start: dt.date, today: dt.date) -> float:
+    """Return how far through its plan the IP is (0 on the first step, 1 on the last): what moves
+    provider groups from their new-IP to their warmed-up hourly caps."""
+    if len(steps) < 2:
+        return 1.0
+    day = plan_day(start, today)
+    reached = sum(1 for step in steps if step.first_day <= day) - 1
+    return reached / (len(steps) - 1)
+
+
 def warmed_up(
     priority: int, *, cap: int | None, used: int, waiting: dict[int, int], low_share: float, now: dt.datetime,
 ) -> Wait | None:
@@ -318,12 +405,13 @@ OK, WARN = "ok", "warn"  # and HOLD
 
 @dataclass(frozen=True)
 class Thresholds:
-    """SES-style thresholds: warn at 5 % bounces or 0.1 % complaints, hold at 10 % or 0.5 %."""
+    """Warn at 5 % bounces or 0.1 % complaints, hold at 10 % bounces (SES's figures) or 0.3 %
+    complaints (the knowledge base's ceiling; SES reviews an account only at 0.5 %)."""
 
     warn_bounce: float = 0.05
     warn_complaint: float = 0.001
     hold_bounce: float = 0.10
-    hold_complaint: float = 0.005
+    hold_complaint: float = 0.003
     window_hours: int = 168
     min_volume: int = 200
 

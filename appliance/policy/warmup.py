@@ -36,9 +36,17 @@ def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None
     return row
 
 
-def warmup_cap(today: dt.date) -> int | None:
-    """Today's cap on all deliveries, or None when the warm-up is off or finished."""
+def warmup_today(today: dt.date) -> tuple[int | None, float]:
+    """Return, from one read of the plan, today's cap on all deliveries (None when the warm-up is off
+    or finished) and how far through its plan the IP is (0 to 1).
+
+    The progress is counted from the plan's start date whether or not its daily cap is applied
+    (turning the cap off later does not make the IP new again); it is 0 until a warm-up has been
+    started, so provider groups at stage auto keep their new-IP figures.
+    """
     row = warmup_plan()
-    if not row.enabled or row.start_date is None:
-        return None
-    return sp.daily_cap(sp.parse_plan(row.steps), row.start_date, today)
+    if row.start_date is None:
+        return None, 0.0
+    steps = sp.parse_plan(row.steps)
+    cap = sp.daily_cap(steps, row.start_date, today) if row.enabled else None
+    return cap, sp.progress(steps, row.start_date, today)

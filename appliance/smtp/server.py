@@ -6,18 +6,17 @@ Blocking work (password checks, database reads, message preparation) runs in an 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import functools
+import ipaddress
 import logging
 import re
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
 from .. import accounts, bounces, guard, intake, message_bytes, replies, returnpath, senders
 from ..db import database
@@ -33,6 +32,11 @@ NULL_SENDER = "<>"  # marker: aiosmtpd would refuse MAIL FROM:<> as a syntax err
 MAX_LINE = 999
 # A plain <dot-atom@ldh-domain> is read without aiosmtpd's general parser (acceptance.PLAIN_ADDR_SPEC).
 _PLAIN_ADDRESS = re.compile(rf"<({acceptance.PLAIN_ADDR_SPEC})>(.*)\Z", re.S)
+# C0 controls but TAB, and DEL: no command argument has them, and a NUL would end up in the
+# envelope, the Received: field or an echoed reply.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Entries a throttle keeps before it forgets the stale ones (memory stays bounded under a spray).
+_THROTTLE_ENTRIES = 10000
 
 
 def has_long_line(data: bytes, limit: int = MAX_LINE) -> bool:
@@ -53,35 +57,79 @@ def has_long_line(data: bytes, limit: int = MAX_LINE) -> bool:
     return False
 
 
+def client_key(ip: str) -> str:
+    """The client that per-client limits count: its IPv4 address, or the /64 of an IPv6 one (what
+    one host usually gets), an IPv4-mapped IPv6 address read as IPv4."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return ip
+
+
 class AuthThrottle:
-    """Failed AUTH attempts per client IP over a sliding window; loop thread only, so no lock."""
+    """Failed AUTH attempts over a sliding window, per (client, username) and per client; loop
+    thread only, so no lock.
 
-    def __init__(self, max_failures: int, window: float, cooldown: float):
-        self.max_failures, self.window, self.cooldown = max_failures, window, cooldown
-        self._failures: dict[str, deque] = {}
-        self._cool_until: dict[str, float] = {}
+    It throttles the guesser, not the victim (OWASP Authentication Cheat Sheet and "Slow Down
+    Online Guessing Attacks with Device Cookies"): a username that failed ``per_username`` times
+    from a client is refused from that client only, and a client that failed ``per_ip`` times over
+    all usernames is refused only for usernames that have not logged in from it before. So an app
+    with a wrong password cools down itself, not the other apps behind the same address, and not
+    its own account elsewhere.
+    """
 
-    def cooling(self, ip: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        until = self._cool_until.get(ip)
+    def __init__(self, per_username: int, per_ip: int, window: float, cooldown: float):
+        self.per_username, self.per_ip = per_username, per_ip
+        self.window, self.cooldown = window, cooldown
+        self._failures: dict[tuple[str, ...], deque] = {}  # (client, username) and (client,)
+        self._cool_until: dict[tuple[str, ...], float] = {}
+        self._trusted: OrderedDict[tuple[str, str], None] = OrderedDict()  # logged in from there
+
+    def _cooling(self, key: tuple[str, ...], now: float) -> bool:
+        until = self._cool_until.get(key)
         if until is None:
             return False
         if now >= until:
-            del self._cool_until[ip]
+            del self._cool_until[key]
             return False
         return True
 
-    def failed(self, ip: str, now: float | None = None) -> None:
+    def refuses(self, ip: str, username: str, now: float | None = None) -> bool:
+        """Tell whether AUTH as ``username`` from ``ip`` is refused without looking at the password."""
         now = time.monotonic() if now is None else now
-        recent = self._failures.setdefault(ip, deque())
-        recent.append(now)
-        while recent and recent[0] < now - self.window:
-            recent.popleft()
-        if len(recent) >= self.max_failures:
-            self._cool_until[ip] = now + self.cooldown
-            recent.clear()
-        if len(self._failures) > 10000:  # bound memory under a spray from many IPs
-            self._failures = {k: v for k, v in self._failures.items() if v}
+        client = client_key(ip)
+        if self._cooling((client, username), now):
+            return True
+        return self._cooling((client,), now) and (client, username) not in self._trusted
+
+    def failed(self, ip: str, username: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        client = client_key(ip)
+        for key, budget in (((client, username), self.per_username), ((client,), self.per_ip)):
+            recent = self._failures.setdefault(key, deque())
+            recent.append(now)
+            while recent and recent[0] < now - self.window:
+                recent.popleft()
+            if len(recent) >= budget:
+                self._cool_until[key] = now + self.cooldown
+                recent.clear()
+        if len(self._failures) > _THROTTLE_ENTRIES:
+            self._failures = {k: v for k, v in self._failures.items() if v and v[-1] >= now - self.window}
+        if len(self._cool_until) > _THROTTLE_ENTRIES:
+            self._cool_until = {k: v for k, v in self._cool_until.items() if v > now}
+
+    def succeeded(self, ip: str, username: str) -> None:
+        """Remember that ``username`` logged in from ``ip``: a cool-down of that client spares it."""
+        key = (client_key(ip), username)
+        self._trusted[key] = None
+        self._trusted.move_to_end(key)
+        if len(self._trusted) > _THROTTLE_ENTRIES:
+            self._trusted.popitem(last=False)
 
 
 @dataclass
@@ -94,6 +142,7 @@ class ServerContext:
     executor: concurrent.futures.Executor
     local_domains: frozenset[str]
     active: int = 0
+    per_client: Counter = field(default_factory=Counter)  # open connections by client_key
 
     @classmethod
     def build(cls, settings: dict[str, Any], committer: intake.GroupCommitter) -> ServerContext:
@@ -103,7 +152,8 @@ class ServerContext:
             settings=settings,
             committer=committer,
             throttle=AuthThrottle(
-                settings["AUTH_FAILURES_PER_IP"], settings["AUTH_FAILURE_WINDOW"], settings["AUTH_COOLDOWN"]
+                settings["AUTH_FAILURES_PER_USERNAME"], settings["AUTH_FAILURES_PER_IP"],
+                settings["AUTH_FAILURE_WINDOW"], settings["AUTH_COOLDOWN"],
             ),
             executor=concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-work"),
             local_domains=frozenset(domains),
@@ -142,6 +192,23 @@ _SESSION_REFUSALS = {
 }
 
 
+def _guarded(server: ApplianceSMTP, method):
+    """Wrap an smtp_* method: nothing runs once the connection is closing (aiosmtpd goes on reading
+    the commands a client pipelined after our 421), and an argument with a control character gets
+    501 and goes no further."""
+
+    @functools.wraps(method)
+    async def checked(arg: str | None) -> None:
+        if server.closing:
+            return
+        if arg and _CONTROL.search(arg):
+            await server.push(replies.CONTROL_CHARACTERS)
+            return
+        await method(arg)
+
+    return checked
+
+
 class ApplianceSMTP(SMTP):
     """One SMTP connection. Extends aiosmtpd with connection caps, async credential checks,
     per-connection and per-IP failure counting, and our reply wording."""
@@ -176,7 +243,10 @@ class ApplianceSMTP(SMTP):
         # up again for every message and again on its From: header was a quarter of intake's CPU.
         self.allowed_senders: set[str] = set()
         self.auth_failures = 0
-        self._counted = False
+        self.reading_data = False  # between 354 and the final dot: every read restarts the timer
+        self._counted: str | None = None  # the client_key this connection is counted under
+        self._smtp_methods = {name: _guarded(self, method)
+                              for name, method in self._smtp_methods.items()}
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -185,23 +255,49 @@ class ApplianceSMTP(SMTP):
         return peer[0] if isinstance(peer, tuple) else str(peer or "")
 
     def connection_made(self, transport) -> None:
-        if not self._counted and self._original_transport is None:
-            self._counted = True
+        first = self._counted is None and self._original_transport is None  # not the STARTTLS upgrade
+        if first:
+            peer = transport.get_extra_info("peername")
+            self._counted = client_key(peer[0] if isinstance(peer, tuple) else str(peer or ""))
             self.ctx.active += 1
+            self.ctx.per_client[self._counted] += 1
         super().connection_made(transport)
+        if first:  # until its first command, a client gets a short time only
+            self._reset_timeout(self.ctx.settings["SMTP_FIRST_COMMAND_TIMEOUT"])
 
     def connection_lost(self, error) -> None:
-        if self._counted:
-            self._counted = False
+        if self._counted is not None:
             self.ctx.active -= 1
+            self.ctx.per_client[self._counted] -= 1
+            if not self.ctx.per_client[self._counted]:
+                del self.ctx.per_client[self._counted]
+            self._counted = None
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
-        if self.ctx.active > self.ctx.settings["MAX_CONNECTIONS"]:
-            await self.push(replies.TOO_MANY_CONNECTIONS)
-            self.transport.close()
+        settings = self.ctx.settings
+        if self.ctx.active > settings["MAX_CONNECTIONS"]:
+            refusal = replies.TOO_MANY_CONNECTIONS
+        elif self.ctx.per_client[self._counted] > settings["MAX_CONNECTIONS_PER_IP"]:
+            refusal = replies.TOO_MANY_CONNECTIONS_FROM_IP
+        else:
+            await super()._handle_client()
             return
-        await super()._handle_client()
+        await self.push(refusal)
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        # SMTP_TIMEOUT during DATA is the longest wait for the next bytes, not for the whole message
+        # (aiosmtpd restarts its timer at commands only).
+        if self.reading_data:
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes without a word; RFC 5321 §4.2.2 gives 421 for a server closing the session.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(replies.TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
+        super()._timeout_cb()
 
     @property
     def tls_info(self) -> str:
@@ -214,37 +310,33 @@ class ApplianceSMTP(SMTP):
         cipher = ssl_object.cipher()
         return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
 
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     async def push(self, status) -> None:
+        if self.closing:
+            return  # closed by us or by the client: nothing more reaches it (a TLS transport would raise)
         if isinstance(status, str):
             status = replies.AIOSMTPD_REWRITES.get(status, status)
+            # aiosmtpd echoes unknown commands: never send a client's control bytes back raw.
+            status = _CONTROL.sub("?", status)
         await super().push(status)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd would answer 220 again inside TLS and fail in the handshake it then starts.
+        if self.implicit_tls or self._tls_protocol is not None:
+            await self.push(replies.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def run_blocking(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.ctx.executor, functools.partial(_in_db, fn, *args, **kwargs))
 
     # -- AUTH ---------------------------------------------------------------------------------
-    async def smtp_AUTH(self, arg: str) -> None:
-        if self.session.host_name and self.session.extended_smtp and not self.tls_info:
-            await self._record_plaintext_attempt(arg)
-        elif self.ctx.throttle.cooling(self.peer_ip):
-            await self.push(replies.TOO_MANY_AUTH_FAILURES)
-            self.transport.close()
-            return
-        await super().smtp_AUTH(arg)
-
-    async def _record_plaintext_attempt(self, arg: str | None) -> None:
-        """AUTH PLAIN with an initial response before TLS: tell the account's admin why it failed."""
-        parts = (arg or "").split()
-        if len(parts) != 2 or parts[0].upper() != "PLAIN":
-            return
-        try:
-            _, login, _ = base64.b64decode(parts[1], validate=True).split(b"\x00")
-        except (binascii.Error, ValueError):
-            return
-        await self.run_blocking(
-            accounts.record_failure_for_username, login.decode("utf-8", "replace"), self.peer_ip, accounts.NO_TLS
-        )
+    # Before TLS aiosmtpd answers 538 without reading the credentials, and nothing is looked up:
+    # a client without the password must not be able to write to any account.
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously; hand the parsed credentials back to _verify instead.
@@ -259,21 +351,26 @@ class ApplianceSMTP(SMTP):
     async def _verify(self, parsed: AuthResult) -> AuthResult:
         if not isinstance(parsed.auth_data, LoginPassword):
             return parsed  # the client's blob did not parse; aiosmtpd has replied already
-        ip = self.peer_ip
+        ip, throttle = self.peer_ip, self.ctx.throttle
         username = parsed.auth_data.login.decode("utf-8", "replace")
         password = parsed.auth_data.password.decode("utf-8", "replace")
+        if throttle.refuses(ip, username):  # cooling down: the password is not even looked at
+            await self.push(replies.TOO_MANY_AUTH_FAILURES)
+            self.transport.close()
+            return AuthResult(success=False, handled=True)
         result = await self.run_blocking(accounts.verify, username, password, ip)
         if result.failure is None:
             self.account, self.username = result.account, result.account.username
             self.credential_version = result.account.credential_version
             self.allowed_senders = set()
+            throttle.succeeded(ip, username)
             return AuthResult(success=True, auth_data=username, message=replies.AUTH_SUCCESS)
         self.auth_failures += 1
-        self.ctx.throttle.failed(ip)
+        throttle.failed(ip, username)
         log.info("AUTH failed for %r from %s: %s", username, ip, result.failure)
         if (
             self.auth_failures >= self.ctx.settings["AUTH_FAILURES_PER_CONNECTION"]
-            or self.ctx.throttle.cooling(ip)
+            or throttle.refuses(ip, username)
         ):
             await self.push(replies.TOO_MANY_AUTH_FAILURES)
             self.transport.close()
@@ -297,6 +394,7 @@ class ApplianceSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self.reading_data = True
         try:
             raw, too_big = await self._read_data()
         except asyncio.IncompleteReadError:
@@ -304,12 +402,23 @@ class ApplianceSMTP(SMTP):
         except asyncio.CancelledError:
             self._writer.close()
             raise
-        if too_big or has_long_line(raw):
-            await self.push(replies.MESSAGE_TOO_BIG if too_big else replies.LINE_TOO_LONG)
+        finally:
+            self.reading_data = False
+        refusal = replies.MESSAGE_TOO_BIG if too_big else None
+        if refusal is None:
+            # RFC 5321 §4.5.2: remove the dot the client added in front of every line starting with
+            # one (only after CRLF, where the client stuffs them), then make every line end CRLF
+            # before the lengths are checked: a message saved with LF endings is one long "line".
+            content = (raw[1:] if raw.startswith(b".") else raw).replace(b"\r\n.", b"\r\n")
+            content = message_bytes.normalise_line_endings(content)
+            if has_long_line(content):
+                refusal = replies.LINE_TOO_LONG
+            elif b"\x00" in content:
+                refusal = replies.NUL_IN_MESSAGE
+        if refusal is not None:
+            await self.push(refusal)
             self._set_post_data_state()
             return
-        # RFC 5321 §4.5.2: remove the dot the client added in front of every line starting with one.
-        content = (raw[1:] if raw.startswith(b".") else raw).replace(b"\r\n.", b"\r\n")
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
@@ -386,6 +495,11 @@ class Handler:
         self.ctx = ctx
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # The client's fault (it went away or spoke no TLS after STARTTLS): aiosmtpd closes
+            # the connection and sends nothing; worth a line, not a traceback.
+            log.info("STARTTLS handshake failed: %r", error.__cause__)
+            return replies.LOCAL_ERROR
         # Without this aiosmtpd answers "500 Error: (ExceptionName) text": a bare 500 that shows
         # our internals and tells the client to give up. A fault of ours is temporary.
         log.error("SMTP session error", exc_info=error)
@@ -458,6 +572,13 @@ class Handler:
     async def handle_DATA(self, server: ApplianceSMTP, session, envelope):
         account = await server.sending_account()
         settings = self.ctx.settings
+        # The header bounds are checked here, on the loop, in a bounded scan: a message over them
+        # never reaches the writer thread that every session's mail goes through.
+        refusal = acceptance.header_limits_refusal(
+            envelope.original_content, max_size=settings["MAX_HEADER_SIZE"], max_lines=settings["MAX_HEADER_LINES"]
+        )
+        if refusal:
+            return refusal
         prepare = functools.partial(
             intake.prepare,
             envelope.original_content,
@@ -480,12 +601,15 @@ class Handler:
         def admit() -> intake.Incoming:
             # Runs on the writer thread, right before the message is stored (no executor hop).
             item = prepare()
-            if account is not None:  # the From: header is held to the same rule as MAIL FROM
-                unknown = [a for a in item.from_addresses if a.lower() not in allowed]
-                if unknown or not item.from_addresses:
-                    decision = senders.check(settings, account.id, unknown, header=True)
-                    if decision:
-                        raise intake.Refused(decision.reply)
+            if account is not None:  # From: and Sender: are held to the same rule as MAIL FROM
+                for name, addresses in (("From:", item.from_addresses), ("Sender:", item.sender_addresses)):
+                    if addresses is None:
+                        continue  # no Sender: field
+                    unknown = [a for a in addresses if a.lower() not in allowed]
+                    if unknown or not addresses:
+                        decision = senders.check(settings, account.id, unknown, header=True, field=name)
+                        if decision:
+                            raise intake.Refused(decision.reply)
             if hold is not None:
                 item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
             return arrival.read(item) if arrival else item

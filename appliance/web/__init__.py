@@ -19,6 +19,7 @@ from . import (
     overview,
     policy,
     senders,
+    smtp_codes,
     suppressions,
     users,
     verify,
@@ -92,3 +93,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(policy.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(audit_log.bp)
+    app.register_blueprint(smtp_codes.bp)

@@ -153,14 +153,31 @@ def _get(message_id: str) -> Message:
     return message
 
 
-def _headers(message: Message) -> list[tuple[str, str]]:
+# The page shows this much of a message's header section at most: a message stored with a huge
+# header (before MAX_HEADER_SIZE, or through the CLI) must not make a page of megabytes.
+HEADER_BYTES_SHOWN = 64 * 1024
+HEADER_FIELDS_SHOWN = 200
+HEADER_VALUE_SHOWN = 2000
+
+
+def _headers(message: Message) -> tuple[list[tuple[str, str]], int]:
+    """Return the header fields to show (values cut to HEADER_VALUE_SHOWN characters) and how
+    many more fields the message has than are shown (at least 1 when the header section was cut)."""
     body = MessageBody.get_or_none(MessageBody.message == message.id)
     if body is None:
-        return []
+        return [], 0
+    data = bytes(body.data[: HEADER_BYTES_SHOWN + 4])
+    end = data.find(b"\r\n\r\n")
+    cut = end < 0 and len(body.data) > HEADER_BYTES_SHOWN
+    if cut:  # keep whole lines only
+        data = data[: data.rfind(b"\r\n", 0, HEADER_BYTES_SHOWN) + 2]
     try:
-        return parse_header_block(bytes(body.data))[0]
+        fields = parse_header_block(data)[0]
     except MalformedMessage:
-        return []
+        return [], 0
+    shown = [(name, value if len(value) <= HEADER_VALUE_SHOWN else value[:HEADER_VALUE_SHOWN] + " …")
+             for name, value in fields[:HEADER_FIELDS_SHOWN]]
+    return shown, len(fields) - len(shown) or int(cut)
 
 
 @bp.get("/<message_id>")
@@ -175,8 +192,9 @@ def messages_show(message_id: str):
                         .order_by(Attempt.started_at, Attempt.id)):
             attempts[attempt.delivery_id].append(attempt)
     account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id) if message.account_id else None
+    headers, hidden = _headers(message)
     return render_template("messages/show.html", message=message, deliveries=deliveries, attempts=attempts,
-                           account=account, headers=_headers(message), explain=smtp_codes.explain,
+                           account=account, headers=headers, hidden_headers=hidden, explain=smtp_codes.explain,
                            actions=ACTIONS, events=events.timeline(message.id))
 
 

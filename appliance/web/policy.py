@@ -46,15 +46,19 @@ def _page(status: int = 200, **extra):
     now = clock.now()
     plan = warmup.warmup_plan()
     rows = groups.group_rows()
+    today_cap, progress = warmup.warmup_today(now.date())
     standing = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
                     .order_by(SmtpAccount.name))
     context = {
         "groups": rows, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
-        "today_cap": warmup.warmup_cap(now.date()), "sent_today": groups.sent_since(sp.window("day", now)[0]),
+        "today_cap": today_cap, "sent_today": groups.sent_since(sp.window("day", now)[0]),
         "plan_day": sp.plan_day(plan.start_date, now.date()) if plan.start_date else None,
         "thresholds": reputation.thresholds(current_app.config), "reputation": standing,
         "throttled": [g for g in rows if g.throttled_until and g.throttled_until > now],
         "sent_hour": {g.name: groups.sent_in_hour(g.name, now) for g in rows},
+        "sent_day": {g.name: groups.sent_in_day(g.name, now) for g in rows if g.daily_cap is not None},
+        "hourly_now": {g.name: sp.hourly_cap(groups.as_group(g), progress) for g in rows}, "stages": sp.STAGES,
+        "source": sp.PROVIDER_TABLE_SOURCE,
         "errors": {}, "values": {}, **extra,
     }
     return render_template("policy/show.html", **context), status
@@ -75,13 +79,16 @@ def policy_provider_edit(group_id: int):
     if group is None:
         abort(404)
     errors: dict[str, str] = {}
-    hourly = _optional_int(request.form.get("hourly_cap", ""), "hourly_cap", errors)
-    sessions = _optional_int(request.form.get("session_cap", ""), "session_cap", errors)
+    caps = {name: _optional_int(request.form.get(name, ""), name, errors) for name in groups.CAP_FIELDS}
+    stage = request.form.get("stage", group.stage)
+    if stage not in sp.STAGES:
+        errors["stage"] = f"Stage: one of {', '.join(sp.STAGES)}."
     if errors:
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
     groups.save_group(group.name, domains=request.form.get("domains", "").split(),
-                      mx_hosts=request.form.get("mx_hosts", "").split(), hourly_cap=hourly, session_cap=sessions)
-    audit.record("policy.provider", f"provider group {group.name}", f"hourly cap {hourly}, session cap {sessions}")
+                      mx_hosts=request.form.get("mx_hosts", "").split(), stage=stage, **caps)
+    audit.record("policy.provider", f"provider group {group.name}",
+                 f"stage {stage}, " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items()))
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 

@@ -1,8 +1,16 @@
-"""SMTP reply codes explained in plain words for the message log (RFC 5321 §4.2, RFC 3463)."""
+"""SMTP reply codes explained in plain words (RFC 5321 §4.2, RFC 3463): what each means and what
+to do about it, for the message log's timeline and the dashboard's reference page that every code in
+a timeline links to."""
 
 from __future__ import annotations
 
 import re
+
+from flask import Blueprint, render_template
+
+from .permissions import viewer_required
+
+bp = Blueprint("smtp_codes", __name__, url_prefix="/smtp-codes")
 
 # Enhanced status codes (RFC 3463, IANA registry) are more precise than the basic code: tried first.
 ENHANCED: dict[str, str] = {
@@ -60,6 +68,7 @@ ENHANCED: dict[str, str] = {
 }
 
 BASIC: dict[int, str] = {
+    200: "Success, in a non-standard form (rarely used).",
     211: "System status reply.",
     214: "Help message.",
     220: "The server is ready.",
@@ -70,6 +79,7 @@ BASIC: dict[int, str] = {
     252: "The server cannot verify the address but will try to deliver.",
     334: "The server waits for authentication data.",
     354: "The server waits for the message text.",
+    400: "A temporary failure without a more precise code. We keep trying.",
     421: "The receiving server is not available now and closed the connection. We keep trying.",
     450: "The recipient's mailbox is temporarily unavailable (busy, greylisting or rate limit). We keep trying.",
     451: "The receiving server had a local error. We keep trying.",
@@ -96,11 +106,67 @@ BASIC: dict[int, str] = {
 }
 
 CLASS: dict[str, str] = {
+    "1": "Informational (not used in SMTP).",
     "2": "Success.",
     "3": "The server waits for more input.",
     "4": "A temporary failure: we keep trying until the give-up age.",
     "5": "A permanent failure: we stop trying this recipient.",
 }
+
+# Basic reply codes: what to do about each, for the appliance's owner reading a timeline or an app's
+# log. The mySMTP knowledge base's list (SMTP Status Codes and Their Meanings) and its limits table
+# (421 lower the rate, 451 slow down, 550 remove bad addresses, 554 improve content) are all here.
+TODO: dict[int, str] = {
+    200: "Nothing: a success, though non-standard.",
+    211: "Nothing: information only.",
+    214: "Nothing: information only.",
+    220: "Nothing: the conversation can begin.",
+    221: "Nothing: the conversation ended normally.",
+    235: "Nothing: the username and password were right.",
+    250: "Nothing: the step succeeded.",
+    251: "Nothing: the server forwards the message itself.",
+    252: "Nothing: delivery is still attempted.",
+    334: "Nothing: the client sends its credentials next.",
+    354: "Nothing: the client sends the message next.",
+    400: "Wait: the appliance retries on its schedule; if it keeps coming back, read the reply text.",
+    421: "Send more slowly or with fewer connections; the appliance retries later and, after a rate-limit "
+         "reply, slows the provider group down by itself.",
+    450: "Wait: the appliance retries; a mailbox that stays unavailable is given up at the give-up age.",
+    451: "Slow down and retry later; the appliance retries on its schedule.",
+    452: "Retry later, or send to fewer recipients per message; the appliance sends the rest later.",
+    454: "Retry later; if it lasts, the receiving server's TLS is broken.",
+    455: "Retry later without the parameter the server could not take.",
+    500: "Check the client software: it sent something the server does not understand.",
+    501: "Check the address or command: it is malformed (a missing @, a space, brackets).",
+    502: "Use another command or feature: the server does not offer this one.",
+    503: "Check the client's order of commands (EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO, DATA).",
+    504: "Remove the parameter the server does not support.",
+    521: "Stop sending to this domain: it receives no mail.",
+    530: "Turn on STARTTLS (or port 465) and AUTH in the client's settings.",
+    534: "Choose a stronger login method (PLAIN or LOGIN over TLS).",
+    535: "Check the username and password; an SMTP password can be reset on the account's page.",
+    538: "Turn on STARTTLS (or use port 465) before logging in.",
+    550: "Remove the address from your list if the mailbox does not exist; if the message was blocked, "
+         "improve your reputation (SPF, DKIM, DMARC, fewer bounces and complaints).",
+    551: "Use the recipient's current address.",
+    552: "Send a smaller message (link large files instead of attaching them), or wait for the mailbox to be emptied.",
+    553: "Correct the address, or send from a sender this account is allowed to use.",
+    554: "Improve the content and check the domain's reputation and authentication: the message was "
+         "refused, often as spam.",
+    555: "Remove the MAIL FROM or RCPT TO parameter the server does not support.",
+    556: "Stop sending to this domain: it publishes a null MX.",
+}
+
+CLASS_TODO: dict[str, str] = {
+    "1": "Nothing: SMTP does not use these.",
+    "2": "Nothing.",
+    "3": "Nothing: the client goes on with the next step.",
+    "4": "Usually nothing: the appliance retries until the give-up age. If it keeps happening, read the reply.",
+    "5": "Fix the cause before sending again: a permanent failure is not retried.",
+}
+
+CLASS_NAMES = {"1": "1xx Informational", "2": "2xx Success", "3": "3xx Waiting for more input",
+               "4": "4xx Temporary failure", "5": "5xx Permanent failure"}
 
 _ENHANCED_IN_TEXT = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -121,3 +187,33 @@ def explain(code: int | None, enhanced: str = "", text: str = "") -> str:
     if code is None:
         return "No SMTP reply: the connection failed before the server answered."
     return CLASS.get(str(code)[0], "An unknown reply code.")
+
+
+@bp.app_template_global("smtp_code_anchor")
+def anchor(code: int | str | None) -> str:
+    """The fragment of a code's entry on the reference page: a basic code, an enhanced code, or the
+    class of a code the page does not list."""
+    text = str(code or "")
+    if text in ENHANCED or (text.isdigit() and int(text) in BASIC):
+        return f"code-{text}"
+    return f"class-{text[:1]}" if text[:1] in CLASS else ""
+
+
+def reference() -> list[dict]:
+    """Every class with its basic and enhanced codes, for the reference page."""
+    sections = []
+    for digit, name in CLASS_NAMES.items():
+        sections.append({
+            "digit": digit, "name": name, "meaning": CLASS[digit], "todo": CLASS_TODO[digit],
+            "basic": [(code, BASIC[code], TODO[code]) for code in sorted(BASIC) if str(code)[0] == digit],
+            "enhanced": [(code, ENHANCED[code]) for code in sorted(
+                (c for c in ENHANCED if c[0] == digit), key=lambda c: tuple(int(n) for n in c.split(".")))],
+        })
+    return sections
+
+
+@bp.get("/")
+@viewer_required
+def smtp_codes_reference():
+    """Every SMTP reply class and code: what it means and what to do."""
+    return render_template("smtp_codes/index.html", sections=reference())

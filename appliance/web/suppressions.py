@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from email.utils import parseaddr
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from .. import audit
 from ..models import Suppression
+from ..policy import acceptance
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
@@ -31,13 +30,16 @@ def suppressions_list():
 @admin_required
 def suppressions_create():
     """Suppress an address so no message is sent to it."""
-    address = parseaddr(request.form.get("address", ""))[1].strip().lower()
+    address = request.form.get("address", "")
     reason = request.form.get("reason", "").strip()
     error = None
-    if "@" not in address or address.startswith("@") or address.endswith("@"):
-        error = "Write a whole e-mail address, like bob@example.com."
-    elif Suppression.select().where(Suppression.address == address).exists():
-        error = f"{address} is already suppressed."
+    try:
+        address = acceptance.suppression_address(address)
+    except ValueError as exc:
+        error = f"{exc}. Write a whole e-mail address, like bob@example.com."
+    else:
+        if Suppression.select().where(Suppression.address == address).exists():
+            error = f"{address} is already suppressed."
     if error:
         rows = list(Suppression.select().order_by(Suppression.created_at.desc()).limit(PAGE_SIZE))
         return render_template("suppressions/list.html", rows=rows, q="", total=Suppression.select().count(),

@@ -9,7 +9,7 @@ from appliance import admins, dkim, domains
 from appliance.models import Domain
 
 from .conftest import ADMIN
-from .test_browser import live_url, page, playwright_api, shot  # noqa: F401  (the dashboard's browser fixtures)
+from .test_browser import live_url, page, playwright_api, shot, sign_in  # noqa: F401  (the dashboard's browser fixtures)
 
 expect = playwright_api.expect
 
@@ -22,10 +22,7 @@ def overrides(overrides, dns_server):
 def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn_them_green(app, page, dns_server):  # noqa: F811
     with app.app_context():
         admins.create(*ADMIN)
-    page.goto("/login")
-    page.fill("input[name=email]", ADMIN[0])
-    page.fill("input[name=password]", ADMIN[1])
-    page.click("button[type=submit]")
+    sign_in(page, *ADMIN)
     page.wait_for_selector("h1:text('Overview')")
 
     page.click("nav >> text=Domains")

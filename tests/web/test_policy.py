@@ -19,19 +19,30 @@ def test_the_policy_page_shows_groups_the_warm_up_chart_and_a_slowed_down_group(
     assert "On: day 3, today's cap 1000, 321 sent today." in page
     assert '<svg class="chart"' in page and "day 3 (06-04): 321 delivered" in page
     assert 'id="throttled"' in page and "421 4.7.28 Gmail has detected" in page and "2025-06-04 10:15" in page
-    assert 'aria-label="gmail hourly cap" size="6"' in page
+    assert 'aria-label="gmail hourly cap for a new IP" size="6"' in page
+    # gmail's row: 500 an hour in force on day 3 of the plan (still its new-IP figure), none sent in
+    # this hour yet, and the 321 of 09:00 counted toward its daily cap.
+    providers = page[page.index('id="providers"'):]
+    row = providers[providers.index("<td>gmail</td>"):providers.index("<td>google-workspace</td>")]
+    assert "500 / 0" in row and "<td class=\"num\">321</td>" in row
+    assert "mySMTP knowledge base" in page
 
 
 def test_an_admin_changes_a_group_cap_and_a_bad_number_is_explained(client):
     gmail = groups.group_rows()[0]
     response = client.form(f"/policy/providers/{gmail.id}", {"domains": "gmail.com googlemail.com",
-                                                             "mx_hosts": "*.google.com", "hourly_cap": "250",
-                                                             "session_cap": ""})
+                                                             "mx_hosts": "*.google.com", "stage": "warm",
+                                                             "hourly_new": "250", "hourly_warm": "2500",
+                                                             "daily_cap": "", "session_cap": ""})
     assert response.status_code == 302
     row = ProviderGroup.get_by_id(gmail.id)
-    assert (row.hourly_cap, row.session_cap, row.mx_patterns) == (250, None, "*.google.com")
-    bad = client.form(f"/policy/providers/{gmail.id}", {"hourly_cap": "many"})
+    assert (row.stage, row.hourly_new, row.hourly_warm, row.daily_cap, row.session_cap, row.mx_patterns) == (
+        "warm", 250, 2500, None, None, "*.google.com")
+    bad = client.form(f"/policy/providers/{gmail.id}", {"hourly_warm": "many"})
     assert bad.status_code == 400 and "a whole number, or empty for no cap" in bad.get_data(as_text=True)
+    bad = client.form(f"/policy/providers/{gmail.id}", {"stage": "lukewarm"})
+    assert bad.status_code == 400 and "Stage: one of auto, new, warm." in bad.get_data(as_text=True)
+    assert ProviderGroup.get_by_id(gmail.id).hourly_warm == 2500  # a refused form changes nothing
 
 
 def test_an_admin_edits_the_warm_up_plan_and_a_plan_not_starting_on_day_one_is_refused(client):

@@ -8,7 +8,7 @@ from appliance import accounts, admins
 from tests.conftest import relay_overrides, wait_for
 
 from .conftest import ADMIN
-from .test_browser import CHROMIUM, live_url, page, shot  # noqa: F401 (fixtures)
+from .test_browser import CHROMIUM, live_url, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
@@ -27,10 +27,7 @@ def test_a_quota_and_a_warm_up_plan_set_in_the_dashboard_hold_and_defer_mail_in_
         admins.create(*ADMIN)
         account, password = accounts.create("Web shop")
 
-    page.goto("/login")
-    page.fill("input[name=email]", ADMIN[0])
-    page.fill("input[name=password]", ADMIN[1])
-    page.click("button[type=submit]")
+    sign_in(page, *ADMIN)
     page.wait_for_selector("h1:text('Overview')")
 
     # A quota of 2 recipients per hour; over it, mail is held until the hour turns.

@@ -11,14 +11,7 @@ import pyotp
 from appliance import admins
 
 from .conftest import ADMIN
-from .test_browser import ARGS, CHROMIUM, live_url, page, playwright_api, shot  # noqa: F401  (browser fixtures)
-
-
-def sign_in(page, email: str, password: str) -> None:  # noqa: F811
-    page.goto("/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
+from .test_browser import ARGS, CHROMIUM, live_url, page, playwright_api, shot, sign_in  # noqa: F401  (browser fixtures)
 
 
 def sign_out(page) -> None:  # noqa: F811
