@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
-from .. import accounts, bounces, engagement, guard, intake, message_bytes, replies, returnpath, senders, tracking
+from .. import accounts, bounces, db, engagement, guard, intake, message_bytes, replies, returnpath, senders, tracking
 from ..db import database
 from ..models import SmtpAccount
 from ..policy import acceptance, quotas
@@ -360,6 +360,10 @@ class ApplianceSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         result = await self.run_blocking(accounts.verify, username, password, ip)
         if result.failure is None:
+            try:
+                await asyncio.wrap_future(accounts.record_login(result.account.id, ip))
+            except db.WRITE_ERRORS as exc:  # bookkeeping: the sign-in itself stands
+                log.error("could not record the login of %r: %s", username, exc)
             self.account, self.username = result.account, result.account.username
             self.credential_version = result.account.credential_version
             self.allowed_senders = set()

@@ -48,10 +48,10 @@ def test_the_created_page_lists_host_username_and_each_port_with_its_encryption(
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"name": ""}, "Give the account a name"),
+    ({"name": ""}, "The account needs a name, for example the website that uses it."),
     ({"priority": "9"}, "Priority is 1 (very high) to 5 (very low)."),
     ({"ip_rules": "10.0.0.0/33"}, "Not an IP address or network: &#39;10.0.0.0/33&#39;"),
-    ({"ip_only": "on"}, "IP-only mode needs at least one authorized address or network."),
+    ({"ip_only": "on"}, "An IP-only account needs at least one authorized address or network."),
 ])
 def test_a_bad_account_form_is_refused_with_a_message_next_to_the_field(client, fields, message):
     response = _create(client, **fields)
@@ -62,7 +62,8 @@ def test_a_bad_account_form_is_refused_with_a_message_next_to_the_field(client, 
 
 def test_the_list_shows_status_priority_last_login_last_failure_and_messages_today(app, client, store_message):
     account, password = accounts.create("Blog", priority=1)
-    accounts.verify(account.username, password, "192.0.2.1")
+    assert accounts.verify(account.username, password, "192.0.2.1").failure is None
+    accounts.record_login(account.id, "192.0.2.1").result()  # what the SMTP server does after a good AUTH
     accounts.verify(account.username, "wrong", "198.51.100.9")
     store_message(account_id=account.id)
     store_message(account_id=account.id)
