@@ -390,3 +390,23 @@ def test_an_open_from_apples_proxy_network_right_after_delivery_is_a_machine_ope
     assert not engagement.machine_open("17.58.100.7", reader, delivered, delivered + timedelta(hours=3))
     assert not engagement.machine_open("192.0.2.10", reader, delivered, delivered + timedelta(seconds=20))
     assert engagement.machine_open("192.0.2.10", "", delivered, delivered + timedelta(hours=3))
+
+
+def test_an_account_created_for_the_broadcast_stream_sends_broadcast_mail_and_an_edit_changes_it(
+    app, relay, sink, run_cli
+):
+    created = cli_json(run_cli("accounts", "create", "News", "--stream", "broadcast", "--no-track-clicks", "--json"))
+    assert (created["stream"], created["track_opens"], created["track_clicks"]) == ("broadcast", None, False)
+    account = (created["username"], created["password"])
+    send(relay, account, newsletter(stream=None))
+    (received,) = wait_for(lambda: sink.messages)
+    assert "List-Unsubscribe-Post" in email.message_from_bytes(received.data)
+    assert _PIXEL.search(parts(received.data)["html"]) and not _CLICK.search(parts(received.data)["html"])
+
+    edited = cli_json(run_cli("accounts", "edit", str(created["id"]), "--stream", "transactional", "--json"))
+    assert edited["stream"] == "transactional"
+    send(relay, account, newsletter(stream=None))
+    wait_for(lambda: len(sink.messages) == 2)
+    assert b"List-Unsubscribe" not in sink.messages[1].data and b"/t/o/" not in sink.messages[1].data
+    refused = run_cli("accounts", "create", "Bad", "--stream", "marketing")
+    assert refused.exit_code != 0 and "marketing" in refused.output
