@@ -79,7 +79,12 @@ class Postfix:
                     "PF_SUBMIT_PORT": str(self.ports["submit"]), "PF_DKIM_PORT": str(self.ports["dkim"])}
 
     def start(self) -> None:
-        """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow."""
+        """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow.
+        The previous one is stopped first and waited for: `postfix start` while its master still runs
+        keeps the old instance, whose certificate the script's reconfiguring has deleted (454 at STARTTLS)."""
+        self.stop()
+        for port in self.ports.values():
+            wait_closed(port)
         subprocess.run(["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600,
                        env=self.env)
         wait_banner(self.ports["submit"])
@@ -118,6 +123,19 @@ def wait_banner(port: int, timeout: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
+
+
+def wait_closed(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"127.0.0.1:{port} still answers after the reference instance was stopped")
 
 
 def settle() -> None:
