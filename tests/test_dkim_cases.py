@@ -8,6 +8,9 @@ import time
 
 import dkim as dkimpy
 import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance import dkim, dns, domains
 from appliance.models import Domain
@@ -52,6 +55,25 @@ def dkimpy_fields(message: bytes, keys) -> bytes:
     return b"".join(dkimpy.sign(message, name.encode(), b"shop.test", key.encode(),
                                 canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=algorithm,
                                 include_headers=list(dkim.SIGNED_HEADERS)) for algorithm, name, key in signers)
+
+
+PIECES = [b" ", b"  ", b"\t", b" \t ", b"a", b"\xc3\xa4", b"\r\n", b"\r", b"\n", b".", b"X-A: 1", b"Subject:"]
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map(b"".join))
+def test_the_relaxed_body_is_dkimpys_for_any_mix_of_spaces_tabs_and_line_ends(body):
+    assert dkim.relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map(b"".join))
+def test_the_message_is_split_as_dkimpy_splits_it(data):
+    def outcome(parse):
+        try:
+            return parse(data)
+        except (dkimpy.MessageFormatError, IndexError) as exc:  # IndexError: a continuation line first
+            return type(exc)
+
+    assert outcome(dkim.rfc822_parse) == outcome(dkimpy.rfc822_parse)
 
 
 @pytest.mark.parametrize("case", list(CASES))
