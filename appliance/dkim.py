@@ -24,7 +24,8 @@ RSA_BITS = 2048
 TXT_STRING_MAX = 255  # RFC 1035 §3.3: one character-string holds at most 255 octets
 # Headers signed; From is signed twice so that a second From: added in transit breaks the signature.
 SIGNED_HEADERS = (b"from", b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to",
-                  b"mime-version", b"content-type", b"content-transfer-encoding", b"list-unsubscribe")
+                  b"mime-version", b"content-type", b"content-transfer-encoding", b"list-unsubscribe",
+                  b"list-unsubscribe-post")
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,31 @@ def test_the_connection_test_says_when_nothing_listens(app, client):
     account, _ = accounts.create("Shop")
     page = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0]}).get_data(as_text=True)
     assert "Connect: failed" in page and "Nothing answers" in page
+
+
+def test_the_account_form_sets_the_stream_and_tracking_and_refuses_values_it_does_not_take(app, client):
+    from appliance.models import SmtpAccount
+
+    created = client.form("/accounts/new", {"name": "Newsletter", "priority": "3", "stream": "broadcast",
+                                            "track_opens": "off", "track_clicks": "default"})
+    assert created.status_code == 200
+    with app.app_context():
+        account = SmtpAccount.get(SmtpAccount.name == "Newsletter")
+    assert (account.stream, account.track_opens, account.track_clicks) == ("broadcast", False, None)
+    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    assert '<option value="broadcast" selected>' in page and '<option value="off" selected>' in page
+
+    saved = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
+                                                   "stream": "transactional", "track_opens": "on",
+                                                   "track_clicks": "off"})
+    assert saved.status_code == 302
+    with app.app_context():
+        account = SmtpAccount.get_by_id(account.id)
+    assert (account.stream, account.track_opens, account.track_clicks) == ("transactional", True, False)
+
+    refused = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
+                                                     "stream": "marketing", "track_opens": "maybe"})
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "The stream is transactional (orders, password resets) or broadcast (newsletters)." in text
+    assert "Tracking is on, off, or the stream&#39;s default." in text
