@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import dkim as dkimpy
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim import canonicalization
 from dkim.canonicalization import CanonicalizationPolicy
 
 RSA_BITS = 2048
@@ -111,9 +113,9 @@ def sign(data: bytes, domain: str, selector: str, rsa_pem: str, ed25519_seed: st
     the signing of the digest is OpenSSL's (``cryptography``): dkimpy's pure-Python RSA took ~6 ms
     a message holding the GIL, OpenSSL takes ~0.3 ms. Keys are parsed once (``_rsa_key``).
     """
-    headers, body = dkimpy.rfc822_parse(data)
+    headers, body = rfc822_parse(data)
     canonical = _RELAXED.canonicalize_headers(headers)
-    body_hash = base64.b64encode(hashlib.sha256(_RELAXED.canonicalize_body(body)).digest())
+    body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
     stamp = str(int(time.time())).encode()
     signers = [(b"rsa-sha256", rsa_selector(selector), _rsa_sign, rsa_pem)]
     if ed25519_seed:
@@ -133,6 +135,33 @@ def sign(data: bytes, domain: str, selector: str, rsa_pem: str, ed25519_seed: st
     return fields
 
 
+def rfc822_parse(data: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's ``rfc822_parse`` (header fields, and the body with CRLF line ends), without
+    splitting the body into lines when every line already ends in CRLF (as stored mail does):
+    then the body is what follows the first empty line, as it is."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or data.startswith(b"\r\n") or data.count(b"\n") != data.count(b"\r\n"):
+        return dkimpy.rfc822_parse(data)
+    headers, _ = dkimpy.rfc822_parse(data[:end + 2])
+    return headers, data[end + 4:]
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """The relaxed body canonicalisation (RFC 6376 §3.4.4), the same bytes as dkimpy's.
+
+    dkimpy runs two regular expressions over the whole body, one of them with a match (and a
+    replacement) at every single space: about a fifth of the time of signing 4 KB. Here each runs
+    only when the body has what it replaces (trailing whitespace; a tab or two blanks in a row),
+    and the compression leaves a lone space alone (it already is what compression makes of it)."""
+    if b" \r\n" in body or b"\t\r\n" in body:
+        body = _TRAILING_WSP.sub(b"\r\n", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_TO_COMPRESS.sub(b" ", body)
+    return canonicalization.correct_empty_body(canonicalization.strip_trailing_lines(body))
+
+
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+_WSP_TO_COMPRESS = re.compile(rb"[\t ]{2,}|\t")
 _NAME = b"DKIM-Signature"
 _NAME_LEN = len(_NAME)
 _RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")

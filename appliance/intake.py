@@ -125,7 +125,7 @@ def prepare(
         if counts.get(name.lower(), 0) > 1:
             raise message_bytes.MalformedMessage(f"more than one {name}: header (RFC 5322 3.6 allows one)")
     try:
-        tracking = acceptance.stream_and_tracking(lower, account_stream, account_track_opens, account_track_clicks)
+        chosen = acceptance.stream_and_tracking(lower, account_stream, account_track_opens, account_track_clicks)
     except ValueError as exc:
         raise message_bytes.MalformedMessage(str(exc)) from None
     if any(name in lower for name in acceptance.RELAY_HEADERS):
@@ -155,9 +155,9 @@ def prepare(
         tls=tls,
         from_addresses=from_addresses,
         sender_addresses=acceptance.header_addresses(lower["sender"]) if "sender" in lower else None,
-        stream=tracking.stream if direction == "outbound" else "transactional",
-        track_opens=tracking.opens and direction == "outbound",
-        track_clicks=tracking.clicks and direction == "outbound",
+        stream=chosen.stream if direction == "outbound" else "transactional",
+        track_opens=chosen.opens and direction == "outbound",
+        track_clicks=chosen.clicks and direction == "outbound",
         from_domain=acceptance.split_address(from_addresses[0])[1].lower() if from_addresses else "",
         summary={
             "subject": message_bytes.decode_words(lower.get("subject", ""))[:255],

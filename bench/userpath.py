@@ -54,7 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Appliance, free_port, machine, percentile  # noqa: E402
+from _common import Appliance, free_port, machine, percentile, wait_banner  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 from intake import POSTFIX_SCRIPT, RECIPIENT, SENDER, Session, SmtpError, message_bytes  # noqa: E402
 from relay import TimingSink  # noqa: E402
@@ -79,7 +79,12 @@ class Postfix:
                     "PF_SUBMIT_PORT": str(self.ports["submit"]), "PF_DKIM_PORT": str(self.ports["dkim"])}
 
     def start(self) -> None:
-        """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow."""
+        """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow.
+        The previous one is stopped first and waited for: `postfix start` while its master still runs
+        keeps the old instance, whose certificate the script's reconfiguring has deleted (454 at STARTTLS)."""
+        self.stop()
+        for port in self.ports.values():
+            wait_closed(port)
         subprocess.run(["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600,
                        env=self.env)
         wait_banner(self.ports["submit"])
@@ -104,20 +109,18 @@ class Postfix:
         return context
 
 
-def wait_banner(port: int, timeout: float = 30) -> None:
+
+def wait_closed(port: int, timeout: float = 60) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    return
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except OSError:
-            pass
+            return
         time.sleep(0.2)
-    raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
+    raise RuntimeError(f"127.0.0.1:{port} still answers after the reference instance was stopped")
 
 
 def settle() -> None:
@@ -267,6 +270,17 @@ def report(label: str, n: int, seconds: float, e2e: float, errors: int, rss: flo
 
 # -- modes -------------------------------------------------------------------------------------------
 
+def pair(run: int, ours, theirs) -> tuple:
+    """Run one pair of the comparison, the appliance first in odd runs and Postfix first in even ones, so that
+    neither side always meets the warmer caches; returns (ours(), theirs())."""
+    print(f"  pair {run} ({'appliance' if run % 2 else 'postfix'} first):", flush=True)
+    if run % 2:
+        mine = ours()
+        return mine, theirs()
+    reference = theirs()
+    return ours(), reference
+
+
 def mode_sessions(args, postfix: Postfix) -> list[tuple[float, float]]:
     dns = dns_server()
     ratios = []
@@ -305,14 +319,8 @@ def mode_sessions(args, postfix: Postfix) -> list[tuple[float, float]]:
 
     try:
         for run in range(1, args.repeat + 1):
-            print(f"  pair {run} ({'appliance' if run % 2 else 'postfix'} first):", flush=True)
             postfix.start()
-            if run % 2:
-                tls, plain = ours()
-                pf = theirs()
-            else:
-                pf = theirs()
-                tls, plain = ours()
+            (tls, plain), pf = pair(run, ours, theirs)
             ratios.append((tls["accept"] / pf["accept"], tls["e2e"] / pf["e2e"]))
             print(f"    ratio appliance/postfix: accept {ratios[-1][0]:.2f}, end to end {ratios[-1][1]:.2f}; "
                   f"TLS+AUTH / plain on the appliance: {tls['accept'] / plain['accept']:.2f}", flush=True)
@@ -419,13 +427,7 @@ def mode_appliance(args, postfix: Postfix) -> list[tuple[float, float]]:
     try:
         postfix.start()
         for n in range(1, args.repeat + 1):
-            print(f"  pair {n} ({'appliance' if n % 2 else 'postfix'} first):", flush=True)
-            if n % 2:
-                a = ours()
-                p = theirs()
-            else:
-                p = theirs()
-                a = ours()
+            a, p = pair(n, ours, theirs)
             ratios.append((a["accept"] / p["accept"], a["e2e"] / p["e2e"]))
             print(f"    ratio appliance/postfix: accept while relaying {ratios[-1][0]:.2f}, "
                   f"end to end {ratios[-1][1]:.2f}", flush=True)
@@ -476,13 +478,10 @@ def mode_latency(args) -> None:
             settle()
             with PeakRss(app) as rss:
                 asyncio.run(offer())
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and len(handler.arrived) < len(accepted):
-                    time.sleep(0.05)
+                lat = handler.latencies(accepted)
     finally:
         sink.stop()
         dns.stop()
-    lat = [(handler.arrived[k] - t) * 1000 for k, t in accepted.items() if k in handler.arrived]
     print(f"  {len(accepted)} accepted at {args.rate:g} msg/s (a STARTTLS + AUTH connection each, DKIM-signed), "
           f"{len(lat)} delivered, {errors} errors")
     print(f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms  "
