@@ -2,8 +2,9 @@
 clicks (mail privacy proxies, link scanners) are marked ``machine``.
 
 The tracking endpoints of the web server and the unsubscribe address on port 25 call these with
-the token of a link (appliance/tracking.py). A token that does not verify, or whose delivery is
-gone, records nothing. An opener's or clicker's IP address is kept truncated (IPv4 to its /24,
+the token of a link (appliance/tracking.py). A token that does not verify records nothing (and its
+request gets 404); nor does one whose delivery is gone. Opens and clicks are recorded by the
+writer after the answer (``record_seen``). An opener's or clicker's IP address is kept truncated (IPv4 to its /24,
 IPv6 to its /48): enough to tell a provider's proxy network apart, not to find a person.
 """
 
@@ -40,7 +41,6 @@ class Recipient(NamedTuple):
     message_id: str
     address: str
     from_domain: str  # what an unsubscribe is scoped to
-    delivered_at: dt.datetime | None
 
 
 def truncated_ip(ip: str) -> str:
@@ -55,19 +55,19 @@ def truncated_ip(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def recipient(settings: dict, kind: str, token: str, url: str = "") -> Recipient | None:
-    """The delivery a token of ``kind`` names (for a click: leading to ``url``), or None."""
-    tracking_id = tracking.verify(settings, kind, token, url)
+def recipient(settings: dict, kind: str, token: str) -> Recipient | None:
+    """The delivery a token of ``kind`` names (an unsubscribe link's), or None."""
+    tracking_id = tracking.verify(settings, kind, token)
     if tracking_id is None:
         return None
-    row = (Delivery.select(Delivery.message, Delivery.rcpt, Message.from_header, Delivery.delivered_at)
+    row = (Delivery.select(Delivery.message, Delivery.rcpt, Message.from_header)
            .join(Message).where(Delivery.tracking_id == tracking_id).tuples().first())
     if row is None:
         return None
-    message_id, address, from_header, delivered_at = row
+    message_id, address, from_header = row
     senders = [a for a in acceptance.header_addresses(from_header) if "@" in a]
     domain = acceptance.split_address(senders[0])[1].lower() if senders else ""
-    return Recipient(message_id, address, domain, delivered_at)
+    return Recipient(message_id, address, domain)
 
 
 def scanner_agent(agent: str) -> bool:
@@ -91,44 +91,82 @@ def machine_open(ip: str, agent: str, delivered_at: dt.datetime | None, at: dt.d
     return scanner_agent(agent) or (soon and proxy_network(ip))
 
 
+class Seen(NamedTuple):
+    """A fetch of an open pixel or a tracked link as the web server saw it, for the writer to record."""
+
+    kind: str  # tracking.OPEN or tracking.CLICK
+    tracking_id: str
+    at: dt.datetime
+    ip: str
+    agent: str
+    url: str = ""
+
+
 def opened(settings: dict, token: str, ip: str, agent: str) -> bool:
-    """Record that the open pixel of ``token`` was fetched; False when the token is not one of ours."""
-    found = recipient(settings, tracking.OPEN, token)
-    if found is None:
-        return False
-    now = clock.now()
-    machine = machine_open(ip, agent, found.delivered_at, now)
-    _record(found, events.OPENED, now, ip=truncated_ip(ip), agent=agent[:MAX_AGENT], machine=machine)
-    return True
+    """Whether ``token`` is the open pixel of one of our copies; if so its open is handed to the writer."""
+    return _seen(settings, tracking.OPEN, token, ip, agent)
 
 
 def clicked(settings: dict, token: str, url: str, ip: str, agent: str) -> bool:
-    """Record that the link of ``token`` to ``url`` was followed; False when the token does not
-    sign that URL (so nobody can send a click through us to a URL that was not in the message).
-    A click on another link of the same copy within ALL_LINKS_SECONDS marks both as a machine's."""
-    found = recipient(settings, tracking.CLICK, token, url)
-    if found is None:
+    """Whether ``token`` signs a link of one of our copies to ``url`` (so nobody can send a click through
+    us to a URL that was not in the message); if so its click is handed to the writer."""
+    return _seen(settings, tracking.CLICK, token, ip, agent, url)
+
+
+def _seen(settings: dict, kind: str, token: str, ip: str, agent: str, url: str = "") -> bool:
+    """The signature is the proof: nothing is read here, and the answer does not wait for the commit.
+    An open or a click is no promise made to anyone (unlike the 250 of accepted mail): one that a
+    crash loses before the writer's next commit is lost, and the reader's request never waits on
+    the disk."""
+    tracking_id = tracking.verify(settings, kind, token, url)
+    if tracking_id is None:
         return False
-    now = clock.now()
-    details = {"url": url, "ip": truncated_ip(ip), "agent": agent[:MAX_AGENT]}
-
-    def write() -> None:
-        since = now - dt.timedelta(seconds=ALL_LINKS_SECONDS)
-        recent = list(Event.select().where(
-            (Event.message == found.message_id) & (Event.recipient == found.address)
-            & (Event.type == events.CLICKED) & (Event.at >= since)))
-        others = [e for e in recent if json.loads(e.details).get("url") != url]
-        machine = scanner_agent(agent) or bool(others)
-        for event in others:
-            earlier = json.loads(event.details)
-            if not earlier.get("machine"):
-                earlier["machine"] = True
-                Event.update(details=json.dumps(earlier, separators=(",", ":"))).where(Event.id == event.id).execute()
-        events.record([events.Occurred(found.message_id, events.CLICKED, found.address, now,
-                                       {**details, "machine": machine})])
-
-    db.write(write).result()
+    db.write_many(record_seen, Seen(kind, tracking_id, clock.now(), ip, agent, url))
     return True
+
+
+def record_seen(seen: list[Seen]) -> list[bool]:
+    """The writer's job kind for opens and clicks: the ``opened`` and ``clicked`` events of the
+    deliveries the tracking ids name (one read for them all), machine ones marked; False for a
+    tracking id whose delivery is gone (its message deleted): nothing is recorded for it.
+    A click on another link of the same copy within ALL_LINKS_SECONDS marks both as a machine's."""
+    rows = (Delivery.select(Delivery.tracking_id, Delivery.message, Delivery.rcpt, Delivery.delivered_at)
+            .where(Delivery.tracking_id.in_(sorted({s.tracking_id for s in seen}))).tuples())
+    deliveries = {tracking_id: (message_id, rcpt, delivered_at) for tracking_id, message_id, rcpt, delivered_at in rows}
+    opens: list[events.Occurred] = []
+    results = []
+    for each in seen:
+        found = deliveries.get(each.tracking_id)
+        results.append(found is not None)
+        if found is None:
+            continue
+        message_id, address, delivered_at = found
+        details = {"ip": truncated_ip(each.ip), "agent": each.agent[:MAX_AGENT]}
+        if each.kind == tracking.OPEN:
+            machine = machine_open(each.ip, each.agent, delivered_at, each.at)
+            opens.append(events.Occurred(message_id, events.OPENED, address, each.at, {**details, "machine": machine}))
+        else:  # recorded one by one: the next click of the batch sees this one
+            machine = _all_links_clicked(message_id, address, each.url, each.at) or scanner_agent(each.agent)
+            events.record([events.Occurred(message_id, events.CLICKED, address, each.at,
+                                           {"url": each.url, **details, "machine": machine})])
+    events.record(opens)
+    return results
+
+
+def _all_links_clicked(message_id: str, address: str, url: str, at: dt.datetime) -> bool:
+    """Whether another link of the copy was clicked within ALL_LINKS_SECONDS before ``at``; those
+    clicks are marked ``machine`` too."""
+    since = at - dt.timedelta(seconds=ALL_LINKS_SECONDS)
+    recent = list(Event.select().where(
+        (Event.message == message_id) & (Event.recipient == address) & (Event.type == events.CLICKED)
+        & (Event.at >= since)))
+    others = [e for e in recent if json.loads(e.details).get("url") != url]
+    for event in others:
+        earlier = json.loads(event.details)
+        if not earlier.get("machine"):
+            earlier["machine"] = True
+            Event.update(details=json.dumps(earlier, separators=(",", ":"))).where(Event.id == event.id).execute()
+    return bool(others)
 
 
 def unsubscribe(settings: dict, token: str, via: str) -> Recipient | None:
@@ -152,11 +190,6 @@ def unsubscribe_now(found: Recipient, via: str) -> None:
     ).on_conflict_ignore().execute()
     events.record([events.Occurred(found.message_id, events.UNSUBSCRIBED, found.address, now, {"via": via})])
     log.info("message %s: %s unsubscribed (%s)", found.message_id, found.address, via)
-
-
-def _record(found: Recipient, type_: str, at: dt.datetime, **details) -> None:
-    occurred = events.Occurred(found.message_id, type_, found.address, at, details)
-    db.write(lambda: events.record([occurred])).result()
 
 
 def storing_unsubscribes(found: list[Recipient], store):

@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import email.quoprimime
-import hashlib
 import hmac
 import html
 import io
+import quopri
 import re
 import secrets
 import urllib.parse
@@ -32,6 +31,7 @@ _TOKEN = re.compile(rf"[a-z2-7]{{{2 * _PART}}}")
 UNSUBSCRIBE_LOCAL = "unsubscribe"  # mailto:unsubscribe+TOKEN@HOSTNAME, read on port 25
 MAX_LINE = 998  # RFC 5322 §2.1.1; a rewritten 7bit or 8bit part past it is re-encoded quoted-printable
 _COMPAT = email.policy.compat32.clone(linesep="\r\n")
+_ENCODINGS = ("7bit", "8bit", "binary", "quoted-printable", "base64")  # the transfer encodings rewritten
 # Links in plain text: an http(s) URL up to white space or a character that cannot end one in prose.
 _TEXT_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 # Links never rewritten: other schemes (mailto:, tel:), anchors and relative links are not
@@ -46,7 +46,7 @@ def new_id() -> str:
 
 def _signature(settings: dict, kind: str, tracking_id: str, url: str) -> str:
     message = f"tracking:{kind}:{tracking_id}:{url}".encode()
-    digest = hmac.new(settings["SECRET_KEY"].encode(), message, hashlib.sha256).digest()
+    digest = hmac.digest(settings["SECRET_KEY"].encode(), message, "sha256")
     return base64.b32encode(digest[:10]).decode().lower()
 
 
@@ -117,14 +117,14 @@ def personalize(settings: dict, data: bytes, tracking_id: str, *, stream: str, o
 def _rewritten(settings: dict, data: bytes, body_start: int, tracking_id: str, opens: bool, clicks: bool,
                own_unsubscribe: str) -> bytes:
     message = email.message_from_bytes(data, policy=_COMPAT)
-    changed = False
 
     def link(url: str) -> str | None:
         if not clicks or not _trackable(url, own_unsubscribe):
             return None
         return click_url(settings, tracking_id, url)
 
-    for part in _text_parts(message):
+    changed = []  # (part, the multipart it is in, (its new transfer encoding, its new payload))
+    for part, parent in _text_parts(message, None):
         subtype = part.get_content_subtype()
         text = _decoded(part)
         if text is None:
@@ -135,16 +135,82 @@ def _rewritten(settings: dict, data: bytes, body_start: int, tracking_id: str, o
             new = _TEXT_URL.sub(lambda m: link(m.group(0)) or m.group(0), text)
         else:
             continue
-        if new != text:
-            changed |= _encode_into(part, new)
+        if new == text:
+            continue
+        encoded = _encoded(part, new)
+        if encoded is not None:
+            changed.append((part, parent, encoded))
     if not changed:
         return data
+    spliced = _spliced(data, body_start, changed)
+    if spliced is not None:
+        return spliced
+    for part, _, (encoding, payload) in changed:  # a part whose place was not found: the whole tree written out
+        if encoding != (part.get("Content-Transfer-Encoding") or "7bit").strip().lower():
+            del part["Content-Transfer-Encoding"]
+            part["Content-Transfer-Encoding"] = encoding
+        part.set_payload(payload.decode("ascii", "surrogateescape"))
     out = io.BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_COMPAT).flatten(message)
     generated = out.getvalue()
     if message.is_multipart():  # the header section as it came (the generator would refold it)
         return data[:body_start] + generated[generated.index(b"\r\n\r\n") + 4:]
     return generated  # a single part: its Content-Transfer-Encoding may have changed
+
+
+def _spliced(data: bytes, body_start: int, changed: list) -> bytes | None:
+    """``data`` with the payload of each changed part replaced in place (every other byte as it came),
+    or None when a part's payload cannot be placed for certain or its transfer encoding changed.
+
+    The parser gives each part's payload as it stood in the message: after the blank line that
+    ends its header section, up to the line break before its parent's next boundary (the end of
+    the message for a message of one part). It is looked for in that shape, in document order,
+    and used only where it stands once."""
+    pieces, cursor = [], 0
+    for part, parent, (encoding, payload) in changed:
+        if encoding != (part.get("Content-Transfer-Encoding") or "7bit").strip().lower():
+            return None
+        raw = _payload_as_it_came(part, encoding)
+        if raw is None:
+            return None
+        if parent is None:
+            at = body_start
+            if data[at:] != raw:
+                return None
+        else:
+            at = _payload_at(data, raw, parent.get_boundary() or "", cursor)
+            if at is None:
+                return None
+        if raw.endswith(b"\r\n") and not payload.endswith(b"\r\n"):
+            payload += b"\r\n"  # the part ended with a line break: so does its new payload
+        elif not raw.endswith(b"\r\n"):
+            payload = payload.removesuffix(b"\r\n")
+        pieces += [data[cursor:at], payload]
+        cursor = at + len(raw)
+    return b"".join([*pieces, data[cursor:]])
+
+
+def _payload_as_it_came(part: Message, encoding: str) -> bytes | None:
+    """The part's payload bytes as they stand in the message (None for 8-bit bytes in a quoted-printable
+    or base64 part, which the parser gives only as decoded text)."""
+    if encoding not in ("base64", "quoted-printable"):
+        return part.get_payload(decode=True)  # 7bit, 8bit, binary: the bytes as they came
+    try:
+        return part.get_payload().encode("ascii")
+    except UnicodeEncodeError:
+        return None
+
+
+def _payload_at(data: bytes, raw: bytes, boundary: str, start: int) -> int | None:
+    """Where ``raw`` stands in ``data`` after ``start`` as a part's payload before a line of
+    ``boundary``; None unless it stands there exactly once."""
+    if not boundary:
+        return None
+    shape = b"\r\n\r\n" + raw + b"\r\n--" + boundary.encode("ascii", "surrogateescape")
+    at = data.find(shape, start)
+    if at < 0 or data.find(shape, at + 1) >= 0:
+        return None
+    return at + 4
 
 
 def _trackable(url: str, own_unsubscribe: str) -> bool:
@@ -154,17 +220,18 @@ def _trackable(url: str, own_unsubscribe: str) -> bool:
     return not any(word in lowered for word in _UNSUBSCRIBE_WORDS) and url not in own_unsubscribe
 
 
-def _text_parts(part: Message):
-    """The text/plain and text/html parts that are the message's text: inside multiparts, not in
-    attached messages and not attachments."""
+def _text_parts(part: Message, parent: Message | None):
+    """The text/plain and text/html parts that are the message's text, each with the multipart it is
+    in (None for a message of one part): inside multiparts, not in attached messages and not
+    attachments."""
     if part.is_multipart():
         if part.get_content_maintype() == "multipart":
             for sub in part.get_payload():
-                yield from _text_parts(sub)
+                yield from _text_parts(sub, part)
         return
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if part.get_content_type() in ("text/plain", "text/html") and disposition != "attachment":
-        yield part
+        yield part, parent
 
 
 def _charset(part: Message) -> str:
@@ -172,7 +239,10 @@ def _charset(part: Message) -> str:
 
 
 def _decoded(part: Message) -> str | None:
-    """The part's text, or None when it cannot be read (an unknown charset): such a part is sent as it came."""
+    """The part's text, or None when it cannot be read (an unknown charset or transfer encoding): such a
+    part is sent as it came."""
+    if (part.get("Content-Transfer-Encoding") or "7bit").strip().lower() not in _ENCODINGS:
+        return None
     raw = part.get_payload(decode=True)
     if raw is None:
         return None
@@ -182,25 +252,23 @@ def _decoded(part: Message) -> str | None:
         return None
 
 
-def _encode_into(part: Message, text: str) -> bool:
-    """Put ``text`` back into the part in its charset and transfer encoding (quoted-printable when a
-    7bit or 8bit line would be too long); False when it cannot be encoded as it was."""
+def _encoded(part: Message, text: str) -> tuple[str, bytes] | None:
+    """``text`` in the part's charset and transfer encoding (quoted-printable when a 7bit or 8bit line
+    would be too long), with CRLF line breaks: (the transfer encoding, the payload); None when it
+    cannot be encoded as it was."""
     try:
         raw = text.encode(_charset(part), "surrogateescape")
     except (LookupError, UnicodeError):
-        return False
+        return None
     encoding = (part.get("Content-Transfer-Encoding") or "7bit").strip().lower()
     if encoding not in ("base64", "quoted-printable") and max(map(len, raw.splitlines() or [b""])) > MAX_LINE:
         encoding = "quoted-printable"
-        del part["Content-Transfer-Encoding"]
-        part["Content-Transfer-Encoding"] = encoding
     if encoding == "base64":
-        part.set_payload(base64.encodebytes(raw).decode("ascii"))
-    elif encoding == "quoted-printable":
-        part.set_payload(email.quoprimime.body_encode(raw.decode("latin-1"), eol="\n"))
-    else:  # 7bit, 8bit, binary: the bytes themselves (the generator writes them back unchanged)
-        part.set_payload(raw.decode("ascii", "surrogateescape"))
-    return True
+        return encoding, base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    if encoding == "quoted-printable":  # the codec of the email package's own encoders (binascii); its
+        # soft line breaks are bare LF unless the text already had a CRLF
+        return encoding, message_bytes.normalise_line_endings(quopri.encodestring(raw))
+    return encoding, raw  # 7bit, 8bit, binary: the bytes themselves
 
 
 class _Links(HTMLParser):

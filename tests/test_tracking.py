@@ -19,9 +19,9 @@ from email.message import EmailMessage
 import dkim as dkimpy
 import pytest
 
-from appliance import dkim, dns, domains
+from appliance import db, dkim, dns, domains, intake
 from appliance.db import database
-from appliance.models import Domain, Event, Suppression
+from appliance.models import Domain, Event, Message, Suppression
 from tests.conftest import cli_json, relay_overrides, wait_for
 
 HTML = ('<html><body><h1>Caf\u00e9 news \u2013 \u00e9t\u00e9</h1>'
@@ -31,6 +31,7 @@ HTML = ('<html><body><h1>Caf\u00e9 news \u2013 \u00e9t\u00e9</h1>'
 TEXT = "Caf\u00e9 news: https://shop.test/sale?a=1&b=2.\nWrite to mailto:help@shop.test\n"
 _CLICK = re.compile(r"http://127\.0\.0\.1:\d+/t/c/([a-z2-7]{32})\?u=([^\"\s<>]*[^\"\s<>.])")
 _PIXEL = re.compile(r'<img src="(http://127\.0\.0\.1:\d+/t/o/[a-z2-7]{32}\.gif)"[^>]*>')
+ORDER = b"From: news@shop.test\r\nTo: bob@example.test\r\nSubject: Order 1\r\n\r\nYour order is on its way.\r\n"
 
 
 @pytest.fixture
@@ -204,6 +205,71 @@ def test_a_tampered_token_or_a_url_not_in_the_message_gets_404_and_records_nothi
         assert Suppression.select().count() == 0
 
 
+def test_the_pixel_and_a_link_answer_while_the_writer_is_held_and_a_250_still_waits_for_its_commit(
+    app, relay, account, sink, web, monkeypatch
+):
+    """Opens and clicks are handed to the writer and answered at once (no promise rides on them);
+    accepted mail is still answered 250 only once its transaction has committed."""
+    send(relay, account, newsletter())
+    (received,) = wait_for(lambda: sink.messages)
+    html_part = parts(received.data)["html"]
+    pixel, link = _PIXEL.search(html_part).group(1), html.unescape(_CLICK.search(html_part).group(0))
+    writer = relay.smtp.service.committer.writer
+    session = relay.smtp.submission()
+    session.login(*account)  # the login is recorded through the writer too: before it is held
+    held, release = threading.Event(), threading.Event()
+    writer.submit(db.run_each, lambda: held.set() or release.wait(30))  # the writer, inside a transaction
+    assert held.wait(10)
+    submitted = threading.Event()
+    real_submit = writer.submit
+
+    def submit(many, *args, **kwargs):
+        future = real_submit(many, *args, **kwargs)
+        if many is intake.store_many:
+            submitted.set()
+        return future
+
+    monkeypatch.setattr(writer, "submit", submit)
+    stored_at_250 = []
+
+    def order_mail() -> None:
+        with session:
+            session.sendmail("news@shop.test", ["bob@example.test"], ORDER)
+        with app.app_context():
+            database.connect(reuse_if_open=True)
+            stored_at_250.append(Message.select().count())
+
+    try:
+        assert fetch(pixel)[0] == 200 and fetch(link)[0] == 302  # answered while nothing can commit
+        assert events_of(app, "opened") == events_of(app, "clicked") == []
+        client = threading.Thread(target=order_mail)
+        client.start()
+        assert submitted.wait(10)  # the order mail waits for the writer
+        client.join(timeout=1)  # time for a 250 given too early
+        assert client.is_alive() and stored_at_250 == []
+    finally:
+        release.set()
+    client.join(timeout=30)
+    assert stored_at_250 == [2]  # at its 250 the order mail was committed
+    assert len(wait_for(lambda: events_of(app, "opened"))) == 1
+    (clicked,) = wait_for(lambda: events_of(app, "clicked"))
+    assert json.loads(clicked.details)["url"] == "https://shop.test/sale?a=1&b=2"
+
+
+def test_a_link_of_a_deleted_message_still_leads_to_its_url_and_records_nothing(app, relay, account, sink, web):
+    send(relay, account, newsletter())
+    (received,) = wait_for(lambda: sink.messages)
+    html_part = parts(received.data)["html"]
+    with app.app_context(), db.atomic_write():
+        Message.delete().where(Message.id == received.queue_id).execute()
+    status, headers, _ = fetch(html.unescape(_CLICK.search(html_part).group(0)))
+    assert status == 302 and headers["Location"] == "https://shop.test/sale?a=1&b=2"
+    assert fetch(_PIXEL.search(html_part).group(1))[0] == 200
+    send(relay, account, newsletter(), to="carol@example.test")  # a commit after the writer's jobs
+    wait_for(lambda: len(sink.messages) == 2)
+    assert events_of(app, "opened") == events_of(app, "clicked") == []
+
+
 def test_one_click_unsubscribe_stops_broadcast_mail_of_that_domain_only_and_transactional_mail_still_arrives(
     app, relay, account, sink, web, run_cli
 ):
@@ -267,6 +333,50 @@ def test_quoted_printable_and_base64_html_survive_intact_apart_from_the_rewrite(
     plain = next(p for p in copy.walk() if p.get_content_type() == "text/plain")
     restored = _CLICK.sub(lambda m: urllib.parse.unquote(m.group(2)), plain.get_content().replace("\r\n", "\n"))
     assert restored == TEXT
+
+
+def payloads(data: bytes) -> list[bytes]:
+    """The payload bytes of each text part, as they stand in ``data``."""
+    parsed = email.message_from_bytes(data, policy=email.policy.compat32)
+    texts = [p for p in parsed.walk() if p.get_content_maintype() == "text"]
+    # 8bit: the bytes themselves (the parser's text of them is decoded); else the ASCII payload
+    return [p.get_payload(decode=True) if p["Content-Transfer-Encoding"] == "8bit" else p.get_payload().encode()
+            for p in texts]
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+def test_the_copy_is_the_message_byte_for_byte_but_for_the_rewritten_payloads(app, cte):
+    """Each rewritten part's payload is spliced into the message as it came: the headers of the
+    parts, the attachment and the boundaries keep their bytes (nothing is written out anew)."""
+    from appliance import tracking
+
+    data = newsletter(cte=cte).as_bytes(policy=email.policy.SMTP)
+    long_field = b"Content-Type: application/pdf; x-note=" + b"kept-as-it-came-" * 6 + b"\r\n"  # one line of 135
+    data = data.replace(b"Content-Type: application/pdf\r\n", long_field)
+    copy = tracking.personalize(app.config, data, tracking.new_id(), stream="transactional", opens=True, clicks=True)
+    assert copy.count(b"\n") == copy.count(b"\r\n")  # every line break CRLF, the new ones too
+    before, after = payloads(data), payloads(copy)
+    assert len(before) == len(after) == 2 and all(b != a for b, a in zip(before, after, strict=True))
+    for old, new in zip(before, after, strict=True):
+        copy = copy.replace(new, old, 1)
+    assert copy == data
+
+
+def test_a_quoted_printable_html_part_of_one_line_gets_crlf_soft_line_breaks(app):
+    """The codec breaks lines with bare LF when the text has no line break of its own to copy."""
+    import quopri
+
+    from appliance import tracking
+
+    one_line = '<html><body><p><a href="https://shop.test/sale">Sale</a> ' + "words " * 100 + "</p></body></html>"
+    encoded = quopri.encodestring(one_line.encode()).replace(b"=\n", b"=\r\n")
+    data = (b"From: news@shop.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            + encoded + b"\r\n--b--\r\n")
+    copy = tracking.personalize(app.config, data, tracking.new_id(), stream="transactional", opens=True, clicks=True)
+    assert copy.count(b"\n") == copy.count(b"\r\n")
+    html_part = parts(copy)["html"]
+    assert _PIXEL.search(html_part) and _CLICK.search(html_part) and "words " * 100 in html_part
 
 
 def test_transactional_mail_is_not_tracked_unless_its_headers_ask_and_bad_values_are_refused(
@@ -362,21 +472,23 @@ def test_a_scanner_agent_and_every_link_clicked_at_once_are_marked_machine_and_a
     one, two = (html.unescape(m.group(0)) for m in _CLICK.finditer(html_part))
     pixel = _PIXEL.search(html_part).group(1)
 
-    def flags(type_):
-        return [json.loads(e.details)["machine"] for e in events_of(app, type_)]
+    def flags(type_, count):
+        """The machine flags of the events of ``type_`` once ``count`` are recorded (after the answers)."""
+        found = wait_for(lambda: found if len(found := events_of(app, type_)) >= count else [])
+        return [json.loads(e.details)["machine"] for e in found]
 
     request = urllib.request.Request(pixel, headers={"User-Agent": "Mimecast-Scanner/2.0"})
     with urllib.request.urlopen(request, timeout=10):
         pass
     fetch(pixel)  # the reader
-    assert flags("opened") == [True, False]
+    assert flags("opened", 2) == [True, False]
 
     fetch(one)
     fetch(two)  # the same moment (the test clock stands still): a scanner following every link
-    assert flags("clicked") == [True, True]
+    assert flags("clicked", 2) == [True, True]
     test_clock.advance(60)
     fetch(one)  # a minute later: the reader
-    assert flags("clicked") == [True, True, False]
+    assert flags("clicked", 3) == [True, True, False]
 
 
 def test_an_open_from_apples_proxy_network_right_after_delivery_is_a_machine_open():

@@ -52,7 +52,9 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _connect() -> None:
-        database.connect(reuse_if_open=True)
+        # The open pixel and tracked links read nothing (a query would connect on its own).
+        if request.endpoint not in tracking.NO_DATABASE:
+            database.connect(reuse_if_open=True)
 
     @app.before_request
     def _actor() -> None:

@@ -2,6 +2,9 @@
 
 No login: the signed token in the link is the proof. A token that does not verify gets 404 and
 records nothing; a click is redirected only to the URL its token signs (never an open redirect).
+The pixel and the links answer at once, without a database read and without waiting for the
+commit of what they record (appliance/engagement.py): a link of a message deleted since still
+leads to its URL.
 The one-click POST needs no CSRF token (mailbox providers send it, RFC 8058 §3.2); a GET changes
 nothing, because link scanners fetch every link of a message.
 """
@@ -20,6 +23,8 @@ bp = Blueprint("tracking", __name__, url_prefix="/t")
 # A transparent 1×1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+# The endpoints that answer from the signed token alone; what they record goes to the writer.
+NO_DATABASE = frozenset({"tracking.tracking_open", "tracking.tracking_click"})
 
 
 def _agent() -> str:
