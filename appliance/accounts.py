@@ -1,4 +1,5 @@
-"""SMTP credentials: create, hash, verify, reset; IP authorization."""
+"""SMTP accounts: create, change, enable or disable, delete (the dashboard and the CLI both call these);
+credentials: hash, verify, reset; IP authorization."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 
-from . import clock, credentials
+from . import audit, clock, credentials
 from .db import database
 from .models import SmtpAccount
 
@@ -30,7 +31,12 @@ SESSION_CREDENTIALS_CHANGED = "password reset or account disabled since sign-in"
 
 
 class AccountError(ValueError):
-    """Input for an account that cannot be used (shown to the admin as is)."""
+    """Input for an account that cannot be used (shown to the admin as is); ``errors`` holds a
+    sentence per input it is about (``name``, ``priority``, ``ip_rules``, ``ip_only``), for forms."""
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.errors = errors or {}
 
 
 def slugify(name: str) -> str:
@@ -72,6 +78,27 @@ def ip_allowed(account: SmtpAccount, ip: str) -> bool:
     return any(addr in ipaddress.ip_network(n) for n in networks)
 
 
+def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int) -> dict:
+    """Check an account's settings (the one validation of the dashboard and the CLI); return them as
+    SmtpAccount fields, or raise AccountError with a sentence per bad input."""
+    errors: dict[str, str] = {}
+    name = name.strip()
+    if not name:
+        errors["name"] = "the account needs a name, for example the website that uses it"
+    if priority not in range(1, 6):
+        errors["priority"] = "priority is 1 (very high) to 5 (very low)"
+    try:
+        nets = parse_networks(networks)
+    except AccountError as exc:
+        errors["ip_rules"] = str(exc)
+    else:
+        if ip_only and not nets:
+            errors["ip_only"] = "an IP-only account needs at least one authorized address or network"
+    if errors:
+        raise AccountError("; ".join(errors.values()), errors)
+    return {"name": name, "ip_rules": "\n".join(nets), "ip_only": ip_only, "priority": priority}
+
+
 def create(
     name: str,
     *,
@@ -81,27 +108,43 @@ def create(
     note: str = "",
 ) -> tuple[SmtpAccount, str]:
     """Create an account; return it and its password (the only time the password exists in clear)."""
-    name = name.strip()
-    if not name:
-        raise AccountError("the account needs a name")
-    nets = parse_networks(networks)
-    if ip_only and not nets:
-        raise AccountError("an IP-only account needs at least one network (--ip)")
-    if priority not in range(1, 6):
-        raise AccountError("priority must be 1 (very high) to 5 (very low)")
+    values = checked(name=name, networks=networks, ip_only=ip_only, priority=priority)
     password = generate_password()
     with database.atomic():
-        account = SmtpAccount.create(
-            name=name,
-            password_hash=credentials.hash_secret(password),
-            ip_rules="\n".join(nets),
-            ip_only=ip_only,
-            priority=priority,
-            note=note,
-        )
-        account.username = f"{account.id}.{slugify(name)}.smtp"
+        account = SmtpAccount.create(password_hash=credentials.hash_secret(password), note=note.strip(), **values)
+        account.username = f"{account.id}.{slugify(values['name'])}.smtp"
         account.save()
+    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     return account, password
+
+
+def update(account: SmtpAccount, *, name: str | None = None, note: str | None = None, priority: int | None = None,
+           networks: Iterable[str] | None = None, ip_only: bool | None = None,
+           active: bool | None = None) -> list[str]:
+    """Change the settings given (None: keep), checked as at creation; return the names of those
+    that changed. A disable ends the sessions signed in to the account, as ``set_active`` does."""
+    values = checked(
+        name=account.name if name is None else name,
+        networks=account.networks if networks is None else networks,
+        ip_only=account.ip_only if ip_only is None else ip_only,
+        priority=account.priority if priority is None else priority,
+    )
+    values["note"] = account.note if note is None else note.strip()
+    values["active"] = account.active if active is None else active
+    changed = sorted(k for k, v in values.items() if account.__data__.get(k) != v)
+    if changed:
+        fields: dict = {getattr(SmtpAccount, k): v for k, v in values.items()}
+        if not values["active"] and account.active:
+            fields[SmtpAccount.credential_version] = SmtpAccount.credential_version + 1
+        SmtpAccount.update(fields).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.edit", f"account {account.username}", ", ".join(changed) or "nothing changed")
+    return changed
+
+
+def delete(account: SmtpAccount) -> None:
+    """Delete an account (its messages stay in the log, and its open sessions end at their next MAIL FROM)."""
+    SmtpAccount.delete_by_id(account.id)
+    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
 
 
 def reset_password(account: SmtpAccount) -> str:
@@ -112,16 +155,18 @@ def reset_password(account: SmtpAccount) -> str:
         password_hash=credentials.hash_secret(password),
         credential_version=SmtpAccount.credential_version + 1,
     ).where(SmtpAccount.id == account.id).execute()
+    audit.record("account.reset_password", f"account {account.username}")
     return password
 
 
-def set_active(account_id: int, active: bool) -> None:
+def set_active(account: SmtpAccount, active: bool) -> None:
     """Enable or disable an account; a disable also ends the sessions signed in to it (at their
     next MAIL FROM), so that enabling it again does not revive them."""
     changes: dict = {SmtpAccount.active: active}
     if not active:
         changes[SmtpAccount.credential_version] = SmtpAccount.credential_version + 1
-    SmtpAccount.update(changes).where(SmtpAccount.id == account_id).execute()
+    SmtpAccount.update(changes).where(SmtpAccount.id == account.id).execute()
+    audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
 
 
 def session_refusal(account_id: int, version: int) -> str | None:

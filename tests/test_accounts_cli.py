@@ -48,8 +48,8 @@ def test_show_of_an_unknown_account_fails_with_a_message(run_cli):
     ("args", "message"),
     [
         (["--ip", "10.0.0.300/8"], "not an IP address or network: '10.0.0.300/8'"),
-        (["--ip-only"], "an IP-only account needs at least one network"),
-        (["--priority", "9"], "9 is not in the range 1<=x<=5"),
+        (["--ip-only"], "an IP-only account needs at least one authorized address or network"),
+        (["--priority", "9"], "priority is 1 (very high) to 5 (very low)"),
     ],
 )
 def test_create_refuses_bad_options_with_a_clear_error(run_cli, args, message):

@@ -21,6 +21,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     send_test,
     senders,
     serve,
+    stats,
     suppressions,
 )
 from .base import cli

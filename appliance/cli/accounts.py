@@ -46,7 +46,7 @@ def get_account(ref: str) -> SmtpAccount:
 @click.argument("name")
 @click.option("--ip", "networks", multiple=True, metavar="CIDR", help="Only these networks may use it (repeatable).")
 @click.option("--ip-only", is_flag=True, help="Authenticate by source network alone (needs --ip).")
-@click.option("--priority", type=click.IntRange(1, 5), default=3, show_default=True, help="1 very high … 5 very low.")
+@click.option("--priority", type=int, default=3, show_default=True, help="1 very high … 5 very low.")
 @click.option("--note", default="")
 @click.option("--authorized-domains", default=None, metavar="LIST",
               help="Domains it may send from, separated by `;` (or `,`/spaces); `*.D` covers D and its subdomains. "
@@ -70,7 +70,6 @@ def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priorit
     if authorization:
         SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
         account = SmtpAccount.get_by_id(account.id)
-    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     data = account_dict(account) | {"password": password}
     emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
           "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
@@ -118,6 +117,12 @@ def _authorization(domains: str | None, addresses: str | None, mode: str | None)
 
 @accounts.command("edit")
 @click.argument("ref")
+@click.option("--name", default=None, help="A new name (the username stays).")
+@click.option("--note", default=None)
+@click.option("--priority", type=int, default=None, help="1 very high … 5 very low.")
+@click.option("--ip", "networks", multiple=True, metavar="CIDR",
+              help="The networks that may use it, replacing the list (repeatable; --ip '' clears it).")
+@click.option("--ip-only/--no-ip-only", default=None, help="Authenticate by source network alone (needs networks).")
 @click.option("--authorized-domains", default=None, metavar="LIST",
               help="Domains it may send from, separated by `;` (or `,`/spaces); `*.D` covers D and its subdomains; "
                    "\"\" clears the list.")
@@ -127,19 +132,31 @@ def _authorization(domains: str | None, addresses: str | None, mode: str | None)
               help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def accounts_edit(ref: str, authorized_domains: str | None, authorized_senders: str | None,
+def accounts_edit(ref: str, name: str | None, note: str | None, priority: int | None, networks: tuple[str, ...],
+                  ip_only: bool | None, authorized_domains: str | None, authorized_senders: str | None,
                   sender_mode: str | None, as_json: bool) -> None:
-    """Change an account's sender authorization; prints the normalized lists."""
+    """Change an account's settings (checked as the dashboard checks them) and its sender
+    authorization; prints the account."""
     account = get_account(ref)
-    values = _authorization(authorized_domains, authorized_senders, sender_mode)
-    if not values:
-        raise click.ClickException(
-            "nothing to change: give --authorized-domains, --authorized-senders or --sender-mode")
-    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
-    audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(values)))
+    settings = {k: v for k, v in {"name": name, "note": note, "priority": priority,
+                                  "networks": networks or None, "ip_only": ip_only}.items() if v is not None}
+    authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
+    if not settings and not authorization:
+        raise click.ClickException("nothing to change: give --name, --note, --priority, --ip, --ip-only, "
+                                   "--authorized-domains, --authorized-senders or --sender-mode")
+    if settings:
+        try:
+            accounts_service.update(account, **settings)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+    if authorization:
+        SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
+        audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(authorization)))
     data = account_dict(SmtpAccount.get_by_id(account.id))
     emit(data, as_json,
-         f"{data['username']}: authorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
+         f"{data['username']} ({data['name']}): priority {data['priority']}, "
+         f"networks: {', '.join(data['ip_rules']) or '(any)'}{' (IP-only)' if data['ip_only'] else ''}"
+         f"\nauthorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
          f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
          f"\nunauthorized senders: {data['sender_mode']}")
 
@@ -152,15 +169,13 @@ def accounts_reset_password(ref: str, as_json: bool) -> None:
     """Give an account a new password (the old one stops working at once)."""
     account = get_account(ref)
     password = accounts_service.reset_password(account)
-    audit.record("account.reset_password", f"account {account.username}")
     emit({"id": account.id, "username": account.username, "password": password}, as_json,
           f"username: {account.username}\npassword: {password}\n(shown only now)")
 
 
 def _set_active(ref: str, active: bool) -> None:
     account = get_account(ref)
-    accounts_service.set_active(account.id, active)
-    audit.record(f"account.{'enable' if active else 'disable'}", f"account {account.username}")
+    accounts_service.set_active(account, active)
     click.echo(f"{account.username} {'enabled' if active else 'disabled'}")
 
 
@@ -189,8 +204,7 @@ def accounts_delete(ref: str, yes: bool) -> None:
     account = get_account(ref)
     if not yes:
         click.confirm(f"Delete {account.username}?", abort=True)
-    account.delete_instance()
-    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
+    accounts_service.delete(account)
     click.echo(f"deleted {account.username}")
 
 

@@ -17,7 +17,7 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, audit, clock
+from .. import accounts, clock
 from ..models import Message, SmtpAccount
 from ..policy import quotas
 from . import connection, guides
@@ -67,35 +67,29 @@ def accounts_ca_certificate():
     return send_file(ca, mimetype="application/x-pem-file", as_attachment=True, download_name="appliance-ca.pem")
 
 
-def parse_form(form) -> tuple[dict, dict[str, str]]:
-    """Read the account form; return (values, errors by field name)."""
-    errors: dict[str, str] = {}
-    values = {
-        "name": form.get("name", "").strip(),
-        "note": form.get("note", "").strip(),
-        "active": form.get("active") == "on",
-        "ip_only": form.get("ip_only") == "on",
-        "ip_rules": form.get("ip_rules", ""),
-    }
-    if not values["name"]:
-        errors["name"] = "Give the account a name, for example the website that uses it."
+def parse_form(form) -> dict:
+    """Read the account form into the arguments of accounts.create and accounts.update."""
     try:
-        values["priority"] = int(form.get("priority", "3"))
+        priority = int(form.get("priority", "3"))
     except ValueError:
-        values["priority"] = 0
-    if values["priority"] not in PRIORITIES:
-        errors["priority"] = "Priority is 1 (very high) to 5 (very low)."
-    try:
-        networks = accounts.parse_networks([values["ip_rules"]])
-    except accounts.AccountError as exc:
-        text = str(exc)
-        errors["ip_rules"] = (f"{text[:1].upper()}{text[1:]}. Write one address or network per line, "
-                              "like 203.0.113.7 or 2001:db8::/32.")
-    else:
-        values["ip_rules"] = "\n".join(networks)
-        if values["ip_only"] and not networks:
-            errors["ip_only"] = "IP-only mode needs at least one authorized address or network."
-    return values, errors
+        priority = 0  # refused by the service's check, like any other number out of range
+    return {"name": form.get("name", ""), "note": form.get("note", ""), "priority": priority,
+            "networks": [form.get("ip_rules", "")], "ip_only": form.get("ip_only") == "on"}
+
+
+def form_errors(exc: accounts.AccountError) -> dict[str, str]:
+    """The service's sentences as the form shows them, next to their fields."""
+    errors = {field: f"{text[:1].upper()}{text[1:]}." for field, text in exc.errors.items()}
+    if "ip_rules" in errors:
+        errors["ip_rules"] += " Write one address or network per line, like 203.0.113.7 or 2001:db8::/32."
+    return errors
+
+
+def _form_values(form) -> dict:
+    """What the form shows again after a refusal: the fields as they were typed."""
+    values = parse_form(form)
+    del values["networks"]
+    return values | {"ip_rules": form.get("ip_rules", ""), "active": form.get("active") == "on"}
 
 
 @bp.get("/")
@@ -114,14 +108,11 @@ def accounts_create():
     if request.method == "GET":
         return render_template("accounts/create.html", values={"priority": 3, "active": True},
                                errors={}, priorities=PRIORITIES)
-    values, errors = parse_form(request.form)
-    if errors:
-        return render_template("accounts/create.html", values=values, errors=errors,
+    try:
+        account, password = accounts.create(**parse_form(request.form))
+    except accounts.AccountError as exc:
+        return render_template("accounts/create.html", values=_form_values(request.form), errors=form_errors(exc),
                                priorities=PRIORITIES), 400
-    account, password = accounts.create(
-        values["name"], networks=values["ip_rules"].split(), ip_only=values["ip_only"],
-        priority=values["priority"], note=values["note"])
-    audit.record("account.create", f"account {account.username}", f"name {account.name!r}")
     return _no_store(render_template("accounts/secret.html", password=password, created=True,
                                      **_connection_context(account, password)))
 
@@ -134,17 +125,12 @@ def accounts_edit(account_id: int):
     if request.method == "GET":
         return render_template("accounts/edit.html", values=account.__data__, errors={},
                                priorities=PRIORITIES, **_connection_context(account))
-    values, errors = parse_form(request.form)
-    if errors:
-        values["id"] = account.id
-        return render_template("accounts/edit.html", values=values, errors=errors,
+    try:
+        accounts.update(account, **parse_form(request.form), active=request.form.get("active") == "on")
+    except accounts.AccountError as exc:
+        values = _form_values(request.form) | {"id": account.id}
+        return render_template("accounts/edit.html", values=values, errors=form_errors(exc),
                                priorities=PRIORITIES, **_connection_context(account)), 400
-    active = values.pop("active")
-    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
-    if active != account.active:
-        accounts.set_active(account.id, active)
-    changed = sorted(k for k, v in {**values, "active": active}.items() if account.__data__.get(k) != v)
-    audit.record("account.edit", f"account {account.username}", ", ".join(changed) or "nothing changed")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
 
@@ -156,7 +142,6 @@ def accounts_reset_password(account_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/reset.html", account=account)
     password = accounts.reset_password(account)
-    audit.record("account.reset_password", f"account {account.username}")
     return _no_store(render_template("accounts/secret.html", password=password, created=False,
                                      **_connection_context(account, password)))
 
@@ -168,8 +153,7 @@ def accounts_delete(account_id: int):
     account = _get(account_id)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/delete.html", account=account)
-    SmtpAccount.delete_by_id(account.id)
-    audit.record("account.delete", f"account {account.username}", f"name {account.name!r}")
+    accounts.delete(account)
     if request.headers.get("HX-Request"):
         return ""  # the row's outerHTML swap removes it
     return redirect(url_for("accounts.accounts_list"))

@@ -48,10 +48,10 @@ def test_the_created_page_lists_host_username_and_each_port_with_its_encryption(
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"name": ""}, "Give the account a name"),
+    ({"name": ""}, "The account needs a name, for example the website that uses it."),
     ({"priority": "9"}, "Priority is 1 (very high) to 5 (very low)."),
     ({"ip_rules": "10.0.0.0/33"}, "Not an IP address or network: &#39;10.0.0.0/33&#39;"),
-    ({"ip_only": "on"}, "IP-only mode needs at least one authorized address or network."),
+    ({"ip_only": "on"}, "An IP-only account needs at least one authorized address or network."),
 ])
 def test_a_bad_account_form_is_refused_with_a_message_next_to_the_field(client, fields, message):
     response = _create(client, **fields)
