@@ -9,12 +9,14 @@ import secrets
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 
-from . import audit, clock, credentials
+from . import audit, clock, credentials, db
 from .db import database
 from .models import SmtpAccount
+from .policy import acceptance
 
 hasher = PasswordHasher()  # dashboard passwords (appliance/admins.py); SMTP ones: credentials.py
 _ALPHABET = string.ascii_letters + string.digits
@@ -28,6 +30,9 @@ UNKNOWN_USER = "unknown user"
 SESSION_DELETED = "account deleted"
 SESSION_DISABLED = "account disabled"
 SESSION_CREDENTIALS_CHANGED = "password reset or account disabled since sign-in"
+
+
+KEEP: Any = object()  # ``update``: leave this setting as it is
 
 
 class AccountError(ValueError):
@@ -78,10 +83,17 @@ def ip_allowed(account: SmtpAccount, ip: str) -> bool:
     return any(addr in ipaddress.ip_network(n) for n in networks)
 
 
-def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int) -> dict:
+def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int, stream: str = "transactional",
+            track_opens: bool | None = None, track_clicks: bool | None = None) -> dict:
     """Check an account's settings (the one validation of the dashboard and the CLI); return them as
-    SmtpAccount fields, or raise AccountError with a sentence per bad input."""
+    SmtpAccount fields, or raise AccountError with a sentence per bad input. Tracking None: the
+    stream's default (on for broadcast, off for transactional)."""
     errors: dict[str, str] = {}
+    if stream not in acceptance.STREAMS:
+        errors["stream"] = "the stream is transactional (orders, password resets) or broadcast (newsletters)"
+    for key, value in (("track_opens", track_opens), ("track_clicks", track_clicks)):
+        if value not in (None, True, False):
+            errors[key] = "tracking is on, off, or the stream's default"
     name = name.strip()
     if not name:
         errors["name"] = "the account needs a name, for example the website that uses it"
@@ -96,7 +108,8 @@ def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int)
             errors["ip_only"] = "an IP-only account needs at least one authorized address or network"
     if errors:
         raise AccountError("; ".join(errors.values()), errors)
-    return {"name": name, "ip_rules": "\n".join(nets), "ip_only": ip_only, "priority": priority}
+    return {"name": name, "ip_rules": "\n".join(nets), "ip_only": ip_only, "priority": priority, "stream": stream,
+            "track_opens": track_opens, "track_clicks": track_clicks}
 
 
 def create(
@@ -106,9 +119,13 @@ def create(
     ip_only: bool = False,
     priority: int = 3,
     note: str = "",
+    stream: str = "transactional",
+    track_opens: bool | None = None,
+    track_clicks: bool | None = None,
 ) -> tuple[SmtpAccount, str]:
     """Create an account; return it and its password (the only time the password exists in clear)."""
-    values = checked(name=name, networks=networks, ip_only=ip_only, priority=priority)
+    values = checked(name=name, networks=networks, ip_only=ip_only, priority=priority, stream=stream,
+                     track_opens=track_opens, track_clicks=track_clicks)
     password = generate_password()
     with database.atomic():
         account = SmtpAccount.create(password_hash=credentials.hash_secret(password), note=note.strip(), **values)
@@ -120,14 +137,19 @@ def create(
 
 def update(account: SmtpAccount, *, name: str | None = None, note: str | None = None, priority: int | None = None,
            networks: Iterable[str] | None = None, ip_only: bool | None = None,
-           active: bool | None = None) -> list[str]:
-    """Change the settings given (None: keep), checked as at creation; return the names of those
-    that changed. A disable ends the sessions signed in to the account, as ``set_active`` does."""
+           active: bool | None = None, stream: str | None = None, track_opens: Any = KEEP,
+           track_clicks: Any = KEEP) -> list[str]:
+    """Change the settings given (None: keep; for tracking, None is the stream's default and KEEP
+    keeps), checked as at creation; return the names of those that changed. A disable ends the
+    sessions signed in to the account, as ``set_active`` does."""
     values = checked(
         name=account.name if name is None else name,
         networks=account.networks if networks is None else networks,
         ip_only=account.ip_only if ip_only is None else ip_only,
         priority=account.priority if priority is None else priority,
+        stream=account.stream if stream is None else stream,
+        track_opens=account.track_opens if track_opens is KEEP else track_opens,
+        track_clicks=account.track_clicks if track_clicks is KEEP else track_clicks,
     )
     values["note"] = account.note if note is None else note.strip()
     values["active"] = account.active if active is None else active
@@ -198,7 +220,8 @@ class AuthResult:
 
 def verify(username: str, password: str, ip: str) -> AuthResult:
     """Check credentials and IP authorization (blocking: a database read, and argon2 for a hash
-    stored before credentials.py, which is then replaced); record the outcome on the account."""
+    stored before credentials.py, which is then replaced); record a failure on the account (a
+    success is recorded by record_login)."""
     account = SmtpAccount.select().where(SmtpAccount.username == username).first()
     password_ok, upgraded = credentials.check(account.password_hash if account else credentials.DUMMY, password)
     if account is None:
@@ -217,11 +240,24 @@ def verify(username: str, password: str, ip: str) -> AuthResult:
         failure = None
     if failure:
         record_failure(account.id, ip, failure)
-    else:
-        SmtpAccount.update(last_login_at=clock.now(), last_login_ip=ip).where(
-            SmtpAccount.id == account.id
-        ).execute()
     return AuthResult(account, failure)
+
+
+def record_login(account_id: int, ip: str):
+    """Note a successful login on the account; return the future of that write.
+
+    The write is a job of the process's writer thread (db.write_many), so it shares the commit
+    (and the fsync) of whatever else is written at that moment: as its own transaction on a
+    worker thread it cost one fsync per AUTH and held that thread meanwhile, the largest share of
+    a session's time on the user's path (one connection per message)."""
+    return db.write_many(_record_logins, (account_id, ip, clock.now()))
+
+
+def _record_logins(logins: list[tuple[int, str, object]]) -> list[None]:
+    latest = {account_id: (ip, at) for account_id, ip, at in logins}
+    for account_id, (ip, at) in latest.items():
+        SmtpAccount.update(last_login_at=at, last_login_ip=ip).where(SmtpAccount.id == account_id).execute()
+    return [None] * len(logins)
 
 
 def record_failure(account_id: int, ip: str, reason: str) -> None:

@@ -139,7 +139,7 @@ def apply(settings: dict, message_id: str, report: Report) -> None:
         for address in addresses:
             reason = f"complaint: feedback report from {report.reporter or 'a mailbox provider'}"
             Suppression.insert(address=address, reason=reason, source="complaint", created_at=now).on_conflict(
-                conflict_target=[Suppression.address],
+                conflict_target=[Suppression.address, Suppression.stream, Suppression.domain],
                 update={Suppression.source: "complaint", Suppression.reason: reason}).execute()
         events.record([events.Occurred(message_id, events.COMPLAINED, deliveries[a].rcpt, now,
                                        {"reporter": report.reporter}) for a in addresses]

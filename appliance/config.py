@@ -125,6 +125,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", "",
             "Dashboard address as people reach it, used in links sent by mail (sender verification). Empty: "
             "`http://WEB_LISTEN`."),
+    Setting("TRACKING_URL", "",
+            "Address of the open, click and unsubscribe links in tracked and broadcast mail (this web server's "
+            "`/t/…` paths, reachable by every recipient). Empty: PUBLIC_URL."),
     Setting("NOTIFY_FROM", "",
             "Sender of the appliance's own mail (verification links, alerts). Empty: `postmaster@HOSTNAME`."),
     Setting("ALERT_EMAILS", "",

@@ -30,7 +30,11 @@ HELD = "held"  # kept back by a quota, the reputation guard or an admin
 RELEASED = "released"  # held mail let go (an admin, or a quota window that opened)
 CANCELLED = "cancelled"  # an admin cancelled it for good
 COMPLAINED = "complained"  # a feedback-loop report: the recipient called it spam
-TYPES = (ACCEPTED, DELIVERED, DEFERRED, BOUNCED, FAILED, SUPPRESSED, HELD, RELEASED, CANCELLED, COMPLAINED)
+OPENED = "opened"  # the open pixel of the recipient's copy was fetched
+CLICKED = "clicked"  # a tracked link of the recipient's copy was followed (details: the url)
+UNSUBSCRIBED = "unsubscribed"  # the recipient left the broadcast stream of the sending domain
+TYPES = (ACCEPTED, DELIVERED, DEFERRED, BOUNCED, FAILED, SUPPRESSED, HELD, RELEASED, CANCELLED, COMPLAINED,
+         OPENED, CLICKED, UNSUBSCRIBED)
 
 
 class Occurred(NamedTuple):
@@ -92,7 +96,15 @@ def _dispatch(events: list[Occurred]) -> None:
 
 
 def timeline(message_id: str) -> list[dict[str, Any]]:
-    """A message's events, oldest first: each with ``type``, ``recipient``, ``at`` and ``details``."""
+    """A message's events, oldest first: each with ``type``, ``recipient``, ``at`` and ``details``;
+    opens and clicks also with ``machine``, clicks with ``url``."""
     rows = Event.select().where(Event.message == message_id).order_by(Event.at, Event.id)
-    return [{"type": e.type, "recipient": e.recipient, "at": e.at, "details": json.loads(e.details or "{}")}
-            for e in rows]
+    found = []
+    for e in rows:
+        entry = {"type": e.type, "recipient": e.recipient, "at": e.at, "details": json.loads(e.details or "{}")}
+        if e.type in (OPENED, CLICKED):
+            entry["machine"] = bool(entry["details"].get("machine"))
+        if e.type == CLICKED:
+            entry["url"] = entry["details"].get("url", "")
+        found.append(entry)
+    return found

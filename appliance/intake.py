@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ulid import ULID
 
-from . import clock, db, events, message_bytes, replies
+from . import clock, db, events, message_bytes, replies, tracking
 from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
 from .policy import acceptance
 
@@ -47,6 +47,15 @@ class Incoming:
     hold_reply: str = ""  # sending policy: store the deliveries as held, with this reason
     hold_until: dt.datetime | None = None  # when a quota hold is released (None: by an admin)
     via: str = "smtp"  # who handed it in: smtp | notice (the appliance's own mail) | dsn
+    stream: str = "transactional"
+    track_opens: bool = False
+    track_clicks: bool = False
+    from_domain: str = ""  # of the From: address, lower-cased: what an unsubscribe is scoped to
+
+    @property
+    def personal(self) -> bool:
+        """Each recipient gets a copy of its own (links and unsubscribe address that name it)."""
+        return self.stream == "broadcast" or self.track_opens or self.track_clicks
 
 
 _date: tuple[int, str] = (0, "")
@@ -93,8 +102,13 @@ def prepare(
     account_id: int | None,
     account_priority: int,
     direction: str = "outbound",
+    account_stream: str = "transactional",
+    account_track_opens: bool | None = None,
+    account_track_clicks: bool | None = None,
 ) -> Incoming:
-    """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage)."""
+    """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage).
+
+    The relay's own headers (X-Stream, X-Track-Opens, X-Track-Clicks) are read and removed."""
     data = message_bytes.normalise_line_endings(raw)
     fields, _ = message_bytes.parse_header_block(data)
     lower: dict[str, str] = {}
@@ -110,6 +124,13 @@ def prepare(
     for name in ("From", "Sender"):
         if counts.get(name.lower(), 0) > 1:
             raise message_bytes.MalformedMessage(f"more than one {name}: header (RFC 5322 3.6 allows one)")
+    try:
+        chosen = acceptance.stream_and_tracking(lower, account_stream, account_track_opens, account_track_clicks)
+    except ValueError as exc:
+        raise message_bytes.MalformedMessage(str(exc)) from None
+    if any(name in lower for name in acceptance.RELAY_HEADERS):
+        data = message_bytes.without_fields(data, set(acceptance.RELAY_HEADERS))
+    from_addresses = acceptance.header_addresses(lower["from"])
     message_id = str(ULID())
     extra = b""
     if "message-id" not in lower:
@@ -132,8 +153,12 @@ def prepare(
         client_ip=client_ip,
         client_helo=client_helo[:255],
         tls=tls,
-        from_addresses=acceptance.header_addresses(lower["from"]),
+        from_addresses=from_addresses,
         sender_addresses=acceptance.header_addresses(lower["sender"]) if "sender" in lower else None,
+        stream=chosen.stream if direction == "outbound" else "transactional",
+        track_opens=chosen.opens and direction == "outbound",
+        track_clicks=chosen.clicks and direction == "outbound",
+        from_domain=acceptance.split_address(from_addresses[0])[1].lower() if from_addresses else "",
         summary={
             "subject": message_bytes.decode_words(lower.get("subject", ""))[:255],
             "from_header": message_bytes.decode_words(lower["from"])[:255],
@@ -157,7 +182,8 @@ def store_many(items: list[Incoming]) -> list[str]:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
             status = RECEIVED
-        elif item.rcpts and all(r.lower() in suppressed for r in item.rcpts):
+        elif item.rcpts and all(Suppression.applying(suppressed.get(r.lower()), item.stream, item.from_domain)
+                                is not None for r in item.rcpts):
             status = SUPPRESSED
         else:
             status = waiting
@@ -168,13 +194,14 @@ def store_many(items: list[Incoming]) -> list[str]:
             "tls": item.tls, "received_at": now, "subject": item.summary.get("subject", ""),
             "from_header": item.summary.get("from_header", ""),
             "message_id_header": item.summary.get("message_id_header", ""),
+            "stream": item.stream, "track_opens": item.track_opens, "track_clicks": item.track_clicks,
         })
         bodies.append({"message": item.id, "data": item.data})
         occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
         if item.direction == "inbound":
             continue
         for rcpt in item.rcpts:
-            reason = suppressed.get(rcpt.lower())
+            reason = Suppression.applying(suppressed.get(rcpt.lower()), item.stream, item.from_domain)
             if reason is not None:
                 occurred.append(events.Occurred(item.id, events.SUPPRESSED, rcpt, now, {"reason": reason}))
             elif item.hold_reply:
@@ -184,6 +211,7 @@ def store_many(items: list[Incoming]) -> list[str]:
                 "status": SUPPRESSED if reason is not None else waiting, "priority": item.priority,
                 "next_attempt_at": item.hold_until or now, "updated_at": now,
                 "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
+                "tracking_id": tracking.new_id() if item.personal and reason is None else None,
             })
     db.insert_rows(Message, messages)
     db.insert_rows(MessageBody, bodies)

@@ -61,3 +61,24 @@ def decode_words(value: str) -> str:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError, CharsetError):  # CharsetError: a non-ASCII charset name
         return value
+
+
+def without_fields(data: bytes, names: set[str]) -> bytes:
+    """Return the message without the header fields named in ``names`` (lower-case), each with its
+    folded continuation lines; the body and every other field are kept byte for byte."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(data)
+    head, rest = data[:end + 2], data[end + 2:]
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _FIELD.match(line)
+        dropping = bool(match) and match.group(1).decode("ascii").lower() in names
+        if not dropping:
+            kept.append(line)
+    return b"".join(line + b"\r\n" for line in kept) + rest

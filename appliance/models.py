@@ -113,6 +113,12 @@ class SmtpAccount(BaseModel):
     authorized_domains = TextField(default="")  # lower-cased, one per line
     authorized_senders = TextField(default="")  # lower-cased addresses, one per line
     sender_mode = CharField(default="block")  # block | alert: what an unauthorized sender gets
+    # The stream of its mail unless X-Stream says otherwise (policy/acceptance.py, STREAMS): transactional
+    # (orders, password resets) or broadcast (newsletters; an unsubscribe stops only these).
+    stream = CharField(default="transactional")
+    # Open and click tracking; None: the stream's default (on for broadcast, off for transactional).
+    track_opens = BooleanField(null=True)
+    track_clicks = BooleanField(null=True)
 
     @property
     def networks(self) -> list[str]:
@@ -135,6 +141,9 @@ class Message(BaseModel):
     client_helo = CharField(default="")
     tls = CharField(default="")
     received_at = DateTimeField(default=clock.now, index=True)
+    stream = CharField(default="transactional")
+    track_opens = BooleanField(default=False)
+    track_clicks = BooleanField(default=False)
 
     class Meta:
         # The message log's keyset pages under each filter (migrations/0003_message_log_indexes.py).
@@ -142,6 +151,7 @@ class Message(BaseModel):
             (("received_at", "id"), False),
             (("account", "received_at", "id"), False),
             (("status", "received_at", "id"), False),
+            (("stream", "received_at", "id"), False),
             (("mail_from", "received_at"), False),
             (("message_id_header",), False),
         )
@@ -166,6 +176,9 @@ class Delivery(BaseModel):
     last_reply = TextField(default="")
     updated_at = DateTimeField(default=clock.now)
     delivered_at = DateTimeField(null=True)
+    # Random, for a tracked or broadcast message only: its open, click and unsubscribe links name
+    # the recipient by this (appliance/tracking.py), never by a database id.
+    tracking_id = CharField(null=True, unique=True)
 
     class Meta:
         indexes = ((("status", "priority", "next_attempt_at"), False),)
@@ -242,11 +255,19 @@ class Attempt(BaseModel):
 
 
 class Suppression(BaseModel):
+    """An address not to send to: for every stream (stream and domain ""), or only for one stream of
+    mail from one sending domain (an unsubscribe: stream "broadcast", the From: domain)."""
+
     id = AutoField()
-    address = CharField(unique=True)  # lower-cased
+    address = CharField()  # lower-cased
     reason = TextField(default="")
-    source = CharField(default="manual")  # manual | bounce | complaint
+    source = CharField(default="manual")  # manual | bounce | complaint | unsubscribe
     created_at = DateTimeField(default=clock.now)
+    stream = CharField(default="")  # "" every stream, else the one it is suppressed for
+    domain = CharField(default="")  # "" every sending domain, else the From: domain it applies to
+
+    class Meta:
+        indexes = ((("address", "stream", "domain"), True),)
 
     @classmethod
     def add_hard_bounce(cls, address: str, reply: str, now) -> None:
@@ -255,16 +276,34 @@ class Suppression(BaseModel):
                    created_at=now).on_conflict_ignore().execute()
 
     @classmethod
-    def reasons_for(cls, addresses: list[str]) -> dict[str, str]:
-        """Map each suppressed address (lower-cased) among ``addresses`` to its reason."""
+    def every_stream(cls, address: str):
+        """The condition that selects ``address``'s suppression of every stream."""
+        return (cls.address == address) & (cls.stream == "") & (cls.domain == "")
+
+    @classmethod
+    def reasons_for(cls, addresses: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """Map each suppressed address (lower-cased) among ``addresses`` to its suppressions:
+        (stream, domain, reason) each; ``applying`` tells which one stops a given message."""
         wanted = list({a.lower() for a in addresses})
         if not wanted:
             return {}
         # Plain SQL: intake asks this for every commit, on the writer thread.
         cursor = database.execute_sql(
-            f'SELECT "address", "reason" FROM "suppression" WHERE "address" IN ({marks(len(wanted))})',
-            wanted)
-        return dict(cursor.fetchall())
+            f'SELECT "address", "stream", "domain", "reason" FROM "suppression" '
+            f'WHERE "address" IN ({marks(len(wanted))})', wanted)
+        found: dict[str, list[tuple[str, str, str]]] = {}
+        for address, stream, domain, reason in cursor.fetchall():
+            found.setdefault(address, []).append((stream, domain, reason))
+        return found
+
+    @staticmethod
+    def applying(found: list[tuple[str, str, str]] | None, stream: str, domain: str) -> str | None:
+        """The reason of the first of an address's suppressions that stops a message of ``stream``
+        from ``domain`` (one of every stream always does), or None."""
+        for scope, scope_domain, reason in found or ():
+            if not scope or (scope == stream and scope_domain == domain):
+                return reason
+        return None
 
 
 class Sender(BaseModel):

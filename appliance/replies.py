@@ -39,6 +39,8 @@ FROM_NOT_AUTHORIZED_FOR_ACCOUNT = (
     "553 5.7.1 Sender address not authorized: this account may not send with the {field} header address {address}"
 )
 RELAY_DENIED = "554 5.7.1 Relay access denied"
+# An unsubscribe address (mailto: of List-Unsubscribe) whose token is not one of ours.
+UNSUBSCRIBE_UNKNOWN = "550 5.1.1 No such unsubscribe address"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds limit"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 QUOTA_EXCEEDED = "451 4.7.1 Sending quota exceeded, try later"

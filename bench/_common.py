@@ -61,6 +61,27 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def banner(port: int) -> bool:
+    """Whether an SMTP server on 127.0.0.1:port greets with 220 (the session is QUIT at once)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            ok = s.recv(512).startswith(b"220")
+            s.sendall(b"QUIT\r\n")
+            return ok
+    except OSError:
+        return False
+
+
+def wait_banner(port: int, timeout: float = 30) -> None:
+    """Wait until an SMTP server greets on 127.0.0.1:port; RuntimeError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if banner(port):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
+
+
 def machine() -> str:
     """Describe the machine and its current load, for the record."""
     model = ""
@@ -155,19 +176,10 @@ class Appliance:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"appliance exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.ca.exists() and self._banner(self.submission_port) and self._banner(self.mx_port):
+            if self.ca.exists() and banner(self.submission_port) and banner(self.mx_port):
                 return self
             time.sleep(0.2)
         raise RuntimeError(f"appliance did not listen within {timeout}s:\n{self.log_tail()}")
-
-    def _banner(self, port: int) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                ok = s.recv(512).startswith(b"220")
-                s.sendall(b"QUIT\r\n")
-                return ok
-        except OSError:
-            return False
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -50,6 +50,7 @@ from _common import (  # noqa: E402 — bench/ is not a package; scripts import 
     own_cpu_seconds,
     percentile,
     print_table,
+    wait_banner,
 )
 
 POSTFIX_SCRIPT = Path(os.environ.get("POSTFIX_REFERENCE", "/work/shared/bench/postfix-reference.sh"))
@@ -421,7 +422,7 @@ def _plain_postfix(args) -> Result:
     try:
         subprocess.run([str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, text=True,
                        timeout=600, env=pf_env)
-        _wait_port(hold_port)
+        wait_banner(hold_port)
         time.sleep(2)
         ref.load = os.getloadavg()[0]
         master = int((POSTFIX_BASE / "spool" / "pid" / "master.pid").read_text().split()[0])
@@ -438,20 +439,6 @@ def _plain_postfix(args) -> Result:
         shutil.rmtree(POSTFIX_BASE, ignore_errors=True)
     return ref
 
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
 
 
 MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate}

@@ -63,6 +63,15 @@ class TimingSink:
                 self.arrived.setdefault(match.group(1).decode(), now)
         return "250 2.0.0 Ok"
 
+    def latencies(self, accepted: dict[str, float], timeout: float = 30) -> list[float]:
+        """Milliseconds from each accepted message's 250 (``accepted``: message id -> monotonic time) to its
+        arrival here, waiting up to ``timeout`` seconds for them all; messages that never came are left out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.arrived) < len(accepted):
+            time.sleep(0.05)
+        with self.lock:
+            return [(self.arrived[k] - t) * 1000 for k, t in accepted.items() if k in self.arrived]
+
 
 def dns_for(sink_ip: str = "127.0.0.1") -> DnsServer:
     dns = DnsServer().start()
@@ -95,13 +104,10 @@ def latency(rate: float, duration: float) -> None:
                     match = _QUEUED.search(reply)
                     if code == 250 and match:
                         accepted[match.group(1).decode()] = done
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(handler.arrived) < len(accepted):
-                time.sleep(0.05)
+            lat = handler.latencies(accepted)
     finally:
         sink.stop()
         dns.stop()
-    lat = [(handler.arrived[k] - t) * 1000 for k, t in accepted.items() if k in handler.arrived]
     print(f"latency: {len(accepted)} accepted at {rate:g} msg/s, {len(lat)} delivered")
     print(f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms"
           f"  max {max(lat, default=float('nan')):.1f} ms   (targets: p50 < 50, p99 < 250)")

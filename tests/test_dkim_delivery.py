@@ -18,9 +18,9 @@ def overrides(overrides, dns_server, delivery_port):
     return relay_overrides(overrides, dns_server, delivery_port)
 
 
-def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the_from_domain(
-    app, relay, account, shop_domain, dns_server, sink_mx
-):
+def signed_route(app, shop_domain, dns_server, sink_mx):
+    """Publish shop.test's DKIM records in the test DNS (both keys check as passing) and route
+    example.test to a sink MX on 127.0.0.3, which is returned."""
     for record in domains.records(shop_domain, "relay.test"):
         value = dkim.zone_value(record.value) if record.type == "TXT" else record.value
         dns_server.add(record.name, record.type, value)
@@ -28,7 +28,25 @@ def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the
     assert results["dkim"].status == results["dkim-ed25519"].status == "pass"
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
-    sink = sink_mx("127.0.0.3")
+    return sink_mx("127.0.0.3")
+
+
+def assert_both_signatures_verify(app, data: bytes) -> None:
+    """dkimpy verifies the RSA and the Ed25519 signature of ``data`` with keys read from the test DNS."""
+
+    def through_test_dns(name: bytes, timeout: int = 5) -> bytes | None:
+        found = dns.txt_records(app.config, name.decode().rstrip("."))
+        return found[0].encode() if found else None
+
+    verifier = dkimpy.DKIM(data)
+    assert verifier.verify(idx=0, dnsfunc=through_test_dns)
+    assert verifier.verify(idx=1, dnsfunc=through_test_dns)
+
+
+def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the_from_domain(
+    app, relay, account, shop_domain, dns_server, sink_mx
+):
+    sink = signed_route(app, shop_domain, dns_server, sink_mx)
 
     with relay.smtp.submission() as client:
         client.login(*account)
@@ -39,14 +57,7 @@ def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the
     (received,) = wait_for(lambda: sink.messages)
     signatures = [dkim.tags(f) for f in email.message_from_bytes(received.data).get_all("DKIM-Signature")]
     assert [(s["a"], s["d"]) for s in signatures] == [("rsa-sha256", "shop.test"), ("ed25519-sha256", "shop.test")]
-
-    def through_test_dns(name: bytes, timeout: int = 5) -> bytes | None:
-        found = dns.txt_records(app.config, name.decode().rstrip("."))
-        return found[0].encode() if found else None
-
-    verifier = dkimpy.DKIM(received.data)
-    assert verifier.verify(idx=0, dnsfunc=through_test_dns)
-    assert verifier.verify(idx=1, dnsfunc=through_test_dns)
+    assert_both_signatures_verify(app, received.data)
 
 
 def test_mail_from_a_domain_that_is_not_verified_leaves_unsigned(app, relay, account, dns_server, sink_mx):

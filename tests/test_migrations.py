@@ -67,7 +67,7 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
     db.execute_sql("INSERT INTO \"warmup_plan\" (\"id\", \"enabled\", \"steps\") VALUES (1, 0, ?)",
                    ("1:1000,4:5000,7:10000,11:25000,15:50000,21:",))
 
-    assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0010_provider_table"]
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0010_provider_table"  # then the later ones
     rows = db.execute_sql('SELECT "name", "hourly_cap", "hourly_warm", "daily_cap", "mx_patterns", "stage" '
                           'FROM "provider_group" ORDER BY "position"').fetchall()
     assert [r[0] for r in rows] == ["gmail", "google-workspace", "aol", "yahoo", "outlook", "microsoft-365",

@@ -14,6 +14,7 @@ from ..accounts import AccountError
 from ..models import (
     SmtpAccount,
 )
+from ..policy.acceptance import STREAMS
 from .base import cli, emit, ts
 
 
@@ -31,8 +32,14 @@ def account_dict(a: SmtpAccount) -> dict[str, Any]:
         "last_failure_reason": a.last_failure_reason,
         "authorized_domains": senders_service.lines(a.authorized_domains),
         "authorized_senders": senders_service.lines(a.authorized_senders),
-        "sender_mode": a.sender_mode,
+        "sender_mode": a.sender_mode, "stream": a.stream,
+        "track_opens": a.track_opens, "track_clicks": a.track_clicks,  # null: the stream's default
     }
+
+
+def _tracking_text(data: dict[str, Any]) -> str:
+    return ", ".join(f"{what} {'default' if data[key] is None else 'on' if data[key] else 'off'}"
+                     for what, key in (("opens", "track_opens"), ("clicks", "track_clicks")))
 
 
 def get_account(ref: str) -> SmtpAccount:
@@ -55,16 +62,23 @@ def get_account(ref: str) -> SmtpAccount:
               help="Addresses it may send as, separated by `;` (or `,`/spaces).")
 @click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
               help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert. Default block.")
+@click.option("--stream", type=click.Choice(STREAMS), default="transactional", show_default=True,
+              help="The stream of its mail unless a message's X-Stream says otherwise.")
+@click.option("--track-opens/--no-track-opens", default=None,
+              help="Open tracking (default: on for broadcast, off for transactional).")
+@click.option("--track-clicks/--no-track-clicks", default=None,
+              help="Click tracking (default: on for broadcast, off for transactional).")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priority: int, note: str,
                     authorized_domains: str | None, authorized_senders: str | None, sender_mode: str | None,
-                    as_json: bool) -> None:
+                    stream: str, track_opens: bool | None, track_clicks: bool | None, as_json: bool) -> None:
     """Create an SMTP account; its password is printed this once."""
     authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
     try:
         account, password = accounts_service.create(name, networks=networks, ip_only=ip_only, priority=priority,
-                                                    note=note)
+                                                    note=note, stream=stream, track_opens=track_opens,
+                                                    track_clicks=track_clicks)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     if authorization:
@@ -130,20 +144,28 @@ def _authorization(domains: str | None, addresses: str | None, mode: str | None)
               help="Addresses it may send as, separated by `;` (or `,`/spaces); \"\" clears the list.")
 @click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
               help="block: refuse an unauthorized sender (553) and alert; alert: accept and alert.")
+@click.option("--stream", type=click.Choice(STREAMS), default=None,
+              help="The stream of its mail unless a message's X-Stream says otherwise.")
+@click.option("--track-opens/--no-track-opens", default=None, help="Open tracking on or off.")
+@click.option("--track-clicks/--no-track-clicks", default=None, help="Click tracking on or off.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def accounts_edit(ref: str, name: str | None, note: str | None, priority: int | None, networks: tuple[str, ...],
                   ip_only: bool | None, authorized_domains: str | None, authorized_senders: str | None,
-                  sender_mode: str | None, as_json: bool) -> None:
+                  sender_mode: str | None, stream: str | None, track_opens: bool | None, track_clicks: bool | None,
+                  as_json: bool) -> None:
     """Change an account's settings (checked as the dashboard checks them) and its sender
     authorization; prints the account."""
     account = get_account(ref)
     settings = {k: v for k, v in {"name": name, "note": note, "priority": priority,
-                                  "networks": networks or None, "ip_only": ip_only}.items() if v is not None}
+                                  "networks": networks or None, "ip_only": ip_only, "stream": stream,
+                                  "track_opens": track_opens, "track_clicks": track_clicks}.items()
+                if v is not None}
     authorization = _authorization(authorized_domains, authorized_senders, sender_mode)
     if not settings and not authorization:
         raise click.ClickException("nothing to change: give --name, --note, --priority, --ip, --ip-only, "
-                                   "--authorized-domains, --authorized-senders or --sender-mode")
+                                   "--authorized-domains, --authorized-senders, --sender-mode, --stream, "
+                                   "--track-opens or --track-clicks")
     if settings:
         try:
             accounts_service.update(account, **settings)
@@ -158,7 +180,8 @@ def accounts_edit(ref: str, name: str | None, note: str | None, priority: int | 
          f"networks: {', '.join(data['ip_rules']) or '(any)'}{' (IP-only)' if data['ip_only'] else ''}"
          f"\nauthorized domains: {'; '.join(data['authorized_domains']) or '(any verified)'}"
          f"\nauthorized senders: {'; '.join(data['authorized_senders']) or '(any verified)'}"
-         f"\nunauthorized senders: {data['sender_mode']}")
+         f"\nunauthorized senders: {data['sender_mode']}"
+         f"\nstream: {data['stream']}, tracking: {_tracking_text(data)}")
 
 
 @accounts.command("reset-password")

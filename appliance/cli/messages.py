@@ -15,6 +15,7 @@ from ..models import (
     Message,
     SmtpAccount,
 )
+from ..policy import acceptance
 from .base import cli, emit, ts
 
 
@@ -28,7 +29,8 @@ def message_dict(m: Message, deliveries: list[Delivery]) -> dict[str, Any]:
         "id": m.id, "status": m.status, "direction": m.direction,
         "account": m.account.username if m.account_id and m.account else None,
         "mail_from": m.mail_from, "from": m.from_header, "subject": m.subject,
-        "message_id": m.message_id_header, "size": m.size, "priority": m.priority,
+        "message_id": m.message_id_header, "size": m.size, "priority": m.priority, "stream": m.stream,
+        "track_opens": m.track_opens, "track_clicks": m.track_clicks,
         "received_at": ts(m.received_at), "client_ip": m.client_ip, "client_helo": m.client_helo, "tls": m.tls,
         "recipients": [
             {"address": d.rcpt, "status": d.status, "attempts": d.attempts,
@@ -51,17 +53,20 @@ def with_deliveries(query) -> list[dict[str, Any]]:
 @messages.command("list")
 @click.option("--status", type=click.Choice(["queued", "sending", "deferred", "delivered", "bounced", "failed",
                                              "suppressed", "held", "cancelled", "received", "partial"]))
+@click.option("--stream", type=click.Choice(acceptance.STREAMS))
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def messages_list(status: str | None, limit: int, as_json: bool) -> None:
+def messages_list(status: str | None, stream: str | None, limit: int, as_json: bool) -> None:
     """List the newest messages."""
     query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER)
     if status:
         query = query.where(Message.status == status)
+    if stream:
+        query = query.where(Message.stream == stream)
     rows = with_deliveries(query.order_by(Message.received_at.desc(), Message.id.desc()).limit(limit))
     text = "\n".join(
-        f"{r['id']}  {r['received_at']}  {r['status']:<10} {r['mail_from'] or '<>'} -> "
+        f"{r['id']}  {r['received_at']}  {r['status']:<10} {r['stream']:<13} {r['mail_from'] or '<>'} -> "
         f"{', '.join(x['address'] for x in r['recipients']) or '(local)'}  {r['subject']!r}"
         for r in rows
     ) or "no messages"

@@ -45,7 +45,7 @@ def suppressions_add(address: str, reason: str) -> None:
         address = acceptance.suppression_address(address)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if Suppression.select().where(Suppression.address == address).exists():
+    if Suppression.select().where(Suppression.every_stream(address)).exists():
         click.echo(f"{address} was already suppressed")
         return
     Suppression.create(address=address, reason=reason, source="manual", created_at=clock.now())

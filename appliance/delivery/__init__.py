@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import groupby
+from typing import NamedTuple
 
-from .. import clock, db
-from ..models import Claimed, Message, MessageBody
+from .. import clock, db, tracking
+from ..models import Claimed, Delivery, Message, MessageBody
 from .pace import Gate
 from .record import Outcome, record_many
 from .replies import Reply
@@ -94,10 +95,15 @@ def _steps(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]
                 group = list(group)
                 if message_id not in contents:  # deleted meanwhile, its deliveries with it
                     continue
-                started, t0 = clock.now(), time.monotonic()
-                mail_from, data = outgoing(settings, message_id, *contents[message_id])  # 4. sign
-                replies = session.send(mail_from, [d.rcpt for d in group], data)  # 5. send
-                outcomes.record(group, replies, session.peer, started, t0)  # 6. record
+                stored = contents[message_id]
+                # A tracked or broadcast message: a copy per recipient, each naming its recipient.
+                copies = [[d] for d in group] if stored.personal else [group]
+                for copy in copies:
+                    started, t0 = clock.now(), time.monotonic()
+                    mail_from, data = outgoing(settings, message_id, stored.mail_from,
+                                               stored.copy_for(settings, copy[0].id))  # 4. sign
+                    replies = session.send(mail_from, [d.rcpt for d in copy], data)  # 5. send
+                    outcomes.record(copy, replies, session.peer, started, t0)  # 6. record
                 sent += 1
             if not session.alive or sent >= MESSAGES_PER_SESSION:
                 break
@@ -107,9 +113,42 @@ def _steps(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]
         gate.close()
 
 
-def _contents(message_ids: set[str]) -> dict[str, tuple[str, bytes]]:
-    """Return each message's envelope sender and stored bytes, read in one query."""
-    query = (Message.select(Message.id, Message.mail_from, MessageBody.data)
+class Stored(NamedTuple):
+    """A message as delivery reads it: envelope sender, stored bytes, stream and tracking."""
+
+    mail_from: str
+    data: bytes
+    stream: str
+    opens: bool
+    clicks: bool
+    tracking_ids: dict[int, str]  # delivery id → tracking id, for a tracked or broadcast message
+
+    @property
+    def personal(self) -> bool:
+        return bool(self.tracking_ids)
+
+    def copy_for(self, settings: dict, delivery_id: int) -> bytes:
+        """The bytes for one recipient: with its tracking links when it has them (before signing)."""
+        tracking_id = self.tracking_ids.get(delivery_id)
+        if tracking_id is None:
+            return self.data
+        return tracking.personalize(settings, self.data, tracking_id, stream=self.stream, opens=self.opens,
+                                    clicks=self.clicks)
+
+
+def _contents(message_ids: set[str]) -> dict[str, Stored]:
+    """Return each message as delivery reads it, in one query (and one more for tracked ones)."""
+    query = (Message.select(Message.id, Message.mail_from, MessageBody.data, Message.stream, Message.track_opens,
+                            Message.track_clicks)
              .join(MessageBody, on=(MessageBody.message == Message.id))
              .where(Message.id.in_(list(message_ids))).tuples())
-    return {message_id: (mail_from, bytes(data)) for message_id, mail_from, data in query}
+    rows = list(query)
+    personal = [r[0] for r in rows if r[3] == "broadcast" or r[4] or r[5]]
+    ids: dict[str, dict[int, str]] = {}
+    if personal:
+        tracked = (Delivery.select(Delivery.message, Delivery.id, Delivery.tracking_id)
+                   .where(Delivery.message.in_(personal) & Delivery.tracking_id.is_null(False)).tuples())
+        for message_id, delivery_id, tracking_id in tracked:
+            ids.setdefault(message_id, {})[delivery_id] = tracking_id
+    return {message_id: Stored(mail_from, bytes(data), stream, bool(opens), bool(clicks), ids.get(message_id, {}))
+            for message_id, mail_from, data, stream, opens, clicks in rows}

@@ -1,7 +1,7 @@
 """Step 4, sign: DKIM signatures with the key of the From: domain (d= aligned, DMARC), RSA then Ed25519.
 
-Runs on delivery workers, over exactly the bytes that are sent; never on the SMTP loop (dkimpy's
-pure-Python RSA costs ~10 ms a message).
+Runs on delivery workers, over exactly the bytes that are sent; never on the SMTP loop (both
+signatures cost ~0.5 ms a message with OpenSSL, appliance/dkim.py).
 """
 
 from __future__ import annotations

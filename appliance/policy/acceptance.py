@@ -218,3 +218,38 @@ def effective_priority(account_priority: int, headers: dict[str, str]) -> int:
     """Combine the account's priority with the message's headers; the higher (smaller) wins."""
     from_headers = header_priority(headers)
     return account_priority if from_headers is None else min(account_priority, from_headers)
+
+
+# Per-message choices an app makes in headers that the relay reads and removes (DESIGN §8).
+STREAM_HEADER, TRACK_OPENS_HEADER, TRACK_CLICKS_HEADER = "x-stream", "x-track-opens", "x-track-clicks"
+RELAY_HEADERS = (STREAM_HEADER, TRACK_OPENS_HEADER, TRACK_CLICKS_HEADER)
+STREAMS = ("transactional", "broadcast")
+_YES_NO = {"yes": True, "no": False}
+
+
+class Tracking(NamedTuple):
+    stream: str
+    opens: bool
+    clicks: bool
+
+
+def stream_and_tracking(headers: dict[str, str], stream: str, opens: bool | None, clicks: bool | None) -> Tracking:
+    """The message's stream and tracking: its X-Stream, X-Track-Opens and X-Track-Clicks headers
+    over the account's choices (``opens``/``clicks`` None: the stream's default, on for broadcast).
+    Raises ValueError with a sentence for a value that is none of those the headers take."""
+    chosen = headers.get(STREAM_HEADER)
+    if chosen is not None:
+        stream = chosen.strip().lower()
+        if stream not in STREAMS:
+            raise ValueError(f"X-Stream must be transactional or broadcast, not {chosen.strip()[:40]!r}")
+    flags = []
+    for name, account_choice in ((TRACK_OPENS_HEADER, opens), (TRACK_CLICKS_HEADER, clicks)):
+        value = headers.get(name)
+        if value is None:
+            flags.append(stream == "broadcast" if account_choice is None else account_choice)
+        elif value.strip().lower() in _YES_NO:
+            flags.append(_YES_NO[value.strip().lower()])
+        else:
+            shown = "-".join(part.capitalize() for part in name.split("-"))
+            raise ValueError(f"{shown} must be yes or no, not {value.strip()[:40]!r}")
+    return Tracking(stream, *flags)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
-from .. import accounts, bounces, guard, intake, message_bytes, replies, returnpath, senders
+from .. import accounts, bounces, db, engagement, guard, intake, message_bytes, replies, returnpath, senders, tracking
 from ..db import database
 from ..models import SmtpAccount
 from ..policy import acceptance, quotas
@@ -360,6 +360,10 @@ class ApplianceSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         result = await self.run_blocking(accounts.verify, username, password, ip)
         if result.failure is None:
+            try:
+                await asyncio.wrap_future(accounts.record_login(result.account.id, ip))
+            except db.WRITE_ERRORS as exc:  # bookkeeping: the sign-in itself stands
+                log.error("could not record the login of %r: %s", username, exc)
             self.account, self.username = result.account, result.account.username
             self.credential_version = result.account.credential_version
             self.allowed_senders = set()
@@ -514,6 +518,7 @@ class Handler:
             return decision.reply
         envelope.policy_hold = None
         envelope.reported = []  # ids of the messages whose return paths are recipients (bounces.py)
+        envelope.unsubscribes = []  # the deliveries whose unsubscribe addresses are recipients
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
@@ -550,6 +555,16 @@ class Handler:
         if address == NULL_SENDER:
             return replies.MALFORMED_ADDRESS
         limit = self.ctx.settings["MAX_RECIPIENTS"]
+        unsubscribe = tracking.unsubscribe_token(self.ctx.settings, address) if server.mx else None
+        if unsubscribe is not None and len(envelope.rcpt_tos) < limit:  # the mailto: of List-Unsubscribe
+            found = await server.run_blocking(engagement.recipient, self.ctx.settings, tracking.UNSUBSCRIBE,
+                                              unsubscribe)
+            if found is None:
+                return replies.UNSUBSCRIBE_UNKNOWN
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+            envelope.unsubscribes.append(found)
+            return replies.RCPT_OK
         returned = returnpath.message_for(self.ctx.settings, address) if server.mx else None
         if returned and len(envelope.rcpt_tos) < limit:  # a later bounce or a complaint (bounces.py)
             envelope.rcpt_tos.append(address)
@@ -592,6 +607,9 @@ class Handler:
             account_id=account.id if account else None,
             account_priority=account.priority if account else 3,
             direction="outbound" if account else "inbound",
+            account_stream=account.stream if account else "transactional",
+            account_track_opens=account.track_opens if account else None,
+            account_track_clicks=account.track_clicks if account else None,
         )
         hold = envelope.policy_hold
         allowed = frozenset(server.allowed_senders)
@@ -614,8 +632,11 @@ class Handler:
                 item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
             return arrival.read(item) if arrival else item
 
+        store = arrival.store if arrival else None
+        if envelope.unsubscribes:  # the unsubscribes are applied in the transaction that stores the mail
+            store = engagement.storing_unsubscribes(envelope.unsubscribes, store or intake.store_many)
         try:
-            kind = {"store": arrival.store} if arrival else {}
+            kind = {"store": store} if store else {}
             message_id = await self.ctx.committer.accept(admit, **kind)
         except message_bytes.MalformedMessage as exc:
             return replies.MALFORMED_MESSAGE.format(reason=exc)

@@ -21,6 +21,7 @@ from . import (
     senders,
     smtp_codes,
     suppressions,
+    tracking,
     users,
     verify,
 )
@@ -94,3 +95,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(users.bp)
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(smtp_codes.bp)
+    # Mailbox providers send the one-click POST (RFC 8058): the signed link is the proof, no CSRF token.
+    csrf.exempt(tracking.bp)
+    app.register_blueprint(tracking.bp)

@@ -67,6 +67,9 @@ def accounts_ca_certificate():
     return send_file(ca, mimetype="application/x-pem-file", as_attachment=True, download_name="appliance-ca.pem")
 
 
+TRACKING_CHOICES = {"": None, "default": None, "on": True, "off": False}  # form value → account setting
+
+
 def parse_form(form) -> dict:
     """Read the account form into the arguments of accounts.create and accounts.update."""
     try:
@@ -74,7 +77,11 @@ def parse_form(form) -> dict:
     except ValueError:
         priority = 0  # refused by the service's check, like any other number out of range
     return {"name": form.get("name", ""), "note": form.get("note", ""), "priority": priority,
-            "networks": [form.get("ip_rules", "")], "ip_only": form.get("ip_only") == "on"}
+            "networks": [form.get("ip_rules", "")], "ip_only": form.get("ip_only") == "on",
+            "stream": form.get("stream", "transactional"),
+            # A value that is none of these goes to the service's check, which says what it takes.
+            "track_opens": TRACKING_CHOICES.get(form.get("track_opens", ""), form.get("track_opens")),
+            "track_clicks": TRACKING_CHOICES.get(form.get("track_clicks", ""), form.get("track_clicks"))}
 
 
 def form_errors(exc: accounts.AccountError) -> dict[str, str]:

@@ -24,6 +24,7 @@ from ..models import (
     MessageBody,
     SmtpAccount,
 )
+from ..policy import acceptance
 from . import smtp_codes
 from .permissions import admin_required, viewer_required
 
@@ -31,7 +32,7 @@ bp = Blueprint("messages", __name__, url_prefix="/messages")
 
 PAGE_SIZE = 50
 MESSAGE_STATUSES = (*DELIVERY_STATUSES, PARTIAL, RECEIVED)
-FILTERS = ("rcpt", "sender", "subject", "msgid", "account", "status", "since", "until")
+FILTERS = ("rcpt", "sender", "subject", "msgid", "account", "status", "stream", "since", "until")
 
 
 @dataclass
@@ -58,6 +59,8 @@ def parse_filters(args) -> tuple[dict[str, str], dict[str, str]]:
         errors["account"] = "Pick an account from the list."
     if "status" in filters and filters["status"] not in MESSAGE_STATUSES:
         errors["status"] = "Pick a status from the list."
+    if "stream" in filters and filters["stream"] not in acceptance.STREAMS:
+        errors["stream"] = "Pick transactional or broadcast."
     return {k: v for k, v in filters.items() if k not in errors}, errors
 
 
@@ -79,6 +82,8 @@ def _where(filters: dict[str, str]) -> list:
         conditions.append(Message.account == int(account))
     if status := filters.get("status"):
         conditions.append(Message.status == status)
+    if stream := filters.get("stream"):
+        conditions.append(Message.stream == stream)
     if since := filters.get("since"):
         conditions.append(Message.received_at >= _day(since))
     if until := filters.get("until"):

@@ -38,7 +38,7 @@ def suppressions_create():
     except ValueError as exc:
         error = f"{exc}. Write a whole e-mail address, like bob@example.com."
     else:
-        if Suppression.select().where(Suppression.address == address).exists():
+        if Suppression.select().where(Suppression.every_stream(address)).exists():
             error = f"{address} is already suppressed."
     if error:
         rows = list(Suppression.select().order_by(Suppression.created_at.desc()).limit(PAGE_SIZE))

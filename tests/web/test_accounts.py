@@ -62,7 +62,8 @@ def test_a_bad_account_form_is_refused_with_a_message_next_to_the_field(client, 
 
 def test_the_list_shows_status_priority_last_login_last_failure_and_messages_today(app, client, store_message):
     account, password = accounts.create("Blog", priority=1)
-    accounts.verify(account.username, password, "192.0.2.1")
+    assert accounts.verify(account.username, password, "192.0.2.1").failure is None
+    accounts.record_login(account.id, "192.0.2.1").result()  # what the SMTP server does after a good AUTH
     accounts.verify(account.username, "wrong", "198.51.100.9")
     store_message(account_id=account.id)
     store_message(account_id=account.id)
@@ -177,3 +178,31 @@ def test_the_connection_test_says_when_nothing_listens(app, client):
     account, _ = accounts.create("Shop")
     page = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0]}).get_data(as_text=True)
     assert "Connect: failed" in page and "Nothing answers" in page
+
+
+def test_the_account_form_sets_the_stream_and_tracking_and_refuses_values_it_does_not_take(app, client):
+    from appliance.models import SmtpAccount
+
+    created = client.form("/accounts/new", {"name": "Newsletter", "priority": "3", "stream": "broadcast",
+                                            "track_opens": "off", "track_clicks": "default"})
+    assert created.status_code == 200
+    with app.app_context():
+        account = SmtpAccount.get(SmtpAccount.name == "Newsletter")
+    assert (account.stream, account.track_opens, account.track_clicks) == ("broadcast", False, None)
+    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    assert '<option value="broadcast" selected>' in page and '<option value="off" selected>' in page
+
+    saved = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
+                                                   "stream": "transactional", "track_opens": "on",
+                                                   "track_clicks": "off"})
+    assert saved.status_code == 302
+    with app.app_context():
+        account = SmtpAccount.get_by_id(account.id)
+    assert (account.stream, account.track_opens, account.track_clicks) == ("transactional", True, False)
+
+    refused = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
+                                                     "stream": "marketing", "track_opens": "maybe"})
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "The stream is transactional (orders, password resets) or broadcast (newsletters)." in text
+    assert "Tracking is on, off, or the stream&#39;s default." in text

@@ -9,9 +9,11 @@ import pytest
 from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
 
 # The second sign-in step and an invitation are reached before signing in; each checks its own
-# proof (a password checked minutes ago in this session; a signed, expiring, one-use link).
+# proof (a password checked minutes ago in this session; a signed, expiring, one-use link). The
+# tracking links of delivered mail are followed by its recipients: their signed token is the proof.
 PUBLIC_ENDPOINTS = {"auth.auth_login", "auth.auth_code", "auth.auth_invite", "health.health_show", "static",
-                    "verify.verify_show"}
+                    "verify.verify_show", "tracking.tracking_open", "tracking.tracking_click",
+                    "tracking.tracking_unsubscribe_show", "tracking.tracking_unsubscribe"}
 
 
 def _sample_url(rule) -> str:
@@ -27,7 +29,7 @@ def test_every_view_carries_one_permission_decorator(app):
     assert missing == []
 
 
-def test_only_sign_in_health_static_files_invitations_and_the_sender_verification_link_are_public(app):
+def test_only_sign_in_health_static_files_invitations_verification_and_tracking_links_are_public(app):
     public = {endpoint for endpoint, view in app.view_functions.items()
               if endpoint == "static" or getattr(view, "permission", None) == PUBLIC}
     assert public == PUBLIC_ENDPOINTS
