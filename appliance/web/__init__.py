@@ -11,6 +11,7 @@ from ..db import database
 from . import (
     accounts,
     alerts,
+    analytics,
     audit_log,
     auth,
     domains,
@@ -86,6 +87,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(overview.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(analytics.bp)
     app.register_blueprint(suppressions.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(senders.bp)
