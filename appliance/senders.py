@@ -29,16 +29,25 @@ def normalize_address(address: str) -> str:
     return address
 
 
+def parse_domain(part: str) -> str:
+    """Normalize one authorized domain, `shop.example` or `*.shop.example` (it and its subdomains);
+    raise SenderError saying what is wrong with it."""
+    name = part.lower().rstrip(".")
+    wildcard = name.startswith(acceptance.SUBDOMAINS)
+    base = name[len(acceptance.SUBDOMAINS):] if wildcard else name
+    if "*" in base:
+        raise SenderError(f"{part!r} is not a domain name: a * may only begin an entry, as in *.shop.example")
+    if acceptance.address_problem(f"postmaster@{base}"):
+        raise SenderError(f"{part!r} is not a domain name")
+    if wildcard and "." not in base:
+        raise SenderError(f"{part!r} would cover every domain under .{base}: name your own domain, "
+                          "as in *.shop.example")
+    return name
+
+
 def parse_domains(text: str) -> list[str]:
     """Read authorized domains separated by `;` (or `,` or whitespace); return them normalized."""
-    found = []
-    for part in _SEPARATORS.split(text.strip()):
-        if part:
-            name = part.lower().rstrip(".")
-            if acceptance.address_problem(f"postmaster@{name}"):
-                raise SenderError(f"{part!r} is not a domain name")
-            found.append(name)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(parse_domain(p) for p in _SEPARATORS.split(text.strip()) if p))
 
 
 def parse_senders(text: str) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 from appliance import senders
 from appliance.models import Alert, Message, SmtpAccount
 from appliance.policy import acceptance
+from tests.conftest import verify_domain
 from tests.smtputil import authenticated_raw
 
 
@@ -26,6 +27,16 @@ def decide(address, *, verified=True, domains=(), allowed=(), mode="block", head
     ("outside the lists, block", dict(address="a@other.test", domains=["shop.test"]), "sender-not-authorized"),
     ("outside the lists, alert", dict(address="a@other.test", domains=["shop.test"], mode="alert"),
      "sender-not-authorized-allowed"),
+    ("a plain domain is that domain alone", dict(address="a@news.shop.test", domains=["shop.test"]),
+     "sender-not-authorized"),
+    ("*. covers a subdomain", dict(address="a@news.shop.test", domains=["*.shop.test"]), None),
+    ("*. covers a deeper subdomain", dict(address="a@eu.news.shop.test", domains=["*.shop.test"]), None),
+    ("*. covers the domain itself", dict(address="a@Shop.Test", domains=["*.shop.test"]), None),
+    ("*. never covers a look-alike", dict(address="a@evilshop.test", domains=["*.shop.test"]),
+     "sender-not-authorized"),
+    ("*. never covers a domain that only starts alike", dict(address="a@shop.test.evil.test", domains=["*.shop.test"]),
+     "sender-not-authorized"),
+    ("*. never covers its parent", dict(address="a@test", domains=["*.shop.test"]), "sender-not-authorized"),
 ])
 def test_the_sender_rule_decides_each_case(case, kwargs, reason):
     decision = decide(kwargs.pop("address"), **kwargs)
@@ -123,3 +134,44 @@ def test_the_null_sender_is_accepted_but_its_from_header_is_still_checked(sessio
     assert session.cmd("MAIL FROM:<>")[0] == 250
     session.cmd("RSET")
     assert send(session, "", "MAILER-DAEMON@elsewhere.test")[0] == 553
+
+
+@pytest.fixture
+def look_alike(app):
+    """evilshop.test verified too, so that only the account's authorized domains can refuse it."""
+    with app.app_context():
+        return verify_domain("evilshop.test")
+
+
+def test_block_mode_with_a_subdomain_entry_accepts_a_subdomain_and_refuses_a_look_alike(session, account, look_alike):
+    restrict(account[0], authorized_domains="*.shop.test", sender_mode="block")
+    assert send(session, "orders@news.shop.test", "Shop news <orders@news.shop.test>")[0] == 250
+    session.cmd("RSET")
+    assert send(session, "orders@shop.test", "orders@shop.test")[0] == 250
+    session.cmd("RSET")
+    assert session.cmd("MAIL FROM:<orders@evilshop.test>") == (
+        553, "5.7.1 Sender address not authorized: this account may not send as orders@evilshop.test")
+    session.cmd("RSET")
+    assert send(session, "orders@news.shop.test", "Shop <orders@evilshop.test>") == (
+        553, "5.7.1 Sender address not authorized: this account may not send with the From: header address "
+             "orders@evilshop.test")
+    assert [m.mail_from for m in Message.select().order_by(Message.id)] == ["orders@news.shop.test", "orders@shop.test"]
+    alert = Alert.get(Alert.kind == "unauthorized-sender-blocked")
+    assert alert.count == 2 and "From: header orders@evilshop.test" in alert.text
+
+
+def test_a_plain_authorized_domain_refuses_its_subdomain_at_mail_from(session, account):
+    restrict(account[0], authorized_domains="shop.test", sender_mode="block")
+    assert session.cmd("MAIL FROM:<orders@news.shop.test>")[0] == 553
+    assert Alert.get(Alert.kind == "unauthorized-sender-blocked").subject == f"account {account[0]}"
+
+
+def test_alert_mode_with_a_subdomain_entry_accepts_a_look_alike_and_alerts_only_for_it(session, account, look_alike):
+    restrict(account[0], authorized_domains="*.shop.test", sender_mode="alert")
+    assert send(session, "orders@news.shop.test", "orders@news.shop.test")[0] == 250
+    assert not Alert.select().exists()
+    session.cmd("RSET")
+    assert send(session, "orders@news.shop.test", "Shop <orders@evilshop.test>")[0] == 250
+    assert Message.select().count() == 2
+    alert = Alert.get(Alert.kind == "unauthorized-sender-allowed")
+    assert alert.count == 1 and "From: header orders@evilshop.test" in alert.text and "alert mode" in alert.text

@@ -113,6 +113,24 @@ def test_authorized_domains_are_read_from_semicolons_commas_or_whitespace(text):
     assert senders.parse_domains(text) == ["shop.test", "news.shop.test"]
 
 
+def test_a_subdomain_entry_is_kept_as_written_lower_cased():
+    assert senders.parse_domains("*.Shop.test.; shop.test, *.shop.test") == ["*.shop.test", "shop.test"]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("*", "'*' is not a domain name"),
+    ("*.", "'*.' is not a domain name"),
+    ("*shop.test", "'*shop.test' is not a domain name: a * may only begin an entry, as in *.shop.example"),
+    ("shop.*.test", "'shop.*.test' is not a domain name: a * may only begin an entry"),
+    ("*.*.shop.test", "'*.*.shop.test' is not a domain name: a * may only begin an entry"),
+    ("*.test", "'*.test' would cover every domain under .test: name your own domain"),
+    ("*.-shop.test", "'*.-shop.test' is not a domain name"),
+])
+def test_a_bad_subdomain_entry_is_named_with_what_is_wrong(text, reason):
+    with pytest.raises(senders.SenderError, match=re.escape(reason)):
+        senders.parse_domains(f"shop.test; {text}")
+
+
 def test_authorized_senders_are_normalized_and_a_bad_one_is_named():
     assert senders.parse_senders("A@Shop.test;b@shop.test, a@shop.test") == ["a@shop.test", "b@shop.test"]
     with pytest.raises(senders.SenderError, match="'nobody' is not an email address"):
@@ -129,6 +147,18 @@ def test_accounts_edit_stores_and_shows_the_normalized_lists(run_cli, account):
         ["shop.test", "news.shop.test"], ["jo@elsewhere.test"], "alert")
     bad = run_cli("accounts", "edit", account[0], "--authorized-domains", "shop.test; not_a domain!")
     assert bad.exit_code != 0 and "is not a domain name" in bad.stderr
+
+
+def test_accounts_edit_takes_a_subdomain_entry_and_names_a_bad_one_on_stderr(run_cli, account):
+    result = run_cli("accounts", "edit", account[0], "--authorized-domains", "*.Shop.test")
+    assert result.exit_code == 0 and "authorized domains: *.shop.test" in result.output
+    assert cli_json(run_cli("accounts", "show", account[0], "--json"))["authorized_domains"] == ["*.shop.test"]
+    for bad, reason in (("*.test", "would cover every domain under .test"), ("shop.*.test", "a * may only begin")):
+        refused = run_cli("accounts", "edit", account[0], "--authorized-domains", bad)
+        assert refused.exit_code == 1 and reason in refused.stderr and "Traceback" not in refused.stderr
+    assert cli_json(run_cli("accounts", "show", account[0], "--json"))["authorized_domains"] == ["*.shop.test"]
+    created = run_cli("accounts", "create", "Blog", "--authorized-domains", "*")
+    assert created.exit_code == 1 and "'*' is not a domain name" in created.stderr
 
 
 def test_accounts_create_takes_the_authorization_options(run_cli):

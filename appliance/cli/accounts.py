@@ -56,7 +56,8 @@ def get_account(ref: str) -> SmtpAccount:
 @click.option("--priority", type=int, default=3, show_default=True, help="1 very high … 5 very low.")
 @click.option("--note", default="")
 @click.option("--authorized-domains", default=None, metavar="LIST",
-              help="Domains it may send from, separated by `;` (or `,`/spaces). Empty: any verified sender.")
+              help="Domains it may send from, separated by `;` (or `,`/spaces); `*.D` covers D and its subdomains. "
+                   "Empty: any verified sender.")
 @click.option("--authorized-senders", default=None, metavar="LIST",
               help="Addresses it may send as, separated by `;` (or `,`/spaces).")
 @click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,
@@ -137,7 +138,8 @@ def _authorization(domains: str | None, addresses: str | None, mode: str | None)
               help="The networks that may use it, replacing the list (repeatable; --ip '' clears it).")
 @click.option("--ip-only/--no-ip-only", default=None, help="Authenticate by source network alone (needs networks).")
 @click.option("--authorized-domains", default=None, metavar="LIST",
-              help="Domains it may send from, separated by `;` (or `,`/spaces); \"\" clears the list.")
+              help="Domains it may send from, separated by `;` (or `,`/spaces); `*.D` covers D and its subdomains; "
+                   "\"\" clears the list.")
 @click.option("--authorized-senders", default=None, metavar="LIST",
               help="Addresses it may send as, separated by `;` (or `,`/spaces); \"\" clears the list.")
 @click.option("--sender-mode", type=click.Choice(senders_service.MODES), default=None,

@@ -138,6 +138,23 @@ def recipient(
     return None
 
 
+SUBDOMAINS = "*."  # an authorized domain written `*.shop.example` covers shop.example and its subdomains
+
+
+def domain_authorized(domain: str, authorized_domains: list[str]) -> bool:
+    """Tell whether ``domain`` is one of ``authorized_domains``: a plain entry is that domain alone, a
+    `*.` entry is that domain and every subdomain of it (`*.shop.example` covers news.shop.example,
+    never evilshop.example)."""
+    for entry in authorized_domains:
+        if entry.startswith(SUBDOMAINS):
+            base = entry[len(SUBDOMAINS):]
+            if domain == base or domain.endswith("." + base):
+                return True
+        elif domain == entry:
+            return True
+    return False
+
+
 def sender_authorization(
     address: str,
     *,
@@ -152,8 +169,9 @@ def sender_authorization(
     From: or Sender:, when ``header``).
 
     The address must be a verified sender or belong to a verified domain. Then, when the account lists
-    authorized domains or senders (both empty: any verified sender), the address must be among them;
-    otherwise mode "block" refuses and mode "alert" accepts with a 2xx Decision, so it is reported.
+    authorized domains or senders (both empty: any verified sender), the address must be among them
+    (a `*.` domain also covers its subdomains, see domain_authorized); otherwise mode "block" refuses
+    and mode "alert" accepts with a 2xx Decision, so it is reported.
     """
     if address == "" and not header:
         return None  # the null sender: bounces and notices (the From: header is checked after DATA)
@@ -163,7 +181,7 @@ def sender_authorization(
         return Decision(reply.format(address=shown, field=field), "sender-not-verified")
     if not authorized_domains and not authorized_senders:
         return None
-    if address.lower() in authorized_senders or split_address(address)[1] in authorized_domains:
+    if address.lower() in authorized_senders or domain_authorized(split_address(address)[1], authorized_domains):
         return None
     if mode == "alert":
         return Decision(replies.MAIL_OK, "sender-not-authorized-allowed")

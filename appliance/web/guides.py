@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from .. import senders
 from ..models import Domain, Sender, SmtpAccount
+from ..policy import acceptance
 from . import connection
 
 PASSWORD_PLACEHOLDER = "YOUR-SMTP-PASSWORD"
@@ -69,7 +70,7 @@ def example_sender(account: SmtpAccount) -> str:
             sender = Sender.select(Sender.email).where(Sender.verified_at.is_null(False)).order_by(Sender.id).first()
             return sender.email if sender else "you@your-verified-domain.example"
         domains = [domain.name]
-    return f"noreply@{domains[0]}"
+    return f"noreply@{domains[0].removeprefix(acceptance.SUBDOMAINS)}"
 
 
 def _fields(*pairs: tuple[str, object]) -> str:

@@ -210,6 +210,15 @@ def test_the_account_page_shows_a_placeholder_and_the_ca_to_download(app, client
     assert "appliance-ca.pem" in ca.headers["Content-Disposition"]
 
 
+def test_a_subdomain_entry_gives_the_guides_a_sender_at_the_domain_itself(app, client, smtp_server, shop_domain):
+    with app.app_context():
+        account, _ = accounts.create("Blog")
+        SmtpAccount.update(authorized_domains="*.shop.test").where(SmtpAccount.id == account.id).execute()
+    guides = snippets(client.get(f"/accounts/{account.id}").get_data(as_text=True))
+    assert 'DEFAULT_FROM_EMAIL = "noreply@shop.test"' in guides["django"]
+    assert not any("*." in code for code in guides.values())
+
+
 def test_an_implicit_tls_port_alone_turns_every_guide_to_ssl(app, client, smtp_server, shop_domain, overrides):
     app.config["SMTP_LISTEN"] = overrides["SMTP_LISTEN"].split(",")[1]  # the /tls listener only
     with app.app_context():

@@ -64,3 +64,26 @@ def test_a_bad_authorized_domain_is_named_and_nothing_is_saved(app, client):
         "authorized_domains": "shop.example; bad domain!", "authorized_senders": "", "sender_mode": "block"})
     assert response.status_code == 400 and "is not a domain name" in response.get_data(as_text=True)
     assert SmtpAccount.get_by_id(account.id).authorized_domains == ""
+
+
+def test_the_account_page_saves_a_subdomain_entry_and_says_what_it_covers(app, client):
+    with app.app_context():
+        account, _ = accounts.create("Blog")
+    response = client.form(f"/senders/accounts/{account.id}", {
+        "authorized_domains": "*.Shop.example", "authorized_senders": "", "sender_mode": "block"})
+    assert response.status_code == 302
+    assert SmtpAccount.get_by_id(account.id).authorized_domains == "*.shop.example"
+    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    assert 'value="*.shop.example"' in page and "<code>*.shop.example</code> to cover shop.example and all" in page
+
+
+def test_a_bad_subdomain_entry_is_named_and_nothing_is_saved(app, client):
+    with app.app_context():
+        account, _ = accounts.create("Blog")
+    for bad, reason in (("*.example", "would cover every domain under .example"),
+                        ("news.*.example", "a * may only begin an entry")):
+        response = client.form(f"/senders/accounts/{account.id}", {
+            "authorized_domains": f"shop.example; {bad}", "authorized_senders": "", "sender_mode": "block"})
+        body = response.get_data(as_text=True)
+        assert response.status_code == 400 and reason in body and "Nothing was saved" in body
+    assert SmtpAccount.get_by_id(account.id).authorized_domains == ""
