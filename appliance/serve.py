@@ -16,7 +16,9 @@ from flask import Flask
 
 from . import backup, db, domains, intake, queue, tls
 from .listeners import Listener, parse_listeners
-from .smtp.server import ApplianceSMTP, ServerContext
+from .smtp.context import ServerContext
+from .smtp.hooks import Handler
+from .smtp.protocol import ApplianceSMTP
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class SmtpService:
         self.tls_context = tls_context
         self.committer = intake.GroupCommitter(settings["GROUP_COMMIT_MAX"], on_committed)
         self.ctx = ServerContext.build(settings, self.committer)
+        self.handler = Handler(self.ctx)  # the hooks keep no state of their own: one for every connection
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.bound: list[tuple[Listener, list[tuple]]] = []  # listener, socket addresses
@@ -63,7 +66,8 @@ class SmtpService:
 
             def factory(implicit=implicit, listener=listener):
                 return ApplianceSMTP(
-                    self.ctx, implicit_tls=implicit, mx=listener.mx, tls_context=self.tls_context, loop=self.loop
+                    self.handler, self.ctx, implicit_tls=implicit, mx=listener.mx, tls_context=self.tls_context,
+                    loop=self.loop,
                 )
 
             try:

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance import accounts, create_app, intake, message_bytes
+from appliance.message_bytes import has_long_line
 from appliance.models import Delivery, Message, MessageBody
 from appliance.serve import start_smtp
-from appliance.smtp.server import has_long_line
 
 from .conftest import HOSTNAME, verify_domain
 from .ports import free_port

@@ -220,7 +220,7 @@ def test_an_unexpected_error_is_a_temporary_local_problem_not_a_bare_500(app, ra
 def test_the_long_line_check_agrees_with_splitting_the_message_into_lines():
     import random
 
-    from appliance.smtp.server import has_long_line
+    from appliance.message_bytes import has_long_line
 
     pieces = [b"x" * 998, b"x" * 999, b"x" * 1000, b"x" * 1500, b"y" * 40, b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"a\rb"]
     rng = random.Random(7)

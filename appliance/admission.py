@@ -1,0 +1,61 @@
+"""Admission of an account's mail: the checks of MAIL FROM and of the From: and Sender: header fields.
+
+The SMTP hooks ask these and reply with the answer; the rules themselves live in senders (sender
+authorization), guard (reputation), policy.quotas (quotas) and accounts (a session outliving its account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import accounts, guard, intake, senders
+from .models import SmtpAccount
+from .policy import quotas
+
+
+def mail_from(settings: dict, account_id: int, sender: str, sender_known: bool, version: int | None):
+    """MAIL FROM of an account (executor thread): that a signed-in session's account still is as
+    it was at AUTH (``version``; None for an IP-only session), sender authorization, then quotas
+    and the reputation guard. Return (session refusal reason or None, refusal or None,
+    sending-policy verdict or None, whether the session may remember the sender as allowed: not
+    in alert mode, which reports every use)."""
+    if version is not None:
+        expired = accounts.session_refusal(account_id, version)
+        if expired:
+            return expired, None, None, False
+    cacheable = False
+    if not sender_known:
+        decision = senders.check(settings, account_id, [sender], header=False)
+        if decision:
+            return None, decision, None, False
+        cacheable = bool(sender) and SmtpAccount.get_by_id(account_id).sender_mode != "alert"
+    return None, None, guard.check_mail(settings, account_id), cacheable
+
+
+def admit(
+    settings: dict,
+    prepare: Callable[[], intake.Incoming],
+    *,
+    account_id: int | None,
+    allowed: frozenset[str],
+    hold: Any,
+    arrival: Any,
+) -> intake.Incoming:
+    """Prepare a message for storing (the writer thread, right before it is stored): From: and
+    Sender: of an account's mail are held to the same rule as MAIL FROM (``allowed``: the senders
+    the session already passed), a MAIL FROM verdict to hold is put on it, and mail to a return
+    path of ours is read by its ``arrival`` (bounces.Arrival). Raises intake.Refused."""
+    item = prepare()
+    if account_id is not None:
+        for name, addresses in (("From:", item.from_addresses), ("Sender:", item.sender_addresses)):
+            if addresses is None:
+                continue  # no Sender: field
+            unknown = [a for a in addresses if a.lower() not in allowed]
+            if unknown or not addresses:
+                decision = senders.check(settings, account_id, unknown, header=True, field=name)
+                if decision:
+                    raise intake.Refused(decision.reply)
+    if hold is not None:
+        item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
+    return arrival.read(item) if arrival else item
