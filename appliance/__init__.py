@@ -41,9 +41,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_db(settings["DATABASE_URL"], settings["DATA_DIR"])
     db.migrate()
 
+    from .eventlog import connect as connect_eventlog
     from .followups import connect as connect_followups
     from .web import init_app as init_web
 
     connect_followups(app.config)
+    connect_eventlog()
     init_web(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from typing import NamedTuple
 
 from peewee import (
@@ -226,6 +227,41 @@ def refresh_messages(message_ids: set[str]) -> None:
         database.execute_sql(
             f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({marks(len(ids))}) AND "direction" = {p}',
             (status, *ids, "outbound"))
+
+
+class Sent(NamedTuple):
+    """What the reactions to an event read of its message: events name only the message id."""
+
+    account: str  # the SMTP account's username; "" for the appliance's own mail (or a deleted account)
+    stream: str
+    received_at: dt.datetime
+
+
+# Recently read messages' Sent (they never change once stored): the log line and the metrics of one
+# commit read the database once, and a delivery's outcome usually finds its message here.
+_sent_cache: dict[str, Sent] = {}
+_SENT_CACHE_SIZE = 4096
+_sent_lock = threading.Lock()
+
+
+def sent_facts(message_ids: set[str]) -> dict[str, Sent]:
+    """Each of these messages' account, stream and reception time (the ones still stored)."""
+    with _sent_lock:
+        found = {m: _sent_cache[m] for m in message_ids if m in _sent_cache}
+    missing = [m for m in message_ids if m not in found]
+    if not missing:
+        return found
+    # Plain SQL: this runs after every commit of the writer thread.
+    cursor = database.execute_sql(
+        f'SELECT m."id", a."username", m."stream", m."received_at" FROM "message" m '
+        f'LEFT JOIN "smtp_account" a ON a."id" = m."account_id" WHERE m."id" IN ({marks(len(missing))})', missing)
+    to_time = Message.received_at.python_value
+    read = {row[0]: Sent(row[1] or "", row[2], to_time(row[3])) for row in cursor.fetchall()}
+    with _sent_lock:
+        _sent_cache.update(read)
+        while len(_sent_cache) > _SENT_CACHE_SIZE:
+            del _sent_cache[next(iter(_sent_cache))]
+    return found | read
 
 
 class Claimed(NamedTuple):

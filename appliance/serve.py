@@ -7,14 +7,17 @@ import concurrent.futures
 import contextlib
 import errno
 import logging
+import logging.handlers
 import os
+import queue as queue_module
 import signal
 import ssl
+import sys
 import threading
 
 from flask import Flask
 
-from . import backup, db, domains, intake, queue, tls
+from . import backup, db, domains, eventlog, intake, queue, tls
 from .listeners import Listener, parse_listeners
 from .smtp.context import ServerContext
 from .smtp.hooks import Handler
@@ -109,12 +112,23 @@ class _QuietLoginData(logging.Filter):
         return "login_data is deprecated" not in str(record.msg)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging() -> logging.handlers.QueueListener:
+    """logfmt lines on stderr, journald's way when systemd runs us (appliance/eventlog.py); return the
+    thread that writes them (stop it last).
+
+    A line is formatted where it is logged and written by that thread, so a slow reader of stderr
+    (journald under load) never holds up the writer thread, which logs every committed event."""
+    line = eventlog.LineFormatter(journald=eventlog.under_journald(sys.stderr))
+    handoff = logging.handlers.QueueHandler(queue_module.SimpleQueue())
+    handoff.setFormatter(line)
+    writer = logging.handlers.QueueListener(handoff.queue, logging.StreamHandler())
+    logging.basicConfig(level=logging.INFO, handlers=[handoff])
     # aiosmtpd logs every command at INFO; keep its warnings only.
     mail_log = logging.getLogger("mail.log")
     mail_log.setLevel(logging.WARNING)
     mail_log.addFilter(_QuietLoginData())
+    writer.start()
+    return writer
 
 
 def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsFiles]:
@@ -172,11 +186,14 @@ ROLES = ("all", "smtp", "web", "worker")
 def serve(app: Flask, role: str = "all") -> None:
     """Run this process's part: everything (``all``), or for the scale-out mode of DESIGN §5 only
     the SMTP front end (``smtp``), the dashboard (``web``) or the delivery workers (``worker``)."""
-    configure_logging()
+    log_writer = configure_logging()
     settings = app.config
-    # Held while this process runs, so that `appliance restore` refuses to swap the data under it.
-    with backup.serving(settings["DATA_DIR"]):
-        _serve(app, settings, role)
+    try:
+        # Held while this process runs, so that `appliance restore` refuses to swap the data under it.
+        with backup.serving(settings["DATA_DIR"]):
+            _serve(app, settings, role)
+    finally:
+        log_writer.stop()
 
 
 def _serve(app: Flask, settings, role: str) -> None:
