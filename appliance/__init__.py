@@ -43,9 +43,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from .eventlog import connect as connect_eventlog
     from .followups import connect as connect_followups
+    from .metrics import connect as connect_metrics
     from .web import init_app as init_web
 
     connect_followups(app.config)
     connect_eventlog()
+    connect_metrics()
     init_web(app)
     return app

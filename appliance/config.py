@@ -120,6 +120,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONNECT_TIMEOUT", 30, "Seconds to wait for an outbound SMTP connection.", int),
     Setting("COMMAND_TIMEOUT", 300, "Seconds to wait for an outbound SMTP reply (RFC 5321 §4.5.3.2).", int),
     Setting("DNS_TIMEOUT", 10, "Seconds a DNS lookup may take before the delivery is deferred.", float),
+    Setting("METRICS_TOKEN", "",
+            "Bearer token that lets a Prometheus server other than on loopback read `/metrics` "
+            "(`Authorization: Bearer …`). Empty: `/metrics` answers loopback only."),
+    Setting("METRICS_LISTEN", "",
+            "`HOST:PORT` where a process that runs no dashboard (`--role smtp` or `worker`) serves its own "
+            "`/metrics`. Empty: not served there."),
     Setting("SECRET_KEY", "",
             "Signs sessions and links. Empty: generated on first start and kept in DATA_DIR/secret_key."),
     Setting("PUBLIC_URL", "",

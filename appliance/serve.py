@@ -17,7 +17,7 @@ import threading
 
 from flask import Flask
 
-from . import backup, db, domains, eventlog, intake, queue, tls
+from . import backup, db, domains, eventlog, intake, metrics, queue, tls
 from .listeners import Listener, parse_listeners
 from .smtp.context import ServerContext
 from .smtp.hooks import Handler
@@ -224,6 +224,8 @@ def _serve(app: Flask, settings, role: str) -> None:
             web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
         except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
             web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
+    if not runs["web"] and settings["METRICS_LISTEN"]:
+        _serve_metrics(settings, create_server)
     # SIGTERM (systemd, docker stop) ends the process like Ctrl-C: listeners close, workers stop.
     # Installed before the banner: whoever reads the banner may stop us at once.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -241,6 +243,20 @@ def _serve(app: Flask, settings, role: str) -> None:
         if service is not None:
             service.stop()
         workers.stop()
+
+
+def _serve_metrics(settings, create_server) -> None:
+    """Serve this process's /metrics on METRICS_LISTEN (a process without the dashboard's /metrics)."""
+    host, _, port = settings["METRICS_LISTEN"].rpartition(":")
+    try:
+        server = create_server(metrics.wsgi_app(settings), host=host.strip("[]") or "127.0.0.1", port=int(port),
+                               threads=2)
+    except OSError as exc:  # like an SMTP port: reported and skipped
+        log.warning("metrics NOT served on %s: %s", settings["METRICS_LISTEN"], os.strerror(exc.errno) if exc.errno
+                    else exc)
+        return
+    threading.Thread(target=server.run, name="metrics", daemon=True).start()
+    log.info("metrics served on http://%s/metrics", settings["METRICS_LISTEN"])
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

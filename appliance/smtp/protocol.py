@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from .. import accounts, db, message_bytes, replies
 from ..db import database
+from ..metrics import auth_failed, session_closed, session_opened
 from ..models import SmtpAccount
 from ..policy import acceptance
 from .context import NULL_SENDER, ServerContext, client_key
@@ -112,12 +113,14 @@ class ApplianceSMTP(SMTP):
             self._counted = client_key(peer[0] if isinstance(peer, tuple) else str(peer or ""))
             self.ctx.active += 1
             self.ctx.per_client[self._counted] += 1
+            session_opened(self.mx)
         super().connection_made(transport)
         if first:  # until its first command, a client gets a short time only
             self._reset_timeout(self.ctx.settings["SMTP_FIRST_COMMAND_TIMEOUT"])
 
     def connection_lost(self, error) -> None:
         if self._counted is not None:
+            session_closed()
             self.ctx.active -= 1
             self.ctx.per_client[self._counted] -= 1
             if not self.ctx.per_client[self._counted]:
@@ -206,6 +209,7 @@ class ApplianceSMTP(SMTP):
         username = parsed.auth_data.login.decode("utf-8", "replace")
         password = parsed.auth_data.password.decode("utf-8", "replace")
         if throttle.refuses(ip, username):  # cooling down: the password is not even looked at
+            auth_failed("throttled")
             await self.push(replies.TOO_MANY_AUTH_FAILURES)
             self.transport.close()
             return AuthResult(success=False, handled=True)
@@ -221,6 +225,7 @@ class ApplianceSMTP(SMTP):
             throttle.succeeded(ip, username)
             return AuthResult(success=True, auth_data=username, message=replies.AUTH_SUCCESS)
         self.auth_failures += 1
+        auth_failed(result.failure)
         throttle.failed(ip, username)
         log.info("AUTH failed for %r from %s: %s", username, ip, result.failure)
         if (

@@ -17,6 +17,7 @@ from . import (
     domains,
     health,
     messages,
+    metrics,
     overview,
     policy,
     senders,
@@ -85,6 +86,7 @@ def init_app(app: Flask) -> None:
         return auth.render_csrf_error(exc)
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(overview.bp)
     app.register_blueprint(accounts.bp)
