@@ -6,15 +6,9 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
-from peewee import JOIN
 
-from .. import events
-from ..models import (
-    Attempt,
-    Delivery,
-    Message,
-    SmtpAccount,
-)
+from .. import message_log
+from ..models import Delivery, Message
 from ..policy import acceptance
 from .base import cli, emit, ts
 
@@ -41,30 +35,26 @@ def message_dict(m: Message, deliveries: list[Delivery]) -> dict[str, Any]:
     }
 
 
-def with_deliveries(query) -> list[dict[str, Any]]:
-    msgs = list(query)
-    by_message: dict[str, list[Delivery]] = {m.id: [] for m in msgs}
-    if msgs:
-        for d in Delivery.select().where(Delivery.message.in_(list(by_message))).order_by(Delivery.id):
-            by_message[d.message_id].append(d)
-    return [message_dict(m, by_message[m.id]) for m in msgs]
-
-
 @messages.command("list")
-@click.option("--status", type=click.Choice(["queued", "sending", "deferred", "delivered", "bounced", "failed",
-                                             "suppressed", "held", "cancelled", "received", "partial"]))
+@click.option("--status", type=click.Choice(message_log.STATUSES))
 @click.option("--stream", type=click.Choice(acceptance.STREAMS))
+@click.option("--rcpt", help="A recipient address, or a domain for every recipient there.")
+@click.option("--sender", help="The envelope sender's address, or a domain for every sender there.")
+@click.option("--subject", help="Text the subject contains.")
+@click.option("--msgid", help="The message's id or its Message-ID header.")
+@click.option("--account", help="The SMTP account's id.")
+@click.option("--since", help="Received on or after this day (2025-01-31).")
+@click.option("--until", help="Received on or before this day (2025-01-31).")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def messages_list(status: str | None, stream: str | None, limit: int, as_json: bool) -> None:
-    """List the newest messages."""
-    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER)
-    if status:
-        query = query.where(Message.status == status)
-    if stream:
-        query = query.where(Message.stream == stream)
-    rows = with_deliveries(query.order_by(Message.received_at.desc(), Message.id.desc()).limit(limit))
+def messages_list(limit: int, as_json: bool, **fields: str | None) -> None:
+    """List the newest messages, those that match every filter given (the dashboard's search)."""
+    filters, errors = message_log.parse_filters(fields)
+    if errors:
+        raise click.UsageError(" ".join(f"--{field}: {sentence}" for field, sentence in errors.items()))
+    page = message_log.search(filters, limit=limit)
+    rows = [message_dict(m, page.recipients[m.id]) for m in page.messages]
     text = "\n".join(
         f"{r['id']}  {r['received_at']}  {r['status']:<10} {r['stream']:<13} {r['mail_from'] or '<>'} -> "
         f"{', '.join(x['address'] for x in r['recipients']) or '(local)'}  {r['subject']!r}"
@@ -78,22 +68,25 @@ def messages_list(status: str | None, stream: str | None, limit: int, as_json: b
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def messages_show(message_id: str, as_json: bool) -> None:
-    """Show one message with its recipients."""
-    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER).where(
-        Message.id == message_id.strip().upper()
-    )
-    rows = with_deliveries(query)
-    if not rows:
+    """Show one message with its recipients, attempts and events."""
+    found = message_log.detail(message_id)
+    if found is None:
         raise click.ClickException(f"no message {message_id!r}")
-    data, text = message_report(rows[0])
+    data, text = message_report(found)
     emit(data, as_json, text)
 
 
-def message_report(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A message (from with_deliveries) with its attempts and events, and as text: recipients,
+def message_report(found: message_log.Detail) -> tuple[dict[str, Any], str]:
+    """A message's detail as data (message_dict with its attempts and events) and as text: recipients,
     attempts (the timeline) and events."""
-    data["attempts"] = _attempts(data["id"])
-    data["events"] = [{**e, "at": ts(e["at"])} for e in events.timeline(data["id"])]
+    data = message_dict(found.message, found.deliveries)
+    data["attempts"] = [
+        {"at": ts(a.started_at), "recipient": a.delivery.rcpt, "outcome": a.outcome, "code": a.code,
+         "enhanced_code": a.enhanced_code, "text": a.text, "mx_host": a.mx_host, "mx_ip": a.mx_ip,
+         "tls": a.tls, "duration_ms": a.duration_ms}
+        for a in found.attempts
+    ]
+    data["events"] = [{**e, "at": ts(e["at"])} for e in found.events]
     lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts", "events")]
     lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
     lines += ["timeline:"] + [
@@ -104,18 +97,3 @@ def message_report(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
     ] if data["attempts"] else []
     lines += ["events:"] + [f"  {e['at']}  {e['type']:<10} {e['recipient']}".rstrip() for e in data["events"]]
     return data, "\n".join(lines)
-
-
-def _attempts(message_id: str) -> list[dict[str, Any]]:
-    """Every delivery attempt of a message, oldest first (the timeline)."""
-    rows = Attempt.select(Attempt, Delivery).join(Delivery).where(Delivery.message == message_id).order_by(
-        Attempt.started_at, Attempt.id
-    )
-    return [
-        {"at": ts(a.started_at), "recipient": a.delivery.rcpt, "outcome": a.outcome, "code": a.code,
-         "enhanced_code": a.enhanced_code, "text": a.text, "mx_host": a.mx_host, "mx_ip": a.mx_ip,
-         "tls": a.tls, "duration_ms": a.duration_ms}
-        for a in rows
-    ]
-
-

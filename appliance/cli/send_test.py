@@ -7,19 +7,12 @@ import time
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from peewee import JOIN
 
-from .. import notices
-from ..models import (
-    DELIVERED,
-    QUEUED,
-    SENDING,
-    Message,
-    SmtpAccount,
-)
+from .. import message_log, notices
+from ..models import DELIVERED, QUEUED, SENDING
 from ..policy import acceptance
 from .base import cli, emit
-from .messages import message_report, with_deliveries
+from .messages import message_report
 
 
 @cli.command("send-test")
@@ -42,15 +35,14 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
         f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
         "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
     )
-    query = Message.select(Message, SmtpAccount).join(SmtpAccount, JOIN.LEFT_OUTER).where(Message.id == message_id)
     deadline = time.monotonic() + wait_seconds
     while True:
-        data = with_deliveries(query)[0]
-        waiting = [r for r in data["recipients"] if r["status"] in (QUEUED, SENDING)]
+        found = message_log.detail(message_id)
+        waiting = [d for d in found.deliveries if d.status in (QUEUED, SENDING)]
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
-    data, text = message_report(data)
+    data, text = message_report(found)
     delivered = all(r["status"] == DELIVERED for r in data["recipients"])
     if waiting and not data["attempts"]:
         text += ("\nnot sent yet: is the appliance running? (`systemctl status appliance`); "

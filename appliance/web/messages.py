@@ -1,134 +1,19 @@
-"""Message log: search with keyset pagination, message detail with its attempts, queue actions."""
+"""Message log pages: the search and a message's detail (appliance/message_log.py), its headers, queue actions."""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from peewee import Tuple
 
-from .. import audit, events, queue
+from .. import audit, message_log, queue
 from ..message_bytes import MalformedMessage, parse_header_block
-from ..models import (
-    DEFERRED,
-    DELIVERY_STATUSES,
-    HELD,
-    PARTIAL,
-    QUEUED,
-    RECEIVED,
-    Attempt,
-    Delivery,
-    Message,
-    MessageBody,
-    SmtpAccount,
-)
-from ..policy import acceptance
+from ..models import DEFERRED, HELD, QUEUED, Delivery, Message, MessageBody, SmtpAccount
 from . import smtp_codes
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("messages", __name__, url_prefix="/messages")
 
 PAGE_SIZE = 50
-MESSAGE_STATUSES = (*DELIVERY_STATUSES, PARTIAL, RECEIVED)
-FILTERS = ("rcpt", "sender", "subject", "msgid", "account", "status", "stream", "since", "until")
-
-
-@dataclass
-class Page:
-    messages: list[Message]
-    next_cursor: str | None
-
-
-def _day(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%d")
-    except ValueError:
-        return None
-
-
-def parse_filters(args) -> tuple[dict[str, str], dict[str, str]]:
-    """Read the search form; return (filters that apply, errors by field)."""
-    filters = {k: args.get(k, "").strip() for k in FILTERS if args.get(k, "").strip()}
-    errors = {}
-    for key in ("since", "until"):
-        if key in filters and _day(filters[key]) is None:
-            errors[key] = "Use a date like 2025-01-31."
-    if "account" in filters and not filters["account"].isdigit():
-        errors["account"] = "Pick an account from the list."
-    if "status" in filters and filters["status"] not in MESSAGE_STATUSES:
-        errors["status"] = "Pick a status from the list."
-    if "stream" in filters and filters["stream"] not in acceptance.STREAMS:
-        errors["stream"] = "Pick transactional or broadcast."
-    return {k: v for k, v in filters.items() if k not in errors}, errors
-
-
-def _where(filters: dict[str, str]) -> list:
-    conditions = []
-    if rcpt := filters.get("rcpt"):
-        # An address matches exactly; a bare domain matches every recipient there (both indexed).
-        match = Delivery.rcpt == rcpt if "@" in rcpt else Delivery.domain == rcpt.lower().lstrip("@")
-        conditions.append(Message.id.in_(Delivery.select(Delivery.message).where(match)))
-    if sender := filters.get("sender"):
-        conditions.append(Message.mail_from == sender if "@" in sender.strip("@")
-                          else Message.mail_from.endswith("@" + sender.lstrip("@")))
-    if subject := filters.get("subject"):
-        conditions.append(Message.subject.contains(subject))
-    if msgid := filters.get("msgid"):
-        header = msgid if msgid.startswith("<") else f"<{msgid}>"
-        conditions.append((Message.id == msgid.upper()) | (Message.message_id_header == header))
-    if account := filters.get("account"):
-        conditions.append(Message.account == int(account))
-    if status := filters.get("status"):
-        conditions.append(Message.status == status)
-    if stream := filters.get("stream"):
-        conditions.append(Message.stream == stream)
-    if since := filters.get("since"):
-        conditions.append(Message.received_at >= _day(since))
-    if until := filters.get("until"):
-        conditions.append(Message.received_at < _day(until) + dt.timedelta(days=1))
-    return conditions
-
-
-def encode_cursor(message: Message) -> str:
-    return f"{message.received_at.isoformat()}~{message.id}"
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
-    stamp, _, message_id = cursor.partition("~")
-    try:
-        return dt.datetime.fromisoformat(stamp), message_id
-    except ValueError:
-        return None
-
-
-def search(filters: dict[str, str], cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
-    """Return one page of messages, newest first, after ``cursor`` (keyset on received_at, id)."""
-    query = Message.select().order_by(Message.received_at.desc(), Message.id.desc())
-    conditions = _where(filters)
-    after = _decode_cursor(cursor) if cursor else None
-    if after:
-        stamp, message_id = after
-        # Row-value comparison walks the (received_at, id) index from the cursor: no OFFSET scan.
-        conditions.append(Tuple(Message.received_at, Message.id)
-                          < Tuple(Message.received_at.db_value(stamp), message_id))
-    if conditions:
-        query = query.where(*conditions)
-    rows = list(query.limit(limit + 1))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1]) if more else None)
-
-
-def _recipients(messages: list[Message]) -> dict[str, list[Delivery]]:
-    found: dict[str, list[Delivery]] = {m.id: [] for m in messages}
-    if found:
-        query = (Delivery.select(Delivery.message, Delivery.rcpt, Delivery.status)
-                 .where(Delivery.message.in_(list(found))).order_by(Delivery.id))
-        for delivery in query:
-            found[delivery.message_id].append(delivery)
-    return found
 
 
 def _accounts() -> dict[int, SmtpAccount]:
@@ -139,12 +24,12 @@ def _accounts() -> dict[int, SmtpAccount]:
 @viewer_required
 def messages_list():
     """Search the message log; htmx polling asks for the table fragment only."""
-    filters, errors = parse_filters(request.args)
+    filters, errors = message_log.parse_filters(request.args)
     cursor = request.args.get("after") or None
-    page = search(filters, cursor, PAGE_SIZE)
+    page = message_log.search(filters, cursor, PAGE_SIZE)
     context = {"page": page, "filters": filters, "errors": errors, "cursor": cursor,
-               "recipients": _recipients(page.messages), "accounts": _accounts(),
-               "statuses": MESSAGE_STATUSES, "any_message": bool(page.messages or filters or cursor)
+               "recipients": page.recipients, "accounts": _accounts(),
+               "statuses": message_log.STATUSES, "any_message": bool(page.messages or filters or cursor)
                or Message.select().exists()}
     if request.headers.get("HX-Request"):
         return render_template("messages/_table.html", **context)
@@ -152,7 +37,7 @@ def messages_list():
 
 
 def _get(message_id: str) -> Message:
-    message = Message.get_or_none(Message.id == message_id)
+    message = message_log.find(message_id)
     if message is None:
         abort(404)
     return message
@@ -189,18 +74,14 @@ def _headers(message: Message) -> tuple[list[tuple[str, str]], int]:
 @viewer_required
 def messages_show(message_id: str):
     """Show a message's envelope, headers and every delivery attempt."""
-    message = _get(message_id)
-    deliveries = list(Delivery.select().where(Delivery.message == message.id).order_by(Delivery.id))
-    attempts: dict[int, list[Attempt]] = {d.id: [] for d in deliveries}
-    if deliveries:
-        for attempt in (Attempt.select().where(Attempt.delivery.in_(list(attempts)))
-                        .order_by(Attempt.started_at, Attempt.id)):
-            attempts[attempt.delivery_id].append(attempt)
-    account = SmtpAccount.get_or_none(SmtpAccount.id == message.account_id) if message.account_id else None
+    found = message_log.detail(message_id)
+    if found is None:
+        abort(404)
+    message = found.message
     headers, hidden = _headers(message)
-    return render_template("messages/show.html", message=message, deliveries=deliveries, attempts=attempts,
-                           account=account, headers=headers, hidden_headers=hidden, explain=smtp_codes.explain,
-                           actions=ACTIONS, events=events.timeline(message.id))
+    return render_template("messages/show.html", message=message, deliveries=found.deliveries,
+                           attempts=found.attempts_by_delivery(), account=message.account, headers=headers,
+                           hidden_headers=hidden, explain=smtp_codes.explain, actions=ACTIONS, events=found.events)
 
 
 # The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).

@@ -1,5 +1,6 @@
 """The dashboard and the CLI call the same services, so they cannot disagree: the same bad input gets
-the same sentence through both, and the same change gives the same rows and audit entries."""
+the same sentence through both, the same change gives the same rows and audit entries, and the same
+search gives the same messages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from markupsafe import escape
 
 from appliance import accounts, clock
 from appliance.models import AuditEntry, Delivery, SmtpAccount
+from appliance.web.messages import PAGE_SIZE
 
 from ..conftest import cli_json
 
@@ -102,3 +104,41 @@ def test_the_cli_stats_are_the_overview_page_figures(client, run_cli, store_mess
     assert figures["counts"]["accepted"] == 3 and figures["counts"]["bounced"] == 1
     assert figures["queue"] == {"queued": 1, "held": 1}
     assert re.search(r'<div class="value">2</div><div class="label">in the queue now \(1 held\)', page)
+
+
+def _send_over_smtp(smtp_server, account, rcpts: list[str], subject: str, *, stream: str = "") -> None:
+    headers = f"From: shop@shop.test\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+    if stream:
+        headers += f"X-Stream: {stream}\r\n"
+    with smtp_server.submission() as client:
+        client.login(*account)
+        client.sendmail("shop@shop.test", rcpts, (headers + "\r\nHello\r\n").encode())
+
+
+def test_the_same_search_lists_the_same_messages_on_the_dashboard_and_the_cli(client, run_cli, smtp_server,
+                                                                              account):
+    blog, password = accounts.create("Blog")
+    _send_over_smtp(smtp_server, account, ["alice@example.test", "bob@other.test"], "Order 1")
+    _send_over_smtp(smtp_server, account, ["carol@example.test"], "Weekly news", stream="broadcast")
+    _send_over_smtp(smtp_server, (blog.username, password), ["dave@other.test"], "Order 2")
+    shop_id = SmtpAccount.get(SmtpAccount.username == account[0]).id
+    today = clock.now().strftime("%Y-%m-%d")
+    searches = [{}, {"stream": "broadcast"}, {"rcpt": "example.test"}, {"rcpt": "bob@other.test"},
+                {"subject": "Order"}, {"account": str(shop_id)}, {"status": "queued", "sender": "shop.test"},
+                {"since": today, "until": today}, {"until": "2020-01-01"}]
+    for search in searches:
+        page = client.get("/messages/", query_string=search).get_data(as_text=True)
+        shown = list(dict.fromkeys(re.findall(r'href="/messages/([0-9A-Z]{26})"', page)))
+        listed = cli_json(run_cli("messages", "list", "--limit", str(PAGE_SIZE), "--json",
+                                  *(f"--{field}={value}" for field, value in search.items())))
+        assert [m["id"] for m in listed] == shown, search
+    assert len(shown) == 0 and len(cli_json(run_cli("messages", "list", "--json"))) == 3
+    assert [m["subject"] for m in cli_json(run_cli("messages", "list", "--json", "--rcpt", "other.test"))] == [
+        "Order 2", "Order 1"]
+
+
+def test_a_bad_search_field_gets_the_same_sentence_from_the_cli_and_the_dashboard(client, run_cli):
+    sentence = "Use a date like 2025-01-31."
+    result = run_cli("messages", "list", "--since", "31/01/2025")
+    assert result.exit_code != 0 and f"--since: {sentence}" in result.stderr
+    assert sentence in client.get("/messages/", query_string={"since": "31/01/2025"}).get_data(as_text=True)
