@@ -10,6 +10,7 @@ import logging
 import logging.handlers
 import os
 import queue as queue_module
+import resource
 import signal
 import ssl
 import sys
@@ -73,22 +74,30 @@ class SmtpService:
                     loop=self.loop,
                 )
 
-            try:
-                server = await self.loop.create_server(
-                    factory, host=listener.host, port=listener.port,
-                    ssl=self.tls_context if implicit else None, reuse_address=True,
-                    # A handshake never finished is dropped as soon as a silent client would be.
-                    ssl_handshake_timeout=self.settings["SMTP_FIRST_COMMAND_TIMEOUT"] if implicit else None,
-                )
-            except OSError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                if exc.errno == errno.EACCES and listener.port < 1024:
-                    reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            addresses, failures = [], {}  # failures: reason -> the ports that failed for it
+            for port in listener.ports:
+                try:
+                    server = await self.loop.create_server(
+                        factory, host=listener.host, port=port,
+                        ssl=self.tls_context if implicit else None, reuse_address=True,
+                        # A handshake never finished is dropped as soon as a silent client would be.
+                        ssl_handshake_timeout=self.settings["SMTP_FIRST_COMMAND_TIMEOUT"] if implicit else None,
+                    )
+                except OSError as exc:
+                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                    if exc.errno == errno.EACCES and port < 1024:
+                        reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                    failures.setdefault(reason, []).append(port)
+                    continue
+                self.servers.append(server)
+                addresses += [s.getsockname() for s in server.sockets]
+            if addresses:
+                self.bound.append((listener, addresses))
+            for reason, ports in failures.items():
+                if listener.last:  # one line for the range, naming the ports that failed
+                    reason = f"{reason} (port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))})"
                 self.failed.append((listener, reason))
                 log.warning("SMTP %s not listening: %s", listener, reason)
-                continue
-            self.servers.append(server)
-            self.bound.append((listener, [s.getsockname() for s in server.sockets]))
 
     def stop(self) -> None:
         if self.loop and self._thread:
@@ -133,11 +142,22 @@ def configure_logging() -> logging.handlers.QueueListener:
 
 def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsFiles]:
     """Make sure TLS material exists, then start the SMTP listeners."""
-    parse_listeners(settings["SMTP_LISTEN"])
+    _allow_open_files(parse_listeners(settings["SMTP_LISTEN"]))
     files = tls.ensure(settings)
     service = SmtpService(settings, tls.server_context(files), on_committed)
     service.start()
     return service, files
+
+
+def _allow_open_files(listeners: list[Listener]) -> None:
+    """Raise the soft limit on open files by two per listening port (IPv4 and IPv6), up to the hard
+    limit, so that a port range leaves the connections the room they had (systemd's soft limit is 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = soft + 2 * sum(len(listener.ports) for listener in listeners)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class QueueService:
@@ -271,7 +291,9 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
         lines.append("  SMTP: not run in this process")
     else:
         for listener, addrs in service.bound:
-            shown = ", ".join(f"{a[0]}:{a[1]}" for a in addrs)
+            # A range is shown once per address, not once per port.
+            shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text if listener.last else a[1]}"
+                                            for a in addrs))
             lines.append(f"  SMTP {listener.mode:<8} listening on {shown}"
                          + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
         for listener, reason in service.failed:

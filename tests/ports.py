@@ -45,3 +45,13 @@ def free_port() -> int:
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port
+
+
+def free_port_range(count: int) -> range:
+    """``count`` consecutive loopback ports, each as free_port would give it."""
+    while True:
+        start = random.choice(_PORT_RANGE[:-count])
+        ports = range(start, start + count)
+        if not _handed_out.intersection(ports) and all(_bindable(port) for port in ports):
+            _handed_out.update(ports)
+            return ports

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import smtplib
 import socket
@@ -15,9 +16,11 @@ from cryptography import x509
 
 from appliance import accounts, tls
 from appliance.listeners import Listener, parse_listeners
-from appliance.serve import start_smtp
+from appliance.models import Message
+from appliance.serve import start_smtp, startup_banner
 
-from .conftest import free_port, process_env, read_banner
+from .conftest import HOSTNAME, free_port, process_env, read_banner
+from .ports import free_port_range
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +38,71 @@ def test_listener_specs_are_parsed_with_their_modes():
 def test_a_listener_spec_that_makes_no_sense_is_refused(spec):
     with pytest.raises(ValueError, match="SMTP_LISTEN: cannot read"):
         parse_listeners(spec)
+
+
+def test_port_ranges_are_parsed_next_to_single_ports():
+    assert parse_listeners("1025-5000/starttls,127.0.0.1:25000-25010/tls/mx,[::1]:5001/starttls,20-30/starttls") == [
+        Listener(None, 1025, "starttls", False, 5000),
+        Listener("127.0.0.1", 25000, "tls", True, 25010),
+        Listener("::1", 5001, "starttls", False),
+        Listener(None, 20, "starttls", False, 30),  # holding 25 does not make a range MX-facing
+    ]
+    assert parse_listeners("127.0.0.1:2525/starttls,[::1]:2525/starttls")  # two addresses, no overlap
+
+
+BAD_LISTEN = {
+    "reversed": ("5000-1025/starttls", "'5000-1025/starttls': a range goes from a lower port to a higher one"),
+    "port 0": ("0/starttls", "'0/starttls': port 0 is not in 1-65535"),
+    "past 65535": ("65000-65536/tls", "'65000-65536/tls': port 65536 is not in 1-65535"),
+    "overlap": ("1025-5000/starttls,2525/starttls", "'2525/starttls' overlaps '*:1025-5000/starttls'"),
+    "overlap on one address": ("127.0.0.1:25000-25010/starttls,25010-25020/tls",
+                               "'25010-25020/tls' overlaps '127.0.0.1:25000-25010/starttls'"),
+    "too large": ("1-65535/starttls", "'1-65535/starttls': 65535 ports, a range holds at most 5000"),
+    "unknown mode": ("1025-5000/ssl", "'1025-5000/ssl': unknown mode 'ssl' (starttls or tls)"),
+}
+
+
+@pytest.mark.parametrize("spec, sentence", BAD_LISTEN.values(), ids=BAD_LISTEN.keys())
+def test_a_bad_port_range_is_refused_with_a_sentence(spec, sentence):
+    with pytest.raises(ValueError, match=f"^SMTP_LISTEN: (cannot read )?{re.escape(sentence)}"):
+        parse_listeners(spec)
+
+
+@pytest.mark.parametrize("name", ["reversed", "overlap", "too large", "unknown mode"])
+def test_serve_with_a_bad_port_range_exits_with_the_sentence_and_no_traceback(overrides, name):
+    spec, sentence = BAD_LISTEN[name]
+    overrides["SMTP_LISTEN"] = spec
+    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and sentence in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_port_range_takes_mail_on_each_of_its_ports_and_is_one_banner_line(app, account):
+    ports = free_port_range(11)
+    busy = socket.socket()  # one port of the range taken by someone else: reported, the rest work
+    busy.bind(("127.0.0.1", ports[7]))
+    busy.listen()
+    app.config["SMTP_LISTEN"] = f"127.0.0.1:{ports[0]}-{ports[-1]}/starttls"
+    service, files = start_smtp(app.config)
+    try:
+        banner = startup_banner(app.config, service, files, None, web_url="-").splitlines()
+        assert [line for line in banner if line.startswith("  SMTP")] == [
+            f"  SMTP starttls listening on 127.0.0.1:{ports[0]}-{ports[-1]}",
+            f"  SMTP 127.0.0.1:{ports[0]}-{ports[-1]}/starttls NOT listening: Address already in use (port {ports[7]})",
+        ]
+        for port in (ports[0], ports[5], ports[-1]):
+            with smtplib.SMTP(HOSTNAME, port, local_hostname="client.test", timeout=10) as client:
+                client.starttls(context=ssl.create_default_context(cafile=str(files.ca)))
+                client.login(*account)
+                client.sendmail("shop@shop.test", ["alice@example.test"],
+                                f"From: shop@shop.test\r\nTo: alice@example.test\r\nSubject: port {port}\r\n\r\n"
+                                "Hello.\r\n")
+        with app.app_context():
+            assert sorted(m.subject for m in Message.select()) == sorted(
+                f"port {p}" for p in (ports[0], ports[5], ports[-1]))
+    finally:
+        service.stop()
+        busy.close()
 
 
 def test_a_port_in_use_is_reported_and_skipped_while_the_others_work(app):

@@ -43,7 +43,7 @@ def submission_ports(settings: dict) -> list[Port]:
 
 
 def _listener_for(settings: dict, port: int) -> Listener | None:
-    return next((lst for lst in parse_listeners(settings["SMTP_LISTEN"]) if lst.port == port), None)
+    return next((lst for lst in parse_listeners(settings["SMTP_LISTEN"]) if port in lst.ports), None)
 
 
 def _trust(settings: dict) -> ssl.SSLContext:
