@@ -25,11 +25,11 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 
-from . import clock, db, events, intake
+from . import clock, db, events, intake, suppressions
 from .delivery import dsn
 from .delivery.record import queue_dsn, sent_messages
 from .delivery.replies import Reply
-from .models import BOUNCED, Attempt, Delivery, Suppression, refresh_messages
+from .models import BOUNCED, Attempt, Delivery, refresh_messages
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,7 @@ def apply(settings: dict, message_id: str, report: Report) -> None:
             list(deliveries) if len(deliveries) == 1 else [])
         for address in addresses:
             reason = f"complaint: feedback report from {report.reporter or 'a mailbox provider'}"
-            Suppression.insert(address=address, reason=reason, source="complaint", created_at=now).on_conflict(
-                conflict_target=[Suppression.address, Suppression.stream, Suppression.domain],
-                update={Suppression.source: "complaint", Suppression.reason: reason}).execute()
+            suppressions.complaint(address, reason, now)
         events.record([events.Occurred(message_id, events.COMPLAINED, deliveries[a].rcpt, now,
                                        {"reporter": report.reporter}) for a in addresses]
                       or [events.Occurred(message_id, events.COMPLAINED, "", now, {"reporter": report.reporter})])
@@ -159,7 +157,7 @@ def apply(settings: dict, message_id: str, report: Report) -> None:
                          "mx_ip": "", "tls": "", "code": reply.code, "enhanced_code": reply.enhanced,
                          "text": f"{reply.text} (a bounce that came back later)", "outcome": BOUNCED})
         if reply.hard:
-            Suppression.add_hard_bounce(address, str(reply), now)
+            suppressions.hard_bounce(address, str(reply), now)
         failed.append(dsn.FailedRecipient(delivery.rcpt, "failed", reply, report.reporter, now))
         occurred.append(events.Occurred(message_id, events.BOUNCED, delivery.rcpt, now,
                                         {"reply": str(reply), "mx": report.reporter, "later": True}))

@@ -16,8 +16,8 @@ import json
 import logging
 from typing import NamedTuple
 
-from . import clock, db, events, tracking
-from .models import Delivery, Event, Message, Suppression
+from . import clock, db, events, suppressions, tracking
+from .models import Delivery, Event, Message
 from .policy import acceptance
 
 log = logging.getLogger(__name__)
@@ -184,10 +184,8 @@ def unsubscribe_now(found: Recipient, via: str) -> None:
     """``unsubscribe``'s writes, inside the caller's transaction (the mail to the unsubscribe address
     is stored in the same one)."""
     now = clock.now()
-    Suppression.insert(
-        address=found.address.lower(), stream="broadcast", domain=found.from_domain, source="unsubscribe",
-        reason=f"unsubscribed ({via}) from broadcast mail of {found.from_domain or 'this sender'}", created_at=now,
-    ).on_conflict_ignore().execute()
+    suppressions.unsubscribe(found.address, found.from_domain,
+                             f"unsubscribed ({via}) from broadcast mail of {found.from_domain or 'this sender'}", now)
     events.record([events.Occurred(found.message_id, events.UNSUBSCRIBED, found.address, now, {"via": via})])
     log.info("message %s: %s unsubscribed (%s)", found.message_id, found.address, via)
 

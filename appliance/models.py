@@ -306,12 +306,6 @@ class Suppression(BaseModel):
         indexes = ((("address", "stream", "domain"), True),)
 
     @classmethod
-    def add_hard_bounce(cls, address: str, reply: str, now) -> None:
-        """Suppress an address a permanent failure said is bad (kept as it is when already there)."""
-        cls.insert(address=address.lower(), reason=f"hard bounce: {reply}", source="bounce",
-                   created_at=now).on_conflict_ignore().execute()
-
-    @classmethod
     def every_stream(cls, address: str):
         """The condition that selects ``address``'s suppression of every stream."""
         return (cls.address == address) & (cls.stream == "") & (cls.domain == "")

@@ -7,11 +7,8 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from .. import audit, clock
-from ..models import (
-    Suppression,
-)
-from ..policy import acceptance
+from .. import suppressions as service
+from ..models import Suppression
 from .base import cli, emit, ts
 
 
@@ -29,8 +26,7 @@ def suppression_dict(s: Suppression) -> dict[str, Any]:
 @with_appcontext
 def suppressions_list(as_json: bool) -> None:
     """List suppressed addresses, newest first."""
-    newest_first = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
-    rows = [suppression_dict(s) for s in newest_first]
+    rows = [suppression_dict(s) for s in service.search()]
     text = "\n".join(f"{r['address']:<40} {r['source']:<7} {r['created_at']}  {r['reason']}" for r in rows)
     emit(rows, as_json, text or "no suppressed addresses")
 
@@ -42,15 +38,10 @@ def suppressions_list(as_json: bool) -> None:
 def suppressions_add(address: str, reason: str) -> None:
     """Suppress an address: later messages to it are accepted and recorded, never sent."""
     try:
-        address = acceptance.suppression_address(address)
-    except ValueError as exc:
+        row = service.add(address, reason)
+    except service.SuppressionError as exc:
         raise click.ClickException(str(exc)) from None
-    if Suppression.select().where(Suppression.every_stream(address)).exists():
-        click.echo(f"{address} was already suppressed")
-        return
-    Suppression.create(address=address, reason=reason, source="manual", created_at=clock.now())
-    audit.record("suppression.add", f"address {address}", reason)
-    click.echo(f"suppressed {address}")
+    click.echo(f"suppressed {row.address}")
 
 
 @suppressions.command("remove")
@@ -58,9 +49,8 @@ def suppressions_add(address: str, reason: str) -> None:
 @with_appcontext
 def suppressions_remove(address: str) -> None:
     """Stop suppressing an address."""
-    if not Suppression.delete().where(Suppression.address == address.strip().lower()).execute():
-        raise click.ClickException(f"{address} is not suppressed")
-    audit.record("suppression.remove", f"address {address.strip().lower()}")
+    try:
+        service.remove(address)
+    except service.SuppressionError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{address.strip().lower()} is no longer suppressed")
-
-

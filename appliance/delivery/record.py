@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from ulid import ULID
 
-from .. import clock, db, events, intake
+from .. import clock, db, events, intake, suppressions
 from ..models import (
     BOUNCED,
     DEFERRED,
@@ -21,7 +21,6 @@ from ..models import (
     Delivery,
     Message,
     MessageBody,
-    Suppression,
     refresh_messages,
 )
 from ..policy import groups
@@ -130,7 +129,7 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
             occurred.append(events.Occurred(message.id, status, d.rcpt, now,
                                             {"reply": str(reply), "mx": outcome.peer.host}))
             if status == BOUNCED and reply.hard:
-                Suppression.add_hard_bounce(d.rcpt, str(reply), now)
+                suppressions.hard_bounce(d.rcpt, str(reply), now)
             if status in (BOUNCED, FAILED):
                 failed.append(dsn.FailedRecipient(d.rcpt, "failed", reply, outcome.peer.host, now))
         if failed and message.mail_from:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from .. import audit
-from ..models import Suppression
-from ..policy import acceptance
+from .. import suppressions
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
@@ -19,11 +17,8 @@ PAGE_SIZE = 100
 def suppressions_list():
     """List suppressed addresses, newest first; search by address or domain."""
     q = request.args.get("q", "").strip().lower()
-    query = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
-    if q:
-        query = query.where(Suppression.address.contains(q))
-    return render_template("suppressions/list.html", rows=list(query.limit(PAGE_SIZE)), q=q,
-                           total=Suppression.select().count(), error=None, address="", reason="")
+    return render_template("suppressions/list.html", rows=suppressions.search(q, PAGE_SIZE), q=q,
+                           total=suppressions.count(), error=None, address="", reason="")
 
 
 @bp.post("/")
@@ -31,22 +26,14 @@ def suppressions_list():
 def suppressions_create():
     """Suppress an address so no message is sent to it."""
     address = request.form.get("address", "")
-    reason = request.form.get("reason", "").strip()
-    error = None
+    reason = request.form.get("reason", "")
     try:
-        address = acceptance.suppression_address(address)
-    except ValueError as exc:
-        error = f"{exc}. Write a whole e-mail address, like bob@example.com."
-    else:
-        if Suppression.select().where(Suppression.every_stream(address)).exists():
-            error = f"{address} is already suppressed."
-    if error:
-        rows = list(Suppression.select().order_by(Suppression.created_at.desc()).limit(PAGE_SIZE))
-        return render_template("suppressions/list.html", rows=rows, q="", total=Suppression.select().count(),
-                               error=error, address=request.form.get("address", ""), reason=reason), 400
-    Suppression.create(address=address, reason=reason or "added by an admin", source="manual")
-    audit.record("suppression.add", f"address {address}", reason)
-    flash(f"{address} is suppressed: messages to it are recorded but not sent.")
+        row = suppressions.add(address, reason)
+    except suppressions.SuppressionError as exc:
+        error = f"{exc}."
+        return render_template("suppressions/list.html", rows=suppressions.search(limit=PAGE_SIZE), q="",
+                               total=suppressions.count(), error=error, address=address, reason=reason), 400
+    flash(f"{row.address} is suppressed: messages to it are recorded but not sent.")
     return redirect(url_for("suppressions.suppressions_list"))
 
 
@@ -54,9 +41,7 @@ def suppressions_create():
 @admin_required
 def suppressions_delete(suppression_id: int):
     """Remove an address from the suppression list."""
-    row = Suppression.get_or_none(Suppression.id == suppression_id)
+    row = suppressions.remove_by_id(suppression_id)
     if row is not None:
-        row.delete_instance()
-        audit.record("suppression.remove", f"address {row.address}")
         flash(f"{row.address} is no longer suppressed.")
     return redirect(url_for("suppressions.suppressions_list"))

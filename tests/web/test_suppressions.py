@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from markupsafe import escape
 
-from appliance.models import Suppression
+from appliance import suppressions
+from appliance.models import AuditEntry, Suppression
 
 
 def test_the_empty_list_explains_where_suppressions_come_from(client):
@@ -60,3 +62,33 @@ def test_a_viewer_cannot_add_or_remove(viewer_client):
     assert viewer_client.form("/suppressions/", {"address": "b@example.com"}).status_code == 403
     assert viewer_client.form(f"/suppressions/{row.id}/delete").status_code == 403
     assert Suppression.select().count() == 1
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "bob@", "a@example.com"])
+def test_the_cli_and_the_dashboard_refuse_the_same_address_with_the_same_sentence(client, run_cli, address):
+    suppressions.add("a@example.com")
+    before = [(s.address, s.source, s.reason) for s in Suppression.select()]
+    result = run_cli("suppressions", "add", address)
+    assert result.exit_code != 0
+    sentence = result.stderr.strip().removeprefix("Error: ")
+    response = client.form("/suppressions/", {"address": address})
+    assert response.status_code == 400 and str(escape(f"{sentence}.")) in response.get_data(as_text=True)
+    assert [(s.address, s.source, s.reason) for s in Suppression.select()] == before
+
+
+def test_an_address_added_through_either_edge_is_stored_and_audited_the_same(client, run_cli):
+    assert run_cli("suppressions", "add", "Cli <Cli@Example.com>", "--reason", "asked by phone").exit_code == 0
+    assert client.form("/suppressions/", {"address": "Web <Web@Example.com>", "reason": "asked by phone"}
+                       ).status_code == 302
+    rows = {s.address: (s.source, s.reason, s.stream, s.domain) for s in Suppression.select()}
+    assert rows == {"cli@example.com": ("manual", "asked by phone", "", ""),
+                    "web@example.com": ("manual", "asked by phone", "", "")}
+    entries = {e.subject: (e.action, e.detail) for e in AuditEntry.select()}
+    assert entries["address cli@example.com"] == entries["address web@example.com"] == (
+        "suppression.add", "asked by phone")
+    web_row = Suppression.get(Suppression.address == "web@example.com")
+    assert run_cli("suppressions", "remove", "cli@example.com").exit_code == 0
+    assert client.form(f"/suppressions/{web_row.id}/delete", {}).status_code == 302
+    assert not Suppression.select().exists()
+    removals = [e.subject for e in AuditEntry.select().where(AuditEntry.action == "suppression.remove")]
+    assert sorted(removals) == ["address cli@example.com", "address web@example.com"]
