@@ -295,8 +295,7 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
     else:
         for listener, addrs in service.bound:
             # A range is shown once per address, not once per port.
-            shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text if listener.last else a[1]}"
-                                            for a in addrs))
+            shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text}" for a in addrs))
             lines.append(f"  SMTP {listener.mode:<8} listening on {shown}"
                          + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
         for listener, reason in service.failed:
