@@ -3,7 +3,7 @@ listening on its two ports only.
 
 Starts the appliance (`python app.py`, bench/_common.Appliance) twice in this process's run: the
 reference with its submission and MX ports, then the same with a range of RANGE ports added to
-SMTP_LISTEN (default 3976, the size of MailUp's 1025-5000, placed on free high loopback ports). For
+SMTP_LISTEN (default 3976, the size of MailUp's 1025-5000, on free loopback ports). For
 each it prints the time to the first 220, RSS and open file descriptors once idle, and the ratios
 against the reference. Then the start of a WordPress-like session on the range's first, middle and
 last port (connect, STARTTLS verifying the certificate, AUTH, QUIT; no message, as no sending domain
@@ -19,30 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import smtplib
-import socket
 import time
 
 from _common import HOSTNAME, Appliance, machine, print_table, wait_banner
 
-
-def free_block(count: int, start: int = 40000) -> range:
-    """``count`` consecutive loopback ports that can all be bound now, from ``start`` up."""
-    while start + count < 65000:
-        block = range(start, start + count)
-        busy = next((port for port in block if not _bindable(port)), None)
-        if busy is None:
-            return block
-        start = busy + 1
-    raise SystemExit(f"no {count} consecutive free ports above 40000")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from tests.ports import free_port_range
 
 
 def open_fds(pid: int) -> int:
@@ -80,7 +61,7 @@ def main() -> None:
     print(machine())
     reference, appliance = measure(None)
     appliance.stop()
-    block = free_block(args.ports)
+    block = free_port_range(args.ports)
     ranged, appliance = measure(block)
     try:
         login = appliance.create_account("Shop")
