@@ -63,8 +63,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SMTP_LISTEN",
         "587/starttls,2525/starttls,465/tls,25/starttls",
-        "SMTP listeners as `[ADDRESS:]PORT/MODE`, MODE `starttls` or `tls` (implicit TLS). "
-        "A port that cannot be bound is reported and skipped.",
+        "SMTP listeners as `[ADDRESS:]PORT/MODE` or a range `[ADDRESS:]FIRST-LAST/MODE` (at most 5000 "
+        "ports), MODE `starttls` or `tls` (implicit TLS), `/mx` at the end for MX-facing. A port that "
+        "cannot be bound is reported and skipped.",
     ),
     Setting("SMARTHOST", "",
             "`smtp://user:pass@host:port` (STARTTLS) or `smtps://…` (implicit TLS): relay all mail upstream "

@@ -217,6 +217,8 @@ def serve(app: Flask, role: str = "all") -> None:
 
 
 def _serve(app: Flask, settings, role: str) -> None:
+    # waitress waits in select() unless told to poll, and select() cannot watch a descriptor above
+    # 1023: with many SMTP connections or a port range the dashboard would die.
     from waitress import create_server
 
     from . import admins
@@ -241,7 +243,8 @@ def _serve(app: Flask, settings, role: str) -> None:
         host, _, port = settings["WEB_LISTEN"].rpartition(":")
         web_url = f"http://{settings['WEB_LISTEN']}/"
         try:
-            web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8)
+            web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8,
+                                asyncore_use_poll=True)
         except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
             web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
     if not runs["web"] and settings["METRICS_LISTEN"]:
@@ -270,7 +273,7 @@ def _serve_metrics(settings, create_server) -> None:
     host, _, port = settings["METRICS_LISTEN"].rpartition(":")
     try:
         server = create_server(metrics.wsgi_app(settings), host=host.strip("[]") or "127.0.0.1", port=int(port),
-                               threads=2)
+                               threads=2, asyncore_use_poll=True)
     except OSError as exc:  # like an SMTP port: reported and skipped
         log.warning("metrics NOT served on %s: %s", settings["METRICS_LISTEN"], os.strerror(exc.errno) if exc.errno
                     else exc)
@@ -292,8 +295,7 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
     else:
         for listener, addrs in service.bound:
             # A range is shown once per address, not once per port.
-            shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text if listener.last else a[1]}"
-                                            for a in addrs))
+            shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text}" for a in addrs))
             lines.append(f"  SMTP {listener.mode:<8} listening on {shown}"
                          + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
         for listener, reason in service.failed:

@@ -117,6 +117,7 @@ class Appliance:
     repo: Path = REPO
     extra_env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()  # extra command-line arguments, e.g. ("--role", "smtp")
+    extra_listen: str = ""  # more SMTP_LISTEN entries, e.g. "127.0.0.1:41025-45000/starttls"
     keep: bool = False
     submission_port: int = 0
     mx_port: int = 0
@@ -147,6 +148,7 @@ class Appliance:
             "APPLIANCE_HOSTNAME": HOSTNAME,
             "APPLIANCE_SMTP_LISTEN": (
                 f"127.0.0.1:{self.submission_port}/starttls,127.0.0.1:{self.mx_port}/starttls/mx"
+                + (f",{self.extra_listen}" if self.extra_listen else "")
             ),
             "APPLIANCE_WEB_LISTEN": f"127.0.0.1:{self.web_port}",
             "PYTHONPATH": str(self.repo) + os.pathsep + env.get("PYTHONPATH", ""),

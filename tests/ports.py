@@ -10,22 +10,28 @@ import socket
 # A port the kernel hands out for bind(0) is also one it may pick as the local port of the next
 # outgoing connection (to PostgreSQL, Redis, a sink), so a server binding it a moment later could
 # find it taken. Ports are never handed out twice in one test run, and each pytest-xdist worker
-# (gw0, gw1, ...) draws from its own slice of the range, so parallel workers never race for one.
-_FIRST, _LAST = 20000, 32000
+# (gw0, gw1, ...) draws from its own slice of each area, so parallel workers never race for one.
+# Single ports are drawn at random from 20000-31999; runs of consecutive ports (SMTP_LISTEN
+# ranges) are taken one after the other from 10000-19999, where the single ports scattered over
+# the other area cannot split them.
+_SINGLE = range(20000, 32000)
+_RUNS = range(10000, 20000)
 
 
-def _port_range() -> range:
+def _worker_slice(area: range) -> range:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not worker.startswith("gw") or count < 2:
-        return range(_FIRST, _LAST)
-    size = (_LAST - _FIRST) // count
-    start = _FIRST + int(worker[2:]) * size
+        return area
+    size = len(area) // count
+    start = area.start + int(worker[2:]) * size
     return range(start, start + size)
 
 
-_PORT_RANGE = _port_range()
+_SINGLE_SLICE = _worker_slice(_SINGLE)
+_RUNS_SLICE = _worker_slice(_RUNS)
 _handed_out: set[int] = set()
+_next_run = _RUNS_SLICE.start
 
 
 def _bindable(port: int) -> bool:
@@ -41,17 +47,24 @@ def _bindable(port: int) -> bool:
 def free_port() -> int:
     """A loopback port free for TCP and UDP, outside the ephemeral range, not given out before."""
     while True:
-        port = random.choice(_PORT_RANGE)
+        port = random.choice(_SINGLE_SLICE)
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port
 
 
 def free_port_range(count: int) -> range:
-    """``count`` consecutive loopback ports, each as free_port would give it."""
-    while True:
-        start = random.choice(_PORT_RANGE[:-count])
-        ports = range(start, start + count)
-        if not _handed_out.intersection(ports) and all(_bindable(port) for port in ports):
-            _handed_out.update(ports)
-            return ports
+    """``count`` consecutive loopback ports, each free for TCP and UDP and not given out before.
+
+    Runs are taken in order from this process's slice of 10000-19999; a port someone else holds
+    moves the search past it. Raises RuntimeError when the slice has no such run left."""
+    global _next_run
+    start = _next_run
+    while start + count <= _RUNS_SLICE.stop:
+        taken = next((port for port in range(start, start + count) if not _bindable(port)), None)
+        if taken is None:
+            _next_run = start + count
+            _handed_out.update(range(start, start + count))
+            return range(start, start + count)
+        start = taken + 1
+    raise RuntimeError(f"no run of {count} free ports left in {_RUNS_SLICE.start}-{_RUNS_SLICE.stop - 1}")

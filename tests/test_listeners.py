@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,27 @@ def test_a_port_range_takes_mail_on_each_of_its_ports_and_is_one_banner_line(app
     finally:
         service.stop()
         busy.close()
+
+
+def test_the_dashboard_keeps_serving_when_a_range_puts_its_files_past_1024(overrides):
+    # select() cannot watch a file descriptor above 1023: a dashboard server waiting in it dies
+    # ("filedescriptor out of range in select()") once a range of ports has taken the low ones.
+    ports = free_port_range(1100)
+    overrides["SMTP_LISTEN"] += f",127.0.0.1:{ports[0]}-{ports[-1]}/starttls"
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        read_banner(proc)
+        web = overrides["WEB_LISTEN"]
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://{web}/health", timeout=10) as response:
+                assert response.status == 200
+        with smtplib.SMTP("127.0.0.1", ports[-1], timeout=10) as client:
+            assert client.ehlo()[0] == 250
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_a_port_in_use_is_reported_and_skipped_while_the_others_work(app):
