@@ -1,7 +1,8 @@
 """Analytics: what became of the messages received in a date range, per stream and account; rates
 over human opens and clicks only (machine ones are counted apart), charts by hour and by day, the
 links clicked most, and the same figures per recipient provider (the dashboard's analytics page,
-its CSV export and `appliance stats` read the same)."""
+its CSV export and `appliance stats` read the same). The figures come from the hourly roll-up that
+the events layer keeps (EventCount, docs/analytics.md), not from the events themselves."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from peewee import fn
 
 from . import events
-from .models import CANCELLED, SUPPRESSED, Delivery, Event, Message
-from .policy import acceptance, groups
+from .models import CANCELLED, SUPPRESSED, Delivery, Event, EventCount, Message
+from .policy import groups
 from .policy import sending as sp
 
 METRICS = ("sent", "delivered", "bounced", "complained", "opened", "clicked", "unsubscribed")
@@ -26,11 +27,10 @@ TOP_LINKS = 10
 
 @dataclass
 class Figures:
-    """Counts of one scope (everything, or one provider), and the unique human openers and clickers."""
+    """Counts of one scope (everything, or one provider): METRICS, machine_opened, machine_clicked,
+    unique_human_opens and unique_human_clicks (deliveries with a human open, a human click)."""
 
-    counts: Counter = field(default_factory=Counter)  # METRICS, plus machine_opened, machine_clicked
-    openers: set = field(default_factory=set)  # (message, recipient) with a human open
-    clickers: set = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)
 
     def rates(self) -> dict[str, float | None]:
         """Shares of the delivered messages: unique human opens and clicks, bounces (of sent), complaints,
@@ -40,15 +40,18 @@ class Figures:
         def share(n: int, of: int) -> float | None:
             return round(n / of, 4) if of else None
 
-        return {"open_rate": share(len(self.openers), delivered), "click_rate": share(len(self.clickers), delivered),
+        return {"open_rate": share(self.counts["unique_human_opens"], delivered),
+                "click_rate": share(self.counts["unique_human_clicks"], delivered),
                 "bounce_rate": share(self.counts["bounced"], sent),
                 "complaint_rate": share(self.counts["complained"], delivered),
                 "unsubscribe_rate": share(self.counts["unsubscribed"], delivered)}
 
     def as_dict(self) -> dict:
-        return {**{m: self.counts[m] for m in METRICS}, "machine_opened": self.counts["machine_opened"],
-                "machine_clicked": self.counts["machine_clicked"], "unique_human_opens": len(self.openers),
-                "unique_human_clicks": len(self.clickers), **self.rates()}
+        return {**{m: self.counts[m] for m in METRICS}, **{k: self.counts[k] for k in _EXTRA}, **self.rates()}
+
+
+_EXTRA = ("machine_opened", "machine_clicked", "unique_human_opens", "unique_human_clicks")
+_UNIQUE = {"opened": "unique_human_opens", "clicked": "unique_human_clicks"}
 
 
 @dataclass
@@ -84,63 +87,120 @@ def _provider_names():
     return name
 
 
+class _Sums:
+    """The report's figures as they are added up, from roll-up rows and from scanned events alike."""
+
+    def __init__(self, until: dt.datetime) -> None:
+        self.provider = _provider_names()
+        self.total, self.providers = Figures(), defaultdict(Figures)
+        self.hours = [events.hour_of(until) - dt.timedelta(hours=h) for h in range(23, -1, -1)]
+        self.days = [until.date() - dt.timedelta(days=d) for d in range(29, -1, -1)]
+        self.hourly = {h: Counter() for h in self.hours}
+        self.daily = {d: Counter() for d in self.days}
+
+    def add(self, domain: str, metric: str, n: int, unique: int = 0) -> None:
+        for f in (self.total, self.providers[self.provider(domain)]):
+            f.counts[metric] += n
+            if unique:
+                f.counts[_UNIQUE[metric]] += unique
+
+    def chart(self, hour: dt.datetime, metric: str, n: int) -> None:
+        if hour in self.hourly:
+            self.hourly[hour][metric] += n
+        if hour.date() in self.daily:
+            self.daily[hour.date()][metric] += n
+
+
+def _from_rollups(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dict) -> None:
+    """Add the EventCount rows of the messages received in these whole hours."""
+    where = [EventCount.received >= since, EventCount.received < until]
+    if scope["account_id"] is not None:
+        where.append(EventCount.account == scope["account_id"])
+    if scope["stream"] is not None:
+        where.append(EventCount.stream == scope["stream"])
+    count, uniques = fn.SUM(EventCount.count), fn.SUM(EventCount.uniques)
+    totals = (EventCount.select(EventCount.domain, EventCount.metric, count, uniques).where(*where)
+              .group_by(EventCount.domain, EventCount.metric).having((count != 0) | (uniques != 0)).tuples())
+    for domain, metric, n, unique in totals:
+        sums.add(domain, metric, n, unique)
+    first, end = (dt.datetime.combine(d, dt.time()) for d in (sums.days[0], sums.days[-1] + dt.timedelta(days=1)))
+    charted = (EventCount.select(EventCount.hour, EventCount.metric, count)
+               .where(*where, EventCount.metric.in_(CHARTED), EventCount.hour >= first, EventCount.hour < end)
+               .group_by(EventCount.hour, EventCount.metric).tuples())
+    for hour, metric, n in charted:
+        sums.chart(hour, metric, n)
+
+
+def _message_scope(since: dt.datetime, until: dt.datetime, scope: dict) -> list:
+    where = [Message.received_at >= since, Message.received_at < until, Message.direction == "outbound"]
+    if scope["account_id"] is not None:
+        where.append(Message.account == scope["account_id"])
+    if scope["stream"] is not None:
+        where.append(Message.stream == scope["stream"])
+    return where
+
+
+def _from_events(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dict) -> None:
+    """Add the deliveries and events of the messages received in part of an hour (the range's ends,
+    which the hourly roll-up cannot split), counted as the roll-up counts them."""
+    where = _message_scope(since, until, scope)
+    sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)
+            .where(*where, Delivery.status.not_in((SUPPRESSED, CANCELLED))).group_by(Delivery.domain).tuples())
+    for domain, n in sent:
+        sums.add(domain.lower(), "sent", n)
+    humans: dict[str, set] = defaultdict(set)  # domain: the (message, recipient, metric) with a human one
+    rows = (Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details).join(Message)
+            .where(*where, Event.type.in_(list(_EVENT_METRICS))).tuples().iterator())
+    for type_, recipient, message_id, at, details in rows:
+        metric, domain = _EVENT_METRICS[type_], events.domain_of(recipient)
+        if type_ in (events.OPENED, events.CLICKED):
+            if json.loads(details or "{}").get("machine"):
+                sums.add(domain, f"machine_{metric}", 1)
+                continue
+            humans[domain].add((message_id, recipient.lower(), metric))
+        sums.add(domain, metric, 1)
+        if metric in CHARTED:
+            sums.chart(events.hour_of(at), metric, 1)
+    for domain, who in humans.items():
+        for metric in _UNIQUE:
+            sums.add(domain, metric, 0, sum(1 for w in who if w[2] == metric))
+
+
+def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tuple[str, int, int]]:
+    """The links clicked most by humans (a scan of the range's clicks, through the message and event indexes)."""
+    links: Counter = Counter()
+    clickers: dict[str, set] = defaultdict(set)
+    rows = (Event.select(Event.message, Event.recipient, Event.details).join(Message)
+            .where(*_message_scope(since, until, scope), Event.type == events.CLICKED).tuples().iterator())
+    for message_id, recipient, details in rows:
+        extra = json.loads(details or "{}")
+        if not extra.get("machine"):
+            links[extra.get("url", "")] += 1
+            clickers[extra.get("url", "")].add((message_id, recipient.lower()))
+    return [(url, n, len(clickers[url])) for url, n in links.most_common(TOP_LINKS)]
+
+
 def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = None,
            stream: str | None = None) -> Report:
-    """Figures of the outbound messages received from ``since`` to ``until`` (of one account, one stream)."""
-    scope = [Message.received_at >= since, Message.received_at < until, Message.direction == "outbound"]
-    if account_id is not None:
-        scope.append(Message.account == account_id)
-    if stream is not None:
-        scope.append(Message.stream == stream)
-    provider = _provider_names()
-    total, providers = Figures(), defaultdict(Figures)
-
-    sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)
-            .where(*scope, Delivery.status.not_in((SUPPRESSED, CANCELLED))).group_by(Delivery.domain).tuples())
-    for domain, n in sent:
-        total.counts["sent"] += n
-        providers[provider(domain)].counts["sent"] += n
-
-    hours = [until.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=h) for h in range(23, -1, -1)]
-    days = [until.date() - dt.timedelta(days=d) for d in range(29, -1, -1)]
-    hourly = {h: Counter() for h in hours}
-    daily = {d: Counter() for d in days}
-    links: Counter = Counter()
-    link_clickers: dict[str, set] = defaultdict(set)
-    rows = (Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details).join(Message)
-            .where(*scope, Event.type.in_(list(_EVENT_METRICS))).tuples().iterator())
-    for type_, recipient, message_id, at, details in rows:
-        metric = _EVENT_METRICS[type_]
-        who = (message_id, recipient.lower())
-        figures = (total, providers[provider(acceptance.split_address(recipient)[1].lower())])
-        machine = False
-        if type_ in (events.OPENED, events.CLICKED):
-            extra = json.loads(details or "{}")
-            machine = bool(extra.get("machine"))
-            if type_ == events.CLICKED and not machine:
-                links[extra.get("url", "")] += 1
-                link_clickers[extra.get("url", "")].add(who)
-        for f in figures:
-            if machine:
-                f.counts[f"machine_{metric}"] += 1
-                continue
-            f.counts[metric] += 1
-            if type_ == events.OPENED:
-                f.openers.add(who)
-            elif type_ == events.CLICKED:
-                f.clickers.add(who)
-        if machine or metric not in CHARTED:
-            continue
-        hour = at.replace(minute=0, second=0, microsecond=0)
-        if hour in hourly:
-            hourly[hour][metric] += 1
-        if at.date() in daily:
-            daily[at.date()][metric] += 1
+    """Figures of the outbound messages received from ``since`` to ``until`` (of one account, one stream):
+    the whole hours from the roll-up, the parts of an hour at either end from their events."""
+    scope = {"account_id": account_id, "stream": stream}
+    sums = _Sums(until)
+    first = events.hour_of(since) + (dt.timedelta(hours=1) if since != events.hour_of(since) else dt.timedelta())
+    last = events.hour_of(until)
+    if first >= last:
+        _from_events(sums, since, until, scope)
+    else:
+        _from_rollups(sums, first, last, scope)
+        if since < first:
+            _from_events(sums, since, first, scope)
+        if last < until:
+            _from_events(sums, last, until, scope)
     return Report(
-        since, until, total, dict(providers),
-        [(h, {m: hourly[h][m] for m in CHARTED}) for h in hours],
-        [(d, {m: daily[d][m] for m in CHARTED}) for d in days],
-        [(url, n, len(link_clickers[url])) for url, n in links.most_common(TOP_LINKS)],
+        since, until, sums.total, dict(sums.providers),
+        [(h, {m: sums.hourly[h][m] for m in CHARTED}) for h in sums.hours],
+        [(d, {m: sums.daily[d][m] for m in CHARTED}) for d in sums.days],
+        _top_links(since, until, scope),
     )
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from peewee import EXCLUDED, fn
+
 from . import clock, db
-from .models import Event
+from . import models as m
+from .models import Delivery, Event, EventCount, Message
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ def record(events: list[Occurred]) -> None:
     """Store events inside the caller's transaction; they reach the subscribers after its commit."""
     if not events:
         return
+    _roll_up(events)
     db.insert_rows(Event, [
         {"message": e.message_id, "recipient": e.recipient, "type": e.type, "at": e.at,
          "details": json.dumps(e.details, separators=(",", ":")) if e.details else "{}"}
@@ -108,3 +113,130 @@ def timeline(message_id: str) -> list[dict[str, Any]]:
             entry["url"] = entry["details"].get("url", "")
         found.append(entry)
     return found
+
+
+# -- the analytics' hourly roll-up (EventCount, docs/analytics.md) -------------------------------
+COUNTED = (DELIVERED, BOUNCED, COMPLAINED, OPENED, CLICKED, UNSUBSCRIBED)  # the analytics' metrics
+_ROLLED = frozenset((*COUNTED, ACCEPTED, CANCELLED))  # ACCEPTED adds the sent, CANCELLED takes one off
+_NOT_SENT = (m.SUPPRESSED, m.CANCELLED)  # deliveries that never go out are not "sent"
+_CHUNK = 500  # rows per upsert statement (9 parameters each, under SQLite's limit)
+
+Fact = tuple[dt.datetime, int, str]  # a message's received hour, account id (0: none), stream
+Key = tuple[dt.datetime, int, str, str, str, dt.datetime]  # EventCount's unique index, in its order
+
+
+def hour_of(at: dt.datetime) -> dt.datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def domain_of(recipient: str) -> str:
+    """The recipient's domain as Delivery.domain has it (policy.acceptance.split_address)."""
+    return recipient.rpartition("@")[2].lower().rstrip(".")
+
+
+class _Tally:
+    """Increments of EventCount rows: (count, uniques) per key."""
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+
+    def add(self, fact: Fact, domain: str, metric: str, hour: dt.datetime, n: int = 1, unique: int = 0) -> None:
+        row = self.rows[(*fact, domain, metric, hour)]
+        row[0] += n
+        row[1] += unique
+
+    def event(self, fact: Fact, message_id: str, type_: str, recipient: str, at: dt.datetime,
+              details: dict, seen: set) -> None:
+        """Count one event of ``_ROLLED`` but ACCEPTED; ``seen`` holds the (message, recipient, type)
+        that already have a human open or click, and gains this one's."""
+        if type_ == CANCELLED:
+            self.add(fact, domain_of(recipient), "sent", fact[0], -1)
+            return
+        metric, unique = type_, 0
+        if type_ in (OPENED, CLICKED):
+            if details.get("machine"):
+                metric = f"machine_{type_}"
+            else:
+                who = (message_id, recipient.lower(), type_)
+                unique = int(who not in seen)
+                seen.add(who)
+        self.add(fact, domain_of(recipient), metric, hour_of(at), 1, unique)
+
+    def write(self) -> int:
+        """Add the increments to EventCount: one upsert per chunk, rows in key order (so that two
+        PostgreSQL transactions lock shared rows in the same order)."""
+        names = ("received", "account", "stream", "domain", "metric", "hour")
+        rows = [{**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
+                for key, (c, u) in sorted(self.rows.items()) if c or u]
+        target = [getattr(EventCount, n) for n in names]
+        for start in range(0, len(rows), _CHUNK):
+            (EventCount.insert_many(rows[start:start + _CHUNK])
+             .on_conflict(conflict_target=target, update={
+                 EventCount.count: EventCount.count + EXCLUDED.count,
+                 EventCount.uniques: EventCount.uniques + EXCLUDED.uniques})
+             .execute())
+        return len(rows)
+
+
+def _roll_up(events: list[Occurred]) -> None:
+    """Add the events of outbound messages to EventCount (in record's transaction, before the Event rows)."""
+    wanted = [e for e in events if e.type in _ROLLED]
+    if not wanted:
+        return
+    facts: dict[str, Fact] = {
+        mid: (hour_of(received), account or 0, stream)
+        for mid, received, account, stream in Message.select(Message.id, Message.received_at, Message.account,
+                                                             Message.stream)
+        .where(Message.id.in_(list({e.message_id for e in wanted})), Message.direction == "outbound").tuples()}
+    wanted = [e for e in wanted if e.message_id in facts]
+    if not wanted:
+        return
+    tally = _Tally()
+    accepted = [e.message_id for e in wanted if e.type == ACCEPTED]
+    if accepted:
+        sent = (Delivery.select(Delivery.message, Delivery.domain, fn.COUNT(Delivery.id))
+                .where(Delivery.message.in_(accepted), Delivery.status.not_in(_NOT_SENT))
+                .group_by(Delivery.message, Delivery.domain).tuples())
+        for mid, domain, n in sent:
+            tally.add(facts[mid], domain.lower(), "sent", facts[mid][0], n)
+    seen = _human_before({e.message_id for e in wanted if e.type in (OPENED, CLICKED)
+                          and not e.details.get("machine")})
+    for e in wanted:
+        if e.type != ACCEPTED:
+            tally.event(facts[e.message_id], e.message_id, e.type, e.recipient, e.at, e.details, seen)
+    tally.write()
+
+
+def _human_before(message_ids: set[str]) -> set[tuple[str, str, str]]:
+    """The (message, recipient, type) of these messages' stored human opens and clicks. On PostgreSQL
+    their Delivery rows are locked first, so that two first opens of one copy in concurrent
+    transactions wait for each other and the second finds the first."""
+    if not message_ids:
+        return set()
+    ids = sorted(message_ids)
+    if not db.is_sqlite():
+        list(Delivery.select(Delivery.id).where(Delivery.message.in_(ids)).order_by(Delivery.id).for_update())
+    rows = (Event.select(Event.message, Event.recipient, Event.type, Event.details)
+            .where(Event.message.in_(ids), Event.type.in_((OPENED, CLICKED))).tuples())
+    return {(mid, recipient.lower(), type_) for mid, recipient, type_, details in rows
+            if not json.loads(details or "{}").get("machine")}
+
+
+def rebuild_rollups() -> int:
+    """Count EventCount anew from the Message, Delivery and Event rows, as ``record`` keeps it
+    (migration 0014's backfill, bench/analytics.py's fill); return the rows written."""
+    EventCount.delete().execute()
+    tally = _Tally()
+    sent = (Delivery.select(Message.received_at, Message.account, Message.stream, Delivery.domain).join(Message)
+            .where(Message.direction == "outbound", Delivery.status.not_in(_NOT_SENT)).tuples().iterator())
+    for received, account, stream, domain in sent:
+        hour = hour_of(received)
+        tally.add((hour, account or 0, stream), domain.lower(), "sent", hour)
+    rows = (Event.select(Event.message, Event.type, Event.recipient, Event.at, Event.details, Message.received_at,
+                         Message.account, Message.stream).join(Message)
+            .where(Message.direction == "outbound", Event.type.in_(COUNTED)).order_by(Event.id).tuples().iterator())
+    seen: set = set()
+    for mid, type_, recipient, at, details, received, account, stream in rows:
+        extra = json.loads(details or "{}") if type_ in (OPENED, CLICKED) else {}
+        tally.event((hour_of(received), account or 0, stream), mid, type_, recipient, at, extra, seen)
+    return tally.write()
