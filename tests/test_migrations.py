@@ -80,3 +80,40 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
     assert by_name["fastmail"][:3] == (100, None, None)
     steps = db.execute_sql('SELECT "steps" FROM "warmup_plan"').fetchone()[0]
     assert steps == "1:1000,4:5000,7:10000,11:25000,15:50000,21:100000"
+
+
+def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
+    from appliance import events
+    from appliance.models import Delivery, Event, EventCount, Message
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
+        if path.name < "0014":
+            shutil.copy(path, before / path.name)
+    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
+    Runner(db, directory=str(before)).up()
+    db.execute_sql("INSERT INTO \"message\" (\"id\", \"direction\", \"status\", \"mail_from\", \"rcpt_count\", "
+                   "\"from_header\", \"subject\", \"message_id_header\", \"size\", \"priority\", \"client_ip\", "
+                   "\"client_helo\", \"tls\", \"received_at\", \"stream\", \"track_opens\", \"track_clicks\") "
+                   "VALUES ('01A', 'outbound', 'sent', '', 2, '', '', '', 0, 3, '', '', '', "
+                   "'2025-03-10 09:05:00', 'broadcast', 1, 1)")
+    for rcpt, status in (("ann@gmail.com", "delivered"), ("bob@example.test", "suppressed")):
+        db.execute_sql("INSERT INTO \"delivery\" (\"message_id\", \"rcpt\", \"domain\", \"status\", \"priority\", "
+                       "\"attempts\", \"next_attempt_at\", \"last_reply\", \"updated_at\") "
+                       "VALUES ('01A', ?, ?, ?, 3, 0, '2025-03-10 09:05:00', '', '2025-03-10 09:05:00')",
+                       (rcpt, rcpt.split("@")[1], status))
+    for type_, at, details in (("delivered", "09:06", "{}"), ("opened", "10:30", '{"machine":false}'),
+                               ("opened", "11:30", '{"machine":false}'), ("opened", "11:31", '{"machine":true}')):
+        db.execute_sql("INSERT INTO \"event\" (\"message_id\", \"recipient\", \"type\", \"at\", \"details\") "
+                       "VALUES ('01A', 'ann@gmail.com', ?, ?, ?)", (type_, f"2025-03-10 {at}:00", details))
+
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0014_event_counts"]
+    query = 'SELECT "received", "hour", "account", "stream", "domain", "metric", "count", "uniques" FROM "event_count"'
+    backfilled = sorted(db.execute_sql(query).fetchall())
+    assert [(r[1][11:13], r[5], r[6], r[7]) for r in backfilled] == [
+        ("09", "delivered", 1, 0), ("09", "sent", 1, 0), ("10", "opened", 1, 1), ("11", "machine_opened", 1, 0),
+        ("11", "opened", 1, 0)]
+    with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
+        events.rebuild_rollups()
+    assert sorted(db.execute_sql(query).fetchall()) == backfilled
