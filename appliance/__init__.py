@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import config, db
+from . import analytics, config, db, events
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -47,6 +47,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .web import init_app as init_web
 
     connect_followups(app.config)
+    events.name_providers(analytics.provider_names)
     connect_eventlog()
     connect_metrics()
     init_web(app)

@@ -74,9 +74,11 @@ class Report:
         }
 
 
-def _provider_names():
-    """A function from a recipient domain to its provider group's name (the sending policy's groups)."""
-    found = [groups.as_group(row) for row in groups.group_rows()]
+def provider_names(found: list[sp.Group] | None = None) -> events.Providers:
+    """A function from a recipient domain to its provider group's name (the sending policy's groups,
+    or ``found``)."""
+    if found is None:
+        found = [groups.as_group(row) for row in groups.group_rows()]
     cache: dict[str, str] = {}
 
     def name(domain: str) -> str:
@@ -91,15 +93,15 @@ class _Sums:
     """The report's figures as they are added up, from roll-up rows and from scanned events alike."""
 
     def __init__(self, until: dt.datetime) -> None:
-        self.provider = _provider_names()
+        self.provider = provider_names()
         self.total, self.providers = Figures(), defaultdict(Figures)
         self.hours = [events.hour_of(until) - dt.timedelta(hours=h) for h in range(23, -1, -1)]
         self.days = [until.date() - dt.timedelta(days=d) for d in range(29, -1, -1)]
         self.hourly = {h: Counter() for h in self.hours}
         self.daily = {d: Counter() for d in self.days}
 
-    def add(self, domain: str, metric: str, n: int, unique: int = 0) -> None:
-        for f in (self.total, self.providers[self.provider(domain)]):
+    def add(self, provider: str, metric: str, n: int, unique: int = 0) -> None:
+        for f in (self.total, self.providers[provider]):
             f.counts[metric] += n
             if unique:
                 f.counts[_UNIQUE[metric]] += unique
@@ -119,10 +121,10 @@ def _from_rollups(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: di
     if scope["stream"] is not None:
         where.append(EventCount.stream == scope["stream"])
     count, uniques = fn.SUM(EventCount.count), fn.SUM(EventCount.uniques)
-    totals = (EventCount.select(EventCount.domain, EventCount.metric, count, uniques).where(*where)
-              .group_by(EventCount.domain, EventCount.metric).having((count != 0) | (uniques != 0)).tuples())
-    for domain, metric, n, unique in totals:
-        sums.add(domain, metric, n, unique)
+    totals = (EventCount.select(EventCount.provider, EventCount.metric, count, uniques).where(*where)
+              .group_by(EventCount.provider, EventCount.metric).having((count != 0) | (uniques != 0)).tuples())
+    for provider, metric, n, unique in totals:
+        sums.add(provider, metric, n, unique)
     first, end = (dt.datetime.combine(d, dt.time()) for d in (sums.days[0], sums.days[-1] + dt.timedelta(days=1)))
     charted = (EventCount.select(EventCount.hour, EventCount.metric, count)
                .where(*where, EventCount.metric.in_(CHARTED), EventCount.hour >= first, EventCount.hour < end)
@@ -147,23 +149,23 @@ def _from_events(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dic
     sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)
             .where(*where, Delivery.status.not_in((SUPPRESSED, CANCELLED))).group_by(Delivery.domain).tuples())
     for domain, n in sent:
-        sums.add(domain.lower(), "sent", n)
-    humans: dict[str, set] = defaultdict(set)  # domain: the (message, recipient, metric) with a human one
+        sums.add(sums.provider(domain.lower()), "sent", n)
+    humans: dict[str, set] = defaultdict(set)  # provider: the (message, recipient, metric) with a human one
     rows = (Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details).join(Message)
             .where(*where, Event.type.in_(list(_EVENT_METRICS))).tuples().iterator())
     for type_, recipient, message_id, at, details in rows:
-        metric, domain = _EVENT_METRICS[type_], events.domain_of(recipient)
+        metric, provider = _EVENT_METRICS[type_], sums.provider(events.domain_of(recipient))
         if type_ in (events.OPENED, events.CLICKED):
             if json.loads(details or "{}").get("machine"):
-                sums.add(domain, f"machine_{metric}", 1)
+                sums.add(provider, f"machine_{metric}", 1)
                 continue
-            humans[domain].add((message_id, recipient.lower(), metric))
-        sums.add(domain, metric, 1)
+            humans[provider].add((message_id, recipient.lower(), metric))
+        sums.add(provider, metric, 1)
         if metric in CHARTED:
             sums.chart(events.hour_of(at), metric, 1)
-    for domain, who in humans.items():
+    for provider, who in humans.items():
         for metric in _UNIQUE:
-            sums.add(domain, metric, 0, sum(1 for w in who if w[2] == metric))
+            sums.add(provider, metric, 0, sum(1 for w in who if w[2] == metric))
 
 
 def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tuple[str, int, int]]:

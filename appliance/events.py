@@ -123,6 +123,14 @@ _CHUNK = 500  # rows per upsert statement (9 parameters each, under SQLite's lim
 
 Fact = tuple[dt.datetime, int, str]  # a message's received hour, account id (0: none), stream
 Key = tuple[dt.datetime, int, str, str, str, dt.datetime]  # EventCount's unique index, in its order
+Providers = Callable[[str], str]  # a recipient domain's provider group
+_providers: list[Callable[[], Providers]] = []  # what reads the groups (create_app: analytics.provider_names)
+
+
+def name_providers(reader: Callable[[], Providers]) -> None:
+    """Name the roll-up's provider groups with ``reader()``, called once per transaction (the groups
+    are policy, a layer above this one)."""
+    _providers[:] = [reader]
 
 
 def hour_of(at: dt.datetime) -> dt.datetime:
@@ -137,11 +145,12 @@ def domain_of(recipient: str) -> str:
 class _Tally:
     """Increments of EventCount rows: (count, uniques) per key."""
 
-    def __init__(self) -> None:
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
         self.rows: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
 
     def add(self, fact: Fact, domain: str, metric: str, hour: dt.datetime, n: int = 1, unique: int = 0) -> None:
-        row = self.rows[(*fact, domain, metric, hour)]
+        row = self.rows[(*fact, self.providers(domain), metric, hour)]
         row[0] += n
         row[1] += unique
 
@@ -165,7 +174,7 @@ class _Tally:
     def write(self) -> int:
         """Add the increments to EventCount: one upsert per chunk, rows in key order (so that two
         PostgreSQL transactions lock shared rows in the same order)."""
-        names = ("received", "account", "stream", "domain", "metric", "hour")
+        names = ("received", "account", "stream", "provider", "metric", "hour")
         rows = [{**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
                 for key, (c, u) in sorted(self.rows.items()) if c or u]
         target = [getattr(EventCount, n) for n in names]
@@ -191,7 +200,9 @@ def _roll_up(events: list[Occurred]) -> None:
     wanted = [e for e in wanted if e.message_id in facts]
     if not wanted:
         return
-    tally = _Tally()
+    if not _providers:
+        raise RuntimeError("events.name_providers was not called (create_app does)")
+    tally = _Tally(_providers[0]())
     accepted = [e.message_id for e in wanted if e.type == ACCEPTED]
     if accepted:
         sent = (Delivery.select(Delivery.message, Delivery.domain, fn.COUNT(Delivery.id))
@@ -222,11 +233,11 @@ def _human_before(message_ids: set[str]) -> set[tuple[str, str, str]]:
             if not json.loads(details or "{}").get("machine")}
 
 
-def rebuild_rollups() -> int:
+def rebuild_rollups(providers: Providers) -> int:
     """Count EventCount anew from the Message, Delivery and Event rows, as ``record`` keeps it
     (migration 0014's backfill, bench/analytics.py's fill); return the rows written."""
     EventCount.delete().execute()
-    tally = _Tally()
+    tally = _Tally(providers)
     sent = (Delivery.select(Message.received_at, Message.account, Message.stream, Delivery.domain).join(Message)
             .where(Message.direction == "outbound", Delivery.status.not_in(_NOT_SENT)).tuples().iterator())
     for received, account, stream, domain in sent:

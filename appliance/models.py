@@ -503,21 +503,21 @@ class Event(BaseModel):
 class EventCount(BaseModel):
     """The analytics' hourly roll-up (appliance/events.py keeps it in the transaction of each Event):
     how many ``metric`` events happened in ``hour`` for the outbound messages of one account (0: none)
-    and stream received in ``received``, to recipients of ``domain``. No foreign key: the counts outlive
-    the messages (retention)."""
+    and stream received in ``received``, to recipients of one provider group. No foreign key: the counts
+    outlive the messages (retention)."""
 
     id = AutoField()
     received = DateTimeField()  # the hour the messages were received in (the report's range)
     hour = DateTimeField()  # the hour the events happened in (the charts); ``received`` for sent
     account = IntegerField()
     stream = CharField()
-    domain = CharField()  # the recipient's, lower case; mapped to a provider group when reported
+    provider = CharField()  # the provider group of the recipient's domain when the event was recorded
     metric = CharField()  # sent | delivered | bounced | complained | opened | clicked | unsubscribed | machine_…
     count = IntegerField(default=0)
     uniques = IntegerField(default=0)  # opened, clicked: the deliveries' first human open or click
 
     class Meta:
-        indexes = ((("received", "account", "stream", "domain", "metric", "hour"), True),)
+        indexes = ((("received", "account", "stream", "provider", "metric", "hour"), True),)
 
 
 MODELS = (AdminUser, SmtpAccount, Message, MessageBody, Delivery, Attempt, Suppression, Sender, Domain, Alert,

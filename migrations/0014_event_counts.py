@@ -3,8 +3,9 @@ deliveries and events already stored (events.rebuild_rollups, the same counting 
 
 from peewee import AutoField, CharField, DateTimeField, IntegerField, Model
 
-from appliance import events
+from appliance import analytics, events
 from appliance.models import Delivery, Event, EventCount, Message
+from appliance.policy import sending
 
 
 class _EventCount(Model):
@@ -15,18 +16,21 @@ class _EventCount(Model):
     hour = DateTimeField()
     account = IntegerField()
     stream = CharField()
-    domain = CharField()
+    provider = CharField()
     metric = CharField()
     count = IntegerField(default=0)
     uniques = IntegerField(default=0)
 
     class Meta:
         table_name = "event_count"
-        indexes = ((("received", "account", "stream", "domain", "metric", "hour"), True),)
+        indexes = ((("received", "account", "stream", "provider", "metric", "hour"), True),)
 
 
 def up(migrator, db):
     with db.bind_ctx([_EventCount]):
         db.create_tables([_EventCount])
+    # The provider groups as they are now (their defaults on a database that has none yet).
+    found = [sending.Group(name, tuple(patterns.split())) for name, patterns in db.execute_sql(
+        'SELECT "name", "domain_patterns" FROM "provider_group" ORDER BY "position", "id"').fetchall()]
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
-        events.rebuild_rollups()
+        events.rebuild_rollups(analytics.provider_names(found or list(sending.DEFAULT_GROUPS)))

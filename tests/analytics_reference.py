@@ -38,7 +38,7 @@ def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = N
         scope.append(Message.account == account_id)
     if stream is not None:
         scope.append(Message.stream == stream)
-    provider = analytics._provider_names()
+    provider = analytics.provider_names()
     total, providers = _Figures(), defaultdict(_Figures)
 
     sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)

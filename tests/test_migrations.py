@@ -83,8 +83,9 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
 
 
 def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
-    from appliance import events
+    from appliance import analytics, events
     from appliance.models import Delivery, Event, EventCount, Message
+    from appliance.policy import sending
 
     before = tmp_path / "before"
     before.mkdir()
@@ -109,11 +110,12 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
                        "VALUES ('01A', 'ann@gmail.com', ?, ?, ?)", (type_, f"2025-03-10 {at}:00", details))
 
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0014_event_counts"]
-    query = 'SELECT "received", "hour", "account", "stream", "domain", "metric", "count", "uniques" FROM "event_count"'
+    query = ('SELECT "received", "hour", "account", "stream", "provider", "metric", "count", "uniques" '
+             'FROM "event_count"')
     backfilled = sorted(db.execute_sql(query).fetchall())
-    assert [(r[1][11:13], r[5], r[6], r[7]) for r in backfilled] == [
-        ("09", "delivered", 1, 0), ("09", "sent", 1, 0), ("10", "opened", 1, 1), ("11", "machine_opened", 1, 0),
-        ("11", "opened", 1, 0)]
+    assert [(r[1][11:13], r[4], r[5], r[6], r[7]) for r in backfilled] == [
+        ("09", "gmail", "delivered", 1, 0), ("09", "gmail", "sent", 1, 0), ("10", "gmail", "opened", 1, 1),
+        ("11", "gmail", "machine_opened", 1, 0), ("11", "gmail", "opened", 1, 0)]
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
-        events.rebuild_rollups()
+        events.rebuild_rollups(analytics.provider_names(list(sending.DEFAULT_GROUPS)))
     assert sorted(db.execute_sql(query).fetchall()) == backfilled
