@@ -171,12 +171,17 @@ class _Tally:
                 seen.add(who)
         self.add(fact, domain_of(recipient), metric, hour_of(at), 1, unique)
 
-    def write(self) -> int:
+    def write(self, fresh: bool = False) -> int:
         """Add the increments to EventCount: one upsert per chunk, rows in key order (so that two
-        PostgreSQL transactions lock shared rows in the same order)."""
+        PostgreSQL transactions lock shared rows in the same order); into an emptied table
+        (``fresh``) as plain inserts. Return the rows written."""
         names = ("received", "account", "stream", "provider", "metric", "hour")
         rows = [{**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
                 for key, (c, u) in sorted(self.rows.items()) if c or u]
+        if fresh:
+            for start in range(0, len(rows), 10 * _CHUNK):
+                db.insert_rows(EventCount, rows[start:start + 10 * _CHUNK])
+            return len(rows)
         target = [getattr(EventCount, n) for n in names]
         for start in range(0, len(rows), _CHUNK):
             (EventCount.insert_many(rows[start:start + _CHUNK])
@@ -250,4 +255,4 @@ def rebuild_rollups(providers: Providers) -> int:
     for mid, type_, recipient, at, details, received, account, stream in rows:
         extra = json.loads(details or "{}") if type_ in (OPENED, CLICKED) else {}
         tally.event((hour_of(received), account or 0, stream), mid, type_, recipient, at, extra, seen)
-    return tally.write()
+    return tally.write(fresh=True)
