@@ -9,8 +9,9 @@ import datetime as dt
 from appliance import accounts, analytics, clock, db, events, queue
 from appliance.models import CANCELLED, QUEUED, SUPPRESSED, Delivery, EventCount, Message
 from tests import analytics_reference
+from tests.conftest import wait_for
 from tests.test_analytics import traffic  # noqa: F401  (a fixture)
-from tests.test_tracking import overrides, sink, web  # noqa: F401  (fixtures)
+from tests.test_tracking import events_of, overrides, sink, web  # noqa: F401  (fixtures)
 
 H = dt.timedelta(hours=1)
 
@@ -37,6 +38,7 @@ def assert_rebuild_keeps_the_rows() -> None:
 
 
 def test_real_traffic_gives_the_same_report_from_the_rollup_as_from_the_events(app, traffic):  # noqa: F811
+    wait_for(lambda: len(events_of(app, "delivered")) == 3)  # the sink has the copies a moment before
     with app.app_context():
         now = clock.now()
         hour = events.hour_of(now)
