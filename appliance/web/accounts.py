@@ -31,8 +31,9 @@ from .permissions import admin_required, admin_writes, viewer_required
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 
 # A new password is shown by a GET after the POST that made it (post-redirect-get: a reload repeats
-# nothing). It waits in the session cookie, encrypted with a key derived from SECRET_KEY, for at most
-# SHOWN_ONCE_SECONDS, and the page that shows it removes it.
+# nothing). It waits in the server-side session for at most SHOWN_ONCE_SECONDS, encrypted with a key
+# derived from SECRET_KEY so that the session's database row never holds it in clear, and the page
+# that shows it removes it.
 SHOWN_ONCE_SECONDS = 600
 PRIORITIES = {1: "1 · very high", 2: "2 · high", 3: "3 · normal", 4: "4 · low", 5: "5 · very low"}
 
