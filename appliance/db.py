@@ -106,7 +106,9 @@ def insert_rows(model, rows: list[dict[str, Any]]) -> None:
     """
     if not rows:
         return
-    if not is_sqlite():
+    bound = model._meta.database  # the proxy, or the database of a migration's bind_ctx
+    bound = getattr(bound, "obj", bound)
+    if not isinstance(bound, SqliteDatabase):
         model.insert_many(rows).execute()
         return
     fields = [model._meta.fields[name] for name in rows[0]]
@@ -128,7 +130,7 @@ def insert_rows(model, rows: list[dict[str, Any]]) -> None:
         for i, db_value in convert:
             value[i] = db_value(value[i])
         values.append((*value, *tail))
-    database.connection().executemany(sql, values)
+    bound.connection().executemany(sql, values)
 
 
 _BOUND_AS_IS = (CharField, TextField, IntegerField)
