@@ -44,6 +44,10 @@ SQLITE_PRAGMAS = {
     # Checkpoints run on the Checkpointer's own connection; this is only the safety net, so
     # that a commit (and the 250 waiting on it) rarely pays for copying the WAL back.
     "wal_autocheckpoint": 20000,
+    # Pages freed by deletes can be given back to the file system (appliance/retention.py runs
+    # `PRAGMA incremental_vacuum`). Only a database without tables takes it: a new file gets it
+    # here, an older one by migration 0013.
+    "auto_vacuum": 2,  # INCREMENTAL
 }
 
 
