@@ -217,6 +217,17 @@ def atomic_write():
         _run_hooks(done)
 
 
+def incremental_vacuum(pages: int) -> None:
+    """SQLite: give up to ``pages`` free pages back to the file system, in a transaction of their
+    own, holding the process's write lock (the writer waits for this step, never for more).
+
+    The pragma frees one page per result row, and sqlite3's ``execute`` steps a statement without
+    columns only once; ``executescript`` steps it to the end (and, outside a transaction, runs it in
+    an autocommit transaction of its own)."""
+    with _write_lock:
+        database.connection().executescript(f"PRAGMA incremental_vacuum({int(pages)})")
+
+
 WRITE_ERRORS = (DatabaseError, sqlite3.DatabaseError, OSError)
 
 Many = Callable[[list[Any]], list[Any]]  # a job kind: runs several jobs' arguments, one result each

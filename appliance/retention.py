@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -190,13 +189,7 @@ def give_space_back() -> int:
         free = db.database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if not free:
             return total
-        step = min(free, VACUUM_PAGES)
-
-        def vacuum(step=step) -> None:
-            # The pragma frees one page per result step: fetchall runs it to the end.
-            db.database.execute_sql(f"PRAGMA incremental_vacuum({int(step)})").fetchall()
-
-        db.write(vacuum).result()
+        db.incremental_vacuum(min(free, VACUUM_PAGES))
         after = db.database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if after >= free:  # auto_vacuum is off on this file (not migrated): nothing more to give back
             return total
@@ -206,11 +199,12 @@ def give_space_back() -> int:
 
 # -- size and free disk -------------------------------------------------------------------------
 def database_size(settings: dict) -> int:
-    """Bytes the database takes: SQLite's file and its WAL, or PostgreSQL's pg_database_size."""
+    """Bytes the database takes: SQLite's pages (the file once the WAL is checkpointed; the WAL
+    itself is reused, not grown, from one checkpoint to the next), or PostgreSQL's pg_database_size."""
     if not db.is_sqlite():
         return int(db.database.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0])
-    path = db.database.obj.database
-    return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
+    pages = db.database.execute_sql("PRAGMA page_count").fetchone()[0]
+    return pages * db.database.execute_sql("PRAGMA page_size").fetchone()[0]
 
 
 def free_disk(settings: dict) -> int:
