@@ -27,8 +27,12 @@ from .models import CRITICAL, PENDING_STATUSES, Attempt, Delivery, Event, Messag
 log = logging.getLogger(__name__)
 
 BATCH = 500  # messages examined (and at most purged) per write transaction
-VACUUM_PAGES = 2000  # SQLite pages (4 KiB each by default) given back per write transaction
-PAUSE_SECONDS = 0.005  # between two batches: the writer serves what waits before the next one
+VACUUM_PAGES = 1000  # SQLite pages (4 KiB each by default) given back per write transaction
+# After each batch or vacuum step the purge waits PAUSE_SHARE times as long as that step took (at
+# least PAUSE_SECONDS): it has the writer, and the disk, a third of the time at most, and intake's
+# commits (and their fsyncs) go between two steps instead of queueing behind a stream of them.
+PAUSE_SHARE = 2.0
+PAUSE_SECONDS = 0.005
 DISK_SPACE_LOW = "disk-space-low"  # the alert kind
 
 
@@ -153,6 +157,7 @@ def purge(settings: dict, *, dry_run: bool = False, now: dt.datetime | None = No
             ids, kept_batch, position = _candidates(cutoff, after, with_body)
             kept_here += kept_batch
             if ids:
+                step = time.monotonic()
                 if with_body:
                     report.bodies += db.write(lambda ids=ids: _purge_bodies(ids)).result()
                 else:
@@ -162,7 +167,7 @@ def purge(settings: dict, *, dry_run: bool = False, now: dt.datetime | None = No
                     report.attempts += counts[2]
                     report.events += counts[3]
                 report.batches += 1
-                time.sleep(PAUSE_SECONDS)
+                _pause(step)
             if position is None:
                 break
             after = position
@@ -189,12 +194,19 @@ def give_space_back() -> int:
         free = db.database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if not free:
             return total
+        step = time.monotonic()
         db.incremental_vacuum(min(free, VACUUM_PAGES))
         after = db.database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if after >= free:  # auto_vacuum is off on this file (not migrated): nothing more to give back
             return total
         total += free - after
-        time.sleep(PAUSE_SECONDS)
+        _pause(step)
+
+
+def _pause(step_started: float) -> None:
+    """Wait PAUSE_SHARE times as long as the step that started at ``step_started`` took (at least
+    PAUSE_SECONDS)."""
+    time.sleep(max(PAUSE_SECONDS, PAUSE_SHARE * (time.monotonic() - step_started)))
 
 
 # -- size and free disk -------------------------------------------------------------------------
