@@ -7,6 +7,7 @@ The README's configuration table is generated from SETTINGS (``python -m applian
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import tomllib
@@ -174,6 +175,14 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME = {s.name: s for s in SETTINGS}
 ENV_PREFIX = "APPLIANCE_"
+# Variables with the prefix that are not settings: the installer's target folder (scripts/install-service.sh).
+NOT_SETTINGS = {"APPLIANCE_PREFIX"}
+
+
+def _did_you_mean(name: str, written: str) -> str:
+    """' (did you mean …?)' with the setting closest to ``name``, ``written`` as the user would type it; or ''."""
+    close = difflib.get_close_matches(name.upper(), BY_NAME, n=1)
+    return f" (did you mean {written.format(close[0])!r}?)" if close else ""
 
 
 def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -183,6 +192,12 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
     unknown = set(overrides) - set(BY_NAME)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    # A misspelt variable would otherwise be ignored without a word, as if it had not been set.
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable not in NOT_SETTINGS \
+                and variable.removeprefix(ENV_PREFIX) not in BY_NAME:
+            raise ConfigError(f"unknown environment variable {variable!r}"
+                              + _did_you_mean(variable.removeprefix(ENV_PREFIX), ENV_PREFIX + "{}"))
 
     def env(name: str) -> str | None:
         return environ.get(ENV_PREFIX + name)
@@ -199,7 +214,8 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
         for key, raw in file_values.items():
             name = key.upper()
             if name not in BY_NAME:
-                raise ConfigError(f"{toml_path}: unknown setting {key!r}")
+                raise ConfigError(f"{toml_path}: unknown setting {key!r}"
+                                  + _did_you_mean(key, "{}").lower())
             values[name] = BY_NAME[name].parse(raw)
     for setting in SETTINGS:
         raw = env(setting.name)
@@ -214,11 +230,19 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
 
 
 def markdown_table() -> str:
-    """Render SETTINGS as the README's configuration table."""
-    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    """Render SETTINGS as the README's configuration table, with how each one is written."""
+    lines = [
+        "Each setting is read, later winning, from its default, the file `DATA_DIR/appliance.toml` "
+        "(`./data/appliance.toml` unless `APPLIANCE_DATA_DIR` moves it; keys in lower case, "
+        "e.g. `hostname = \"relay.example.com\"`), then its environment variable. An unknown key or "
+        "`APPLIANCE_…` variable stops the start with its name and the closest setting.",
+        "",
+        "| environment variable | `appliance.toml` key | default | meaning |",
+        "|---|---|---|---|",
+    ]
     for s in SETTINGS:
         default = "(empty)" if s.default == "" else f"`{s.default}`"
-        lines.append(f"| `{s.name}` | {default} | {s.help} |")
+        lines.append(f"| `{ENV_PREFIX}{s.name}` | `{s.name.lower()}` | {default} | {s.help} |")
     return "\n".join(lines)
 
 

@@ -98,8 +98,8 @@ def verification_url(settings: dict, sender: Sender) -> str:
     return f"{base}/verify/{token}"
 
 
-def verify_token(settings: dict, token: str) -> Sender:
-    """Verify the sender a link names; raise SenderError saying why a link does not work."""
+def sender_for_token(settings: dict, token: str) -> Sender:
+    """The sender a verification link names; raise SenderError saying why a link does not work."""
     try:
         data = _serializer(settings).loads(token, max_age=settings["VERIFY_LINK_TTL"])
     except SignatureExpired:
@@ -109,7 +109,12 @@ def verify_token(settings: dict, token: str) -> Sender:
     sender = Sender.get_or_none((Sender.id == data.get("id")) & (Sender.email == data.get("email")))
     if sender is None:
         raise SenderError("This sender address was removed from the relay; the link no longer applies.")
-    return mark_verified(sender, "link")
+    return sender
+
+
+def verify_token(settings: dict, token: str) -> Sender:
+    """Verify the sender a link names (as ``sender_for_token`` reads it)."""
+    return mark_verified(sender_for_token(settings, token), "link")
 
 
 def send_verification(settings: dict, sender: Sender) -> str:
@@ -117,8 +122,9 @@ def send_verification(settings: dict, sender: Sender) -> str:
     hours = settings["VERIFY_LINK_TTL"] // 3600
     text = (
         f"Someone (we hope you) asked the mail relay {settings['HOSTNAME']} to send mail as {sender.email}.\n\n"
-        f"To allow it, open this link within {hours} hours:\n\n{verification_url(settings, sender)}\n\n"
-        "If you did not expect this, ignore this message: nothing is sent as you until the link is opened.\n"
+        f"To allow it, open this link within {hours} hours and press the button there:\n\n"
+        f"{verification_url(settings, sender)}\n\n"
+        "If you did not expect this, ignore this message: nothing is sent as you until the button is pressed.\n"
     )
     message_id = notices.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
     sender.link_sent_at = clock.now()

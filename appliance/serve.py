@@ -140,13 +140,16 @@ def configure_logging() -> logging.handlers.QueueListener:
     return writer
 
 
-def start_smtp(settings: dict, on_committed=None) -> tuple[SmtpService, tls.TlsFiles]:
-    """Make sure TLS material exists, then start the SMTP listeners."""
+def start_smtp(settings: dict, on_committed=None, live: tls.LiveContext | None = None
+               ) -> tuple[SmtpService, tls.TlsFiles]:
+    """Make sure TLS material exists, then start the SMTP listeners, which serve ``live``'s context
+    (the certificate files as they are now, replaced files included)."""
     _allow_open_files(parse_listeners(settings["SMTP_LISTEN"]))
-    files = tls.ensure(settings)
-    service = SmtpService(settings, tls.server_context(files), on_committed)
+    if live is None:
+        live = tls.LiveContext(tls.ensure(settings))
+    service = SmtpService(settings, live.context, on_committed)
     service.start()
-    return service, files
+    return service, live.files
 
 
 def _allow_open_files(listeners: list[Listener]) -> None:

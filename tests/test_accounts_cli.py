@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import smtplib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,21 @@ def test_delete_removes_the_account_and_its_logins(smtp_server, run_cli):
     assert cli_json(run_cli("accounts", "list", "--json")) == []
     with smtp_server.submission() as client, pytest.raises(smtplib.SMTPAuthenticationError):
         client.login(created["username"], created["password"])
+
+
+def test_appliance_help_shows_the_appliance_s_commands_and_none_of_flask_s_options(tmp_path):
+    appliance = Path(sys.executable).with_name("appliance")
+    env = {"APPLIANCE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([str(appliance), "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "accounts" in done.stdout and "send-test" in done.stdout
+    assert not {"--env-file", "--app", "--debug", "python-dotenv"} & set(done.stdout.replace(",", " ").split())
+
+
+def test_an_ip_only_account_is_told_it_needs_no_password_from_its_networks(app, run_cli, smtp_server):
+    result = run_cli("accounts", "create", "Printer", "--ip", "127.0.0.1/32", "--ip-only")
+    assert result.exit_code == 0
+    assert "no password needed from 127.0.0.1/32: mail from there is this account's without AUTH." in result.output
+    assert run_cli("senders", "add", "printer@shop.test", "--verified").exit_code == 0
+    with smtplib.SMTP("127.0.0.1", smtp_server.starttls_port, timeout=10) as client:  # and so it is
+        assert client.sendmail("printer@shop.test", ["alice@example.test"],
+                               "From: printer@shop.test\r\nSubject: scan\r\n\r\nA scan.\r\n") == {}

@@ -1,5 +1,6 @@
 """The architecture holds: import-linter's layers and no-cycle contracts (pyproject.toml), and a
-deliberately added upward import breaks them; the delivery checklist reads the same everywhere."""
+deliberately added upward import breaks them; the delivery checklist reads the same everywhere;
+no module under appliance/ is longer than 600 lines."""
 
 from __future__ import annotations
 
@@ -79,3 +80,9 @@ def test_the_delivery_steps_have_the_same_numbers_and_names_in_the_code_its_docs
     for number, name, module in checklist:
         assert f"Step {number}, {name}" in (package / module).read_text(), (number, name, module)
         assert f"Step {number}, {name}" in steps_code or f"# {number}. {name}" in steps_code, (number, name)
+
+
+def test_no_module_under_appliance_is_longer_than_600_lines():
+    lengths = {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
+               for path in (ROOT / "appliance").rglob("*.py")}
+    assert lengths and {path: n for path, n in lengths.items() if n > 600} == {}

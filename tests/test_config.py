@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,32 @@ def test_every_setting_has_help_text_and_a_unique_name():
     names = [s.name for s in config.SETTINGS]
     assert len(names) == len(set(names))
     assert all(s.help.strip() for s in config.SETTINGS)
+
+
+def test_an_unknown_environment_variable_is_an_error_that_names_the_closest_setting(tmp_path):
+    env = {"APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_HOST_NAME": "relay.example.test"}
+    expected = "unknown environment variable 'APPLIANCE_HOST_NAME' (did you mean 'APPLIANCE_HOSTNAME'?)"
+    with pytest.raises(config.ConfigError, match=re.escape(expected)):
+        config.load(environ=env)
+    assert config.load(environ={"APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_PREFIX": "/opt/appliance"})
+
+
+def test_an_unknown_toml_key_names_the_closest_setting_as_it_is_written_there(tmp_path):
+    (tmp_path / "appliance.toml").write_text('host_name = "relay.example.test"\n')
+    with pytest.raises(config.ConfigError, match=r"unknown setting 'host_name' \(did you mean 'hostname'\?\)"):
+        config.load(environ={"APPLIANCE_DATA_DIR": str(tmp_path)})
+
+
+def test_app_py_refuses_to_start_on_a_misspelt_variable_instead_of_ignoring_it(tmp_path):
+    env = {"APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_HOSTNAM": "relay.example.test", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "unknown environment variable 'APPLIANCE_HOSTNAM' (did you mean 'APPLIANCE_HOSTNAME'?)" in output
+    assert "Traceback" not in output
+
+
+def test_the_configuration_table_names_each_setting_as_it_is_typed():
+    table = config.markdown_table()
+    assert "| `APPLIANCE_HOSTNAME` | `hostname` |" in table
+    assert "DATA_DIR/appliance.toml" in table

@@ -52,3 +52,13 @@ def test_a_bad_address_is_refused_before_anything_is_queued(run_cli):
     result = run_cli("send-test", "not an address")
     assert result.exit_code == 1 and "is not an email address" in result.output
     assert json.loads(run_cli("messages", "list", "--json").output) == []
+
+
+def test_a_deferred_test_message_says_deferred_and_when_it_is_tried_again(relay, run_cli, example_mx):
+    result = run_cli("send-test", "greylist@example.test", "--wait", "30")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert "status: deferred" in lines
+    (recipient,) = [line for line in lines if line.startswith("  -> greylist@example.test")]
+    assert recipient.startswith("  -> greylist@example.test: deferred 451 4.7.1 Greylisted, try again later")
+    assert "next attempt " in recipient

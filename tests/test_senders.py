@@ -17,6 +17,7 @@ from appliance.models import Delivery, Message, Sender
 from tests.conftest import cli_json, relay_overrides, wait_for
 
 LINK = re.compile(r"http://[^\s]+/verify/[A-Za-z0-9_.\-]+")
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def verification_link(message_id: str) -> str:
@@ -49,10 +50,16 @@ class TestTheLinkThroughTheRelay:
         assert wait_for(lambda: Delivery.get(Delivery.rcpt == "jo@owner.test").status == "delivered")
         link = LINK.search(message.get_content()).group(0)
 
-        page = app.test_client().get(urlsplit(link).path)
-        assert page.status_code == 200 and "jo@owner.test</strong> is verified" in page.get_data(as_text=True)
+        browser = app.test_client()
+        page = browser.get(urlsplit(link).path).get_data(as_text=True)  # what a link scanner fetches too
+        assert "asks to send mail as <strong>jo@owner.test</strong>" in page
+        assert not Sender.get(Sender.email == "jo@owner.test").verified
+        token = CSRF.search(page).group(1)
+        done = browser.post(urlsplit(link).path, data={"csrf_token": token})
+        assert done.status_code == 200 and "jo@owner.test</strong> is verified" in done.get_data(as_text=True)
         sender = Sender.get(Sender.email == "jo@owner.test")
         assert sender.verified and sender.verified_by == "link"
+        assert browser.post(urlsplit(link).path).status_code == 400  # the button's POST needs the page's token
 
 
 def test_an_admin_can_mark_a_sender_verified_directly_and_it_is_recorded_as_such(run_cli):

@@ -22,6 +22,16 @@ def test_banner_and_ehlo_use_the_configured_hostname(smtp_server):
     raw.close()
 
 
+def test_ehlo_advertises_enhanced_status_codes_which_every_reply_carries(smtp_server):
+    raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)
+    code, text = raw.cmd("EHLO client.test")
+    assert code == 250 and "ENHANCEDSTATUSCODES" in text.splitlines() and text.splitlines()[-1] == "HELP"
+    assert raw.cmd("MAIL FROM:<shop@shop.test>")[1].split()[0] == "5.7.0"  # AUTH first, with its code
+    raw.close()
+    with smtp_server.submission() as client:  # after STARTTLS too
+        assert client.has_extn("enhancedstatuscodes")
+
+
 @pytest.mark.parametrize("name", ["localhost", "[127.0.0.1]", "3f2a9c1b7d4e", "[IPv6:::1]", "mail.example.com"])
 def test_any_syntactically_valid_ehlo_name_is_accepted(smtp_server, name):
     raw = RawSMTP("127.0.0.1", smtp_server.starttls_port)

@@ -85,8 +85,11 @@ def accounts_create(name: str, networks: tuple[str, ...], ip_only: bool, priorit
         SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
         account = SmtpAccount.get_by_id(account.id)
     data = account_dict(account) | {"password": password}
-    emit(data, as_json, f"username: {account.username}\npassword: {password}\n"
-          "(the password is shown only now; `appliance accounts reset-password` makes a new one)")
+    shown = "(the password is shown only now; `appliance accounts reset-password` makes a new one)"
+    if account.ip_only:
+        shown = (f"no password needed from {', '.join(account.networks)}: mail from there is this account's "
+                 "without AUTH.\nFor a client there that insists on AUTH, the password is shown only now.")
+    emit(data, as_json, f"username: {account.username}\npassword: {password}\n{shown}")
 
 
 @accounts.command("list")

@@ -24,7 +24,16 @@ def ts(value) -> str | None:
     return value.isoformat(sep=" ", timespec="seconds") if value else None
 
 
-@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+class ApplianceGroup(FlaskGroup):
+    """Flask's CLI group without Flask's own options (--env-file, --app, --debug): the appliance
+    is configured by its settings, and those options only crowded `appliance --help`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.params = [p for p in self.params if p.name not in {"env_file", "app", "debug"}]
+
+
+@click.group(cls=ApplianceGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Self-hosted SMTP relay appliance."""

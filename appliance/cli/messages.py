@@ -88,7 +88,9 @@ def message_report(found: message_log.Detail) -> tuple[dict[str, Any], str]:
     ]
     data["events"] = [{**e, "at": ts(e["at"])} for e in found.events]
     lines = [f"{k}: {v}" for k, v in data.items() if k not in ("recipients", "attempts", "events")]
-    lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip() for r in data["recipients"]]
+    lines += [f"  -> {r['address']}: {r['status']} {r['last_reply']}".rstrip()
+              + (f"  (next attempt {r['next_attempt_at']})" if r["next_attempt_at"] else "")
+              for r in data["recipients"]]
     lines += ["timeline:"] + [
         f"  {a['at']}  {a['recipient']}  {a['outcome']:<9} {a['code'] or ''} {a['enhanced_code']} {a['text']}"
         f"  ({'via ' + a['mx_host'] + ' [' + a['mx_ip'] + ']' if a['mx_host'] else 'no connection'}"

@@ -34,6 +34,11 @@ class Handler:
         log.error("SMTP session error", exc_info=error)
         return replies.LOCAL_ERROR
 
+    async def handle_EHLO(self, server: ApplianceSMTP, session, envelope, hostname: str, responses: list[str]):
+        # Every reply carries an RFC 3463 enhanced status code, and RFC 2034 has EHLO say so.
+        session.host_name = hostname  # aiosmtpd leaves this to a hook that takes the responses
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
+
     async def handle_MAIL(self, server: ApplianceSMTP, session, envelope, address: str, mail_options):
         account = await server.sending_account()
         if account is None and not server.mx:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 from pathlib import Path
 
+from cryptography.fernet import Fernet, InvalidToken
 from flask import (
     Blueprint,
     abort,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from peewee import fn
@@ -25,6 +30,11 @@ from .permissions import admin_required, admin_writes, viewer_required
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 
+# A new password is shown by a GET after the POST that made it (post-redirect-get: a reload repeats
+# nothing). It waits in the server-side session for at most SHOWN_ONCE_SECONDS, encrypted with a key
+# derived from SECRET_KEY so that the session's database row never holds it in clear, and the page
+# that shows it removes it.
+SHOWN_ONCE_SECONDS = 600
 PRIORITIES = {1: "1 · very high", 2: "2 · high", 3: "3 · normal", 4: "4 · low", 5: "5 · very low"}
 
 
@@ -120,8 +130,7 @@ def accounts_create():
     except accounts.AccountError as exc:
         return render_template("accounts/create.html", values=_form_values(request.form), errors=form_errors(exc),
                                priorities=PRIORITIES), 400
-    return _no_store(render_template("accounts/secret.html", password=password, created=True,
-                                     **_connection_context(account, password)))
+    return _show_once(account, password, created=True)
 
 
 @bp.route("/<int:account_id>", methods=["GET", "POST"])
@@ -148,8 +157,35 @@ def accounts_reset_password(account_id: int):
     account = _get(account_id)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("accounts/reset.html", account=account)
-    password = accounts.reset_password(account)
-    return _no_store(render_template("accounts/secret.html", password=password, created=False,
+    return _show_once(account, accounts.reset_password(account), created=False)
+
+
+def _fernet() -> Fernet:
+    key = hashlib.sha256(b"appliance shown-once password\0" + current_app.secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _show_once(account: SmtpAccount, password: str, created: bool):
+    session["shown_once"] = {"account": account.id, "created": created,
+                             "password": _fernet().encrypt(password.encode()).decode()}
+    return redirect(url_for("accounts.accounts_password", account_id=account.id))
+
+
+@bp.get("/<int:account_id>/password")
+@admin_required
+def accounts_password(account_id: int):
+    """Show the password just made for this account, this once; after that, say how to get a new one."""
+    account = _get(account_id)
+    waiting = session.pop("shown_once", None) or {}
+    try:
+        password = _fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode() \
+            if waiting.get("account") == account.id else None
+    except InvalidToken:
+        password = None
+    if password is None:
+        flash("The password was shown once, when it was made. Reset it for a new one.")
+        return redirect(url_for("accounts.accounts_edit", account_id=account.id))
+    return _no_store(render_template("accounts/secret.html", password=password, created=waiting["created"],
                                      **_connection_context(account, password)))
 
 

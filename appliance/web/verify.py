@@ -1,8 +1,11 @@
-"""The public end of sender verification: the signed, expiring link mailed to a new sender."""
+"""The public end of sender verification: the signed, expiring link mailed to a new sender.
+
+Opening the link shows a button; only its POST verifies. Mail filters and link scanners that fetch
+every link in a message (a GET) then verify nothing on the owner's behalf."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from .. import senders
 from .permissions import public
@@ -10,12 +13,15 @@ from .permissions import public
 bp = Blueprint("verify", __name__, url_prefix="/verify")
 
 
-@bp.get("/<token>")
+@bp.route("/<token>", methods=["GET", "POST"])
 @public
 def verify_show(token: str):
-    """Verify the sender the link names (no login: the signed link is the proof), and say so."""
+    """Show whom the link verifies, with the button (no login: the signed link is the proof); verify on POST."""
     try:
-        sender = senders.verify_token(current_app.config, token)
+        if request.method == "POST":
+            sender = senders.verify_token(current_app.config, token)
+        else:
+            sender = senders.sender_for_token(current_app.config, token)
     except senders.SenderError as exc:
         return render_template("verify/show.html", sender=None, error=str(exc)), 400
     return render_template("verify/show.html", sender=sender, error=None)

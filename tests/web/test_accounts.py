@@ -14,7 +14,7 @@ PASSWORD = re.compile(r'id="smtp-password" type="text" value="([A-Za-z0-9]{24})"
 
 def _create(client, **fields):
     data = {"name": "Web shop", "priority": "2", "note": "", "ip_rules": "", **fields}
-    return client.form("/accounts/new", data)
+    return client.form("/accounts/new", data, follow_redirects=True)
 
 
 def test_the_empty_list_says_to_create_the_first_account(client):
@@ -103,6 +103,20 @@ def test_a_viewer_sees_the_account_form_disabled_and_cannot_save(viewer_client):
     assert viewer_client.form(f"/accounts/{account.id}", {"name": "X", "priority": "3"}).status_code == 403
 
 
+def test_a_reload_after_creating_creates_nothing_and_the_password_is_not_shown_again(client):
+    response = client.form("/accounts/new", {"name": "Web shop", "priority": "2"})
+    assert response.status_code == 302  # post-redirect-get: the browser's reload repeats the GET
+    (account,) = SmtpAccount.select()
+    shown = client.get(response.headers["Location"])
+    assert shown.headers["Cache-Control"] == "no-store"
+    password = PASSWORD.search(shown.get_data(as_text=True)).group(1)
+    assert accounts.verify(account.username, password, "127.0.0.1").failure is None
+    again = client.get(response.headers["Location"], follow_redirects=True).get_data(as_text=True)
+    assert "The password was shown once, when it was made. Reset it for a new one." in again
+    assert password not in again and not PASSWORD.search(again)
+    assert SmtpAccount.select().count() == 1
+
+
 def test_reset_password_asks_first_then_shows_a_new_password_once(client):
     account, old = accounts.create("Shop")
     confirm = client.get(f"/accounts/{account.id}/reset-password")
@@ -110,7 +124,7 @@ def test_reset_password_asks_first_then_shows_a_new_password_once(client):
     unconfirmed = client.form(f"/accounts/{account.id}/reset-password")
     assert b"Reset the password of Shop?" in unconfirmed.data
     assert accounts.verify(account.username, old, "127.0.0.1").failure is None
-    done = client.form(f"/accounts/{account.id}/reset-password", {"confirm": "yes"})
+    done = client.form(f"/accounts/{account.id}/reset-password", {"confirm": "yes"}, follow_redirects=True)
     new = PASSWORD.search(done.get_data(as_text=True)).group(1)
     assert accounts.verify(account.username, new, "127.0.0.1").failure is None
     assert accounts.verify(account.username, old, "127.0.0.1").failure == accounts.WRONG_PASSWORD
@@ -184,7 +198,7 @@ def test_the_account_form_sets_the_stream_and_tracking_and_refuses_values_it_doe
     from appliance.models import SmtpAccount
 
     created = client.form("/accounts/new", {"name": "Newsletter", "priority": "3", "stream": "broadcast",
-                                            "track_opens": "off", "track_clicks": "default"})
+                                            "track_opens": "off", "track_clicks": "default"}, follow_redirects=True)
     assert created.status_code == 200
     with app.app_context():
         account = SmtpAccount.get(SmtpAccount.name == "Newsletter")

@@ -118,7 +118,8 @@ class Created:
 @pytest.fixture
 def created(client, relay, shop_domain, sink) -> Created:
     """Create an account in the dashboard; its page shows the password once, with the guides."""
-    response = client.form("/accounts/new", {"name": "Guide shop", "priority": "3", "active": "on"})
+    response = client.form("/accounts/new", {"name": "Guide shop", "priority": "3", "active": "on"},
+                           follow_redirects=True)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
     assert 'href="/accounts/ca.pem"' in body
