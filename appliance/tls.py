@@ -1,11 +1,15 @@
-"""TLS material: a local CA and a server certificate for HOSTNAME, generated once in DATA_DIR/tls."""
+"""TLS material: a local CA and a server certificate for HOSTNAME, generated once in DATA_DIR/tls;
+the one SSL context every listener serves, which follows the certificate files when they are replaced."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger(__name__)
+
+# Seconds between two looks at the certificate files (two stat() calls, made by a handshake).
+CHECK_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,89 @@ def ensure(settings: dict) -> TlsFiles:
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:
-    """Build the SSL context for the SMTP listeners (TLS 1.2+)."""
+    """Build an SSL context for the listeners (TLS 1.2+) from the files as they are now."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(files.cert), str(files.key))
     return ctx
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What tells a replaced file from the one loaded: inode, size, modification time (None: missing)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class LiveContext:
+    """The SSL context that every listener (STARTTLS, implicit TLS, HTTPS) is given once, serving the
+    certificate that TLS_CERT/TLS_KEY (or the generated pair) hold now, without a restart.
+
+    Each handshake calls ``context``'s SNI callback (OpenSSL calls it with or without SNI). At most
+    every ``interval`` seconds it compares the files' inode, size and modification time with those
+    of the pair loaded; when they changed it loads them into a new context, and from then on every
+    handshake is switched to that one. A pair that cannot be loaded (half written, a key that does
+    not match the certificate, a file missing) is refused with one logged error per state of the
+    files, and the previous certificate stays in use. Sessions already open keep the certificate
+    they started with."""
+
+    def __init__(self, files: TlsFiles, interval: float | None = None):
+        self.files = files
+        self.interval = CHECK_INTERVAL if interval is None else interval
+        # The state is taken before the files are read: a file replaced meanwhile is loaded again.
+        self._loaded = self._state()
+        self.context = server_context(files)  # raises when the pair cannot be used at start
+        self.context.sni_callback = self._on_handshake
+        self._current = self.context
+        self._refused: tuple | None = None  # the state of the files last refused, logged once
+        self._next_check = time.monotonic() + self.interval
+        self._lock = threading.Lock()  # the SMTP loop and the dashboard's threads both shake hands
+
+    def _state(self) -> tuple:
+        return _file_state(self.files.cert), _file_state(self.files.key)
+
+    def current(self) -> ssl.SSLContext:
+        """Return the context of the newest usable pair, looking at the files if it is time to."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return self._current
+        with self._lock:
+            if now >= self._next_check:
+                self._check()
+                self._next_check = time.monotonic() + self.interval
+            return self._current
+
+    def _check(self) -> None:
+        state = self._state()
+        if state == self._loaded or state == self._refused:
+            return
+        try:
+            if None in state:
+                raise FileNotFoundError("a file is missing")
+            fresh = server_context(self.files)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self._refused = state
+            log.error("TLS certificate %s / key %s changed but cannot be used (%s): still serving the "
+                      "previous certificate", self.files.cert, self.files.key, exc)
+            return
+        self._current, self._loaded, self._refused = fresh, state, None
+        log.info("TLS certificate reloaded from %s (%s)", self.files.cert, _describe(self.files.cert))
+
+    def _on_handshake(self, ssl_object, server_name, front: ssl.SSLContext) -> None:
+        try:
+            ctx = self.current()
+            if ctx is not front:
+                ssl_object.context = ctx
+        except Exception:  # a handshake must never fail for the reload: it keeps the certificate it has
+            log.exception("TLS certificate reload failed")
+
+
+def _describe(path: Path) -> str:
+    """'CN=mail.example.com, valid until 2027-01-08' for the log line of a reload."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return "unreadable now"
+    return f"{cert.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d}"
