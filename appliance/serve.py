@@ -380,6 +380,9 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
     if first_admin:
         email, password = first_admin
         lines.append(f"  first admin login (shown once): {email} / {password}")
+    # The CLI reads ./data unless told: this line makes it read this process's data from any folder.
+    lines.append(f"  the CLI from any folder: export PATH=\"{os.path.dirname(sys.executable)}:$PATH\" "
+                 f"APPLIANCE_DATA_DIR=\"{settings['DATA_DIR']}\"")
     lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
     lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
     return "\n".join(lines)
