@@ -61,6 +61,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATA_DIR", "./data", "Database, queue, TLS and DKIM keys, secret key."),
     Setting("HOSTNAME", "", "Name in the 220 banner, EHLO and the certificate. Empty: the machine's FQDN."),
     Setting("WEB_LISTEN", "127.0.0.1:8025", "Dashboard address as `HOST:PORT`."),
+    Setting("WEB_TLS_LISTEN", "",
+            "HTTPS dashboard address as `HOST:PORT` (the same dashboard, with the SMTP certificate; replaced "
+            "certificate files are taken without a restart). Empty: no HTTPS."),
+    Setting("HSTS_MAX_AGE", 31536000,
+            "Seconds of the `Strict-Transport-Security` header on HTTPS responses, sent only with a supplied "
+            "certificate (TLS_CERT), never with the generated local-CA one. 0: never sent.", int),
+    Setting("TRUSTED_PROXIES", "",
+            "Reverse proxies (addresses or CIDRs, separated by `,`) whose X-Forwarded-For, -Proto and -Host "
+            "headers are believed, one hop. Empty: those headers are ignored from every peer."),
     Setting(
         "SMTP_LISTEN",
         "587/starttls,2525/starttls,465/tls,25/starttls",
@@ -77,7 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DELIVERY_PORT", 25, "Port used on MX hosts (tests point it at a loopback sink).", int),
     Setting("DATABASE_URL", "", "Empty: SQLite in DATA_DIR. `postgresql://…` for the scale-out mode."),
     Setting("QUEUE_URL", "", "Empty: SqliteHuey in DATA_DIR. `redis://…` for the scale-out mode."),
-    Setting("TLS_CERT", "", "PEM certificate (chain) for SMTP. Empty: generated from a local CA in DATA_DIR/tls."),
+    Setting("TLS_CERT", "",
+            "PEM certificate (chain) for SMTP and the HTTPS dashboard; a replaced file is taken without a restart. "
+            "Empty: generated from a local CA in DATA_DIR/tls."),
     Setting("TLS_KEY", "", "PEM private key for TLS_CERT."),
     Setting("LOCAL_DOMAINS", "",
             "Extra domains (comma separated) that port 25 accepts mail for without AUTH, besides HOSTNAME."),
@@ -161,6 +172,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REPUTATION_MIN_VOLUME", 200,
             "Finished deliveries an account needs within the window before its rates are judged.", int),
     Setting("REPUTATION_CHECK_INTERVAL", 300, "Seconds between reputation checks of every account.", int),
+    Setting("RETENTION_BODY_DAYS", 30,
+            "Days a message's body (headers and content) is kept after it was received; then it is purged and "
+            "the message page says so. Mail still queued, sending, deferred or held is never purged. 0: for ever.",
+            int),
+    Setting("RETENTION_DAYS", 90,
+            "Days a message is kept with its deliveries, attempts and events (the message log, the statistics); "
+            "then it is purged. 0: for ever.", int),
+    Setting("DISK_ALERT_FREE_MB", 1024,
+            "Free MiB on the disk of DATA_DIR under which the `disk-space-low` alert is raised (checked every "
+            "SWEEP_INTERVAL), well before a full disk makes intake answer 452 4.3.1. 0: no alert.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

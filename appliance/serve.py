@@ -16,6 +16,8 @@ import ssl
 import sys
 import threading
 
+from cheroot.server import HTTPConnection
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
 from . import backup, db, domains, eventlog, intake, metrics, queue, tls
@@ -237,11 +239,15 @@ def _serve(app: Flask, settings, role: str) -> None:
     if runs["worker"]:
         workers.start()
         threading.Thread(target=checker.run, name="domain-checker", daemon=True).start()
-    service = files = None
+    service = files = live = None
+    https = runs["web"] and bool(settings["WEB_TLS_LISTEN"])
+    if runs["smtp"] or https:  # one certificate, followed on disk, for SMTP and HTTPS alike
+        live = tls.LiveContext(tls.ensure(settings))
+        files = live.files
     if runs["smtp"]:
-        service, files = start_smtp(settings, workers.on_committed)
+        service, files = start_smtp(settings, workers.on_committed, live)
 
-    web, web_url = None, f"not run in this process (--role {role})"
+    web, web_url, secure = None, f"not run in this process (--role {role})", None
     if runs["web"]:
         host, _, port = settings["WEB_LISTEN"].rpartition(":")
         web_url = f"http://{settings['WEB_LISTEN']}/"
@@ -250,6 +256,9 @@ def _serve(app: Flask, settings, role: str) -> None:
                                 asyncore_use_poll=True)
         except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
             web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
+        if https:
+            secure, https_url = start_https(app, settings["WEB_TLS_LISTEN"], live)
+            web_url += f", {https_url}"
     if not runs["web"] and settings["METRICS_LISTEN"]:
         _serve_metrics(settings, create_server)
     # SIGTERM (systemd, docker stop) ends the process like Ctrl-C: listeners close, workers stop.
@@ -266,9 +275,66 @@ def _serve(app: Flask, settings, role: str) -> None:
         pass
     finally:
         checker.stopping.set()
+        if secure is not None:
+            secure.stop()
         if service is not None:
             service.stop()
         workers.stop()
+
+
+class _LiveTlsAdapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter over the one live context (tls.LiveContext), so that HTTPS follows the
+    certificate files as SMTP does, with the handshake moved off cheroot's accepting thread.
+
+    cheroot shakes hands in the thread that accepts every connection, so one client that connects and
+    sends nothing would hold up all others for the socket timeout. Here the socket is only wrapped;
+    the worker thread serving the connection shakes hands (``_HandshakeFirst``)."""
+
+    def __init__(self, context: ssl.SSLContext):  # not the parent's: it would load the files itself
+        self.certificate = self.private_key = self.certificate_chain = self.ciphers = None
+        self.private_key_password = None
+        self._server_env = {}
+        self.context = context
+
+    def wrap(self, sock):
+        wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+class _HandshakeFirst(HTTPConnection):
+    """A connection whose TLS handshake is made by its worker thread before the first request; a
+    failed one (plain HTTP, a client that gave up or distrusts the certificate) closes it with a log
+    line, not a traceback."""
+
+    shaken = False
+
+    def communicate(self):
+        if not self.shaken:
+            try:
+                self.socket.do_handshake()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                log.info("HTTPS handshake with %s failed: %s", self.remote_addr, exc)
+                return False
+            self.shaken = True
+        return super().communicate()
+
+
+def start_https(app: Flask, spec: str, live: tls.LiveContext):
+    """Serve the dashboard over HTTPS on ``spec`` (``HOST:PORT``) with cheroot, in its own threads;
+    return the server (None when the address cannot be bound) and what the banner says of it."""
+    from cheroot import wsgi
+
+    host, _, port = spec.rpartition(":")
+    server = wsgi.Server((host.strip("[]") or "127.0.0.1", int(port)), app, numthreads=8,
+                         server_name=app.config["HOSTNAME"])
+    server.ssl_adapter = _LiveTlsAdapter(live.context)
+    server.ConnectionClass = _HandshakeFirst
+    try:
+        server.prepare()  # binds, so that a port in use is reported like WEB_LISTEN's
+    except OSError as exc:
+        return None, f"HTTPS NOT listening on {spec}: {os.strerror(exc.errno) if exc.errno else exc}"
+    threading.Thread(target=server.serve, name="https", daemon=True).start()
+    return server, f"https://{spec}/"
 
 
 def _serve_metrics(settings, create_server) -> None:
@@ -314,6 +380,9 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
     if first_admin:
         email, password = first_admin
         lines.append(f"  first admin login (shown once): {email} / {password}")
+    # The CLI reads ./data unless told: this line makes it read this process's data from any folder.
+    lines.append(f"  the CLI from any folder: export PATH=\"{os.path.dirname(sys.executable)}:$PATH\" "
+                 f"APPLIANCE_DATA_DIR=\"{settings['DATA_DIR']}\"")
     lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
     lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
     return "\n".join(lines)

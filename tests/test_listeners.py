@@ -223,6 +223,29 @@ def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(
     assert {name: (data / name).read_bytes() for name in generated} == generated
 
 
+def test_the_banner_s_cli_line_finds_the_same_data_from_another_folder_and_elsewhere_it_says_none(
+        overrides, tmp_path):
+    banner = _start_and_read_banner(overrides)
+    (line,) = [line for line in banner.splitlines() if "the CLI from any folder:" in line]
+    exports = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    base = {k: v for k, v in process_env(overrides).items() if k != "APPLIANCE_DATA_DIR"}
+    env = base | {"PATH": exports["PATH"].replace("$PATH", "/usr/bin:/bin"),
+                  "APPLIANCE_DATA_DIR": exports["APPLIANCE_DATA_DIR"]}
+    created = subprocess.run(["appliance", "accounts", "create", "My shop"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    listed = subprocess.run([Path(sys.executable).with_name("appliance"), "accounts", "list"], cwd=ROOT,
+                            env=process_env(overrides),
+                            capture_output=True, text=True, timeout=60)
+    assert "my-shop.smtp" in listed.stdout  # the appliance's own data, seen from its folder
+    lost = subprocess.run(["appliance", "accounts", "list"], cwd=elsewhere, env=base | {"PATH": env["PATH"]},
+                          capture_output=True, text=True, timeout=60)
+    assert lost.returncode == 1 and f"no appliance data in {elsewhere / 'data'}" in lost.stderr
+    assert not (elsewhere / "data").exists()
+
+
 def test_serve_with_an_unreadable_listener_setting_exits_with_a_message(overrides):
     overrides["SMTP_LISTEN"] = "587/ssl"
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),

@@ -119,3 +119,20 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
         events.rebuild_rollups(analytics.provider_names(list(sending.DEFAULT_GROUPS)))
     assert sorted(db.execute_sql(query).fetchall()) == backfilled
+
+
+def test_an_upgrade_turns_on_incremental_vacuum_and_keeps_the_rows(tmp_path):
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
+        if path.name < "0013":
+            shutil.copy(path, before / path.name)
+    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
+    Runner(db, directory=str(before)).up()
+    assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 0  # what SQLite gives a file by default
+    db.execute_sql("INSERT INTO \"sender\" (\"email\", \"created_at\", \"verified_by\") VALUES ('a@shop.test', "
+                   "'2026-01-01 00:00:00', '')")
+
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0013_incremental_vacuum"  # then the later ones
+    assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+    assert db.execute_sql('SELECT "email" FROM "sender"').fetchall() == [("a@shop.test",)]

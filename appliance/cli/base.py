@@ -4,15 +4,28 @@ commands share."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import click
 from flask.cli import FlaskGroup
 
-from .. import audit, create_app
+from .. import audit, config, create_app
+
+# The commands that may start from no ./data folder: they make it (or restore one into it).
+MAKE_DATA = {"serve", "migrate", "restore"}
 
 
 def _app_factory():
+    command = click.get_current_context().find_root().invoked_subcommand
+    data_dir = Path(config.load()["DATA_DIR"])
+    if command not in MAKE_DATA and not data_dir.is_dir() and config.ENV_PREFIX + "DATA_DIR" not in os.environ:
+        # Run from another folder, the default ./data would otherwise be made anew, and every list come
+        # back empty. A data folder named on purpose (APPLIANCE_DATA_DIR) is made, as `serve` makes it.
+        raise click.ClickException(
+            f"no appliance data in {data_dir} (APPLIANCE_DATA_DIR, default ./data): run `appliance` in the "
+            "folder where the appliance runs, or set APPLIANCE_DATA_DIR to its data folder")
     return create_app()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -20,6 +22,7 @@ from . import (
     metrics,
     overview,
     policy,
+    proxies,
     senders,
     smtp_codes,
     suppressions,
@@ -31,6 +34,7 @@ from .permissions import forbidden_page, login_manager
 from .sessions import ServerSessionInterface
 
 csrf = CSRFProtect()
+_SECURE_FLAG = re.compile(r";\s*secure\s*(;|$)", re.IGNORECASE)
 
 # No inline script or style anywhere: htmx and dashboard.js are files under static/.
 CONTENT_SECURITY_POLICY = (
@@ -47,7 +51,22 @@ def init_app(app: Flask) -> None:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
     app.session_interface = ServerSessionInterface()
+    # Forwarded headers count from TRUSTED_PROXIES only (docs/security.md).
+    app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, proxies.parse(app.config["TRUSTED_PROXIES"]))
     app.extensions["login_throttle"] = auth.LoginThrottle()
+
+    @app.after_request
+    def _secure_cookies(response):
+        # Registered before flask-login's hook, so it runs after it (Flask runs them in reverse):
+        # over HTTPS every cookie is Secure, flask-login's remember_token too, whose flags come from
+        # settings fixed for the whole process.
+        if request.is_secure:
+            cookies = response.headers.getlist("Set-Cookie")
+            if any(not _SECURE_FLAG.search(c) for c in cookies):
+                response.headers.setlist("Set-Cookie", [c if _SECURE_FLAG.search(c) else f"{c}; Secure"
+                                                        for c in cookies])
+        return response
+
     login_manager.init_app(app)
     csrf.init_app(app)
 
@@ -77,6 +96,10 @@ def init_app(app: Flask) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
+        if request.is_secure and app.config["TLS_CERT"] and app.config["HSTS_MAX_AGE"] > 0:
+            # A certificate browsers trust: the generated local-CA one gets no HSTS, which would lock
+            # a browser out of the dashboard until it trusts that CA.
+            response.headers["Strict-Transport-Security"] = f"max-age={app.config['HSTS_MAX_AGE']}"
         return response
 
     app.register_error_handler(403, forbidden_page)
