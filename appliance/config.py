@@ -172,6 +172,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REPUTATION_MIN_VOLUME", 200,
             "Finished deliveries an account needs within the window before its rates are judged.", int),
     Setting("REPUTATION_CHECK_INTERVAL", 300, "Seconds between reputation checks of every account.", int),
+    Setting("RETENTION_BODY_DAYS", 30,
+            "Days a message's body (headers and content) is kept after it was received; then it is purged and "
+            "the message page says so. Mail still queued, sending, deferred or held is never purged. 0: for ever.",
+            int),
+    Setting("RETENTION_DAYS", 90,
+            "Days a message is kept with its deliveries, attempts and events (the message log, the statistics); "
+            "then it is purged. 0: for ever.", int),
+    Setting("DISK_ALERT_FREE_MB", 1024,
+            "Free MiB on the disk of DATA_DIR under which the `disk-space-low` alert is raised (checked every "
+            "SWEEP_INTERVAL), well before a full disk makes intake answer 452 4.3.1. 0: no alert.", int),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

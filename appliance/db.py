@@ -44,6 +44,10 @@ SQLITE_PRAGMAS = {
     # Checkpoints run on the Checkpointer's own connection; this is only the safety net, so
     # that a commit (and the 250 waiting on it) rarely pays for copying the WAL back.
     "wal_autocheckpoint": 20000,
+    # Pages freed by deletes can be given back to the file system (appliance/retention.py runs
+    # `PRAGMA incremental_vacuum`). Only a database without tables takes it: a new file gets it
+    # here, an older one by migration 0013.
+    "auto_vacuum": 2,  # INCREMENTAL
 }
 
 
@@ -211,6 +215,17 @@ def atomic_write():
             _merge(levels[-1], hook, items)
     else:
         _run_hooks(done)
+
+
+def incremental_vacuum(pages: int) -> None:
+    """SQLite: give up to ``pages`` free pages back to the file system, in a transaction of their
+    own, holding the process's write lock (the writer waits for this step, never for more).
+
+    The pragma frees one page per result row, and sqlite3's ``execute`` steps a statement without
+    columns only once; ``executescript`` steps it to the end (and, outside a transaction, runs it in
+    an autocommit transaction of its own)."""
+    with _write_lock:
+        database.connection().executescript(f"PRAGMA incremental_vacuum({int(pages)})")
 
 
 WRITE_ERRORS = (DatabaseError, sqlite3.DatabaseError, OSError)

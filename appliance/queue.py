@@ -20,11 +20,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huey import Huey, PriorityRedisHuey, SqliteHuey
+from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
+from huey.exceptions import TaskLockedException
 from peewee import Case
 
-from . import clock, db, delivery, events, guard
+from . import clock, db, delivery, events, guard, retention
 from .delivery.sessions import SessionCounter
 from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
 from .policy import quotas
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 50  # delivery ids per task (one destination domain)
 BUSY_RETRY_SECONDS = 1  # a destination at its session cap: look again this much later
+RETENTION_MINUTE = "17"  # the purge runs hourly at this minute (few people schedule anything then)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Runtime:
     huey: Huey
     slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
+    retention_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
         """Enqueue (id, domain, priority) rows as tasks of up to BATCH ids per domain and priority."""
@@ -87,6 +90,12 @@ def init(settings: dict) -> Runtime:
         _deliver_task(rt, domain, ids)
 
     rt.deliver_task = huey.task(name="deliver")(deliver)
+
+    def purge() -> retention.Report | None:
+        return _retention_task(rt)
+
+    # Every worker process's consumer enqueues it on the hour; the lock lets one of them run it.
+    rt.retention_task = huey.periodic_task(crontab(minute=RETENTION_MINUTE), name="retention")(purge)
     _runtime = rt
     return rt
 
@@ -162,6 +171,18 @@ def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
         rt.slots.release(domain)
 
 
+def _retention_task(rt: Runtime) -> retention.Report | None:
+    """Huey periodic task: purge old bodies and messages (appliance/retention.py); None when another
+    worker is running the purge already."""
+    db.connect_worker()
+    try:
+        with rt.huey.lock_task("retention"):
+            return retention.purge(rt.settings)
+    except TaskLockedException:
+        log.info("retention: a purge is running already")
+        return None
+
+
 # -- enqueueing and sweeps ---------------------------------------------------------------------
 def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
     """Enqueue the queued deliveries of freshly stored messages (intake's on_committed hook)."""
@@ -183,6 +204,7 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     settings = rt.settings
     now = clock.now()
     guard.check_reputation_if_due(settings, now)
+    retention.check_disk(settings)
     released = quotas.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
     rt.enqueue(released)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
@@ -286,7 +308,7 @@ def consumer(rt: Runtime) -> EmbeddedConsumer:
     """Build (not start) the worker threads; idle workers poll every WORKER_POLL_INTERVAL s."""
     poll = float(rt.settings["WORKER_POLL_INTERVAL"])
     return EmbeddedConsumer(
-        rt.huey, workers=rt.settings["WORKERS"], worker_type="thread", periodic=False,
+        rt.huey, workers=rt.settings["WORKERS"], worker_type="thread", periodic=True,
         initial_delay=min(poll, 0.05), backoff=1.15, max_delay=poll, check_worker_health=False,
         shutdown_timeout=5,
     )

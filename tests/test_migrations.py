@@ -80,3 +80,20 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
     assert by_name["fastmail"][:3] == (100, None, None)
     steps = db.execute_sql('SELECT "steps" FROM "warmup_plan"').fetchone()[0]
     assert steps == "1:1000,4:5000,7:10000,11:25000,15:50000,21:100000"
+
+
+def test_an_upgrade_turns_on_incremental_vacuum_and_keeps_the_rows(tmp_path):
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
+        if path.name < "0013":
+            shutil.copy(path, before / path.name)
+    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
+    Runner(db, directory=str(before)).up()
+    assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 0  # what SQLite gives a file by default
+    db.execute_sql("INSERT INTO \"sender\" (\"email\", \"created_at\", \"verified_by\") VALUES ('a@shop.test', "
+                   "'2026-01-01 00:00:00', '')")
+
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0013_incremental_vacuum"]
+    assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+    assert db.execute_sql('SELECT "email" FROM "sender"').fetchall() == [("a@shop.test",)]

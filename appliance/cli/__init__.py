@@ -18,6 +18,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     messages,
     policy,
     queue,
+    retention,
     send_test,
     senders,
     serve,

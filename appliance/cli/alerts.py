@@ -16,7 +16,7 @@ from .base import cli, emit, ts
 
 @cli.group("alerts")
 def alerts_group() -> None:
-    """The alert center: unauthorized senders, broken DNS records, unverified domains."""
+    """The alert center: unauthorized senders, broken DNS records, unverified domains, a low disk."""
 
 
 def alert_dict(a: Alert) -> dict[str, Any]:

@@ -50,12 +50,13 @@ HEADER_FIELDS_SHOWN = 200
 HEADER_VALUE_SHOWN = 2000
 
 
-def _headers(message: Message) -> tuple[list[tuple[str, str]], int]:
-    """Return the header fields to show (values cut to HEADER_VALUE_SHOWN characters) and how
-    many more fields the message has than are shown (at least 1 when the header section was cut)."""
+def _headers(message: Message) -> tuple[list[tuple[str, str]], int, bool]:
+    """Return the header fields to show (values cut to HEADER_VALUE_SHOWN characters), how
+    many more fields the message has than are shown (at least 1 when the header section was cut),
+    and whether the body is still stored (retention purges it after RETENTION_BODY_DAYS)."""
     body = MessageBody.get_or_none(MessageBody.message == message.id)
     if body is None:
-        return [], 0
+        return [], 0, False
     data = bytes(body.data[: HEADER_BYTES_SHOWN + 4])
     end = data.find(b"\r\n\r\n")
     cut = end < 0 and len(body.data) > HEADER_BYTES_SHOWN
@@ -64,10 +65,10 @@ def _headers(message: Message) -> tuple[list[tuple[str, str]], int]:
     try:
         fields = parse_header_block(data)[0]
     except MalformedMessage:
-        return [], 0
+        return [], 0, True
     shown = [(name, value if len(value) <= HEADER_VALUE_SHOWN else value[:HEADER_VALUE_SHOWN] + " …")
              for name, value in fields[:HEADER_FIELDS_SHOWN]]
-    return shown, len(fields) - len(shown) or int(cut)
+    return shown, len(fields) - len(shown) or int(cut), True
 
 
 @bp.get("/<message_id>")
@@ -78,10 +79,11 @@ def messages_show(message_id: str):
     if found is None:
         abort(404)
     message = found.message
-    headers, hidden = _headers(message)
+    headers, hidden, body_kept = _headers(message)
     return render_template("messages/show.html", message=message, deliveries=found.deliveries,
                            attempts=found.attempts_by_delivery(), account=message.account, headers=headers,
-                           hidden_headers=hidden, explain=smtp_codes.explain, actions=ACTIONS, events=found.events)
+                           hidden_headers=hidden, explain=smtp_codes.explain, actions=ACTIONS, events=found.events,
+                           body_kept=body_kept, body_days=current_app.config["RETENTION_BODY_DAYS"])
 
 
 # The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).

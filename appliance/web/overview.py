@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
-from .. import clock, stats
+from .. import clock, retention, stats
 from ..models import Delivery, Message, SmtpAccount
 from ..stats import PERIODS, PROBLEMS
 from .charts import Bucket, bar_chart
@@ -52,5 +52,14 @@ def overview_show():
         counts=stats.counts(stats.period_start(period, now)), queue=queue, queue_depth=sum(queue.values()),
         chart_day=chart("hour", now), chart_month=chart("day", now), problems=problems,
         login_failures=login_failures, has_accounts=SmtpAccount.select().exists(),
-        has_messages=Message.select().exists(),
+        has_messages=Message.select().exists(), storage=storage(current_app.config),
     )
+
+
+def storage(settings) -> dict:
+    """The database's size and the free disk of DATA_DIR, in MiB, and whether that is low."""
+    free = retention.free_disk(settings)
+    threshold = settings["DISK_ALERT_FREE_MB"] * 1024 * 1024
+    return {"database_mib": retention.database_size(settings) / (1024 * 1024), "free_mib": free / (1024 * 1024),
+            "low": threshold > 0 and free < threshold, "threshold_mib": settings["DISK_ALERT_FREE_MB"],
+            "body_days": settings["RETENTION_BODY_DAYS"], "days": settings["RETENTION_DAYS"]}

@@ -66,3 +66,36 @@ def test_a_failed_smtp_login_shows_among_recent_problems(client):
     accounts.verify(account.username, "wrong", "203.0.113.5")
     page = client.get("/").get_data(as_text=True)
     assert "failed login to" in page and "wrong password from 203.0.113.5" in page
+
+
+def test_the_overview_shows_the_database_size_and_the_free_disk(client, app):
+    page = client.get("/").get_data(as_text=True)
+    size = float(re.search(r'<div class="value">([\d.]+) MiB</div><div class="label">database size', page).group(1))
+    free = float(re.search(r'<div class="value">([\d.]+) MiB</div><div class="label">free disk', page).group(1))
+    assert size > 0 and free > 0
+    assert "low: under" not in page
+    assert "Retention: bodies kept 30 days, messages 90 days" in page
+
+
+def test_the_overview_says_when_the_disk_is_low(client, app):
+    app.config["DISK_ALERT_FREE_MB"] = 1024 ** 3  # 1 PiB: every disk here is low
+    assert "low: under 1073741824 MiB" in client.get("/").get_data(as_text=True)
+
+
+def test_a_message_whose_body_was_purged_says_so(client, app, store_message):
+    from appliance import retention
+    from appliance.models import MessageBody
+
+    message_id = store_message(subject="old news")
+    Delivery.update(status="delivered").where(Delivery.message == message_id).execute()
+    page = client.get(f"/messages/{message_id}").get_data(as_text=True)
+    assert "Subject: old news" in page and "was purged" not in page
+
+    # A purge as it would run 31 days from now (moving the clock would end the admin's session).
+    assert retention.purge(app.config, now=clock.now() + dt.timedelta(days=31)).bodies == 1
+    assert not MessageBody.select().where(MessageBody.message == message_id).exists()
+    response = client.get(f"/messages/{message_id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "The message body was purged (retention: bodies are kept 30 days" in page
+    assert "old news" in page  # the envelope stays
