@@ -113,14 +113,17 @@ def _unverified_context() -> ssl.SSLContext:
 
 
 def check_ports(settings: dict, timeout: float = TIMEOUT) -> list[Result]:
-    """Connect to every SMTP listener of SMTP_LISTEN and to the dashboard of WEB_LISTEN."""
+    """Connect to every SMTP listener of SMTP_LISTEN and to the dashboard of WEB_LISTEN (and WEB_TLS_LISTEN)."""
     try:
         listeners = parse_listeners(settings["SMTP_LISTEN"])
     except ValueError as exc:
         results = [Result("ports", "SMTP_LISTEN", FAIL, str(exc), "fix SMTP_LISTEN (e.g. 587/starttls,465/tls)")]
     else:
         results = [check_smtp_listener(listener, settings["HOSTNAME"], timeout) for listener in listeners]
-    return results + [check_web(settings["WEB_LISTEN"], timeout)]
+    results.append(check_web(settings["WEB_LISTEN"], timeout))
+    if settings.get("WEB_TLS_LISTEN"):
+        results.append(check_web(settings["WEB_TLS_LISTEN"], timeout, tls=True))
+    return results
 
 
 def check_smtp_listener(listener: Listener, hostname: str, timeout: float = TIMEOUT) -> Result:
@@ -187,15 +190,17 @@ def _check_starttls(client: smtplib.SMTP, where: str, detail: str, result) -> Re
     return result(OK, f"{detail}; STARTTLS gives {client.sock.version()}")
 
 
-def check_web(spec: str, timeout: float = TIMEOUT) -> Result:
-    """Ask the dashboard of WEB_LISTEN (`HOST:PORT`) for its /health page."""
+def check_web(spec: str, timeout: float = TIMEOUT, tls: bool = False) -> Result:
+    """Ask the dashboard of WEB_LISTEN (or, with ``tls``, WEB_TLS_LISTEN: `HOST:PORT`) for its /health page."""
+    setting, scheme = ("WEB_TLS_LISTEN", "https") if tls else ("WEB_LISTEN", "http")
     host, _, port = spec.rpartition(":")
     if not port.isdigit():
-        return Result("ports", f"dashboard {spec}", FAIL, f"WEB_LISTEN: cannot read {spec!r}", "set it as HOST:PORT")
+        return Result("ports", f"dashboard {spec}", FAIL, f"{setting}: cannot read {spec!r}", "set it as HOST:PORT")
     address = _dial_address(host.strip("[]"))
     where = _hostport(address, int(port))
     result = functools.partial(Result, "ports", f"dashboard {spec}")
-    conn = http.client.HTTPConnection(address, int(port), timeout=timeout)
+    conn = (http.client.HTTPSConnection(address, int(port), timeout=timeout, context=_unverified_context()) if tls
+            else http.client.HTTPConnection(address, int(port), timeout=timeout))
     try:
         conn.request("GET", "/health")
         response = conn.getresponse()
@@ -210,12 +215,12 @@ def check_web(spec: str, timeout: float = TIMEOUT) -> Result:
     finally:
         conn.close()
     if response.status == 200 and b'"ok"' in body:
-        return result(OK, f"the dashboard answers on http://{where}/ (/health: ok)")
+        return result(OK, f"the dashboard answers on {scheme}://{where}/ (/health: ok)")
     if response.status >= 500:
-        return result(FAIL, f"http://{where}/health answered {response.status}",
+        return result(FAIL, f"{scheme}://{where}/health answered {response.status}",
                       "the dashboard cannot reach its database: see the appliance's log")
-    return result(FAIL, f"http://{where}/health answered {response.status}: this is not the appliance",
-                  "another program listens on this port: find it with `ss -ltnp`, or change WEB_LISTEN")
+    return result(FAIL, f"{scheme}://{where}/health answered {response.status}: this is not the appliance",
+                  f"another program listens on this port: find it with `ss -ltnp`, or change {setting}")
 
 
 # -- certificate -------------------------------------------------------------------------------

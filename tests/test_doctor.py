@@ -105,6 +105,21 @@ def test_a_running_and_well_set_up_appliance_passes_every_check(run_cli, smtp_se
     assert ("5.0.0.127.zen.spamhaus.org.", "A") in good_dns.queries  # reversed octets + zone
 
 
+def test_the_https_dashboard_of_web_tls_listen_is_checked_too(app, run_cli, dashboard):
+    port = free_port()
+    app.config["WEB_TLS_LISTEN"] = f"127.0.0.1:{port}"
+    results = doctor.check_ports(app.config, timeout=2)
+    assert results[-1].status == doctor.WARN and results[-1].target == f"dashboard 127.0.0.1:{port}"
+    server, shown = serve.start_https(app, app.config["WEB_TLS_LISTEN"], tls.LiveContext(tls.ensure(app.config)))
+    try:
+        https = doctor.check_ports(app.config, timeout=2)[-1]
+        assert (https.status, https.detail) == (doctor.OK, f"the dashboard answers on https://127.0.0.1:{port}/ "
+                                                "(/health: ok)")
+        assert "answers on http://" in doctor.check_ports(app.config, timeout=2)[-2].detail  # WEB_LISTEN's
+    finally:
+        server.stop()
+
+
 def test_the_text_report_has_one_line_per_check_and_a_summary(run_cli, smtp_server, dashboard, good_dns, probe_mx):
     result = run_cli("doctor", "--ip", OUT_IP, "--probe-domain", PROBE, "--timeout", "2")
     assert result.exit_code == 0, result.output

@@ -171,3 +171,17 @@ def test_a_viewer_sees_no_action_buttons_and_cannot_post_them(viewer_client, sto
     assert "Retry now" not in page
     assert viewer_client.form(f"/messages/{message_id}/hold").status_code == 403
     assert Delivery.get(Delivery.message == message_id).status == "queued"
+
+
+def test_the_message_page_offers_only_the_actions_that_apply_to_its_deliveries(client, store_message):
+    def buttons(message_id: str) -> list[str]:
+        page = client.get(f"/messages/{message_id}").get_data(as_text=True)
+        head = page[:page.index("<h2>Envelope</h2>")]
+        return [name for name in ("retry", "hold", "release", "cancel") if f"/messages/{message_id}/{name}" in head]
+
+    message_id = store_message()
+    assert buttons(message_id) == ["retry", "hold", "cancel"]  # queued
+    client.form(f"/messages/{message_id}/hold")
+    assert buttons(message_id) == ["release", "cancel"]
+    client.form(f"/messages/{message_id}/cancel")
+    assert buttons(message_id) == []  # cancelled: nothing is left to do
