@@ -377,12 +377,15 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
                          " (tell clients to trust it, or set TLS_CERT/TLS_KEY)")
         else:
             lines.append(f"  TLS: {files.cert}")
-    if first_admin:
-        email, password = first_admin
-        lines.append(f"  first admin login (shown once): {email} / {password}")
     # The CLI reads ./data unless told: this line makes it read this process's data from any folder.
     lines.append(f"  the CLI from any folder: export PATH=\"{os.path.dirname(sys.executable)}:$PATH\" "
                  f"APPLIANCE_DATA_DIR=\"{settings['DATA_DIR']}\"")
     lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
     lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
+    # Last, where a terminal leaves it in view: the one line that is never shown again.
+    if first_admin:
+        email, password = first_admin
+        lines.append(f"  first admin login (shown once): {email} / {password}")
+    else:
+        lines.append("  admins: the first login was shown at the first start; appliance admin create EMAIL adds one")
     return "\n".join(lines)

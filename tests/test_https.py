@@ -38,7 +38,7 @@ def _start(overrides: dict) -> tuple[subprocess.Popen, str]:
     banner = ""
     for line in proc.stdout:
         banner += line
-        if line.strip().startswith("create an SMTP account"):
+        if line.strip().startswith(("first admin login", "admins:")):  # the banner's last line
             return proc, banner
     raise AssertionError(f"the appliance did not start (exit {proc.wait()}):\n{banner}")
 

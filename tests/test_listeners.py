@@ -196,7 +196,7 @@ def _start_and_read_banner(overrides: dict, prefix: tuple[str, ...] = ()) -> str
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if line.strip().startswith("create an SMTP account"):
+        if line.strip().startswith(("first admin login", "admins:")):  # the banner's last line
             break
     proc.terminate()
     proc.wait(timeout=10)
@@ -209,6 +209,7 @@ def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(
     for port in [p.split(":")[1].split("/")[0] for p in overrides["SMTP_LISTEN"].split(",")]:
         assert f"listening on 127.0.0.1:{port}" in first
     assert "first admin login (shown once): admin@relay.test / " in first
+    assert first.index("verify who may send") < first.index("first admin login")  # the password comes last
     assert "appliance accounts create" in first
     assert f"local CA {data / 'tls' / 'ca.pem'}" in first
     names = ("secret_key", "tls/ca.pem", "tls/server.pem", "tls/server.key")
@@ -220,6 +221,7 @@ def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(
 
     second = _start_and_read_banner(overrides)
     assert "first admin login" not in second
+    assert second.splitlines()[-1].startswith("  admins: the first login was shown at the first start")
     assert {name: (data / name).read_bytes() for name in generated} == generated
 
 
