@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from peewee import SqliteDatabase
 from playhouse.migrations import Runner
@@ -37,6 +38,18 @@ def test_migrated_schema_equals_the_models(tmp_path):
     assert schema(migrated) == schema(from_models)
 
 
+def _migrated_up_to(tmp_path: Path, first_left_out: str) -> SqliteDatabase:
+    """A database as a release before ``first_left_out`` (a migration's number) left it."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
+        if path.name < first_left_out:
+            shutil.copy(path, before / path.name)
+    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
+    Runner(db, directory=str(before)).up()
+    return db
+
+
 def test_migrating_twice_applies_nothing_the_second_time(tmp_path):
     db = SqliteDatabase(str(tmp_path / "twice.db"))
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up()
@@ -44,13 +57,7 @@ def test_migrating_twice_applies_nothing_the_second_time(tmp_path):
 
 
 def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_an_admins_figures(tmp_path):
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
-        if path.name < "0010":
-            shutil.copy(path, before / path.name)
-    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
-    Runner(db, directory=str(before)).up()
+    db = _migrated_up_to(tmp_path, "0010")
     earlier = [  # the defaults of the releases before the provider table, yahoo changed by its admin
         ("gmail", 0, "gmail.com\ngooglemail.com", "*.google.com\n*.googlemail.com", 1000, 5),
         ("aol", 1, "aol.com", "mx-aol.*\n*.aol.com", 500, 3),
@@ -87,13 +94,7 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
     from appliance.models import Delivery, Event, EventCount, Message
     from appliance.policy import sending
 
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("0*.py")):
-        if path.name < "0014":
-            shutil.copy(path, before / path.name)
-    db = SqliteDatabase(str(tmp_path / "upgrade.db"))
-    Runner(db, directory=str(before)).up()
+    db = _migrated_up_to(tmp_path, "0014")
     db.execute_sql("INSERT INTO \"message\" (\"id\", \"direction\", \"status\", \"mail_from\", \"rcpt_count\", "
                    "\"from_header\", \"subject\", \"message_id_header\", \"size\", \"priority\", \"client_ip\", "
                    "\"client_helo\", \"tls\", \"received_at\", \"stream\", \"track_opens\", \"track_clicks\") "

@@ -65,17 +65,23 @@ def fast_checks(monkeypatch):
     monkeypatch.setattr(tls, "CHECK_INTERVAL", 0.2)
 
 
+def _supply(app, tmp_path: Path, pair) -> tuple[Path, Path]:
+    """Copy ``pair`` to files set as TLS_CERT/TLS_KEY, as an outside tool keeps them; return their paths."""
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "cert.pem", live / "key.pem"
+    shutil.copy(pair.cert, cert)
+    shutil.copy(pair.key, key)
+    app.config.update(TLS_CERT=str(cert), TLS_KEY=str(key))
+    return cert, key
+
+
 @pytest.mark.parametrize("where", ["supplied", "generated"])
 def test_replaced_certificate_files_serve_new_connections_and_spare_open_sessions(
         app, tmp_path, fast_checks, where):
     a, b = _pair(tmp_path, "ca-a"), _pair(tmp_path, "ca-b")
     if where == "supplied":
-        live = tmp_path / "live"
-        live.mkdir()
-        cert, key = live / "cert.pem", live / "key.pem"
-        shutil.copy(a.cert, cert)
-        shutil.copy(a.key, key)
-        app.config.update(TLS_CERT=str(cert), TLS_KEY=str(key))
+        cert, key = _supply(app, tmp_path, a)
     else:  # the generated pair in DATA_DIR/tls, renewed by hand from another CA
         generated = tls.ensure(app.config)
         cert, key = generated.cert, generated.key
@@ -104,12 +110,7 @@ def test_replaced_certificate_files_serve_new_connections_and_spare_open_session
 
 def test_a_broken_or_mismatched_pair_is_refused_and_the_old_certificate_stays(app, tmp_path, fast_checks, caplog):
     a, b = _pair(tmp_path, "ca-a"), _pair(tmp_path, "ca-b")
-    live = tmp_path / "live"
-    live.mkdir()
-    cert, key = live / "cert.pem", live / "key.pem"
-    shutil.copy(a.cert, cert)
-    shutil.copy(a.key, key)
-    app.config.update(TLS_CERT=str(cert), TLS_KEY=str(key))
+    cert, key = _supply(app, tmp_path, a)
     service, _ = start_smtp(app.config)
     starttls, implicit, _mx = _ports(app.config["SMTP_LISTEN"])
     caplog.set_level(logging.INFO, logger="appliance.tls")
