@@ -83,8 +83,16 @@ def ip_allowed(account: SmtpAccount, ip: str) -> bool:
     return any(addr in ipaddress.ip_network(n) for n in networks)
 
 
-def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int, stream: str = "transactional",
-            track_opens: bool | None = None, track_clicks: bool | None = None) -> dict:
+def checked(
+    *,
+    name: str,
+    networks: Iterable[str],
+    ip_only: bool,
+    priority: int,
+    stream: str = "transactional",
+    track_opens: bool | None = None,
+    track_clicks: bool | None = None,
+) -> dict:
     """Check an account's settings (the one validation of the dashboard and the CLI); return them as
     SmtpAccount fields, or raise AccountError with a sentence per bad input. Tracking None: the
     stream's default (on for broadcast, off for transactional)."""
@@ -108,8 +116,15 @@ def checked(*, name: str, networks: Iterable[str], ip_only: bool, priority: int,
             errors["ip_only"] = "an IP-only account needs at least one authorized address or network"
     if errors:
         raise AccountError("; ".join(errors.values()), errors)
-    return {"name": name, "ip_rules": "\n".join(nets), "ip_only": ip_only, "priority": priority, "stream": stream,
-            "track_opens": track_opens, "track_clicks": track_clicks}
+    return {
+        "name": name,
+        "ip_rules": "\n".join(nets),
+        "ip_only": ip_only,
+        "priority": priority,
+        "stream": stream,
+        "track_opens": track_opens,
+        "track_clicks": track_clicks,
+    }
 
 
 def create(
@@ -124,8 +139,15 @@ def create(
     track_clicks: bool | None = None,
 ) -> tuple[SmtpAccount, str]:
     """Create an account; return it and its password (the only time the password exists in clear)."""
-    values = checked(name=name, networks=networks, ip_only=ip_only, priority=priority, stream=stream,
-                     track_opens=track_opens, track_clicks=track_clicks)
+    values = checked(
+        name=name,
+        networks=networks,
+        ip_only=ip_only,
+        priority=priority,
+        stream=stream,
+        track_opens=track_opens,
+        track_clicks=track_clicks,
+    )
     password = generate_password()
     with database.atomic():
         account = SmtpAccount.create(password_hash=credentials.hash_secret(password), note=note.strip(), **values)
@@ -135,10 +157,19 @@ def create(
     return account, password
 
 
-def update(account: SmtpAccount, *, name: str | None = None, note: str | None = None, priority: int | None = None,
-           networks: Iterable[str] | None = None, ip_only: bool | None = None,
-           active: bool | None = None, stream: str | None = None, track_opens: Any = KEEP,
-           track_clicks: Any = KEEP) -> list[str]:
+def update(
+    account: SmtpAccount,
+    *,
+    name: str | None = None,
+    note: str | None = None,
+    priority: int | None = None,
+    networks: Iterable[str] | None = None,
+    ip_only: bool | None = None,
+    active: bool | None = None,
+    stream: str | None = None,
+    track_opens: Any = KEEP,
+    track_clicks: Any = KEEP,
+) -> list[str]:
     """Change the settings given (None: keep; for tracking, None is the stream's default and KEEP
     keeps), checked as at creation; return the names of those that changed. A disable ends the
     sessions signed in to the account, as ``set_active`` does."""
@@ -194,9 +225,12 @@ def set_active(account: SmtpAccount, active: bool) -> None:
 def session_refusal(account_id: int, version: int) -> str | None:
     """Why a session that signed in to the account at credential ``version`` may no longer send
     (one of the SESSION_ reasons), or None while it may. One primary-key read."""
-    row = SmtpAccount.select(SmtpAccount.active, SmtpAccount.credential_version).where(
-        SmtpAccount.id == account_id
-    ).tuples().first()
+    row = (
+        SmtpAccount.select(SmtpAccount.active, SmtpAccount.credential_version)
+        .where(SmtpAccount.id == account_id)
+        .tuples()
+        .first()
+    )
     if row is None:
         return SESSION_DELETED
     if not row[0]:
@@ -269,8 +303,10 @@ def record_failure(account_id: int, ip: str, reason: str) -> None:
 
 def ip_only_account_for(ip: str) -> SmtpAccount | None:
     """Return the active IP-only account whose networks contain ``ip`` (highest priority first)."""
-    candidates = SmtpAccount.select().where(SmtpAccount.ip_only, SmtpAccount.active).order_by(
-        SmtpAccount.priority, SmtpAccount.id
+    candidates = (
+        SmtpAccount.select()
+        .where(SmtpAccount.ip_only, SmtpAccount.active)
+        .order_by(SmtpAccount.priority, SmtpAccount.id)
     )
     for account in candidates:
         if ip_allowed(account, ip):

@@ -66,8 +66,9 @@ def change_password(admin: AdminUser, current: str, new: str) -> None:
 
 
 def _other_active_admins(admin: AdminUser) -> bool:
-    return AdminUser.select().where((AdminUser.role == "admin") & AdminUser.active
-                                    & (AdminUser.id != admin.id)).exists()
+    return (
+        AdminUser.select().where((AdminUser.role == "admin") & AdminUser.active & (AdminUser.id != admin.id)).exists()
+    )
 
 
 def set_role(admin: AdminUser, role: str) -> None:
@@ -110,8 +111,13 @@ def invited(secret_key: str, token: str) -> AdminUser:
     except BadSignature:
         raise AccountError("this invitation link is not valid (it may have been cut short when copied)") from None
     admin = AdminUser.get_or_none(AdminUser.id == data.get("id")) if isinstance(data, dict) else None
-    if admin is None or admin.password_hash or not admin.active or admin.invited_at is None \
-            or admin.invited_at.isoformat() != data.get("at"):
+    if (
+        admin is None
+        or admin.password_hash
+        or not admin.active
+        or admin.invited_at is None
+        or admin.invited_at.isoformat() != data.get("at")
+    ):
         raise AccountError("this invitation was used or replaced by a newer one: ask an admin for a new one")
     return admin
 
@@ -121,7 +127,8 @@ def accept_invitation(admin: AdminUser, password: str) -> None:
     _check_password(password)
     admin.password_hash = hasher.hash(password)
     AdminUser.update(password_hash=admin.password_hash).where(
-        (AdminUser.id == admin.id) & (AdminUser.password_hash == "")).execute()
+        (AdminUser.id == admin.id) & (AdminUser.password_hash == "")
+    ).execute()
 
 
 def ensure_first_admin() -> tuple[str, str] | None:

@@ -26,12 +26,15 @@ def raise_alert(settings: dict, kind: str, subject: str, text: str, severity: st
     """Record an alert, or fold it into the open (unacknowledged) alert of the same kind and subject."""
     now = clock.now()
     with db.atomic_write():
-        folded = Alert.update(count=Alert.count + 1, last_seen=now, text=text).where(
-            (Alert.kind == kind) & (Alert.subject == subject) & ~Alert.acknowledged
-        ).execute()
+        folded = (
+            Alert.update(count=Alert.count + 1, last_seen=now, text=text)
+            .where((Alert.kind == kind) & (Alert.subject == subject) & ~Alert.acknowledged)
+            .execute()
+        )
         if not folded:
-            alert = Alert.create(kind=kind, severity=severity, subject=subject, text=text,
-                                 first_seen=now, last_seen=now)
+            alert = Alert.create(
+                kind=kind, severity=severity, subject=subject, text=text, first_seen=now, last_seen=now
+            )
     if folded:
         return Alert.get((Alert.kind == kind) & (Alert.subject == subject) & ~Alert.acknowledged)
     if settings["ALERT_EMAILS"]:

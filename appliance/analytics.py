@@ -19,8 +19,14 @@ from .policy import groups
 from .policy import sending as sp
 
 METRICS = ("sent", "delivered", "bounced", "complained", "opened", "clicked", "unsubscribed")
-_EVENT_METRICS = {events.DELIVERED: "delivered", events.BOUNCED: "bounced", events.COMPLAINED: "complained",
-                  events.OPENED: "opened", events.CLICKED: "clicked", events.UNSUBSCRIBED: "unsubscribed"}
+_EVENT_METRICS = {
+    events.DELIVERED: "delivered",
+    events.BOUNCED: "bounced",
+    events.COMPLAINED: "complained",
+    events.OPENED: "opened",
+    events.CLICKED: "clicked",
+    events.UNSUBSCRIBED: "unsubscribed",
+}
 CHARTED = ("delivered", "opened", "clicked")
 TOP_LINKS = 10
 
@@ -40,11 +46,13 @@ class Figures:
         def share(n: int, of: int) -> float | None:
             return round(n / of, 4) if of else None
 
-        return {"open_rate": share(self.counts["unique_human_opens"], delivered),
-                "click_rate": share(self.counts["unique_human_clicks"], delivered),
-                "bounce_rate": share(self.counts["bounced"], sent),
-                "complaint_rate": share(self.counts["complained"], delivered),
-                "unsubscribe_rate": share(self.counts["unsubscribed"], delivered)}
+        return {
+            "open_rate": share(self.counts["unique_human_opens"], delivered),
+            "click_rate": share(self.counts["unique_human_clicks"], delivered),
+            "bounce_rate": share(self.counts["bounced"], sent),
+            "complaint_rate": share(self.counts["complained"], delivered),
+            "unsubscribe_rate": share(self.counts["unsubscribed"], delivered),
+        }
 
     def as_dict(self) -> dict:
         return {**{m: self.counts[m] for m in METRICS}, **{k: self.counts[k] for k in _EXTRA}, **self.rates()}
@@ -121,14 +129,22 @@ def _from_rollups(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: di
     if scope["stream"] is not None:
         where.append(EventCount.stream == scope["stream"])
     count, uniques = fn.SUM(EventCount.count), fn.SUM(EventCount.uniques)
-    totals = (EventCount.select(EventCount.provider, EventCount.metric, count, uniques).where(*where)
-              .group_by(EventCount.provider, EventCount.metric).having((count != 0) | (uniques != 0)).tuples())
+    totals = (
+        EventCount.select(EventCount.provider, EventCount.metric, count, uniques)
+        .where(*where)
+        .group_by(EventCount.provider, EventCount.metric)
+        .having((count != 0) | (uniques != 0))
+        .tuples()
+    )
     for provider, metric, n, unique in totals:
         sums.add(provider, metric, n, unique)
     first, end = (dt.datetime.combine(d, dt.time()) for d in (sums.days[0], sums.days[-1] + dt.timedelta(days=1)))
-    charted = (EventCount.select(EventCount.hour, EventCount.metric, count)
-               .where(*where, EventCount.metric.in_(CHARTED), EventCount.hour >= first, EventCount.hour < end)
-               .group_by(EventCount.hour, EventCount.metric).tuples())
+    charted = (
+        EventCount.select(EventCount.hour, EventCount.metric, count)
+        .where(*where, EventCount.metric.in_(CHARTED), EventCount.hour >= first, EventCount.hour < end)
+        .group_by(EventCount.hour, EventCount.metric)
+        .tuples()
+    )
     for hour, metric, n in charted:
         sums.chart(hour, metric, n)
 
@@ -146,13 +162,23 @@ def _from_events(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dic
     """Add the deliveries and events of the messages received in part of an hour (the range's ends,
     which the hourly roll-up cannot split), counted as the roll-up counts them."""
     where = _message_scope(since, until, scope)
-    sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)
-            .where(*where, Delivery.status.not_in((SUPPRESSED, CANCELLED))).group_by(Delivery.domain).tuples())
+    sent = (
+        Delivery.select(Delivery.domain, fn.COUNT(Delivery.id))
+        .join(Message)
+        .where(*where, Delivery.status.not_in((SUPPRESSED, CANCELLED)))
+        .group_by(Delivery.domain)
+        .tuples()
+    )
     for domain, n in sent:
         sums.add(sums.provider(domain.lower()), "sent", n)
     humans: dict[str, set] = defaultdict(set)  # provider: the (message, recipient, metric) with a human one
-    rows = (Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details).join(Message)
-            .where(*where, Event.type.in_(list(_EVENT_METRICS))).tuples().iterator())
+    rows = (
+        Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details)
+        .join(Message)
+        .where(*where, Event.type.in_(list(_EVENT_METRICS)))
+        .tuples()
+        .iterator()
+    )
     for type_, recipient, message_id, at, details in rows:
         metric, provider = _EVENT_METRICS[type_], sums.provider(events.domain_of(recipient))
         if type_ in (events.OPENED, events.CLICKED):
@@ -172,8 +198,13 @@ def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tupl
     """The links clicked most by humans (a scan of the range's clicks, through the message and event indexes)."""
     links: Counter = Counter()
     clickers: dict[str, set] = defaultdict(set)
-    rows = (Event.select(Event.message, Event.recipient, Event.details).join(Message)
-            .where(*_message_scope(since, until, scope), Event.type == events.CLICKED).tuples().iterator())
+    rows = (
+        Event.select(Event.message, Event.recipient, Event.details)
+        .join(Message)
+        .where(*_message_scope(since, until, scope), Event.type == events.CLICKED)
+        .tuples()
+        .iterator()
+    )
     for message_id, recipient, details in rows:
         extra = json.loads(details or "{}")
         if not extra.get("machine"):
@@ -182,8 +213,9 @@ def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tupl
     return [(url, n, len(clickers[url])) for url, n in links.most_common(TOP_LINKS)]
 
 
-def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = None,
-           stream: str | None = None) -> Report:
+def report(
+    since: dt.datetime, until: dt.datetime, *, account_id: int | None = None, stream: str | None = None
+) -> Report:
     """Figures of the outbound messages received from ``since`` to ``until`` (of one account, one stream):
     the whole hours from the roll-up, the parts of an hour at either end from their events."""
     scope = {"account_id": account_id, "stream": stream}
@@ -199,15 +231,30 @@ def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = N
         if last < until:
             _from_events(sums, last, until, scope)
     return Report(
-        since, until, sums.total, dict(sums.providers),
+        since,
+        until,
+        sums.total,
+        dict(sums.providers),
         [(h, {m: sums.hourly[h][m] for m in CHARTED}) for h in sums.hours],
         [(d, {m: sums.daily[d][m] for m in CHARTED}) for d in sums.days],
         _top_links(since, until, scope),
     )
 
 
-CSV_COLUMNS = ("scope", "name", *METRICS, "machine_opened", "machine_clicked", "unique_human_opens",
-               "unique_human_clicks", "open_rate", "click_rate", "bounce_rate", "complaint_rate", "unsubscribe_rate")
+CSV_COLUMNS = (
+    "scope",
+    "name",
+    *METRICS,
+    "machine_opened",
+    "machine_clicked",
+    "unique_human_opens",
+    "unique_human_clicks",
+    "open_rate",
+    "click_rate",
+    "bounce_rate",
+    "complaint_rate",
+    "unsubscribe_rate",
+)
 
 
 def csv_rows(found: Report) -> list[list]:
@@ -218,6 +265,17 @@ def csv_rows(found: Report) -> list[list]:
         values = figures.as_dict()
         rows.append([scope, name, *(values[c] for c in CSV_COLUMNS[2:])])
     for day, values in found.daily:
-        rows.append(["day", day.isoformat(), "", values["delivered"], "", "", values["opened"], values["clicked"],
-                     *([""] * (len(CSV_COLUMNS) - 8))])
+        rows.append(
+            [
+                "day",
+                day.isoformat(),
+                "",
+                values["delivered"],
+                "",
+                "",
+                values["opened"],
+                values["clicked"],
+                *([""] * (len(CSV_COLUMNS) - 8)),
+            ]
+        )
     return rows

@@ -32,8 +32,7 @@ def reset(token: contextvars.Token) -> None:
 def record(action: str, subject: str, detail: str = "", actor: str | None = None) -> AuditEntry:
     """Write one audit entry: ``action`` (noun.verb) done to ``subject`` by the current actor."""
     who = _actor.get() or SYSTEM
-    return AuditEntry.create(actor=actor or who.name, ip=who.ip, action=action, subject=subject[:255],
-                             detail=detail)
+    return AuditEntry.create(actor=actor or who.name, ip=who.ip, action=action, subject=subject[:255], detail=detail)
 
 
 def page(before: int | None = None, size: int = PAGE_SIZE) -> tuple[list[AuditEntry], int | None]:

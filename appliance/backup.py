@@ -82,8 +82,10 @@ def default_path(data_dir: str, now: dt.datetime) -> Path:
 
 def _sqlite_path() -> Path:
     if not db.is_sqlite():
-        raise BackupError("the database is PostgreSQL (DATABASE_URL): back it up with pg_dump; "
-                          "this command backs up the embedded SQLite database")
+        raise BackupError(
+            "the database is PostgreSQL (DATABASE_URL): back it up with pg_dump; "
+            "this command backs up the embedded SQLite database"
+        )
     return Path(db.database.obj.database)
 
 
@@ -130,11 +132,14 @@ def restore(settings: dict, archive_path: Path, now: dt.datetime, force: bool = 
         manifest = _unpack(archive_path, Path(work))
         with _lock(str(data_dir), fcntl.LOCK_EX) as held:
             if not held:
-                raise BackupError(f"the appliance is running on {data_dir}: stop it first "
-                                  "(systemctl stop appliance), then restore")
+                raise BackupError(
+                    f"the appliance is running on {data_dir}: stop it first (systemctl stop appliance), then restore"
+                )
             if not force and any(_counts(target_db).values()):
-                raise BackupError(f"{target_db} already holds data: --force replaces it "
-                                  "(what is replaced is kept in DATA_DIR/before-restore-…)")
+                raise BackupError(
+                    f"{target_db} already holds data: --force replaces it "
+                    "(what is replaced is kept in DATA_DIR/before-restore-…)"
+                )
             db.database.close()
             aside = data_dir / f"before-restore-{now:%Y%m%dT%H%M%SZ}"
             replaced = [target_db.with_name(target_db.name + suffix) for suffix in ("", "-wal", "-shm")]
@@ -187,8 +192,10 @@ def _unpack(archive_path: Path, work: Path) -> dict:
         raise BackupError(f"{archive_path}: the database fails SQLite's integrity check: {problems[0]}")
     unknown = set(manifest["schema"]) - {path.stem for path in db.MIGRATIONS_DIR.glob("[0-9]*.py")}
     if unknown:
-        raise BackupError(f"{archive_path} was made by a newer version (migrations {', '.join(sorted(unknown))}): "
-                          "upgrade the appliance first")
+        raise BackupError(
+            f"{archive_path} was made by a newer version (migrations {', '.join(sorted(unknown))}): "
+            "upgrade the appliance first"
+        )
     return manifest
 
 
@@ -197,8 +204,12 @@ def _manifest(data: bytes) -> dict:
         manifest = json.loads(data) if len(data) <= MANIFEST_MAX else None
     except ValueError:
         manifest = None
-    if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT
-            and isinstance(manifest.get("files"), dict) and isinstance(manifest.get("schema"), list)):
+    if not (
+        isinstance(manifest, dict)
+        and manifest.get("format") == FORMAT
+        and isinstance(manifest.get("files"), dict)
+        and isinstance(manifest.get("schema"), list)
+    ):
         raise BackupError("the backup's manifest is not one this version reads")
     return manifest
 
@@ -246,11 +257,11 @@ def _schema(path: Path) -> list[str]:
 def _counts(path: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-                for table in COUNTED if table in tables}
+        return {
+            table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in COUNTED if table in tables
+        }
 
 
 def size_text(path: Path) -> str:
     size = path.stat().st_size
     return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
-

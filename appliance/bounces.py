@@ -135,13 +135,18 @@ def apply(settings: dict, message_id: str, report: Report) -> None:
     if report.kind == "complaint":
         # A report that names no recipient concerns the message's only one, if it had only one.
         addresses = [a for a in report.complained if a in deliveries] or (
-            list(deliveries) if len(deliveries) == 1 else [])
+            list(deliveries) if len(deliveries) == 1 else []
+        )
         for address in addresses:
             reason = f"complaint: feedback report from {report.reporter or 'a mailbox provider'}"
             suppressions.complaint(address, reason, now)
-        events.record([events.Occurred(message_id, events.COMPLAINED, deliveries[a].rcpt, now,
-                                       {"reporter": report.reporter}) for a in addresses]
-                      or [events.Occurred(message_id, events.COMPLAINED, "", now, {"reporter": report.reporter})])
+        events.record(
+            [
+                events.Occurred(message_id, events.COMPLAINED, deliveries[a].rcpt, now, {"reporter": report.reporter})
+                for a in addresses
+            ]
+            or [events.Occurred(message_id, events.COMPLAINED, "", now, {"reporter": report.reporter})]
+        )
         log.info("message %s: complaint about %s", message_id, ", ".join(addresses) or "an unnamed recipient")
         return
     failed: list[dsn.FailedRecipient] = []
@@ -151,16 +156,35 @@ def apply(settings: dict, message_id: str, report: Report) -> None:
         if delivery is None or delivery.status == BOUNCED:
             continue
         text = f"{reply} (reported later by {report.reporter or 'the remote server'})"
-        Delivery.update(status=BOUNCED, last_code=reply.code, last_reply=text, updated_at=now,
-                        lease_until=None).where(Delivery.id == delivery.id).execute()
-        attempts.append({"delivery": delivery.id, "started_at": now, "duration_ms": 0, "mx_host": report.reporter,
-                         "mx_ip": "", "tls": "", "code": reply.code, "enhanced_code": reply.enhanced,
-                         "text": f"{reply.text} (a bounce that came back later)", "outcome": BOUNCED})
+        Delivery.update(status=BOUNCED, last_code=reply.code, last_reply=text, updated_at=now, lease_until=None).where(
+            Delivery.id == delivery.id
+        ).execute()
+        attempts.append(
+            {
+                "delivery": delivery.id,
+                "started_at": now,
+                "duration_ms": 0,
+                "mx_host": report.reporter,
+                "mx_ip": "",
+                "tls": "",
+                "code": reply.code,
+                "enhanced_code": reply.enhanced,
+                "text": f"{reply.text} (a bounce that came back later)",
+                "outcome": BOUNCED,
+            }
+        )
         if reply.hard:
             suppressions.hard_bounce(address, str(reply), now)
         failed.append(dsn.FailedRecipient(delivery.rcpt, "failed", reply, report.reporter, now))
-        occurred.append(events.Occurred(message_id, events.BOUNCED, delivery.rcpt, now,
-                                        {"reply": str(reply), "mx": report.reporter, "later": True}))
+        occurred.append(
+            events.Occurred(
+                message_id,
+                events.BOUNCED,
+                delivery.rcpt,
+                now,
+                {"reply": str(reply), "mx": report.reporter, "later": True},
+            )
+        )
     if not failed:
         return
     db.insert_rows(Attempt, attempts)

@@ -282,8 +282,15 @@ class GroupWriter:
     def running(self) -> bool:
         return self._thread is not None
 
-    def submit(self, many: Many, arg: Any = None, *, after: After | None = None,
-               prepare: Callable[[], Any] | None = None, loop=None):
+    def submit(
+        self,
+        many: Many,
+        arg: Any = None,
+        *,
+        after: After | None = None,
+        prepare: Callable[[], Any] | None = None,
+        loop=None,
+    ):
         """Queue a job; return a future (an asyncio one on ``loop``) for its committed result."""
         future = loop.create_future() if loop is not None else concurrent.futures.Future()
         self._queue.put(_Entry(many, arg, after, prepare, future, loop))

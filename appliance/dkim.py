@@ -23,9 +23,21 @@ from dkim.canonicalization import CanonicalizationPolicy
 RSA_BITS = 2048
 TXT_STRING_MAX = 255  # RFC 1035 §3.3: one character-string holds at most 255 octets
 # Headers signed; From is signed twice so that a second From: added in transit breaks the signature.
-SIGNED_HEADERS = (b"from", b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to",
-                  b"mime-version", b"content-type", b"content-transfer-encoding", b"list-unsubscribe",
-                  b"list-unsubscribe-post")
+SIGNED_HEADERS = (
+    b"from",
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +75,7 @@ def generate(selector: str) -> Keys:
 def rsa_public(pem: str) -> str:
     """Return the base64 SubjectPublicKeyInfo of an RSA private key (the record's p= tag)."""
     key = serialization.load_pem_private_key(pem.encode(), password=None)
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(der).decode()
 
 
@@ -87,7 +97,7 @@ def ed25519_record(seed: str) -> str:
 def txt_strings(value: str) -> list[str]:
     """Split a TXT value into character-strings of at most 255 bytes (DNS joins them again)."""
     data = value.encode("ascii")
-    return [data[i:i + TXT_STRING_MAX].decode() for i in range(0, len(data), TXT_STRING_MAX)] or [""]
+    return [data[i : i + TXT_STRING_MAX].decode() for i in range(0, len(data), TXT_STRING_MAX)] or [""]
 
 
 def zone_value(value: str) -> str:
@@ -122,11 +132,20 @@ def sign(data: bytes, domain: str, selector: str, rsa_pem: str, ed25519_seed: st
         signers.append((b"ed25519-sha256", ed25519_selector(selector), _ed25519_sign, ed25519_seed))
     fields = b""
     for algorithm, name, signer, key in signers:
-        tags = [(b"v", b"1"), (b"a", algorithm), (b"c", _RELAXED.to_c_value()), (b"d", domain.encode()),
-                (b"i", b"@" + domain.encode()), (b"q", b"dns/txt"), (b"s", name.encode()), (b"t", stamp),
-                (b"h", b" : ".join(SIGNED_HEADERS)), (b"bh", body_hash),
-                # a placeholder as long as dkimpy's, so that b= folds onto lines of its own
-                (b"b", b"0" * 60)]
+        tags = [
+            (b"v", b"1"),
+            (b"a", algorithm),
+            (b"c", _RELAXED.to_c_value()),
+            (b"d", domain.encode()),
+            (b"i", b"@" + domain.encode()),
+            (b"q", b"dns/txt"),
+            (b"s", name.encode()),
+            (b"t", stamp),
+            (b"h", b" : ".join(SIGNED_HEADERS)),
+            (b"bh", body_hash),
+            # a placeholder as long as dkimpy's, so that b= folds onto lines of its own
+            (b"b", b"0" * 60),
+        ]
         value = dkimpy.RE_BTAG.sub(b"\\1", dkimpy.fold(b"; ".join(b"=".join(t) for t in tags), namelen=_NAME_LEN))
         digest = hashlib.sha256()
         dkimpy.hash_headers(digest, _RELAXED, canonical, SIGNED_HEADERS, (_NAME, b" " + value), dict(tags))
@@ -142,8 +161,8 @@ def rfc822_parse(data: bytes) -> tuple[list[list[bytes]], bytes]:
     end = data.find(b"\r\n\r\n")
     if end < 0 or data.startswith(b"\r\n") or data.count(b"\n") != data.count(b"\r\n"):
         return dkimpy.rfc822_parse(data)
-    headers, _ = dkimpy.rfc822_parse(data[:end + 2])
-    return headers, data[end + 4:]
+    headers, _ = dkimpy.rfc822_parse(data[: end + 2])
+    return headers, data[end + 4 :]
 
 
 def relaxed_body(body: bytes) -> bytes:

@@ -71,30 +71,66 @@ def records(domain: Domain, hostname: str) -> list[Record]:
     d = domain.name
     bounce = f"{BOUNCE_LABEL}.{d}"
     found = [
-        Record("dkim", "DKIM (RSA-2048)", "TXT", f"{dkim.rsa_selector(domain.selector)}._domainkey.{d}",
-               dkim.rsa_record(domain.rsa_key)),
-        Record("dkim-ed25519", "DKIM (Ed25519)", "TXT",
-               f"{dkim.ed25519_selector(domain.selector)}._domainkey.{d}", dkim.ed25519_record(domain.ed25519_key),
-               "A second signature for receivers that check Ed25519 (RFC 8463)."),
+        Record(
+            "dkim",
+            "DKIM (RSA-2048)",
+            "TXT",
+            f"{dkim.rsa_selector(domain.selector)}._domainkey.{d}",
+            dkim.rsa_record(domain.rsa_key),
+        ),
+        Record(
+            "dkim-ed25519",
+            "DKIM (Ed25519)",
+            "TXT",
+            f"{dkim.ed25519_selector(domain.selector)}._domainkey.{d}",
+            dkim.ed25519_record(domain.ed25519_key),
+            "A second signature for receivers that check Ed25519 (RFC 8463).",
+        ),
     ]
     if domain.next_selector:
         found += [
-            Record("dkim-next", "DKIM (RSA-2048), new key", "TXT",
-                   f"{dkim.rsa_selector(domain.next_selector)}._domainkey.{d}", dkim.rsa_record(domain.next_rsa_key),
-                   "Publish it next to the current one; signing switches once it is found."),
-            Record("dkim-ed25519-next", "DKIM (Ed25519), new key", "TXT",
-                   f"{dkim.ed25519_selector(domain.next_selector)}._domainkey.{d}",
-                   dkim.ed25519_record(domain.next_ed25519_key)),
+            Record(
+                "dkim-next",
+                "DKIM (RSA-2048), new key",
+                "TXT",
+                f"{dkim.rsa_selector(domain.next_selector)}._domainkey.{d}",
+                dkim.rsa_record(domain.next_rsa_key),
+                "Publish it next to the current one; signing switches once it is found.",
+            ),
+            Record(
+                "dkim-ed25519-next",
+                "DKIM (Ed25519), new key",
+                "TXT",
+                f"{dkim.ed25519_selector(domain.next_selector)}._domainkey.{d}",
+                dkim.ed25519_record(domain.next_ed25519_key),
+            ),
         ]
     found += [
-        Record("spf", "SPF", "TXT", d, f"v=spf1 a:{hostname} ~all",
-               f"If {d} already has an SPF record, add a:{hostname} to it: a domain must have only one."),
-        Record("dmarc", "DMARC", "TXT", f"_dmarc.{d}",
-               f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
-               "A suggestion: start with p=quarantine, then p=reject once the reports look right."),
-        Record("bounce-mx", "Bounce MX", "MX", bounce, f"10 {hostname}.",
-               "Once it is found, mail leaves with a return path here, so later bounces and spam "
-               "complaints come back to this appliance, which bounces or suppresses the recipient."),
+        Record(
+            "spf",
+            "SPF",
+            "TXT",
+            d,
+            f"v=spf1 a:{hostname} ~all",
+            f"If {d} already has an SPF record, add a:{hostname} to it: a domain must have only one.",
+        ),
+        Record(
+            "dmarc",
+            "DMARC",
+            "TXT",
+            f"_dmarc.{d}",
+            f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
+            "A suggestion: start with p=quarantine, then p=reject once the reports look right.",
+        ),
+        Record(
+            "bounce-mx",
+            "Bounce MX",
+            "MX",
+            bounce,
+            f"10 {hostname}.",
+            "Once it is found, mail leaves with a return path here, so later bounces and spam "
+            "complaints come back to this appliance, which bounces or suppresses the recipient.",
+        ),
         Record("bounce-spf", "Bounce SPF", "TXT", bounce, f"v=spf1 a:{hostname} -all"),
     ]
     return found
@@ -199,13 +235,18 @@ def check_spf(settings: dict, name: str, hostname: str) -> Result:
     if not found:
         return Result(FAIL, f"missing: there is no SPF record (v=spf1) at {name}")
     if len(found) > 1:
-        return Result(FAIL, f"several SPF records ({len(found)}) at {name}: receivers treat that as an "
-                            "error (RFC 7208 §4.5); merge them into one")
+        return Result(
+            FAIL,
+            f"several SPF records ({len(found)}) at {name}: receivers treat that as an "
+            "error (RFC 7208 §4.5); merge them into one",
+        )
     walk = SpfWalk()
     _walk_spf(settings, found[0], name, walk)
     if walk.lookups > SPF_MAX_LOOKUPS:
-        return Result(FAIL, f"SPF with more than 10 lookups: {walk.lookups} DNS lookups, and receivers "
-                            "stop at 10 (RFC 7208 §4.6.4)")
+        return Result(
+            FAIL,
+            f"SPF with more than 10 lookups: {walk.lookups} DNS lookups, and receivers stop at 10 (RFC 7208 §4.6.4)",
+        )
     if walk.plus_all:
         return Result(FAIL, "+all authorizes every server on the internet: use ~all or -all")
     if walk.problems:
@@ -228,8 +269,11 @@ def check_dmarc(settings: dict, name: str) -> Result:
     if policy_tag not in ("none", "quarantine", "reject"):
         return Result(FAIL, "no valid p= policy (none, quarantine or reject)")
     if policy_tag == "none":
-        return Result(FAIL, "DMARC policy none: receivers take no action on forged mail; "
-                            "use p=quarantine (or p=reject) once the reports look right")
+        return Result(
+            FAIL,
+            "DMARC policy none: receivers take no action on forged mail; "
+            "use p=quarantine (or p=reject) once the reports look right",
+        )
     return Result(PASS)
 
 
@@ -270,7 +314,10 @@ def check(domain: Domain, settings: dict) -> dict[str, Result]:
     if domain.next_selector and results["dkim-next"].status == PASS:
         # The new key is published: sign with it from now on (the old records may go later).
         domain.selector, domain.rsa_key, domain.ed25519_key = (
-            domain.next_selector, domain.next_rsa_key, domain.next_ed25519_key)
+            domain.next_selector,
+            domain.next_rsa_key,
+            domain.next_ed25519_key,
+        )
         domain.next_selector, domain.next_rsa_key, domain.next_ed25519_key = None, "", ""
         results["dkim"], results["dkim-ed25519"] = results.pop("dkim-next"), results.pop("dkim-ed25519-next")
         before = {}
@@ -284,9 +331,14 @@ def check(domain: Domain, settings: dict) -> dict[str, Result]:
         if result.status == FAIL and before.get(key, {}).get("status") == PASS:
             alerts.raise_alert(settings, alerts.DNS_RECORD_BROKEN, subject, f"{labels[key]}: {result.error}")
     if was_verified and not domain.verified:
-        alerts.raise_alert(settings, alerts.DOMAIN_UNVERIFIED, subject,
-                           f"the DKIM record no longer matches ({results['dkim'].error}); mail from "
-                           f"{domain.name} is refused until it is published again", severity=alerts.CRITICAL)
+        alerts.raise_alert(
+            settings,
+            alerts.DOMAIN_UNVERIFIED,
+            subject,
+            f"the DKIM record no longer matches ({results['dkim'].error}); mail from "
+            f"{domain.name} is refused until it is published again",
+            severity=alerts.CRITICAL,
+        )
     return results
 
 

@@ -30,8 +30,21 @@ MAX_AGENT = 200  # characters of a User-Agent kept
 # link of a message within a moment, under an agent that says what it is or none at all.
 PROXY_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("17.0.0.0/8",))
 PROXY_OPEN_SECONDS = 120  # an open from a proxy network this soon after delivery is the proxy's
-SCANNER_WORDS = ("bot", "spider", "crawler", "scanner", "preview", "python", "curl", "wget", "go-http-client",
-                 "barracuda", "mimecast", "proofpoint", "safelinks")
+SCANNER_WORDS = (
+    "bot",
+    "spider",
+    "crawler",
+    "scanner",
+    "preview",
+    "python",
+    "curl",
+    "wget",
+    "go-http-client",
+    "barracuda",
+    "mimecast",
+    "proofpoint",
+    "safelinks",
+)
 ALL_LINKS_SECONDS = 1.0  # different links of one copy clicked within this: a scanner following them all
 
 
@@ -60,8 +73,13 @@ def recipient(settings: dict, kind: str, token: str) -> Recipient | None:
     tracking_id = tracking.verify(settings, kind, token)
     if tracking_id is None:
         return None
-    row = (Delivery.select(Delivery.message, Delivery.rcpt, Message.from_header)
-           .join(Message).where(Delivery.tracking_id == tracking_id).tuples().first())
+    row = (
+        Delivery.select(Delivery.message, Delivery.rcpt, Message.from_header)
+        .join(Message)
+        .where(Delivery.tracking_id == tracking_id)
+        .tuples()
+        .first()
+    )
     if row is None:
         return None
     message_id, address, from_header = row
@@ -130,8 +148,11 @@ def record_seen(seen: list[Seen]) -> list[bool]:
     deliveries the tracking ids name (one read for them all), machine ones marked; False for a
     tracking id whose delivery is gone (its message deleted): nothing is recorded for it.
     A click on another link of the same copy within ALL_LINKS_SECONDS marks both as a machine's."""
-    rows = (Delivery.select(Delivery.tracking_id, Delivery.message, Delivery.rcpt, Delivery.delivered_at)
-            .where(Delivery.tracking_id.in_(sorted({s.tracking_id for s in seen}))).tuples())
+    rows = (
+        Delivery.select(Delivery.tracking_id, Delivery.message, Delivery.rcpt, Delivery.delivered_at)
+        .where(Delivery.tracking_id.in_(sorted({s.tracking_id for s in seen})))
+        .tuples()
+    )
     deliveries = {tracking_id: (message_id, rcpt, delivered_at) for tracking_id, message_id, rcpt, delivered_at in rows}
     opens: list[events.Occurred] = []
     results = []
@@ -147,8 +168,13 @@ def record_seen(seen: list[Seen]) -> list[bool]:
             opens.append(events.Occurred(message_id, events.OPENED, address, each.at, {**details, "machine": machine}))
         else:  # recorded one by one: the next click of the batch sees this one
             machine = _all_links_clicked(message_id, address, each.url, each.at) or scanner_agent(each.agent)
-            events.record([events.Occurred(message_id, events.CLICKED, address, each.at,
-                                           {"url": each.url, **details, "machine": machine})])
+            events.record(
+                [
+                    events.Occurred(
+                        message_id, events.CLICKED, address, each.at, {"url": each.url, **details, "machine": machine}
+                    )
+                ]
+            )
     events.record(opens)
     return results
 
@@ -157,9 +183,14 @@ def _all_links_clicked(message_id: str, address: str, url: str, at: dt.datetime)
     """Whether another link of the copy was clicked within ALL_LINKS_SECONDS before ``at``; those
     clicks are marked ``machine`` too."""
     since = at - dt.timedelta(seconds=ALL_LINKS_SECONDS)
-    recent = list(Event.select().where(
-        (Event.message == message_id) & (Event.recipient == address) & (Event.type == events.CLICKED)
-        & (Event.at >= since)))
+    recent = list(
+        Event.select().where(
+            (Event.message == message_id)
+            & (Event.recipient == address)
+            & (Event.type == events.CLICKED)
+            & (Event.at >= since)
+        )
+    )
     others = [e for e in recent if json.loads(e.details).get("url") != url]
     for event in others:
         earlier = json.loads(event.details)
@@ -184,8 +215,12 @@ def unsubscribe_now(found: Recipient, via: str) -> None:
     """``unsubscribe``'s writes, inside the caller's transaction (the mail to the unsubscribe address
     is stored in the same one)."""
     now = clock.now()
-    suppressions.unsubscribe(found.address, found.from_domain,
-                             f"unsubscribed ({via}) from broadcast mail of {found.from_domain or 'this sender'}", now)
+    suppressions.unsubscribe(
+        found.address,
+        found.from_domain,
+        f"unsubscribed ({via}) from broadcast mail of {found.from_domain or 'this sender'}",
+        now,
+    )
     events.record([events.Occurred(found.message_id, events.UNSUBSCRIBED, found.address, now, {"via": via})])
     log.info("message %s: %s unsubscribed (%s)", found.message_id, found.address, via)
 

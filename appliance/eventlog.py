@@ -45,8 +45,13 @@ def log_events(occurred: list[events.Occurred]) -> None:
     facts = sent_facts({e.message_id for e in occurred})
     for e in occurred:
         sent = facts.get(e.message_id)
-        line = {"event": e.type, "message_id": e.message_id, "account": sent.account if sent else "",
-                "stream": sent.stream if sent else "", "domain": e.recipient.rpartition("@")[2].lower()}
+        line = {
+            "event": e.type,
+            "message_id": e.message_id,
+            "account": sent.account if sent else "",
+            "stream": sent.stream if sent else "",
+            "domain": e.recipient.rpartition("@")[2].lower(),
+        }
         reply = e.details.get("reply")
         if reply:  # "550 5.1.1 <bob@…>: User unknown": the codes, never the text
             code, _, rest = str(reply).partition(" ")

@@ -37,8 +37,21 @@ COMPLAINED = "complained"  # a feedback-loop report: the recipient called it spa
 OPENED = "opened"  # the open pixel of the recipient's copy was fetched
 CLICKED = "clicked"  # a tracked link of the recipient's copy was followed (details: the url)
 UNSUBSCRIBED = "unsubscribed"  # the recipient left the broadcast stream of the sending domain
-TYPES = (ACCEPTED, DELIVERED, DEFERRED, BOUNCED, FAILED, SUPPRESSED, HELD, RELEASED, CANCELLED, COMPLAINED,
-         OPENED, CLICKED, UNSUBSCRIBED)
+TYPES = (
+    ACCEPTED,
+    DELIVERED,
+    DEFERRED,
+    BOUNCED,
+    FAILED,
+    SUPPRESSED,
+    HELD,
+    RELEASED,
+    CANCELLED,
+    COMPLAINED,
+    OPENED,
+    CLICKED,
+    UNSUBSCRIBED,
+)
 
 
 class Occurred(NamedTuple):
@@ -69,8 +82,9 @@ def unsubscribe_all() -> None:
     _subscribers.clear()
 
 
-def occurred(message_id: str, type_: str, recipient: str = "", at: dt.datetime | None = None,
-             **details: Any) -> Occurred:
+def occurred(
+    message_id: str, type_: str, recipient: str = "", at: dt.datetime | None = None, **details: Any
+) -> Occurred:
     """Build an event (``record`` stores it)."""
     return Occurred(message_id, type_, recipient, at or clock.now(), details)
 
@@ -80,11 +94,19 @@ def record(events: list[Occurred]) -> None:
     if not events:
         return
     _roll_up(events)
-    db.insert_rows(Event, [
-        {"message": e.message_id, "recipient": e.recipient, "type": e.type, "at": e.at,
-         "details": json.dumps(e.details, separators=(",", ":")) if e.details else "{}"}
-        for e in events
-    ])
+    db.insert_rows(
+        Event,
+        [
+            {
+                "message": e.message_id,
+                "recipient": e.recipient,
+                "type": e.type,
+                "at": e.at,
+                "details": json.dumps(e.details, separators=(",", ":")) if e.details else "{}",
+            }
+            for e in events
+        ],
+    )
     if _subscribers:
         db.after_commit(_dispatch, events)
 
@@ -154,8 +176,9 @@ class _Tally:
         row[0] += n
         row[1] += unique
 
-    def event(self, fact: Fact, message_id: str, type_: str, recipient: str, at: dt.datetime,
-              details: dict, seen: set) -> None:
+    def event(
+        self, fact: Fact, message_id: str, type_: str, recipient: str, at: dt.datetime, details: dict, seen: set
+    ) -> None:
         """Count one event of ``_ROLLED`` but ACCEPTED; ``seen`` holds the (message, recipient, type)
         that already have a human open or click, and gains this one's."""
         if type_ == CANCELLED:
@@ -176,19 +199,28 @@ class _Tally:
         PostgreSQL transactions lock shared rows in the same order); into an emptied table
         (``fresh``) as plain inserts. Return the rows written."""
         names = ("received", "account", "stream", "provider", "metric", "hour")
-        rows = [{**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
-                for key, (c, u) in sorted(self.rows.items()) if c or u]
+        rows = [
+            {**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
+            for key, (c, u) in sorted(self.rows.items())
+            if c or u
+        ]
         if fresh:
             for start in range(0, len(rows), 10 * _CHUNK):
-                db.insert_rows(EventCount, rows[start:start + 10 * _CHUNK])
+                db.insert_rows(EventCount, rows[start : start + 10 * _CHUNK])
             return len(rows)
         target = [getattr(EventCount, n) for n in names]
         for start in range(0, len(rows), _CHUNK):
-            (EventCount.insert_many(rows[start:start + _CHUNK])
-             .on_conflict(conflict_target=target, update={
-                 EventCount.count: EventCount.count + EXCLUDED.count,
-                 EventCount.uniques: EventCount.uniques + EXCLUDED.uniques})
-             .execute())
+            (
+                EventCount.insert_many(rows[start : start + _CHUNK])
+                .on_conflict(
+                    conflict_target=target,
+                    update={
+                        EventCount.count: EventCount.count + EXCLUDED.count,
+                        EventCount.uniques: EventCount.uniques + EXCLUDED.uniques,
+                    },
+                )
+                .execute()
+            )
         return len(rows)
 
 
@@ -199,9 +231,12 @@ def _roll_up(events: list[Occurred]) -> None:
         return
     facts: dict[str, Fact] = {
         mid: (hour_of(received), account or 0, stream)
-        for mid, received, account, stream in Message.select(Message.id, Message.received_at, Message.account,
-                                                             Message.stream)
-        .where(Message.id.in_(list({e.message_id for e in wanted})), Message.direction == "outbound").tuples()}
+        for mid, received, account, stream in Message.select(
+            Message.id, Message.received_at, Message.account, Message.stream
+        )
+        .where(Message.id.in_(list({e.message_id for e in wanted})), Message.direction == "outbound")
+        .tuples()
+    }
     wanted = [e for e in wanted if e.message_id in facts]
     if not wanted:
         return
@@ -210,13 +245,15 @@ def _roll_up(events: list[Occurred]) -> None:
     tally = _Tally(_providers[0]())
     accepted = [e.message_id for e in wanted if e.type == ACCEPTED]
     if accepted:
-        sent = (Delivery.select(Delivery.message, Delivery.domain, fn.COUNT(Delivery.id))
-                .where(Delivery.message.in_(accepted), Delivery.status.not_in(_NOT_SENT))
-                .group_by(Delivery.message, Delivery.domain).tuples())
+        sent = (
+            Delivery.select(Delivery.message, Delivery.domain, fn.COUNT(Delivery.id))
+            .where(Delivery.message.in_(accepted), Delivery.status.not_in(_NOT_SENT))
+            .group_by(Delivery.message, Delivery.domain)
+            .tuples()
+        )
         for mid, domain, n in sent:
             tally.add(facts[mid], domain.lower(), "sent", facts[mid][0], n)
-    seen = _human_before({e.message_id for e in wanted if e.type in (OPENED, CLICKED)
-                          and not e.details.get("machine")})
+    seen = _human_before({e.message_id for e in wanted if e.type in (OPENED, CLICKED) and not e.details.get("machine")})
     for e in wanted:
         if e.type != ACCEPTED:
             tally.event(facts[e.message_id], e.message_id, e.type, e.recipient, e.at, e.details, seen)
@@ -232,10 +269,16 @@ def _human_before(message_ids: set[str]) -> set[tuple[str, str, str]]:
     ids = sorted(message_ids)
     if not db.is_sqlite():
         list(Delivery.select(Delivery.id).where(Delivery.message.in_(ids)).order_by(Delivery.id).for_update())
-    rows = (Event.select(Event.message, Event.recipient, Event.type, Event.details)
-            .where(Event.message.in_(ids), Event.type.in_((OPENED, CLICKED))).tuples())
-    return {(mid, recipient.lower(), type_) for mid, recipient, type_, details in rows
-            if not json.loads(details or "{}").get("machine")}
+    rows = (
+        Event.select(Event.message, Event.recipient, Event.type, Event.details)
+        .where(Event.message.in_(ids), Event.type.in_((OPENED, CLICKED)))
+        .tuples()
+    )
+    return {
+        (mid, recipient.lower(), type_)
+        for mid, recipient, type_, details in rows
+        if not json.loads(details or "{}").get("machine")
+    }
 
 
 def rebuild_rollups(providers: Providers) -> int:
@@ -243,14 +286,33 @@ def rebuild_rollups(providers: Providers) -> int:
     (migration 0014's backfill, bench/analytics.py's fill); return the rows written."""
     EventCount.delete().execute()
     tally = _Tally(providers)
-    sent = (Delivery.select(Message.received_at, Message.account, Message.stream, Delivery.domain).join(Message)
-            .where(Message.direction == "outbound", Delivery.status.not_in(_NOT_SENT)).tuples().iterator())
+    sent = (
+        Delivery.select(Message.received_at, Message.account, Message.stream, Delivery.domain)
+        .join(Message)
+        .where(Message.direction == "outbound", Delivery.status.not_in(_NOT_SENT))
+        .tuples()
+        .iterator()
+    )
     for received, account, stream, domain in sent:
         hour = hour_of(received)
         tally.add((hour, account or 0, stream), domain.lower(), "sent", hour)
-    rows = (Event.select(Event.message, Event.type, Event.recipient, Event.at, Event.details, Message.received_at,
-                         Message.account, Message.stream).join(Message)
-            .where(Message.direction == "outbound", Event.type.in_(COUNTED)).order_by(Event.id).tuples().iterator())
+    rows = (
+        Event.select(
+            Event.message,
+            Event.type,
+            Event.recipient,
+            Event.at,
+            Event.details,
+            Message.received_at,
+            Message.account,
+            Message.stream,
+        )
+        .join(Message)
+        .where(Message.direction == "outbound", Event.type.in_(COUNTED))
+        .order_by(Event.id)
+        .tuples()
+        .iterator()
+    )
     seen: set = set()
     for mid, type_, recipient, at, details, received, account, stream in rows:
         extra = json.loads(details or "{}") if type_ in (OPENED, CLICKED) else {}

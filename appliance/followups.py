@@ -38,13 +38,21 @@ def alert_failing(settings: dict, failures: list[events.Occurred]) -> None:
     by_message: dict[str, list[events.Occurred]] = defaultdict(list)
     for e in failures:
         by_message[e.message_id].append(e)
-    owners = dict(Message.select(Message.id, SmtpAccount.username).join(SmtpAccount).where(
-        Message.id.in_(list(by_message))).tuples())
+    owners = dict(
+        Message.select(Message.id, SmtpAccount.username)
+        .join(SmtpAccount)
+        .where(Message.id.in_(list(by_message)))
+        .tuples()
+    )
     for message_id, failed in by_message.items():
         username = owners.get(message_id)
         if username is None:  # the appliance's own mail, or its account is gone
             continue
         shown = ", ".join(f"{e.recipient} ({e.details.get('reply', '')})" for e in failed[:3])
         shown += " …" if len(failed) > 3 else ""
-        alerts.raise_alert(settings, alerts.DELIVERY_FAILING, f"account {username}",
-                           f"message {message_id} could not be delivered to {shown}")
+        alerts.raise_alert(
+            settings,
+            alerts.DELIVERY_FAILING,
+            f"account {username}",
+            f"message {message_id} could not be delivered to {shown}",
+        )

@@ -139,8 +139,13 @@ def prepare(
     if "date" not in lower:
         extra += f"Date: {_rfc5322_now()}\r\n".encode()
     trace = received_header(
-        helo=client_helo, ip=client_ip, hostname=hostname, tls=tls, username=username,
-        message_id=message_id, rcpts=rcpts,
+        helo=client_helo,
+        ip=client_ip,
+        hostname=hostname,
+        tls=tls,
+        username=username,
+        message_id=message_id,
+        rcpts=rcpts,
     )
     return Incoming(
         id=message_id,
@@ -182,20 +187,35 @@ def store_many(items: list[Incoming]) -> list[str]:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
             status = RECEIVED
-        elif item.rcpts and all(Suppression.applying(suppressed.get(r.lower()), item.stream, item.from_domain)
-                                is not None for r in item.rcpts):
+        elif item.rcpts and all(
+            Suppression.applying(suppressed.get(r.lower()), item.stream, item.from_domain) is not None
+            for r in item.rcpts
+        ):
             status = SUPPRESSED
         else:
             status = waiting
-        messages.append({
-            "id": item.id, "account": item.account_id, "direction": item.direction, "status": status,
-            "mail_from": item.mail_from, "rcpt_count": len(item.rcpts), "size": len(item.data),
-            "priority": item.priority, "client_ip": item.client_ip, "client_helo": item.client_helo,
-            "tls": item.tls, "received_at": now, "subject": item.summary.get("subject", ""),
-            "from_header": item.summary.get("from_header", ""),
-            "message_id_header": item.summary.get("message_id_header", ""),
-            "stream": item.stream, "track_opens": item.track_opens, "track_clicks": item.track_clicks,
-        })
+        messages.append(
+            {
+                "id": item.id,
+                "account": item.account_id,
+                "direction": item.direction,
+                "status": status,
+                "mail_from": item.mail_from,
+                "rcpt_count": len(item.rcpts),
+                "size": len(item.data),
+                "priority": item.priority,
+                "client_ip": item.client_ip,
+                "client_helo": item.client_helo,
+                "tls": item.tls,
+                "received_at": now,
+                "subject": item.summary.get("subject", ""),
+                "from_header": item.summary.get("from_header", ""),
+                "message_id_header": item.summary.get("message_id_header", ""),
+                "stream": item.stream,
+                "track_opens": item.track_opens,
+                "track_clicks": item.track_clicks,
+            }
+        )
         bodies.append({"message": item.id, "data": item.data})
         occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
         if item.direction == "inbound":
@@ -206,13 +226,19 @@ def store_many(items: list[Incoming]) -> list[str]:
                 occurred.append(events.Occurred(item.id, events.SUPPRESSED, rcpt, now, {"reason": reason}))
             elif item.hold_reply:
                 occurred.append(events.Occurred(item.id, events.HELD, rcpt, now, {"reason": item.hold_reply}))
-            deliveries.append({
-                "message": item.id, "rcpt": rcpt, "domain": acceptance.split_address(rcpt)[1],
-                "status": SUPPRESSED if reason is not None else waiting, "priority": item.priority,
-                "next_attempt_at": item.hold_until or now, "updated_at": now,
-                "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
-                "tracking_id": tracking.new_id() if item.personal and reason is None else None,
-            })
+            deliveries.append(
+                {
+                    "message": item.id,
+                    "rcpt": rcpt,
+                    "domain": acceptance.split_address(rcpt)[1],
+                    "status": SUPPRESSED if reason is not None else waiting,
+                    "priority": item.priority,
+                    "next_attempt_at": item.hold_until or now,
+                    "updated_at": now,
+                    "last_reply": f"suppressed: {reason}" if reason is not None else item.hold_reply,
+                    "tracking_id": tracking.new_id() if item.personal and reason is None else None,
+                }
+            )
     db.insert_rows(Message, messages)
     db.insert_rows(MessageBody, bodies)
     db.insert_rows(Delivery, deliveries)
@@ -270,8 +296,7 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         try:
-            return await self.writer.submit(store or store_many, prepare=prepare, after=self.on_committed,
-                                            loop=loop)
+            return await self.writer.submit(store or store_many, prepare=prepare, after=self.on_committed, loop=loop)
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 _LISTEN = re.compile(
-    r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):)?(?P<port>\d+)(?:-(?P<last>\d+))?/(?P<mode>[^/]*)(?P<mx>/mx)?$")
+    r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):)?(?P<port>\d+)(?:-(?P<last>\d+))?/(?P<mode>[^/]*)(?P<mx>/mx)?$"
+)
 MODES = ("starttls", "tls")
 # Each port is a listening socket (two on a wildcard address: IPv4 and IPv6); past this many ports
 # a firewall redirect onto one port costs nothing (docs/operations.md, docs/benchmarks.md).
@@ -71,6 +72,7 @@ def _parse_one(part: str) -> Listener:
         if last - port + 1 > MAX_RANGE_PORTS:
             raise ValueError(
                 f"SMTP_LISTEN: cannot read {part!r}: {last - port + 1} ports, a range holds at most "
-                f"{MAX_RANGE_PORTS} (redirect more with the firewall instead: docs/operations.md)")
+                f"{MAX_RANGE_PORTS} (redirect more with the firewall instead: docs/operations.md)"
+            )
     host = match["host"].strip("[]") if match["host"] else None
     return Listener(host, port, match["mode"], bool(match["mx"]) or (port == 25 and last is None), last)

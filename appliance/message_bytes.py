@@ -48,7 +48,7 @@ def parse_header_block(data: bytes) -> tuple[list[tuple[str, str]], int]:
         if not match:
             shown = line[:40].decode("utf-8", "replace")
             raise MalformedMessage(f"header line {number} is not a 'Name: value' field: {shown!r}")
-        fields.append((match.group(1), [line[match.end():].strip()]))
+        fields.append((match.group(1), [line[match.end() :].strip()]))
     decoded = [(n.decode("ascii"), b" ".join(parts).decode("utf-8", "replace")) for n, parts in fields]
     return decoded, body_start
 
@@ -69,7 +69,7 @@ def without_fields(data: bytes, names: set[str]) -> bytes:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         end = len(data)
-    head, rest = data[:end + 2], data[end + 2:]
+    head, rest = data[: end + 2], data[end + 2 :]
     kept: list[bytes] = []
     dropping = False
     for line in head.split(b"\r\n")[:-1]:

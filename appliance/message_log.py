@@ -82,8 +82,11 @@ def _where(filters: dict[str, str]) -> list:
         match = Delivery.rcpt == rcpt if "@" in rcpt else Delivery.domain == rcpt.lower().lstrip("@")
         conditions.append(Message.id.in_(Delivery.select(Delivery.message).where(match)))
     if sender := filters.get("sender"):
-        conditions.append(Message.mail_from == sender if "@" in sender.strip("@")
-                          else Message.mail_from.endswith("@" + sender.lstrip("@")))
+        conditions.append(
+            Message.mail_from == sender
+            if "@" in sender.strip("@")
+            else Message.mail_from.endswith("@" + sender.lstrip("@"))
+        )
     if subject := filters.get("subject"):
         conditions.append(Message.subject.contains(subject))
     if msgid := filters.get("msgid"):
@@ -127,8 +130,9 @@ def search(filters: dict[str, str], cursor: str | None = None, limit: int = 50) 
     if after:
         stamp, message_id = after
         # Row-value comparison walks the (received_at, id) index from the cursor: no OFFSET scan.
-        conditions.append(Tuple(Message.received_at, Message.id)
-                          < Tuple(Message.received_at.db_value(stamp), message_id))
+        conditions.append(
+            Tuple(Message.received_at, Message.id) < Tuple(Message.received_at.db_value(stamp), message_id)
+        )
     if conditions:
         query = query.where(*conditions)
     rows = list(query.limit(limit + 1))
@@ -155,6 +159,10 @@ def detail(message_id: str) -> Detail | None:
     message = find(message_id)
     if message is None:
         return None
-    attempts = (Attempt.select(Attempt, Delivery).join(Delivery).where(Delivery.message == message.id)
-                .order_by(Attempt.started_at, Attempt.id))
+    attempts = (
+        Attempt.select(Attempt, Delivery)
+        .join(Delivery)
+        .where(Delivery.message == message.id)
+        .order_by(Attempt.started_at, Attempt.id)
+    )
     return Detail(message, _deliveries([message])[message.id], list(attempts), events.timeline(message.id))

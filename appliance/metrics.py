@@ -35,18 +35,36 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.accepted = Counter("appliance_messages_accepted", "Messages stored for delivery (a 250 to the client, "
-                                "or the appliance's own notices and DSNs), by stream.", ["stream"], registry=r)
-        self.deliveries = Counter("appliance_deliveries", "Outcomes of delivery attempts, one per recipient and "
-                                  "attempt: delivered, deferred, bounced, failed; by stream and provider group.",
-                                  ["outcome", "stream", "provider"], registry=r)
-        self.latency = Histogram("appliance_delivery_latency_seconds", "From acceptance to the remote's 2xx, per "
-                                 "delivered recipient.", ["stream"], buckets=LATENCY_BUCKETS, registry=r)
-        self.sessions = Counter("appliance_smtp_sessions", "SMTP connections accepted, by kind of listener "
-                                "(submission or mx).", ["listener"], registry=r)
+        self.accepted = Counter(
+            "appliance_messages_accepted",
+            "Messages stored for delivery (a 250 to the client, or the appliance's own notices and DSNs), by stream.",
+            ["stream"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "appliance_deliveries",
+            "Outcomes of delivery attempts, one per recipient and "
+            "attempt: delivered, deferred, bounced, failed; by stream and provider group.",
+            ["outcome", "stream", "provider"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "appliance_delivery_latency_seconds",
+            "From acceptance to the remote's 2xx, per delivered recipient.",
+            ["stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sessions = Counter(
+            "appliance_smtp_sessions",
+            "SMTP connections accepted, by kind of listener (submission or mx).",
+            ["listener"],
+            registry=r,
+        )
         self.sessions_open = Gauge("appliance_smtp_sessions_open", "SMTP connections open now.", registry=r)
-        self.auth_failures = Counter("appliance_smtp_auth_failures", "Failed SMTP AUTH attempts, by reason.",
-                                     ["reason"], registry=r)
+        self.auth_failures = Counter(
+            "appliance_smtp_auth_failures", "Failed SMTP AUTH attempts, by reason.", ["reason"], registry=r
+        )
         r.register(_QueueCollector())
         self._groups: tuple[float, list[sp.Group]] = (0.0, [])
 
@@ -83,23 +101,33 @@ class _QueueCollector:
     """The queue as it is at the scrape: read from the database, so the same on every node."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("appliance_queue_depth", "Deliveries waiting to go out, by status.",
-                                  labels=["status"])
+        depth = GaugeMetricFamily(
+            "appliance_queue_depth", "Deliveries waiting to go out, by status.", labels=["status"]
+        )
         waiting = stats.queue_depth()
         for status in stats.WAITING:
             depth.add_metric([status], waiting.get(status, 0))
         yield depth
         oldest = oldest_waiting()
         age = (clock.now() - oldest).total_seconds() if oldest else 0.0
-        yield GaugeMetricFamily("appliance_queue_oldest_age_seconds", "Age of the oldest message still waiting "
-                                "to be delivered (queued or deferred; held mail apart), 0 when none waits.",
-                                value=max(age, 0.0))
+        yield GaugeMetricFamily(
+            "appliance_queue_oldest_age_seconds",
+            "Age of the oldest message still waiting "
+            "to be delivered (queued or deferred; held mail apart), 0 when none waits.",
+            value=max(age, 0.0),
+        )
 
 
 def oldest_waiting() -> dt.datetime | None:
     """When the oldest message still waiting for delivery (queued or deferred, not held) came in."""
-    found = [Message.select(Message.received_at).where((Message.status == status) & (Message.direction == "outbound"))
-             .order_by(Message.received_at).limit(1).scalar() for status in (QUEUED, DEFERRED)]
+    found = [
+        Message.select(Message.received_at)
+        .where((Message.status == status) & (Message.direction == "outbound"))
+        .order_by(Message.received_at)
+        .limit(1)
+        .scalar()
+        for status in (QUEUED, DEFERRED)
+    ]
     found = [when for when in found if when is not None]
     return min(found) if found else None
 
@@ -160,19 +188,35 @@ FORWARDED_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 def refusal(token_set: bool) -> tuple[int, dict, dict]:
     """The RFC 9457 problem a refused scrape gets: status, body, headers."""
     if token_set:
-        return 401, {"type": "about:blank", "title": "Unauthorized", "status": 401,
-                     "detail": "/metrics needs Authorization: Bearer METRICS_TOKEN from an address other than "
-                               "loopback"}, {"WWW-Authenticate": 'Bearer realm="metrics"'}
-    return 403, {"type": "about:blank", "title": "Forbidden", "status": 403,
-                 "detail": "/metrics is served to loopback only; set METRICS_TOKEN to scrape it from elsewhere"}, {}
+        return (
+            401,
+            {
+                "type": "about:blank",
+                "title": "Unauthorized",
+                "status": 401,
+                "detail": "/metrics needs Authorization: Bearer METRICS_TOKEN from an address other than loopback",
+            },
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return (
+        403,
+        {
+            "type": "about:blank",
+            "title": "Forbidden",
+            "status": 403,
+            "detail": "/metrics is served to loopback only; set METRICS_TOKEN to scrape it from elsewhere",
+        },
+        {},
+    )
 
 
 def scrape(settings: dict, remote_addr: str, headers) -> tuple[int, bytes, dict]:
     """Answer a request for /metrics: status, body and headers (the dashboard's view and the
     METRICS_LISTEN server of a process without a dashboard both call it)."""
     forwarded = any(headers.get(name) for name in FORWARDED_HEADERS)
-    if _current is None or not allowed(remote_addr, forwarded, headers.get("Authorization", ""),
-                                        settings["METRICS_TOKEN"]):
+    if _current is None or not allowed(
+        remote_addr, forwarded, headers.get("Authorization", ""), settings["METRICS_TOKEN"]
+    ):
         status, problem, extra = refusal(bool(settings["METRICS_TOKEN"]))
         return status, json.dumps(problem).encode(), {"Content-Type": "application/problem+json", **extra}
     body, content_type = _current.exposition()

@@ -215,7 +215,8 @@ def refresh_messages(message_ids: set[str]) -> None:
     wanted = list(message_ids)
     by_message: dict[str, list[str]] = {m: [] for m in wanted}
     cursor = database.execute_sql(
-        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({marks(len(wanted))})', wanted)
+        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({marks(len(wanted))})', wanted
+    )
     for message_id, status in cursor.fetchall():
         by_message[message_id].append(status)
     by_status: dict[str, list[str]] = {}
@@ -226,7 +227,8 @@ def refresh_messages(message_ids: set[str]) -> None:
     for status, ids in by_status.items():
         database.execute_sql(
             f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({marks(len(ids))}) AND "direction" = {p}',
-            (status, *ids, "outbound"))
+            (status, *ids, "outbound"),
+        )
 
 
 class Sent(NamedTuple):
@@ -254,7 +256,9 @@ def sent_facts(message_ids: set[str]) -> dict[str, Sent]:
     # Plain SQL: this runs after every commit of the writer thread.
     cursor = database.execute_sql(
         f'SELECT m."id", a."username", m."stream", m."received_at" FROM "message" m '
-        f'LEFT JOIN "smtp_account" a ON a."id" = m."account_id" WHERE m."id" IN ({marks(len(missing))})', missing)
+        f'LEFT JOIN "smtp_account" a ON a."id" = m."account_id" WHERE m."id" IN ({marks(len(missing))})',
+        missing,
+    )
     to_time = Message.received_at.python_value
     read = {row[0]: Sent(row[1] or "", row[2], to_time(row[3])) for row in cursor.fetchall()}
     with _sent_lock:
@@ -320,7 +324,9 @@ class Suppression(BaseModel):
         # Plain SQL: intake asks this for every commit, on the writer thread.
         cursor = database.execute_sql(
             f'SELECT "address", "stream", "domain", "reason" FROM "suppression" '
-            f'WHERE "address" IN ({marks(len(wanted))})', wanted)
+            f'WHERE "address" IN ({marks(len(wanted))})',
+            wanted,
+        )
         found: dict[str, list[tuple[str, str, str]]] = {}
         for address, stream, domain, reason in cursor.fetchall():
             found.setdefault(address, []).append((stream, domain, reason))
@@ -413,7 +419,6 @@ class Alert(BaseModel):
 
     class Meta:
         indexes = ((("kind", "subject", "acknowledged"), False),)
-
 
 
 # -- sending policy: the rules themselves are in appliance/policy/sending.py ----------------------
@@ -520,6 +525,26 @@ class EventCount(BaseModel):
         indexes = ((("received", "account", "stream", "provider", "metric", "hour"), True),)
 
 
-MODELS = (AdminUser, SmtpAccount, Message, MessageBody, Delivery, Attempt, Suppression, Sender, Domain, Alert,
-          AccountQuota, ProviderGroup, SendCount, WarmupPlan, AccountReputation, Event, EventCount, RecoveryCode,
-          WebSession, AuditEntry, DashboardSetting)
+MODELS = (
+    AdminUser,
+    SmtpAccount,
+    Message,
+    MessageBody,
+    Delivery,
+    Attempt,
+    Suppression,
+    Sender,
+    Domain,
+    Alert,
+    AccountQuota,
+    ProviderGroup,
+    SendCount,
+    WarmupPlan,
+    AccountReputation,
+    Event,
+    EventCount,
+    RecoveryCode,
+    WebSession,
+    AuditEntry,
+    DashboardSetting,
+)

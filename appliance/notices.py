@@ -31,9 +31,16 @@ def send(settings: dict, to: list[str], subject: str, text: str) -> str:
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     message.set_content(text)
     item = intake.prepare(
-        message.as_bytes(), mail_from=sender, rcpts=list(to), hostname=settings["HOSTNAME"],
-        client_ip="127.0.0.1", client_helo=settings["HOSTNAME"], tls="", username=None,
-        account_id=None, account_priority=SYSTEM_PRIORITY,
+        message.as_bytes(),
+        mail_from=sender,
+        rcpts=list(to),
+        hostname=settings["HOSTNAME"],
+        client_ip="127.0.0.1",
+        client_helo=settings["HOSTNAME"],
+        tls="",
+        username=None,
+        account_id=None,
+        account_priority=SYSTEM_PRIORITY,
     )
     item.via = "notice"
     with db.atomic_write():

@@ -56,7 +56,7 @@ class Runtime:
         for (domain, priority), ids in sorted(groups.items(), key=lambda kv: kv[0][1]):
             for start in range(0, len(ids), BATCH):
                 # Huey runs higher numbers first; Delivery.priority 1 is the highest.
-                self.deliver_task(domain, ids[start:start + BATCH], priority=6 - priority)
+                self.deliver_task(domain, ids[start : start + BATCH], priority=6 - priority)
                 tasks += 1
         return tasks
 
@@ -139,8 +139,10 @@ def _take(lease_seconds: int, *, ids: list[int] | None = None, domain: str = "",
     if ids is not None:
         wanted, wanted_params = f'"id" IN ({db.marks(len(ids))})', tuple(ids)
     else:
-        wanted = (f'"id" IN (SELECT "id" FROM "delivery" WHERE "domain" = {p} AND {due} '
-                  f'ORDER BY "priority", "next_attempt_at", "id" LIMIT {p})')
+        wanted = (
+            f'"id" IN (SELECT "id" FROM "delivery" WHERE "domain" = {p} AND {due} '
+            f'ORDER BY "priority", "next_attempt_at", "id" LIMIT {p})'
+        )
         wanted_params = (domain, *due_params, limit)
     lease = Delivery.lease_until.db_value(now + dt.timedelta(seconds=lease_seconds))
     cursor = db.database.execute_sql(
@@ -188,9 +190,12 @@ def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
     """Enqueue the queued deliveries of freshly stored messages (intake's on_committed hook)."""
     # Selected by message only, status filtered here: given `status = 'queued'` too, SQLite picks
     # the status index and walks every queued delivery (the whole queue) for each commit.
-    rows = Delivery.select(Delivery.id, Delivery.domain, Delivery.priority, Delivery.status).where(
-        Delivery.message.in_(message_ids)
-    ).order_by(Delivery.id).tuples()
+    rows = (
+        Delivery.select(Delivery.id, Delivery.domain, Delivery.priority, Delivery.status)
+        .where(Delivery.message.in_(message_ids))
+        .order_by(Delivery.id)
+        .tuples()
+    )
     return rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
 
 
@@ -216,20 +221,23 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
             grace = now - dt.timedelta(seconds=settings["SWEEP_INTERVAL"])
             fresh = (Delivery.status == QUEUED) & (Delivery.attempts == 0) & (Delivery.updated_at > grace)
             pending &= (Delivery.lease_until.is_null() & ~fresh) | (Delivery.lease_until < now)
-    rows = list(Delivery.select(Delivery.id, Delivery.domain, Delivery.priority).where(pending | stale).order_by(
-        Delivery.priority, Delivery.next_attempt_at, Delivery.id
-    ).tuples())
+    rows = list(
+        Delivery.select(Delivery.id, Delivery.domain, Delivery.priority)
+        .where(pending | stale)
+        .order_by(Delivery.priority, Delivery.next_attempt_at, Delivery.id)
+        .tuples()
+    )
     if not rows:
         return len(released)
     lease = now + dt.timedelta(seconds=settings["LEASE_SECONDS"])
     ids = [r[0] for r in rows]
     with db.atomic_write():
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             # A stale `sending` row goes back to waiting: its send may or may not have happened.
-            Delivery.update(
-                status=Case(None, ((Delivery.attempts == 0, QUEUED),), DEFERRED), updated_at=now
-            ).where(Delivery.id.in_(chunk) & (Delivery.status == SENDING)).execute()
+            Delivery.update(status=Case(None, ((Delivery.attempts == 0, QUEUED),), DEFERRED), updated_at=now).where(
+                Delivery.id.in_(chunk) & (Delivery.status == SENDING)
+            ).execute()
             Delivery.update(lease_until=lease).where(Delivery.id.in_(chunk)).execute()
     rt.enqueue(rows)
     log.info("%s sweep: %d deliveries enqueued", "start-up" if startup else "periodic", len(rows) + len(released))
@@ -237,17 +245,20 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
 
 
 # -- admin actions (CLI, dashboard) ------------------------------------------------------------
-def _act(refs: list[Delivery], from_statuses: tuple[str, ...], event: str | None, by: str,
-         **changes) -> list[Delivery]:
+def _act(refs: list[Delivery], from_statuses: tuple[str, ...], event: str | None, by: str, **changes) -> list[Delivery]:
     ids = [d.id for d in refs if d.status in from_statuses]
     if not ids:
         return []
     now = clock.now()
     with db.atomic_write():
         # RETURNING tells which rows this statement changed (another actor may have moved some).
-        changed = list(Delivery.update(updated_at=now, **changes).where(
-            Delivery.id.in_(ids) & Delivery.status.in_(list(from_statuses))
-        ).returning(Delivery.message, Delivery.rcpt).tuples().execute())
+        changed = list(
+            Delivery.update(updated_at=now, **changes)
+            .where(Delivery.id.in_(ids) & Delivery.status.in_(list(from_statuses)))
+            .returning(Delivery.message, Delivery.rcpt)
+            .tuples()
+            .execute()
+        )
         refresh_messages({d.message_id for d in refs})
         if event is not None:
             details = {"by": by} if by else {}
@@ -269,8 +280,7 @@ def hold(rows: list[Delivery], by: str = "") -> list[Delivery]:
 
 def release(rt: Runtime, rows: list[Delivery], by: str = "") -> list[Delivery]:
     """Release held rows: they are due now."""
-    changed = _act(rows, (HELD,), events.RELEASED, by, status=QUEUED, next_attempt_at=clock.now(),
-                   lease_until=None)
+    changed = _act(rows, (HELD,), events.RELEASED, by, status=QUEUED, next_attempt_at=clock.now(), lease_until=None)
     rt.enqueue([(d.id, d.domain, d.priority) for d in changed])
     return changed
 
@@ -308,7 +318,13 @@ def consumer(rt: Runtime) -> EmbeddedConsumer:
     """Build (not start) the worker threads; idle workers poll every WORKER_POLL_INTERVAL s."""
     poll = float(rt.settings["WORKER_POLL_INTERVAL"])
     return EmbeddedConsumer(
-        rt.huey, workers=rt.settings["WORKERS"], worker_type="thread", periodic=True,
-        initial_delay=min(poll, 0.05), backoff=1.15, max_delay=poll, check_worker_health=False,
+        rt.huey,
+        workers=rt.settings["WORKERS"],
+        worker_type="thread",
+        periodic=True,
+        initial_delay=min(poll, 0.05),
+        backoff=1.15,
+        max_delay=poll,
+        check_worker_health=False,
         shutdown_timeout=5,
     )

@@ -63,12 +63,15 @@ AIOSMTPD_REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
     "501 Syntax: MAIL FROM: <address>": "501 5.5.4 Syntax: MAIL FROM:<address>",
-    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]":
-        "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]",
+    "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]": (
+        "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]"
+    ),
     "501 Syntax: RCPT TO: <address>": "501 5.5.4 Syntax: RCPT TO:<address>",
-    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]":
-        "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]",
+    "501 Syntax: RCPT TO: <address> [SP <mail-parameters>]": (
+        "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]"
+    ),
     # aiosmtpd closes after this one: RFC 5321 §3.8 gives 421 for a server that closes the session.
-    "502 5.5.1 Too many unrecognized commands, goodbye.":
-        "421 4.7.0 Too many unrecognized commands, closing the connection",
+    "502 5.5.1 Too many unrecognized commands, goodbye.": (
+        "421 4.7.0 Too many unrecognized commands, closing the connection"
+    ),
 }

@@ -56,14 +56,18 @@ class Report:
     vacuumed_pages: int = 0
 
     def as_dict(self) -> dict:
-        return {k: (v.isoformat(sep=" ", timespec="seconds") if isinstance(v, dt.datetime) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (v.isoformat(sep=" ", timespec="seconds") if isinstance(v, dt.datetime) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 def cutoffs(settings: dict, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The reception times before which bodies, and messages, are purged (None: never)."""
+
     def before(days: int) -> dt.datetime | None:
         return now - dt.timedelta(days=days) if days > 0 else None
+
     return before(settings["RETENTION_BODY_DAYS"]), before(settings["RETENTION_DAYS"])
 
 
@@ -85,7 +89,8 @@ def _candidates(cutoff: dt.datetime, after: tuple, with_body: bool) -> tuple[lis
         f'AND d."status" IN ({db.marks(len(PENDING_STATUSES))})), '
         f'EXISTS (SELECT 1 FROM "message_body" b WHERE b."message_id" = m."id") '
         f'FROM "message" m WHERE {where} ORDER BY m."received_at", m."id" LIMIT {BATCH}',
-        [*PENDING_STATUSES, *params])
+        [*PENDING_STATUSES, *params],
+    )
     rows = cursor.fetchall()
     if not rows:
         return [], 0, None
@@ -103,8 +108,11 @@ def _purge_bodies(ids: list[str]) -> int:
 
 def _pending(message_column):
     """The condition: the message in ``message_column`` has a delivery still pending."""
-    return fn.EXISTS(Delivery.select(Delivery.id).where(
-        (Delivery.message == message_column) & Delivery.status.in_(list(PENDING_STATUSES))))
+    return fn.EXISTS(
+        Delivery.select(Delivery.id).where(
+            (Delivery.message == message_column) & Delivery.status.in_(list(PENDING_STATUSES))
+        )
+    )
 
 
 def _purge_messages(ids: list[str]) -> tuple[int, int, int, int]:
@@ -178,9 +186,17 @@ def purge(settings: dict, *, dry_run: bool = False, now: dt.datetime | None = No
     report.size_after = database_size(settings)
     report.seconds = time.monotonic() - started
     if report.bodies or report.messages:
-        log.info("retention: %d bodies and %d messages purged in %d batches (%.1f s), %d pending kept, "
-                 "database %d -> %d bytes", report.bodies, report.messages, report.batches, report.seconds,
-                 report.kept_pending, report.size_before, report.size_after)
+        log.info(
+            "retention: %d bodies and %d messages purged in %d batches (%.1f s), %d pending kept, "
+            "database %d -> %d bytes",
+            report.bodies,
+            report.messages,
+            report.batches,
+            report.seconds,
+            report.kept_pending,
+            report.size_before,
+            report.size_after,
+        )
     return report
 
 
@@ -238,10 +254,13 @@ def check_disk(settings: dict) -> bool:
     low = threshold > 0 and free < threshold
     if low and not _low.get(settings["DATA_DIR"]):
         alerts.raise_alert(
-            settings, DISK_SPACE_LOW, f"disk of {settings['DATA_DIR']}",
+            settings,
+            DISK_SPACE_LOW,
+            f"disk of {settings['DATA_DIR']}",
             f"{free // (1024 * 1024)} MiB free, under DISK_ALERT_FREE_MB ({settings['DISK_ALERT_FREE_MB']} MiB). "
             "When the disk is full, intake answers 452 4.3.1 and mail waits at the clients: free space, or "
             "shorten RETENTION_BODY_DAYS / RETENTION_DAYS and run `appliance retention run`.",
-            CRITICAL)
+            CRITICAL,
+        )
     _low[settings["DATA_DIR"]] = low
     return low

@@ -34,14 +34,15 @@ def parse_domain(part: str) -> str:
     raise SenderError saying what is wrong with it."""
     name = part.lower().rstrip(".")
     wildcard = name.startswith(acceptance.SUBDOMAINS)
-    base = name[len(acceptance.SUBDOMAINS):] if wildcard else name
+    base = name[len(acceptance.SUBDOMAINS) :] if wildcard else name
     if "*" in base:
         raise SenderError(f"{part!r} is not a domain name: a * may only begin an entry, as in *.shop.example")
     if acceptance.address_problem(f"postmaster@{base}"):
         raise SenderError(f"{part!r} is not a domain name")
     if wildcard and "." not in base:
-        raise SenderError(f"{part!r} would cover every domain under .{base}: name your own domain, "
-                          "as in *.shop.example")
+        raise SenderError(
+            f"{part!r} would cover every domain under .{base}: name your own domain, as in *.shop.example"
+        )
     return name
 
 
@@ -75,8 +76,12 @@ def add(address: str, *, verified_by_admin: bool = False) -> Sender:
     if find(address):
         raise SenderError(f"{address} is already a sender")
     now = clock.now()
-    return Sender.create(email=address, created_at=now, verified_at=now if verified_by_admin else None,
-                         verified_by="admin" if verified_by_admin else "")
+    return Sender.create(
+        email=address,
+        created_at=now,
+        verified_at=now if verified_by_admin else None,
+        verified_by="admin" if verified_by_admin else "",
+    )
 
 
 def mark_verified(sender: Sender, by: str) -> Sender:
@@ -141,8 +146,9 @@ def is_verified(address: str) -> bool:
     return Domain.verified_for(acceptance.split_address(address)[1]) is not None
 
 
-def check(settings: dict, account_id: int, addresses: list[str], *, header: bool,
-          field: str = "From:") -> acceptance.Decision | None:
+def check(
+    settings: dict, account_id: int, addresses: list[str], *, header: bool, field: str = "From:"
+) -> acceptance.Decision | None:
     """Look the account and addresses up, ask policy, raise an alert when an unauthorized sender is
     seen; return the first refusal, else None (blocking: the SMTP hooks run it on their executor).
     ``field`` names the header (From: or Sender:) the addresses were read from."""
@@ -152,8 +158,13 @@ def check(settings: dict, account_id: int, addresses: list[str], *, header: bool
     for address in addresses or [""]:  # a From: without a readable address is refused
         verified = bool(address) and "@" in address and is_verified(address)
         decision = acceptance.sender_authorization(
-            address, header=header, verified=verified, authorized_domains=domains,
-            authorized_senders=allowed, mode=account.sender_mode, field=field,
+            address,
+            header=header,
+            verified=verified,
+            authorized_domains=domains,
+            authorized_senders=allowed,
+            mode=account.sender_mode,
+            field=field,
         )
         if decision is None:
             continue

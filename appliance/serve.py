@@ -28,6 +28,7 @@ from .smtp.protocol import ApplianceSMTP
 
 log = logging.getLogger(__name__)
 
+
 class SmtpService:
     """All SMTP listeners on one asyncio loop in one thread, plus the group-commit writer."""
 
@@ -72,7 +73,11 @@ class SmtpService:
 
             def factory(implicit=implicit, listener=listener):
                 return ApplianceSMTP(
-                    self.handler, self.ctx, implicit_tls=implicit, mx=listener.mx, tls_context=self.tls_context,
+                    self.handler,
+                    self.ctx,
+                    implicit_tls=implicit,
+                    mx=listener.mx,
+                    tls_context=self.tls_context,
                     loop=self.loop,
                 )
 
@@ -80,8 +85,11 @@ class SmtpService:
             for port in listener.ports:
                 try:
                     server = await self.loop.create_server(
-                        factory, host=listener.host, port=port,
-                        ssl=self.tls_context if implicit else None, reuse_address=True,
+                        factory,
+                        host=listener.host,
+                        port=port,
+                        ssl=self.tls_context if implicit else None,
+                        reuse_address=True,
                         # A handshake never finished is dropped as soon as a silent client would be.
                         ssl_handshake_timeout=self.settings["SMTP_FIRST_COMMAND_TIMEOUT"] if implicit else None,
                     )
@@ -103,6 +111,7 @@ class SmtpService:
 
     def stop(self) -> None:
         if self.loop and self._thread:
+
             async def close_all():
                 for server in self.servers:
                     server.close()
@@ -142,8 +151,9 @@ def configure_logging() -> logging.handlers.QueueListener:
     return writer
 
 
-def start_smtp(settings: dict, on_committed=None, live: tls.LiveContext | None = None
-               ) -> tuple[SmtpService, tls.TlsFiles]:
+def start_smtp(
+    settings: dict, on_committed=None, live: tls.LiveContext | None = None
+) -> tuple[SmtpService, tls.TlsFiles]:
     """Make sure TLS material exists, then start the SMTP listeners, which serve ``live``'s context
     (the certificate files as they are now, replaced files included)."""
     _allow_open_files(parse_listeners(settings["SMTP_LISTEN"]))
@@ -252,8 +262,9 @@ def _serve(app: Flask, settings, role: str) -> None:
         host, _, port = settings["WEB_LISTEN"].rpartition(":")
         web_url = f"http://{settings['WEB_LISTEN']}/"
         try:
-            web = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8,
-                                asyncore_use_poll=True)
+            web = create_server(
+                app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=8, asyncore_use_poll=True
+            )
         except OSError as exc:  # like an SMTP port: reported and skipped, the rest keeps working
             web_url = f"NOT listening on {settings['WEB_LISTEN']}: {os.strerror(exc.errno) if exc.errno else exc}"
         if https:
@@ -265,8 +276,9 @@ def _serve(app: Flask, settings, role: str) -> None:
     # Installed before the banner: whoever reads the banner may stop us at once.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        print(startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]),
-              flush=True)
+        print(
+            startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]), flush=True
+        )
         if web is not None:
             web.run()
         else:
@@ -325,8 +337,9 @@ def start_https(app: Flask, spec: str, live: tls.LiveContext):
     from cheroot import wsgi
 
     host, _, port = spec.rpartition(":")
-    server = wsgi.Server((host.strip("[]") or "127.0.0.1", int(port)), app, numthreads=8,
-                         server_name=app.config["HOSTNAME"])
+    server = wsgi.Server(
+        (host.strip("[]") or "127.0.0.1", int(port)), app, numthreads=8, server_name=app.config["HOSTNAME"]
+    )
     server.ssl_adapter = _LiveTlsAdapter(live.context)
     server.ConnectionClass = _HandshakeFirst
     try:
@@ -341,11 +354,17 @@ def _serve_metrics(settings, create_server) -> None:
     """Serve this process's /metrics on METRICS_LISTEN (a process without the dashboard's /metrics)."""
     host, _, port = settings["METRICS_LISTEN"].rpartition(":")
     try:
-        server = create_server(metrics.wsgi_app(settings), host=host.strip("[]") or "127.0.0.1", port=int(port),
-                               threads=2, asyncore_use_poll=True)
+        server = create_server(
+            metrics.wsgi_app(settings),
+            host=host.strip("[]") or "127.0.0.1",
+            port=int(port),
+            threads=2,
+            asyncore_use_poll=True,
+        )
     except OSError as exc:  # like an SMTP port: reported and skipped
-        log.warning("metrics NOT served on %s: %s", settings["METRICS_LISTEN"], os.strerror(exc.errno) if exc.errno
-                    else exc)
+        log.warning(
+            "metrics NOT served on %s: %s", settings["METRICS_LISTEN"], os.strerror(exc.errno) if exc.errno else exc
+        )
         return
     threading.Thread(target=server.run, name="metrics", daemon=True).start()
     log.info("metrics served on http://%s/metrics", settings["METRICS_LISTEN"])
@@ -355,8 +374,9 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | None, first_admin,
-                   web_url: str, workers: bool = True) -> str:
+def startup_banner(
+    settings, service: SmtpService | None, files: tls.TlsFiles | None, first_admin, web_url: str, workers: bool = True
+) -> str:
     """Say what listens where, what failed, and what to do next."""
     lines = [f"appliance {settings['HOSTNAME']} — data in {settings['DATA_DIR']}"]
     if service is None:
@@ -365,22 +385,28 @@ def startup_banner(settings, service: SmtpService | None, files: tls.TlsFiles | 
         for listener, addrs in service.bound:
             # A range is shown once per address, not once per port.
             shown = ", ".join(dict.fromkeys(f"{a[0]}:{listener.port_text}" for a in addrs))
-            lines.append(f"  SMTP {listener.mode:<8} listening on {shown}"
-                         + ("  (MX: accepts mail for local domains)" if listener.mx else ""))
+            lines.append(
+                f"  SMTP {listener.mode:<8} listening on {shown}"
+                + ("  (MX: accepts mail for local domains)" if listener.mx else "")
+            )
         for listener, reason in service.failed:
             lines.append(f"  SMTP {listener} NOT listening: {reason}")
     lines.append(f"  delivery workers: {settings['WORKERS'] if workers else 'not run in this process'}")
     lines.append(f"  dashboard: {web_url}")
     if files is not None:
         if files.ca:
-            lines.append(f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
-                         " (tell clients to trust it, or set TLS_CERT/TLS_KEY)")
+            lines.append(
+                f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
+                " (tell clients to trust it, or set TLS_CERT/TLS_KEY)"
+            )
         else:
             lines.append(f"  TLS: {files.cert}")
     # The CLI reads ./data unless told: this line makes it read this process's data from any folder.
-    lines.append(f"  the CLI from any folder: export PATH=\"{os.path.dirname(sys.executable)}:$PATH\" "
-                 f"APPLIANCE_DATA_DIR=\"{settings['DATA_DIR']}\"")
-    lines.append("  create an SMTP account: appliance accounts create \"My shop\"")
+    lines.append(
+        f'  the CLI from any folder: export PATH="{os.path.dirname(sys.executable)}:$PATH" '
+        f'APPLIANCE_DATA_DIR="{settings["DATA_DIR"]}"'
+    )
+    lines.append('  create an SMTP account: appliance accounts create "My shop"')
     lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
     # Last, where a terminal leaves it in view: the one line that is never shown again.
     if first_admin:

@@ -37,8 +37,9 @@ def add(address: str, reason: str = "") -> Suppression:
         raise SuppressionError(f"{exc}. Write a whole e-mail address, like bob@example.com") from None
     if Suppression.select().where(Suppression.every_stream(address)).exists():
         raise SuppressionError(f"{address} is already suppressed")
-    row = Suppression.create(address=address, reason=reason.strip() or "added by an admin", source="manual",
-                             created_at=clock.now())
+    row = Suppression.create(
+        address=address, reason=reason.strip() or "added by an admin", source="manual", created_at=clock.now()
+    )
     audit.record("suppression.add", f"address {address}", row.reason)
     return row
 
@@ -66,8 +67,9 @@ def remove_by_id(suppression_id: int) -> Suppression | None:
 def hard_bounce(address: str, reply: str, now: dt.datetime) -> None:
     """Suppress an address a permanent failure said is bad, for every stream (kept as it is when it
     is there already)."""
-    Suppression.insert(address=address.lower(), reason=f"hard bounce: {reply}", source="bounce",
-                       created_at=now).on_conflict_ignore().execute()
+    Suppression.insert(
+        address=address.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
+    ).on_conflict_ignore().execute()
 
 
 def complaint(address: str, reason: str, now: dt.datetime) -> None:
@@ -75,11 +77,18 @@ def complaint(address: str, reason: str, now: dt.datetime) -> None:
     there becomes a complaint: the reputation guard counts those)."""
     Suppression.insert(address=address.lower(), reason=reason, source="complaint", created_at=now).on_conflict(
         conflict_target=[Suppression.address, Suppression.stream, Suppression.domain],
-        update={Suppression.source: "complaint", Suppression.reason: reason}).execute()
+        update={Suppression.source: "complaint", Suppression.reason: reason},
+    ).execute()
 
 
 def unsubscribe(address: str, from_domain: str, reason: str, now: dt.datetime) -> None:
     """Suppress an address for the broadcast stream of one sending domain only: an unsubscribe never
     stops a password reset or an order mail."""
-    Suppression.insert(address=address.lower(), stream="broadcast", domain=from_domain, source="unsubscribe",
-                       reason=reason, created_at=now).on_conflict_ignore().execute()
+    Suppression.insert(
+        address=address.lower(),
+        stream="broadcast",
+        domain=from_domain,
+        source="unsubscribe",
+        reason=reason,
+        created_at=now,
+    ).on_conflict_ignore().execute()

@@ -66,9 +66,12 @@ def _make_ca(tls_dir: Path, hostname: str) -> tuple[x509.Certificate, rsa.RSAPri
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -85,16 +88,16 @@ def _make_server(tls_dir: Path, hostname: str, ca_cert: x509.Certificate, ca_key
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         # 397 days: the longest validity clients accept for a leaf certificate.
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=397))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=397))
         .add_extension(x509.SubjectAlternativeName(_san_names(hostname)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     _write_private(tls_dir / "server.key", _pem_key(key))
@@ -198,8 +201,12 @@ class LiveContext:
             fresh = server_context(self.files)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self._refused = state
-            log.error("TLS certificate %s / key %s changed but cannot be used (%s): still serving the "
-                      "previous certificate", self.files.cert, self.files.key, exc)
+            log.error(
+                "TLS certificate %s / key %s changed but cannot be used (%s): still serving the previous certificate",
+                self.files.cert,
+                self.files.key,
+                exc,
+            )
             return
         self._current, self._loaded, self._refused = fresh, state, None
         log.info("TLS certificate reloaded from %s (%s)", self.files.cert, _describe(self.files.cert))

@@ -107,15 +107,18 @@ def personalize(settings: dict, data: bytes, tracking_id: str, *, stream: str, o
     if opens or clicks:
         out = _rewritten(settings, data, body_start, tracking_id, opens, clicks, own_unsubscribe)
     if stream == "broadcast" and "list-unsubscribe" not in names:
-        added = (f"List-Unsubscribe: <{unsubscribe_url(settings, tracking_id)}>,\r\n"
-                 f" <mailto:{unsubscribe_address(settings, tracking_id)}>\r\n"
-                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+        added = (
+            f"List-Unsubscribe: <{unsubscribe_url(settings, tracking_id)}>,\r\n"
+            f" <mailto:{unsubscribe_address(settings, tracking_id)}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        )
         out = added.encode() + out
     return out
 
 
-def _rewritten(settings: dict, data: bytes, body_start: int, tracking_id: str, opens: bool, clicks: bool,
-               own_unsubscribe: str) -> bytes:
+def _rewritten(
+    settings: dict, data: bytes, body_start: int, tracking_id: str, opens: bool, clicks: bool, own_unsubscribe: str
+) -> bytes:
     message = email.message_from_bytes(data, policy=_COMPAT)
 
     def link(url: str) -> str | None:
@@ -154,7 +157,7 @@ def _rewritten(settings: dict, data: bytes, body_start: int, tracking_id: str, o
     BytesGenerator(out, mangle_from_=False, policy=_COMPAT).flatten(message)
     generated = out.getvalue()
     if message.is_multipart():  # the header section as it came (the generator would refold it)
-        return data[:body_start] + generated[generated.index(b"\r\n\r\n") + 4:]
+        return data[:body_start] + generated[generated.index(b"\r\n\r\n") + 4 :]
     return generated  # a single part: its Content-Transfer-Encoding may have changed
 
 

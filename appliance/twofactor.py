@@ -72,13 +72,18 @@ def check(admin: AdminUser, code: str) -> str | None:
     step = _step_matching(admin.totp_secret, code) if admin.totp_secret else None
     if step is not None:
         # The step moves forward only: a code seen once (or an older one) never works again.
-        taken = (AdminUser.update(totp_last_step=step)
-                 .where((AdminUser.id == admin.id) & (AdminUser.totp_last_step < step)).execute())
+        taken = (
+            AdminUser.update(totp_last_step=step)
+            .where((AdminUser.id == admin.id) & (AdminUser.totp_last_step < step))
+            .execute()
+        )
         return "totp" if taken else None
     digest = _digest(code)
-    used = (RecoveryCode.update(used_at=clock.now())
-            .where((RecoveryCode.admin == admin.id) & (RecoveryCode.code_hash == digest)
-                   & RecoveryCode.used_at.is_null()).execute())
+    used = (
+        RecoveryCode.update(used_at=clock.now())
+        .where((RecoveryCode.admin == admin.id) & (RecoveryCode.code_hash == digest) & RecoveryCode.used_at.is_null())
+        .execute()
+    )
     return "recovery" if used else None
 
 
@@ -93,8 +98,9 @@ def recovery_codes_left(admin: AdminUser) -> int:
 
 
 def _replace_recovery_codes(admin: AdminUser) -> list[str]:
-    codes = ["-".join("".join(secrets.choice(_ALPHABET) for _ in range(4)) for _ in range(4))
-             for _ in range(RECOVERY_CODES)]
+    codes = [
+        "-".join("".join(secrets.choice(_ALPHABET) for _ in range(4)) for _ in range(4)) for _ in range(RECOVERY_CODES)
+    ]
     RecoveryCode.delete().where(RecoveryCode.admin == admin.id).execute()
     RecoveryCode.insert_many([{"admin": admin.id, "code_hash": _digest(c)} for c in codes]).execute()
     return codes

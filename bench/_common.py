@@ -34,7 +34,7 @@ _CLI = "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))
 def cpu_seconds(pid: int) -> float:
     """Return utime + stime of ``pid`` (all its threads) in seconds, from /proc/PID/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
 
 
@@ -143,17 +143,19 @@ class Appliance:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "APPLIANCE_DATA_DIR": str(self.data_dir),
-            "APPLIANCE_HOSTNAME": HOSTNAME,
-            "APPLIANCE_SMTP_LISTEN": (
-                f"127.0.0.1:{self.submission_port}/starttls,127.0.0.1:{self.mx_port}/starttls/mx"
-                + (f",{self.extra_listen}" if self.extra_listen else "")
-            ),
-            "APPLIANCE_WEB_LISTEN": f"127.0.0.1:{self.web_port}",
-            "PYTHONPATH": str(self.repo) + os.pathsep + env.get("PYTHONPATH", ""),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "APPLIANCE_DATA_DIR": str(self.data_dir),
+                "APPLIANCE_HOSTNAME": HOSTNAME,
+                "APPLIANCE_SMTP_LISTEN": (
+                    f"127.0.0.1:{self.submission_port}/starttls,127.0.0.1:{self.mx_port}/starttls/mx"
+                    + (f",{self.extra_listen}" if self.extra_listen else "")
+                ),
+                "APPLIANCE_WEB_LISTEN": f"127.0.0.1:{self.web_port}",
+                "PYTHONPATH": str(self.repo) + os.pathsep + env.get("PYTHONPATH", ""),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -171,8 +173,13 @@ class Appliance:
         self.submission_port, self.mx_port, self.web_port = free_port(), free_port(), free_port()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(self.repo / "app.py"), *self.args], cwd=self.repo, env=self.env(),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, str(self.repo / "app.py"), *self.args],
+                cwd=self.repo,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -192,8 +199,12 @@ class Appliance:
     def cli(self, *args: str) -> str:
         """Run `appliance ARGS` against this DATA_DIR; return stdout (raise on a non-zero exit)."""
         result = subprocess.run(
-            [sys.executable, "-c", _CLI, *args], cwd=self.repo, env=self.env(),
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "-c", _CLI, *args],
+            cwd=self.repo,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
             raise RuntimeError(f"appliance {' '.join(args)} failed:\n{result.stderr}{result.stdout}")

@@ -43,8 +43,9 @@ def add_events(path: Path, seed: int = 11) -> int:
     rng = random.Random(seed)
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous=OFF")
-    rows = con.execute("SELECT d.message_id, d.rcpt, d.status, m.received_at FROM delivery d "
-                       "JOIN message m ON m.id = d.message_id").fetchall()
+    rows = con.execute(
+        "SELECT d.message_id, d.rcpt, d.status, m.received_at FROM delivery d JOIN message m ON m.id = d.message_id"
+    ).fetchall()
     batch, count = [], 0
     for n, (message_id, rcpt, status, received) in enumerate(rows):
         at = dt.datetime.fromisoformat(received) + dt.timedelta(seconds=2)
@@ -52,15 +53,32 @@ def add_events(path: Path, seed: int = 11) -> int:
             batch.append((message_id, rcpt, status, at, "{}"))
         if status == "delivered" and rng.random() < 0.25:
             machine = rng.random() < 0.1
-            batch.append((message_id, rcpt, "opened", at + dt.timedelta(minutes=rng.randrange(600)),
-                          json.dumps({"ip": "192.0.2.0/24", "agent": "Mozilla/5.0", "machine": machine})))
+            batch.append(
+                (
+                    message_id,
+                    rcpt,
+                    "opened",
+                    at + dt.timedelta(minutes=rng.randrange(600)),
+                    json.dumps({"ip": "192.0.2.0/24", "agent": "Mozilla/5.0", "machine": machine}),
+                )
+            )
             if rng.random() < 0.16:
-                batch.append((message_id, rcpt, "clicked", at + dt.timedelta(minutes=rng.randrange(600, 900)),
-                              json.dumps({"url": rng.choice(LINKS), "ip": "192.0.2.0/24", "agent": "Mozilla/5.0",
-                                          "machine": False})))
+                batch.append(
+                    (
+                        message_id,
+                        rcpt,
+                        "clicked",
+                        at + dt.timedelta(minutes=rng.randrange(600, 900)),
+                        json.dumps(
+                            {"url": rng.choice(LINKS), "ip": "192.0.2.0/24", "agent": "Mozilla/5.0", "machine": False}
+                        ),
+                    )
+                )
         if len(batch) >= 50_000 or n == len(rows) - 1:
-            con.executemany("INSERT INTO event (message_id, recipient, type, at, details) VALUES (?, ?, ?, ?, ?)",
-                            [(m, r, t, a.isoformat(" "), d) for m, r, t, a, d in batch])
+            con.executemany(
+                "INSERT INTO event (message_id, recipient, type, at, details) VALUES (?, ?, ?, ?, ?)",
+                [(m, r, t, a.isoformat(" "), d) for m, r, t, a, d in batch],
+            )
             count += len(batch)
             batch = []
     con.execute("ANALYZE")
@@ -93,13 +111,17 @@ def main() -> int:
         started = time.perf_counter()
         fill(Path(tmp) / "appliance.db", args.rows, days=30)
         added = add_events(Path(tmp) / "appliance.db")
-        print(f"inserted {args.rows:,} messages and deliveries, {added:,} events, in "
-              f"{time.perf_counter() - started:.0f} s")
+        print(
+            f"inserted {args.rows:,} messages and deliveries, {added:,} events, in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         started = time.perf_counter()
         with app.app_context(), db.atomic_write():
             rows = events.rebuild_rollups(analytics.provider_names())
-        print(f"counted {rows:,} roll-up rows (events.rebuild_rollups, migration 0014's backfill) in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"counted {rows:,} roll-up rows (events.rebuild_rollups, migration 0014's backfill) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         scopes = {
             "the default range (30 days)": (END - dt.timedelta(days=30), {}),
             "one day": (END - dt.timedelta(days=1), {}),

@@ -59,8 +59,23 @@ POSTFIX_SCRIPT = Path(os.environ.get("POSTFIX_REFERENCE", "/work/shared/bench/po
 POSTFIX_BASE = Path(f"/tmp/postfix-reference-intake-{os.getpid()}")
 SENDER, RECIPIENT = "a@src.test", "b@dst.test"
 
-COLUMNS = ["run", "mode", "server", "sessions", "sent", "ok", "errors", "msg/s", "p50 ms", "p99 ms",
-           "server CPU ms/msg", "client CPU ms/msg", "RSS idle MB", "RSS after MB", "load before"]
+COLUMNS = [
+    "run",
+    "mode",
+    "server",
+    "sessions",
+    "sent",
+    "ok",
+    "errors",
+    "msg/s",
+    "p50 ms",
+    "p99 ms",
+    "server CPU ms/msg",
+    "client CPU ms/msg",
+    "RSS idle MB",
+    "RSS after MB",
+    "load before",
+]
 
 
 @dataclass
@@ -89,8 +104,13 @@ class Result:
             return None if cpu is None or not self.ok else cpu / self.ok
 
         return {
-            "run": run, "mode": self.mode, "server": self.server, "sessions": self.sessions,
-            "sent": self.sent, "ok": self.ok, "errors": self.errors,
+            "run": run,
+            "mode": self.mode,
+            "server": self.server,
+            "sessions": self.sessions,
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
             "msg/s": f"{self.ok / self.seconds:.0f}" if self.seconds else "–",
             "p50 ms": ms(percentile(self.latencies, 50) if self.latencies else None),
             "p99 ms": ms(percentile(self.latencies, 99) if self.latencies else None),
@@ -108,6 +128,7 @@ class Result:
 
 # -- the message ---------------------------------------------------------------------------------
 
+
 def message_bytes(size: int, n: int) -> bytes:
     """Return a plausible message of ``size`` bytes (headers included), dot-stuffed, ending CRLF.CRLF."""
     head = (
@@ -122,6 +143,7 @@ def message_bytes(size: int, n: int) -> bytes:
 
 
 # -- our asyncio SMTP client ---------------------------------------------------------------------
+
 
 class SmtpError(Exception):
     pass
@@ -190,10 +212,9 @@ class Session:
 
 async def _open_all(app: Appliance, account: dict, sessions: int) -> list[Session]:
     context = app.client_context()
-    return await asyncio.gather(*(
-        Session.open(app.submission_port, context, account["username"], account["password"])
-        for _ in range(sessions)
-    ))
+    return await asyncio.gather(
+        *(Session.open(app.submission_port, context, account["username"], account["password"]) for _ in range(sessions))
+    )
 
 
 async def _closed_loop(app: Appliance, account: dict, res: Result, messages: int, size: int) -> None:
@@ -262,6 +283,7 @@ async def _fixed_rate(app: Appliance, account: dict, res: Result, rate: float, d
 
 # -- runs ----------------------------------------------------------------------------------------
 
+
 def _settle(app: Appliance, seconds: float = 3.0) -> float:
     """Let start-up work finish, then return the idle RSS."""
     time.sleep(seconds)
@@ -284,10 +306,14 @@ def _appliance(args) -> Appliance:
     to a closed loopback port (SMARTHOST) and DNS to a dead loopback resolver: nothing leaves
     127.0.0.1 (bench/relay.py measures delivery)."""
     role_args = ("--role", args.role) if args.role != "all" else ()
-    return Appliance(repo=args.repo, args=role_args, extra_env={
-        "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
-        "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
-    })
+    return Appliance(
+        repo=args.repo,
+        args=role_args,
+        extra_env={
+            "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
+            "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
+        },
+    )
 
 
 def _prepare(app: Appliance, *account_args: str) -> dict:
@@ -321,8 +347,10 @@ def run_rate(args) -> list[Result]:
         res.rss_after = app.rss()
         _check_stored(app, res)
     if res.late:
-        print(f"  rate: schedule lag p99 {percentile(res.late, 99) * 1000:.1f} ms "
-              f"(>0 means every session was busy when a message fell due)")
+        print(
+            f"  rate: schedule lag p99 {percentile(res.late, 99) * 1000:.1f} ms "
+            f"(>0 means every session was busy when a message fell due)"
+        )
     return [res]
 
 
@@ -336,8 +364,23 @@ def _check_stored(app: Appliance, res: Result) -> None:
 
 def _smtp_source(port: int, sessions: int, messages: int, size: int) -> tuple[float, float, str]:
     """Run smtp-source; return (seconds, its CPU seconds, stderr)."""
-    cmd = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size), "-d",
-           "-f", SENDER, "-t", RECIPIENT, "-M", "client.test", f"127.0.0.1:{port}"]
+    cmd = [
+        "smtp-source",
+        "-s",
+        str(sessions),
+        "-m",
+        str(messages),
+        "-l",
+        str(size),
+        "-d",
+        "-f",
+        SENDER,
+        "-t",
+        RECIPIENT,
+        "-M",
+        "client.test",
+        f"127.0.0.1:{port}",
+    ]
     print("  $ " + " ".join(cmd), flush=True)
     # The previous run's dirty pages first reach the disk: their writeback would otherwise slow
     # down the fsyncs of whichever side runs next.
@@ -364,7 +407,7 @@ def _proc_tree_cpu(root: int) -> float:
             stat = stat_path.read_text()
         except OSError:
             continue
-        f = stat[stat.rindex(")") + 2:].split()
+        f = stat[stat.rindex(")") + 2 :].split()
         pid, ppid = int(stat_path.parent.name), int(f[1])
         if pid == root:
             total += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
@@ -417,11 +460,17 @@ def _plain_postfix(args) -> Result:
     size, messages, sessions = args.size, args.messages or 20000, args.sessions
     ref = Result("plain smtp-source", "postfix", sessions)
     hold_port = free_port()
-    pf_env = {**os.environ, "PF_BASE": str(POSTFIX_BASE), "PF_HOLD_PORT": str(hold_port),
-              "PF_RELAY_PORT": str(free_port()), "PF_SINK_PORT": str(free_port())}
+    pf_env = {
+        **os.environ,
+        "PF_BASE": str(POSTFIX_BASE),
+        "PF_HOLD_PORT": str(hold_port),
+        "PF_RELAY_PORT": str(free_port()),
+        "PF_SINK_PORT": str(free_port()),
+    }
     try:
-        subprocess.run([str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, text=True,
-                       timeout=600, env=pf_env)
+        subprocess.run(
+            [str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, text=True, timeout=600, env=pf_env
+        )
         wait_banner(hold_port)
         time.sleep(2)
         ref.load = os.getloadavg()[0]
@@ -440,25 +489,28 @@ def _plain_postfix(args) -> Result:
     return ref
 
 
-
 MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--mode", choices=[*MODES, "all"], default="all")
     p.add_argument("--sessions", type=int, default=20, help="concurrent persistent sessions (default 20)")
-    p.add_argument("--messages", type=int, default=0,
-                   help="messages per run (default: starttls 6000, plain 20000)")
+    p.add_argument("--messages", type=int, default=0, help="messages per run (default: starttls 6000, plain 20000)")
     p.add_argument("--size", type=int, default=10240, help="message size in bytes (default 10240)")
     p.add_argument("--rate", type=float, default=100, help="fixed-rate mode: messages/s (default 100)")
     p.add_argument("--duration", type=float, default=20, help="fixed-rate mode: seconds (default 20)")
     p.add_argument("--repeat", type=int, default=1, help="run each mode this many times (default 1)")
     p.add_argument("--no-postfix", action="store_true", help="plain mode: skip the Postfix reference")
     p.add_argument("--repo", type=Path, default=REPO, help="tree whose app.py is run (default: this one)")
-    p.add_argument("--role", choices=["smtp", "all"], default="smtp",
-                   help="appliance role: smtp (accept and queue, like Postfix's HOLD port; default) or all")
+    p.add_argument(
+        "--role",
+        choices=["smtp", "all"],
+        default="smtp",
+        help="appliance role: smtp (accept and queue, like Postfix's HOLD port; default) or all",
+    )
     args = p.parse_args(argv)
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
@@ -482,8 +534,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {run}: plain, ours/Postfix = {ours:.0f}/{ref:.0f} msg/s = {ours / ref:.2f}")
             ratios.append(ours / ref)
     if len(ratios) > 1:
-        print(f"plain: median ratio ours/Postfix over {len(ratios)} runs {statistics.median(ratios):.2f} "
-              f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+        print(
+            f"plain: median ratio ours/Postfix over {len(ratios)} runs {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
     return 0
 
 

@@ -41,10 +41,12 @@ def fill(path: Path, rows: int, seed: int = 7, days: int = 90) -> None:
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous=OFF")
     now = dt.datetime(2025, 6, 1)
-    con.executemany("INSERT INTO smtp_account (id, name, username, password_hash, active, priority, note, "
-                    "ip_rules, ip_only, authorized_domains, authorized_senders, sender_mode, created_at, "
-                    "credential_version, stream) VALUES (?, ?, ?, '', 1, 3, '', '', 0, '', '', 'block', ?, 1, ?)",
-                    [(i, f"Shop {i}", f"{i}.shop-{i}.smtp", now, stream(i)) for i in range(1, ACCOUNTS + 1)])
+    con.executemany(
+        "INSERT INTO smtp_account (id, name, username, password_hash, active, priority, note, "
+        "ip_rules, ip_only, authorized_domains, authorized_senders, sender_mode, created_at, "
+        "credential_version, stream) VALUES (?, ?, ?, '', 1, 3, '', '', 0, '', '', 'block', ?, 1, ?)",
+        [(i, f"Shop {i}", f"{i}.shop-{i}.smtp", now, stream(i)) for i in range(1, ACCOUNTS + 1)],
+    )
     step = dt.timedelta(days=days) / rows
     batch_m, batch_d = [], []
     for n in range(rows):
@@ -55,19 +57,42 @@ def fill(path: Path, rows: int, seed: int = 7, days: int = 90) -> None:
         sender = f"noreply@shop{rng.randrange(1, ACCOUNTS + 1)}.test"
         subject = f"Your {rng.choice(WORDS)} #{n}"
         account = rng.randrange(1, ACCOUNTS + 1)
-        batch_m.append((message_id, account, "outbound", status, sender, 1, sender,
-                        subject, f"<{message_id}@shop.test>", 2048, 3, "192.0.2.1", "web", "TLSv1.3",
-                        received.isoformat(" "), stream(account)))
-        batch_d.append((message_id, rcpt, rcpt.split("@")[1], status, 3, 1, received.isoformat(" "), "",
-                        received.isoformat(" ")))
+        batch_m.append(
+            (
+                message_id,
+                account,
+                "outbound",
+                status,
+                sender,
+                1,
+                sender,
+                subject,
+                f"<{message_id}@shop.test>",
+                2048,
+                3,
+                "192.0.2.1",
+                "web",
+                "TLSv1.3",
+                received.isoformat(" "),
+                stream(account),
+            )
+        )
+        batch_d.append(
+            (message_id, rcpt, rcpt.split("@")[1], status, 3, 1, received.isoformat(" "), "", received.isoformat(" "))
+        )
         if len(batch_m) == 50_000 or n == rows - 1:
-            con.executemany("INSERT INTO message (id, account_id, direction, status, mail_from, rcpt_count, "
-                            "from_header, subject, message_id_header, size, priority, client_ip, client_helo, "
-                            "tls, received_at, stream, track_opens, track_clicks) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)", batch_m)
-            con.executemany("INSERT INTO delivery (message_id, rcpt, domain, status, priority, attempts, "
-                            "next_attempt_at, last_reply, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            batch_d)
+            con.executemany(
+                "INSERT INTO message (id, account_id, direction, status, mail_from, rcpt_count, "
+                "from_header, subject, message_id_header, size, priority, client_ip, client_helo, "
+                "tls, received_at, stream, track_opens, track_clicks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+                batch_m,
+            )
+            con.executemany(
+                "INSERT INTO delivery (message_id, rcpt, domain, status, priority, attempts, "
+                "next_attempt_at, last_reply, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                batch_d,
+            )
             con.commit()
             batch_m, batch_d = [], []
     con.execute("ANALYZE")

@@ -65,18 +65,21 @@ def main() -> None:
     ranged, appliance = measure(block)
     try:
         login = appliance.create_account("Shop")
-        seconds = {port: handshake(appliance, port, login)
-                   for port in (block[0], block[len(block) // 2], block[-1])}
+        seconds = {port: handshake(appliance, port, login) for port in (block[0], block[len(block) // 2], block[-1])}
     finally:
         appliance.stop()
-    rows = [dict(listening="2 ports (reference)", **reference),
-            dict(listening=f"2 ports + {len(block)} ({block[0]}-{block[-1]})", **ranged)]
+    rows = [
+        dict(listening="2 ports (reference)", **reference),
+        dict(listening=f"2 ports + {len(block)} ({block[0]}-{block[-1]})", **ranged),
+    ]
     for row in rows:
         row["RSS ×"] = round(row["RSS MB"] / reference["RSS MB"], 2)
         row["extra fds"] = row["fds"] - reference["fds"]
     print_table(rows, ["listening", "start s", "RSS MB", "RSS ×", "fds", "extra fds"])
-    print("STARTTLS (verified) + AUTH on the range:",
-          ", ".join(f"port {port} {s * 1000:.0f} ms" for port, s in seconds.items()))
+    print(
+        "STARTTLS (verified) + AUTH on the range:",
+        ", ".join(f"port {port} {s * 1000:.0f} ms" for port, s in seconds.items()),
+    )
     kb = (ranged["RSS MB"] - reference["RSS MB"]) * 1024 / len(block)
     print(f"per port of the range: {kb:.1f} KB of RSS, {(ranged['fds'] - reference['fds']) / len(block):.2f} fds")
 

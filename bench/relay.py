@@ -109,8 +109,10 @@ def latency(rate: float, duration: float) -> None:
         sink.stop()
         dns.stop()
     print(f"latency: {len(accepted)} accepted at {rate:g} msg/s, {len(lat)} delivered")
-    print(f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms"
-          f"  max {max(lat, default=float('nan')):.1f} ms   (targets: p50 < 50, p99 < 250)")
+    print(
+        f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms"
+        f"  max {max(lat, default=float('nan')):.1f} ms   (targets: p50 < 50, p99 < 250)"
+    )
 
 
 def reference(*args: str) -> str:
@@ -151,9 +153,28 @@ def smtp_source(port: int, sessions: int, messages: int, size: int) -> float:
     settle()
     before = sink_count()
     start = time.monotonic()
-    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size), "-d",
-                    "-f", "a@src.test", "-t", "b@dst.test", "-M", "client.test", f"127.0.0.1:{port}"],
-                   check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [
+            "smtp-source",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-d",
+            "-f",
+            "a@src.test",
+            "-t",
+            "b@dst.test",
+            "-M",
+            "client.test",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     deadline = time.monotonic() + 600
     while sink_count() - before < messages and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -200,14 +221,18 @@ def throughput(sessions: int, messages: int, size: int, repeat: int = 1, before:
                 p = other()
                 a = ours()
             ratios.append(a / p)
-            print(f"  run {run}: appliance {a:.0f} msg/s   {name} {p:.0f} msg/s   ratio ours/{name} {a / p:.2f}",
-                  flush=True)
+            print(
+                f"  run {run}: appliance {a:.0f} msg/s   {name} {p:.0f} msg/s   ratio ours/{name} {a / p:.2f}",
+                flush=True,
+            )
     finally:
         dns.stop()
         reference("stop")
     if repeat > 1:
-        print(f"  median ratio ours/{name} over {repeat} runs: {statistics.median(ratios):.2f} "
-              f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+        print(
+            f"  median ratio ours/{name} over {repeat} runs: {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
 
 
 def main() -> None:
@@ -219,8 +244,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--repeat", type=int, default=1, help="throughput: pairs of runs, alternating who goes first")
-    parser.add_argument("--before", type=Path,
-                        help="throughput: another checkout of the appliance runs in Postfix's place")
+    parser.add_argument(
+        "--before", type=Path, help="throughput: another checkout of the appliance runs in Postfix's place"
+    )
     args = parser.parse_args()
     print(machine())
     if args.mode in ("all", "latency"):

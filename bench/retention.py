@@ -48,8 +48,7 @@ def fill(db_path: Path, count: int, body_size: int) -> None:
     """Insert ``count`` messages received 100 days ago, each delivered, with body, attempt and events."""
     con = sqlite3.connect(db_path, timeout=60)
     old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=100)
-    body = (b"From: " + SENDER.encode() + b"\r\nSubject: old\r\n\r\n" + b"x" * 98 + b"\r\n") * max(
-        1, body_size // 140)
+    body = (b"From: " + SENDER.encode() + b"\r\nSubject: old\r\n\r\n" + b"x" * 98 + b"\r\n") * max(1, body_size // 140)
     first_id = con.execute('SELECT coalesce(max("id"), 0) + 1 FROM "delivery"').fetchone()[0]
     for start in range(0, count, BATCH_ROWS):
         rows = range(start, min(count, start + BATCH_ROWS))
@@ -60,22 +59,29 @@ def fill(db_path: Path, count: int, body_size: int) -> None:
             '"message_id_header", "size", "priority", "client_ip", "client_helo", "tls", "received_at", "stream", '
             "\"track_opens\", \"track_clicks\") VALUES (?, 'outbound', 'delivered', ?, 1, ?, 'old', '', ?, 3, "
             "'127.0.0.1', 'bench', '', ?, 'transactional', 0, 0)",
-            [(i, SENDER, SENDER, len(body), a) for i, a in zip(ids, at, strict=True)])
+            [(i, SENDER, SENDER, len(body), a) for i, a in zip(ids, at, strict=True)],
+        )
         con.executemany('INSERT INTO "message_body" ("message_id", "data") VALUES (?, ?)', [(i, body) for i in ids])
         con.executemany(
             'INSERT INTO "delivery" ("id", "message_id", "rcpt", "domain", "status", "priority", "attempts", '
             '"next_attempt_at", "last_code", "last_reply", "updated_at", "delivered_at") '
             "VALUES (?, ?, ?, 'dst.test', 'delivered', 3, 1, ?, 250, '250 ok', ?, ?)",
-            [(first_id + n, i, RECIPIENT, a, a, a) for n, i, a in zip(rows, ids, at, strict=True)])
+            [(first_id + n, i, RECIPIENT, a, a, a) for n, i, a in zip(rows, ids, at, strict=True)],
+        )
         con.executemany(
             'INSERT INTO "attempt" ("delivery_id", "started_at", "duration_ms", "mx_host", "mx_ip", "tls", "code", '
             "\"enhanced_code\", \"text\", \"outcome\") VALUES (?, ?, 40, 'mx.dst.test', '192.0.2.1', '', 250, "
             "'2.0.0', 'ok', 'delivered')",
-            [(first_id + n, a) for n, a in zip(rows, at, strict=True)])
+            [(first_id + n, a) for n, a in zip(rows, at, strict=True)],
+        )
         con.executemany(
             'INSERT INTO "event" ("message_id", "recipient", "type", "at", "details") VALUES (?, ?, ?, ?, \'{}\')',
-            [(i, rcpt, kind, a) for i, a in zip(ids, at, strict=True)
-             for rcpt, kind in (("", "accepted"), (RECIPIENT, "delivered"))])
+            [
+                (i, rcpt, kind, a)
+                for i, a in zip(ids, at, strict=True)
+                for rcpt, kind in (("", "accepted"), (RECIPIENT, "delivered"))
+            ],
+        )
         con.commit()
     con.close()
 
@@ -131,8 +137,13 @@ class Load:
 
 def figures(name: str, latencies: list[float]) -> dict:
     ms = [s * 1000 for s in latencies]
-    row = {"phase": name, "messages": len(ms), "p50 ms": f"{percentile(ms, 50):.1f}",
-           "p99 ms": f"{percentile(ms, 99):.1f}", "max ms": f"{max(ms, default=float('nan')):.1f}"}
+    row = {
+        "phase": name,
+        "messages": len(ms),
+        "p50 ms": f"{percentile(ms, 50):.1f}",
+        "p99 ms": f"{percentile(ms, 99):.1f}",
+        "max ms": f"{max(ms, default=float('nan')):.1f}",
+    }
     return row
 
 
@@ -146,8 +157,12 @@ def main() -> int:
     parser.add_argument("--via", choices=("task", "cli"), default="task")
     args = parser.parse_args()
     print(machine())
-    app = Appliance(extra_env={"APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
-                               "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}"})
+    app = Appliance(
+        extra_env={
+            "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
+            "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
+        }
+    )
     with app:
         app.create_account("bench", "--ip", "127.0.0.0/8", "--ip-only")
         app.cli("senders", "add", SENDER, "--verified")
@@ -155,8 +170,10 @@ def main() -> int:
         started = time.monotonic()
         fill(db_path, args.count, args.body_size)
         size_full = db_path.stat().st_size
-        print(f"filled {args.count:,} old messages ({args.body_size} B bodies) in {time.monotonic() - started:.0f} s; "
-              f"database {size_full / 1e6:.0f} MB")
+        print(
+            f"filled {args.count:,} old messages ({args.body_size} B bodies) in {time.monotonic() - started:.0f} s; "
+            f"database {size_full / 1e6:.0f} MB"
+        )
 
         load = Load(app.submission_port, args.rate, args.sessions)
         load.start()
@@ -169,15 +186,30 @@ def main() -> int:
             queue.init(settings).retention_task()  # enqueued into the appliance's Huey; a worker runs it
             report = _wait_for_log(app, "messages purged in")
         else:
-            report = json.loads(subprocess.run(
-                [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
-                 "retention", "run", "--json"], cwd=REPO, env=app.env(), capture_output=True, text=True,
-                check=True).stdout)
+            report = json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "retention",
+                        "run",
+                        "--json",
+                    ],
+                    cwd=REPO,
+                    env=app.env(),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
         purge_end = time.monotonic()
         load.stop()
 
-        rows = [figures("without a purge", load.between(quiet_start, purge_start)),
-                figures(f"during the purge ({args.via})", load.between(purge_start, purge_end))]
+        rows = [
+            figures("without a purge", load.between(quiet_start, purge_start)),
+            figures(f"during the purge ({args.via})", load.between(purge_start, purge_end)),
+        ]
         time.sleep(3)  # the checkpointer's next rounds copy the WAL back: the file shrinks then
         size_after = db_path.stat().st_size
         print(f"purge: {purge_end - purge_start:.1f} s; {report}")

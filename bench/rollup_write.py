@@ -29,10 +29,28 @@ DOMAINS = ["gmail.com", "outlook.com", "yahoo.com", "customer1.example", "custom
 
 def store(batch: int, size: int, at: dt.datetime) -> list[tuple[str, str]]:
     ids = [(f"{batch:08d}{n:018d}", f"user{n}@{DOMAINS[n % len(DOMAINS)]}") for n in range(size)]
-    db.insert_rows(Message, [{"id": mid, "account": None, "direction": "outbound", "status": QUEUED,
-                              "received_at": at, "stream": "transactional", "rcpt_count": 1} for mid, _ in ids])
-    db.insert_rows(Delivery, [{"message": mid, "rcpt": rcpt, "domain": rcpt.rpartition("@")[2], "status": QUEUED,
-                               "updated_at": at} for mid, rcpt in ids])
+    db.insert_rows(
+        Message,
+        [
+            {
+                "id": mid,
+                "account": None,
+                "direction": "outbound",
+                "status": QUEUED,
+                "received_at": at,
+                "stream": "transactional",
+                "rcpt_count": 1,
+            }
+            for mid, _ in ids
+        ],
+    )
+    db.insert_rows(
+        Delivery,
+        [
+            {"message": mid, "rcpt": rcpt, "domain": rcpt.rpartition("@")[2], "status": QUEUED, "updated_at": at}
+            for mid, rcpt in ids
+        ],
+    )
     return ids
 
 
@@ -70,12 +88,13 @@ def main() -> int:
                 times.setdefault(("intake", rolled), []).append(timed(intake))
                 times.setdefault(("delivery", rolled), []).append(timed(delivered))
         events._roll_up = roll_up
-    print(f"{'transaction of ' + str(args.size):<26}{'without ms':>12}{'with ms':>10}{'extra ms':>10}"
-          f"{'extra per event ms':>20}")
+    print(
+        f"{'transaction of ' + str(args.size):<26}{'without ms':>12}{'with ms':>10}{'extra ms':>10}"
+        f"{'extra per event ms':>20}"
+    )
     for kind in ("intake", "delivery"):
         without, with_ = (statistics.median(times[kind, r]) for r in (False, True))
-        print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}"
-              f"{(with_ - without) / args.size:>20.3f}")
+        print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}{(with_ - without) / args.size:>20.3f}")
     return 0
 
 

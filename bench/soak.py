@@ -182,7 +182,7 @@ class Traffic:
         c.cmd(f"MAIL FROM:<{SENDER}>".encode())
         c.cmd(f"RCPT TO:<{RECIPIENT}>".encode())
         c.cmd(b"DATA")
-        c.sock.sendall(body(50 * 1024, "dropped")[:30 * 1024])  # and goes away in the middle
+        c.sock.sendall(body(50 * 1024, "dropped")[: 30 * 1024])  # and goes away in the middle
         c.close()
         c = self.client()
         c.cmd(b"EHLO soak.test")
@@ -255,11 +255,13 @@ def verdict(samples: list[dict]) -> list[str]:
         return ["too few samples to judge growth (run longer, or sample more often)"]
     lines = []
     for key, (absolute, relative) in TOLERANCE.items():
-        middle = statistics.median(s[key] for s in samples[thirds:2 * thirds])
-        last = statistics.median(s[key] for s in samples[2 * thirds:])
+        middle = statistics.median(s[key] for s in samples[thirds : 2 * thirds])
+        last = statistics.median(s[key] for s in samples[2 * thirds :])
         grew = last - middle > max(absolute, relative * middle)
-        lines.append(f"{key}: middle third median {middle:g}, last third median {last:g}, "
-                     f"max {max(s[key] for s in samples):g} → {'GREW' if grew else 'bounded'}")
+        lines.append(
+            f"{key}: middle third median {middle:g}, last third median {last:g}, "
+            f"max {max(s[key] for s in samples):g} → {'GREW' if grew else 'bounded'}"
+        )
     return lines
 
 
@@ -275,26 +277,35 @@ def main() -> None:
     controller = Controller(sink, hostname="127.0.0.1", port=sink_port, server_hostname="mx.dst.test")
     controller.start()
     env = {"APPLIANCE_DNS_SERVERS": dns.spec, "APPLIANCE_DELIVERY_PORT": str(sink_port)}
-    print(f"soak: {args.duration:.0f} s of mixed traffic, a sample every {args.interval:.0f} s; {machine()}",
-          flush=True)
+    print(
+        f"soak: {args.duration:.0f} s of mixed traffic, a sample every {args.interval:.0f} s; {machine()}", flush=True
+    )
     try:
         with Appliance(extra_env=env) as app:
             account = app.create_account("soak")
             app.cli("senders", "add", SENDER, "--verified")
             start = time.monotonic()
             traffic = Traffic(app, account["username"], account["password"], start + args.duration)
-            workers = [threading.Thread(target=traffic.run, args=(kind, pause), name=kind, daemon=True)
-                       for kind, pause in KINDS.items()]
+            workers = [
+                threading.Thread(target=traffic.run, args=(kind, pause), name=kind, daemon=True)
+                for kind, pause in KINDS.items()
+            ]
             for worker in workers:
                 worker.start()
             samples = []
             while True:
                 now = time.monotonic()
-                samples.append({
-                    "t_s": round(now - start), "rss_mb": round(app.rss(), 1), "fds": open_fds(app.pid),
-                    "threads": threads(app.pid), "queue": queue_depth(app.data_dir),
-                    "stored": stored(app.data_dir), "at_sink": sink.received,
-                })
+                samples.append(
+                    {
+                        "t_s": round(now - start),
+                        "rss_mb": round(app.rss(), 1),
+                        "fds": open_fds(app.pid),
+                        "threads": threads(app.pid),
+                        "queue": queue_depth(app.data_dir),
+                        "stored": stored(app.data_dir),
+                        "at_sink": sink.received,
+                    }
+                )
                 print("  " + "  ".join(f"{k}={v}" for k, v in samples[-1].items()), flush=True)
                 if now >= traffic.deadline:
                     break
@@ -318,7 +329,7 @@ def main() -> None:
             log = app.log_path.read_text(errors="replace")
             print(f"tracebacks in the appliance log: {log.count('Traceback')}")
             if "Traceback" in log:  # the first one, to say what it was
-                print(log[log.index("Traceback") - 300:][:3000])
+                print(log[log.index("Traceback") - 300 :][:3000])
     finally:
         controller.stop()
         dns.stop()

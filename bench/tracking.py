@@ -71,22 +71,28 @@ class CountingSink:
 
 def newsletter(stream: str, links: int) -> bytes:
     """The newsletter as sent after DATA: dot-stuffed (nothing to stuff) and ending CRLF.CRLF."""
-    anchors = "".join(f'<p><a href="https://shop.dst.test/item/{i}?ref=news">Item {i}</a> - a good thing to buy.</p>'
-                      for i in range(links))
+    anchors = "".join(
+        f'<p><a href="https://shop.dst.test/item/{i}?ref=news">Item {i}</a> - a good thing to buy.</p>'
+        for i in range(links)
+    )
     html = f"<html><body><h1>This week</h1>{anchors}{'<p>' + 'Text of the newsletter. ' * 200 + '</p>'}</body></html>"
     text = "This week\r\n" + "".join(f"Item {i}: https://shop.dst.test/item/{i}?ref=news\r\n" for i in range(links))
     qp = html.replace("=", "=3D")
-    qp = "=\r\n".join(qp[i:i + 74] for i in range(0, len(qp), 74))
-    return (f"From: Shop <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: This week\r\nX-Stream: {stream}\r\n"
-            'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\n'
-            "Content-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n--b1\r\n"
-            "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-            + qp + "\r\n--b1--\r\n.\r\n").encode()
+    qp = "=\r\n".join(qp[i : i + 74] for i in range(0, len(qp), 74))
+    return (
+        f"From: Shop <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: This week\r\nX-Stream: {stream}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\n'
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n--b1\r\n"
+        "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + qp
+        + "\r\n--b1--\r\n.\r\n"
+    ).encode()
 
 
 async def _submit(app, login: tuple[str, str], body: bytes, messages: int, sessions: int) -> int:
-    opened = await asyncio.gather(*(Session.open(app.submission_port, app.client_context(), *login)
-                                    for _ in range(sessions)))
+    opened = await asyncio.gather(
+        *(Session.open(app.submission_port, app.client_context(), *login) for _ in range(sessions))
+    )
     counter = iter(range(messages))
     sent = 0
 
@@ -103,8 +109,9 @@ async def _submit(app, login: tuple[str, str], body: bytes, messages: int, sessi
     return sent
 
 
-def batch(app, login: tuple[str, str], sink: CountingSink, stream: str, messages: int, sessions: int,
-          links: int) -> float:
+def batch(
+    app, login: tuple[str, str], sink: CountingSink, stream: str, messages: int, sessions: int, links: int
+) -> float:
     """Relay ``messages`` newsletters of ``stream``; messages/s from the first byte to the last arrival."""
     body = newsletter(stream, links)
     target = sink.count + messages
@@ -148,8 +155,11 @@ def fetch(urls: list[str], threads: int, rate: float, stop: threading.Event) -> 
             i += threads
             t0 = time.perf_counter()
             try:
-                conn.request("GET", f"{url.path}?{url.query}" if url.query else url.path,
-                             headers={"User-Agent": "Mozilla/5.0 (bench reader)"})
+                conn.request(
+                    "GET",
+                    f"{url.path}?{url.query}" if url.query else url.path,
+                    headers={"User-Agent": "Mozilla/5.0 (bench reader)"},
+                )
                 response = conn.getresponse()
                 response.read()
                 mine[response.status] = mine.get(response.status, 0) + 1
@@ -197,10 +207,19 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rate", type=float, nargs="+", default=[500, 0],
-                        help="requests/s offered to the tracking endpoints, one run each (0: as fast as they answer)")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="record the appliance with py-spy during the pairs and the endpoints' run, into DIR")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[500, 0],
+        help="requests/s offered to the tracking endpoints, one run each (0: as fast as they answer)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the appliance with py-spy during the pairs and the endpoints' run, into DIR",
+    )
     args = parser.parse_args()
     Profile.directory = args.profile
 
@@ -230,33 +249,42 @@ def main() -> None:
                     off.append(run("transactional", args.messages, f"off {n}"))
                     on.append(run("broadcast", args.messages, f"on {n}"))
             ratios = [b / a for a, b in zip(off, on, strict=True)]
-            print(f"relay, STARTTLS + AUTH, DKIM-signed (RSA-2048 + Ed25519), {args.messages} HTML newsletters of "
-                  f"{len(newsletter('broadcast', args.links))} bytes with {args.links} links, {args.sessions} "
-                  f"sessions, {args.pairs} alternating pairs:")
+            print(
+                f"relay, STARTTLS + AUTH, DKIM-signed (RSA-2048 + Ed25519), {args.messages} HTML newsletters of "
+                f"{len(newsletter('broadcast', args.links))} bytes with {args.links} links, {args.sessions} "
+                f"sessions, {args.pairs} alternating pairs:"
+            )
             print("  tracking off  " + "  ".join(f"{v:6.1f}" for v in off) + "  msg/s")
             print("  tracking on   " + "  ".join(f"{v:6.1f}" for v in on) + "  msg/s")
-            print(f"  on/off ratio per pair {', '.join(f'{r:.2f}' for r in ratios)}; "
-                  f"median {statistics.median(ratios):.2f} (target >= 0.85)")
+            print(
+                f"  on/off ratio per pair {', '.join(f'{r:.2f}' for r in ratios)}; "
+                f"median {statistics.median(ratios):.2f} (target >= 0.85)"
+            )
 
             urls = [u for pair in zip(sink.pixels, sink.clicks, strict=False) for u in pair]
             answers: Counter = Counter()
             for rate in args.rate:
                 label = f"endpoints at {rate:g} while relaying"
-                result, relayed = fetching(urls, args.threads, rate,
-                                           lambda label=label: run("broadcast", args.messages, label))
+                result, relayed = fetching(
+                    urls, args.threads, rate, lambda label=label: run("broadcast", args.messages, label)
+                )
                 answered = sum(result["statuses"].values())
                 answers.update(result["statuses"])
                 offered = f"{rate:g} requests/s offered" if rate else "as fast as they answer"
-                print(f"tracking endpoints while relaying ({args.threads} keep-alive clients, {offered}, {len(urls)} "
-                      f"distinct pixels and links, alternating): {answered / result['seconds']:.0f} requests/s "
-                      f"(target >= 500), p50 {percentile(result['latencies'], 50):.1f} ms, p99 "
-                      f"{percentile(result['latencies'], 99):.1f} ms, answers "
-                      f"{dict(sorted(result['statuses'].items()))}, {result['errors']} errors; "
-                      f"the relay meanwhile {relayed:.1f} msg/s")
+                print(
+                    f"tracking endpoints while relaying ({args.threads} keep-alive clients, {offered}, {len(urls)} "
+                    f"distinct pixels and links, alternating): {answered / result['seconds']:.0f} requests/s "
+                    f"(target >= 500), p50 {percentile(result['latencies'], 50):.1f} ms, p99 "
+                    f"{percentile(result['latencies'], 99):.1f} ms, answers "
+                    f"{dict(sorted(result['statuses'].items()))}, {result['errors']} errors; "
+                    f"the relay meanwhile {relayed:.1f} msg/s"
+                )
             time.sleep(1)  # the writer's last commit
             recorded = json.loads(app.cli("stats", "--json"))["analytics"]
-            print(f"  recorded by the appliance in all: {recorded['opened']} opened, {recorded['clicked']} clicked; "
-                  f"answered in all: {answers[200]} pixels (200), {answers[302]} links (302)")
+            print(
+                f"  recorded by the appliance in all: {recorded['opened']} opened, {recorded['clicked']} clicked; "
+                f"answered in all: {answers[200]} pixels (200), {answers[302]} links (302)"
+            )
     finally:
         controller.stop()
         dns.stop()

@@ -69,14 +69,21 @@ _QUEUED = re.compile(r"queued as ([0-9A-Z]{26})")
 
 # -- Postfix ---------------------------------------------------------------------------------------
 
+
 class Postfix:
     """A private reference instance: its own directory and free ports (other benchmarks may run)."""
 
     def __init__(self):
         self.ports = {name: free_port() for name in ("relay", "hold", "sink", "submit", "dkim")}
-        self.env = {**os.environ, "PF_BASE": str(PF_BASE), "PF_RELAY_PORT": str(self.ports["relay"]),
-                    "PF_HOLD_PORT": str(self.ports["hold"]), "PF_SINK_PORT": str(self.ports["sink"]),
-                    "PF_SUBMIT_PORT": str(self.ports["submit"]), "PF_DKIM_PORT": str(self.ports["dkim"])}
+        self.env = {
+            **os.environ,
+            "PF_BASE": str(PF_BASE),
+            "PF_RELAY_PORT": str(self.ports["relay"]),
+            "PF_HOLD_PORT": str(self.ports["hold"]),
+            "PF_SINK_PORT": str(self.ports["sink"]),
+            "PF_SUBMIT_PORT": str(self.ports["submit"]),
+            "PF_DKIM_PORT": str(self.ports["dkim"]),
+        }
 
     def start(self) -> None:
         """A fresh instance (and a fresh smtp-sink) every run: Postfix slows as its queue and logs grow.
@@ -85,8 +92,9 @@ class Postfix:
         self.stop()
         for port in self.ports.values():
             wait_closed(port)
-        subprocess.run(["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600,
-                       env=self.env)
+        subprocess.run(
+            ["bash", str(POSTFIX_SCRIPT), "start"], check=True, capture_output=True, timeout=600, env=self.env
+        )
         wait_banner(self.ports["submit"])
         wait_banner(self.ports["relay"])
 
@@ -109,7 +117,6 @@ class Postfix:
         return context
 
 
-
 def wait_closed(port: int, timeout: float = 60) -> None:
     import socket
 
@@ -130,6 +137,7 @@ def settle() -> None:
 
 
 # -- the appliance -----------------------------------------------------------------------------------
+
 
 class PeakRss:
     """Samples a process's RSS every 0.2 s in a thread; ``peak`` in MB."""
@@ -168,9 +176,24 @@ class Profile:
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             out = self.directory / (re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-") + ".txt")
-            self.proc = subprocess.Popen(["py-spy", "record", "--pid", str(self.app.pid), "--threads", "--idle",
-                                          "--rate", "200", "--format", "raw", "--output", str(out)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.app.pid),
+                    "--threads",
+                    "--idle",
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1)
         return self
 
@@ -208,6 +231,7 @@ def sign_as_src_test(app: Appliance, dns: DnsServer) -> None:
 
 # -- clients -----------------------------------------------------------------------------------------
 
+
 async def _plain_session(port: int) -> Session:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     s = Session(reader, writer)
@@ -218,8 +242,9 @@ async def _plain_session(port: int) -> Session:
     return s
 
 
-async def one_per_connection(port: int, context: ssl.SSLContext | None, login: tuple[str, str] | None,
-                             sessions: int, clients: int, size: int) -> tuple[float, list[str], int]:
+async def one_per_connection(
+    port: int, context: ssl.SSLContext | None, login: tuple[str, str] | None, sessions: int, clients: int, size: int
+) -> tuple[float, list[str], int]:
     """``sessions`` sessions over ``clients`` parallel clients, each session one message; return
     (seconds, queue ids read from the 250s, errors)."""
     bodies = [message_bytes(size, i) for i in range(64)]
@@ -262,13 +287,16 @@ def wait_sink(count, target: int, timeout: float = 600) -> float:
 
 def report(label: str, n: int, seconds: float, e2e: float, errors: int, rss: float | None) -> dict:
     row = {"label": label, "accept": n / seconds, "e2e": n / e2e if e2e else float("nan"), "errors": errors, "rss": rss}
-    print(f"    {label}: {n} in {seconds:.1f} s = {row['accept']:.1f}/s accepted, {row['e2e']:.1f}/s end to end"
-          f"{'' if errors == 0 else f', {errors} errors'}" + ("" if rss is None else f", peak RSS {rss:.0f} MB"),
-          flush=True)
+    print(
+        f"    {label}: {n} in {seconds:.1f} s = {row['accept']:.1f}/s accepted, {row['e2e']:.1f}/s end to end"
+        f"{'' if errors == 0 else f', {errors} errors'}" + ("" if rss is None else f", peak RSS {rss:.0f} MB"),
+        flush=True,
+    )
     return row
 
 
 # -- modes -------------------------------------------------------------------------------------------
+
 
 def pair(run: int, ours, theirs) -> tuple:
     """Run one pair of the comparison, the appliance first in odd runs and Postfix first in even ones, so that
@@ -293,27 +321,43 @@ def mode_sessions(args, postfix: Postfix) -> list[tuple[float, float]]:
             settle()
             with PeakRss(app) as rss, Profile(app, "sessions starttls auth dkim"):
                 before, t0 = postfix.sink_count(), time.perf_counter()
-                seconds, ids, errors = asyncio.run(one_per_connection(
-                    app.submission_port, app.client_context(), (account["username"], account["password"]),
-                    args.sessions, args.clients, args.size))
+                seconds, ids, errors = asyncio.run(
+                    one_per_connection(
+                        app.submission_port,
+                        app.client_context(),
+                        (account["username"], account["password"]),
+                        args.sessions,
+                        args.clients,
+                        args.size,
+                    )
+                )
                 done = wait_sink(postfix.sink_count, before + len(ids))
             tls = report("appliance, STARTTLS + AUTH + DKIM", len(ids), seconds, done - t0, errors, rss.peak)
             settle()
             with PeakRss(app) as rss:  # the same appliance: plain text, IP-only account (something else)
                 before, t0 = postfix.sink_count(), time.perf_counter()
-                seconds, ids, errors = asyncio.run(one_per_connection(
-                    app.submission_port, None, None, args.sessions, args.clients, args.size))
+                seconds, ids, errors = asyncio.run(
+                    one_per_connection(app.submission_port, None, None, args.sessions, args.clients, args.size)
+                )
                 done = wait_sink(postfix.sink_count, before + len(ids))
-            plain = report("appliance, plain text, IP-only (no TLS, no AUTH), DKIM", len(ids), seconds, done - t0,
-                           errors, rss.peak)
+            plain = report(
+                "appliance, plain text, IP-only (no TLS, no AUTH), DKIM", len(ids), seconds, done - t0, errors, rss.peak
+            )
         return tls, plain
 
     def theirs() -> dict:
         settle()
         before, t0 = postfix.sink_count(), time.perf_counter()
-        seconds, ids, errors = asyncio.run(one_per_connection(
-            postfix.ports["submit"], postfix.client_context(), (PF_USER, PF_PASSWORD),
-            args.sessions, args.clients, args.size))
+        seconds, ids, errors = asyncio.run(
+            one_per_connection(
+                postfix.ports["submit"],
+                postfix.client_context(),
+                (PF_USER, PF_PASSWORD),
+                args.sessions,
+                args.clients,
+                args.size,
+            )
+        )
         done = wait_sink(postfix.sink_count, before + len(ids))
         return report("postfix submission, STARTTLS + SASL + OpenDKIM", len(ids), seconds, done - t0, errors, None)
 
@@ -322,15 +366,19 @@ def mode_sessions(args, postfix: Postfix) -> list[tuple[float, float]]:
             postfix.start()
             (tls, plain), pf = pair(run, ours, theirs)
             ratios.append((tls["accept"] / pf["accept"], tls["e2e"] / pf["e2e"]))
-            print(f"    ratio appliance/postfix: accept {ratios[-1][0]:.2f}, end to end {ratios[-1][1]:.2f}; "
-                  f"TLS+AUTH / plain on the appliance: {tls['accept'] / plain['accept']:.2f}", flush=True)
+            print(
+                f"    ratio appliance/postfix: accept {ratios[-1][0]:.2f}, end to end {ratios[-1][1]:.2f}; "
+                f"TLS+AUTH / plain on the appliance: {tls['accept'] / plain['accept']:.2f}",
+                flush=True,
+            )
     finally:
         dns.stop()
     return ratios
 
 
-async def persistent(port: int, context: ssl.SSLContext, login: tuple[str, str], sessions: int, messages: int,
-                     size: int) -> tuple[float, int, int]:
+async def persistent(
+    port: int, context: ssl.SSLContext, login: tuple[str, str], sessions: int, messages: int, size: int
+) -> tuple[float, int, int]:
     """``sessions`` persistent STARTTLS + AUTH sessions sending ``messages`` in all."""
     bodies = [message_bytes(size, i) for i in range(64)]
     opened = await asyncio.gather(*(Session.open(port, context, *login) for _ in range(sessions)))
@@ -369,12 +417,25 @@ def mode_dkim(args, postfix: Postfix) -> list[tuple[float, float]]:
             settle()
             with PeakRss(app) as rss, Profile(app, f"dkim {'signed' if signed else 'unsigned'}"):
                 before, t0 = postfix.sink_count(), time.perf_counter()
-                seconds, ok, errors = asyncio.run(persistent(
-                    app.submission_port, app.client_context(), (account["username"], account["password"]),
-                    20, args.messages, args.size))
+                seconds, ok, errors = asyncio.run(
+                    persistent(
+                        app.submission_port,
+                        app.client_context(),
+                        (account["username"], account["password"]),
+                        20,
+                        args.messages,
+                        args.size,
+                    )
+                )
                 done = wait_sink(postfix.sink_count, before + ok)
-            return report(f"appliance, {'DKIM-signed (RSA + Ed25519)' if signed else 'unsigned'}", ok, seconds,
-                          done - t0, errors, rss.peak)
+            return report(
+                f"appliance, {'DKIM-signed (RSA + Ed25519)' if signed else 'unsigned'}",
+                ok,
+                seconds,
+                done - t0,
+                errors,
+                rss.peak,
+            )
 
     try:
         postfix.start()  # only its smtp-sink is used here
@@ -397,9 +458,28 @@ def smtp_source(port: int, messages: int, size: int, count) -> tuple[float, floa
     """smtp-source, 20 sessions; return (accept seconds, end-to-end seconds, delivered)."""
     settle()
     before, t0 = count(), time.perf_counter()
-    subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", str(size), "-d", "-f", SENDER,
-                    "-t", RECIPIENT, "-M", "client.test", f"127.0.0.1:{port}"],
-                   check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [
+            "smtp-source",
+            "-s",
+            "20",
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-d",
+            "-f",
+            SENDER,
+            "-t",
+            RECIPIENT,
+            "-M",
+            "client.test",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     accepted = time.perf_counter() - t0
     done = wait_sink(count, before + messages)
     return accepted, done - t0, count() - before
@@ -429,8 +509,11 @@ def mode_appliance(args, postfix: Postfix) -> list[tuple[float, float]]:
         for n in range(1, args.repeat + 1):
             a, p = pair(n, ours, theirs)
             ratios.append((a["accept"] / p["accept"], a["e2e"] / p["e2e"]))
-            print(f"    ratio appliance/postfix: accept while relaying {ratios[-1][0]:.2f}, "
-                  f"end to end {ratios[-1][1]:.2f}", flush=True)
+            print(
+                f"    ratio appliance/postfix: accept while relaying {ratios[-1][0]:.2f}, "
+                f"end to end {ratios[-1][1]:.2f}",
+                flush=True,
+            )
     finally:
         dns.stop()
     return ratios
@@ -482,10 +565,14 @@ def mode_latency(args) -> None:
     finally:
         sink.stop()
         dns.stop()
-    print(f"  {len(accepted)} accepted at {args.rate:g} msg/s (a STARTTLS + AUTH connection each, DKIM-signed), "
-          f"{len(lat)} delivered, {errors} errors")
-    print(f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms  "
-          f"max {max(lat, default=float('nan')):.1f} ms  (target p99 ≤ 100 ms); peak RSS {rss.peak:.0f} MB")
+    print(
+        f"  {len(accepted)} accepted at {args.rate:g} msg/s (a STARTTLS + AUTH connection each, DKIM-signed), "
+        f"{len(lat)} delivered, {errors} errors"
+    )
+    print(
+        f"  accept-to-delivered p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f} ms  "
+        f"max {max(lat, default=float('nan')):.1f} ms  (target p99 ≤ 100 ms); peak RSS {rss.peak:.0f} MB"
+    )
 
 
 def mode_signing(args) -> None:
@@ -500,10 +587,19 @@ def mode_signing(args) -> None:
         dkim.sign(data, "src.test", keys.selector, keys.rsa_pem, keys.ed25519_seed)
 
     def theirs() -> None:
-        for algorithm, name, key in ((b"rsa-sha256", dkim.rsa_selector(keys.selector), keys.rsa_pem),
-                                     (b"ed25519-sha256", dkim.ed25519_selector(keys.selector), keys.ed25519_seed)):
-            dkimpy.sign(data, name.encode(), b"src.test", key.encode(), canonicalize=(b"relaxed", b"relaxed"),
-                        signature_algorithm=algorithm, include_headers=list(dkim.SIGNED_HEADERS))
+        for algorithm, name, key in (
+            (b"rsa-sha256", dkim.rsa_selector(keys.selector), keys.rsa_pem),
+            (b"ed25519-sha256", dkim.ed25519_selector(keys.selector), keys.ed25519_seed),
+        ):
+            dkimpy.sign(
+                data,
+                name.encode(),
+                b"src.test",
+                key.encode(),
+                canonicalize=(b"relaxed", b"relaxed"),
+                signature_algorithm=algorithm,
+                include_headers=list(dkim.SIGNED_HEADERS),
+            )
 
     timings: dict[str, list[float]] = {"ours": [], "dkimpy": []}
     for run in range(4):
@@ -513,8 +609,10 @@ def mode_signing(args) -> None:
                 fn()
             timings[label].append((time.process_time() - t0) / (args.messages // 4) * 1000)
     a, b = statistics.median(timings["ours"]), statistics.median(timings["dkimpy"])
-    print(f"  CPU per message, RSA-2048 + Ed25519 signatures, {args.size} B: appliance.dkim {a:.2f} ms, "
-          f"dkimpy {b:.2f} ms (medians of 4 alternating runs): {b / a:.1f}x less")
+    print(
+        f"  CPU per message, RSA-2048 + Ed25519 signatures, {args.size} B: appliance.dkim {a:.2f} ms, "
+        f"dkimpy {b:.2f} ms (medians of 4 alternating runs): {b / a:.1f}x less"
+    )
 
 
 def main() -> None:
@@ -541,8 +639,10 @@ def main() -> None:
         postfix.stop()
         shutil.rmtree(PF_BASE, ignore_errors=True)
     if len(ratios) > 1:
-        print(f"  median ratios: accept {statistics.median(r[0] for r in ratios):.2f}, "
-              f"end to end {statistics.median(r[1] for r in ratios):.2f} over {len(ratios)} pairs")
+        print(
+            f"  median ratios: accept {statistics.median(r[0] for r in ratios):.2f}, "
+            f"end to end {statistics.median(r[1] for r in ratios):.2f} over {len(ratios)} pairs"
+        )
 
 
 if __name__ == "__main__":

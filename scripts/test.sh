@@ -23,6 +23,7 @@ npm ci --prefix tests/clients --no-audit --no-fund
 EXTRAS=test,scale . scripts/venv.sh
 # Lint and the architecture contracts (pyproject.toml; tests/test_architecture.py runs them too).
 .venv/bin/ruff check appliance tests bench
+.venv/bin/ruff format --check appliance tests bench
 .venv/bin/lint-imports
 # The whole suite twice: on the embedded defaults (SQLite, SqliteHuey), then in the scale-out mode
 # of DESIGN §5 on real PostgreSQL and Redis servers that the tests start on loopback. Each pass runs

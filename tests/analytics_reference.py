@@ -14,8 +14,14 @@ from appliance.models import CANCELLED, SUPPRESSED, Delivery, Event, Message
 from appliance.policy import acceptance
 
 CHARTED, METRICS = analytics.CHARTED, analytics.METRICS
-_EVENT_METRICS = {events.DELIVERED: "delivered", events.BOUNCED: "bounced", events.COMPLAINED: "complained",
-                  events.OPENED: "opened", events.CLICKED: "clicked", events.UNSUBSCRIBED: "unsubscribed"}
+_EVENT_METRICS = {
+    events.DELIVERED: "delivered",
+    events.BOUNCED: "bounced",
+    events.COMPLAINED: "complained",
+    events.OPENED: "opened",
+    events.CLICKED: "clicked",
+    events.UNSUBSCRIBED: "unsubscribed",
+}
 
 
 class _Figures:
@@ -25,13 +31,13 @@ class _Figures:
         self.clickers: set = set()
 
     def as_dict(self) -> dict:
-        f = analytics.Figures(Counter({**self.counts, "unique_human_opens": len(self.openers),
-                                       "unique_human_clicks": len(self.clickers)}))
+        f = analytics.Figures(
+            Counter({**self.counts, "unique_human_opens": len(self.openers), "unique_human_clicks": len(self.clickers)})
+        )
         return f.as_dict()
 
 
-def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = None,
-           stream: str | None = None) -> dict:
+def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = None, stream: str | None = None) -> dict:
     """The report's ``as_dict`` by a scan of the messages received from ``since`` to ``until``."""
     scope = [Message.received_at >= since, Message.received_at < until, Message.direction == "outbound"]
     if account_id is not None:
@@ -41,8 +47,13 @@ def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = N
     provider = analytics.provider_names()
     total, providers = _Figures(), defaultdict(_Figures)
 
-    sent = (Delivery.select(Delivery.domain, fn.COUNT(Delivery.id)).join(Message)
-            .where(*scope, Delivery.status.not_in((SUPPRESSED, CANCELLED))).group_by(Delivery.domain).tuples())
+    sent = (
+        Delivery.select(Delivery.domain, fn.COUNT(Delivery.id))
+        .join(Message)
+        .where(*scope, Delivery.status.not_in((SUPPRESSED, CANCELLED)))
+        .group_by(Delivery.domain)
+        .tuples()
+    )
     for domain, n in sent:
         total.counts["sent"] += n
         providers[provider(domain)].counts["sent"] += n
@@ -53,8 +64,13 @@ def report(since: dt.datetime, until: dt.datetime, *, account_id: int | None = N
     daily = {d: Counter() for d in days}
     links: Counter = Counter()
     link_clickers: dict[str, set] = defaultdict(set)
-    rows = (Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details).join(Message)
-            .where(*scope, Event.type.in_(list(_EVENT_METRICS))).tuples().iterator())
+    rows = (
+        Event.select(Event.type, Event.recipient, Event.message, Event.at, Event.details)
+        .join(Message)
+        .where(*scope, Event.type.in_(list(_EVENT_METRICS)))
+        .tuples()
+        .iterator()
+    )
     for type_, recipient, message_id, at, details in rows:
         metric = _EVENT_METRICS[type_]
         who = (message_id, recipient.lower())

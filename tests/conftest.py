@@ -73,8 +73,7 @@ def overrides(tmp_path, request) -> dict:
         "HOSTNAME": HOSTNAME,
         "WEB_LISTEN": f"127.0.0.1:{free_port()}",
         "SMTP_LISTEN": (
-            f"127.0.0.1:{ports['starttls']}/starttls,127.0.0.1:{ports['tls']}/tls,"
-            f"127.0.0.1:{ports['mx']}/starttls/mx"
+            f"127.0.0.1:{ports['starttls']}/starttls,127.0.0.1:{ports['tls']}/tls,127.0.0.1:{ports['mx']}/starttls/mx"
         ),
         "SMTP_TIMEOUT": 30,
         # Nothing answers DNS here: no test ever looks up (or sends to) a real domain.
@@ -112,8 +111,9 @@ class SmtpServer:
         return ssl.create_default_context(cafile=str(self.ca))
 
     def submission(self, *, source_ip: str = "127.0.0.1", starttls: bool = True) -> smtplib.SMTP:
-        client = smtplib.SMTP(self.host, self.starttls_port, local_hostname="client.test",
-                              source_address=(source_ip, 0), timeout=20)
+        client = smtplib.SMTP(
+            self.host, self.starttls_port, local_hostname="client.test", source_address=(source_ip, 0), timeout=20
+        )
         client.ehlo()
         if starttls:
             client.starttls(context=self.client_context())
@@ -121,8 +121,14 @@ class SmtpServer:
         return client
 
     def implicit(self, *, source_ip: str = "127.0.0.1") -> smtplib.SMTP_SSL:
-        client = smtplib.SMTP_SSL(self.host, self.tls_port, local_hostname="client.test",
-                                  source_address=(source_ip, 0), context=self.client_context(), timeout=20)
+        client = smtplib.SMTP_SSL(
+            self.host,
+            self.tls_port,
+            local_hostname="client.test",
+            source_address=(source_ip, 0),
+            context=self.client_context(),
+            timeout=20,
+        )
         client.ehlo()
         return client
 
@@ -224,8 +230,15 @@ def delivery_port() -> int:
 def relay_overrides(overrides: dict, dns_server, delivery_port: int, **extra) -> dict:
     """Settings that route outbound mail to the test's DNS server and sinks (for `overrides`)."""
     return {
-        **overrides, "DNS_SERVERS": dns_server.spec, "DELIVERY_PORT": delivery_port, "DNS_TIMEOUT": 1,
-        "WORKERS": 2, "WORKER_POLL_INTERVAL": 0.05, "CONNECT_TIMEOUT": 5, "COMMAND_TIMEOUT": 10, **extra,
+        **overrides,
+        "DNS_SERVERS": dns_server.spec,
+        "DELIVERY_PORT": delivery_port,
+        "DNS_TIMEOUT": 1,
+        "WORKERS": 2,
+        "WORKER_POLL_INTERVAL": 0.05,
+        "CONNECT_TIMEOUT": 5,
+        "COMMAND_TIMEOUT": 10,
+        **extra,
     }
 
 

@@ -71,10 +71,17 @@ class SinkHandler:
         ssl_object = server.transport.get_extra_info("ssl_object")
         tls = f"{ssl_object.version()} {ssl_object.cipher()[0]}" if ssl_object else ""
         with self.lock:
-            self.messages.append(Received(
-                self.name, envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
-                session.host_name, tls, list(envelope.mail_options),
-            ))
+            self.messages.append(
+                Received(
+                    self.name,
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    session.host_name,
+                    tls,
+                    list(envelope.mail_options),
+                )
+            )
             number = len(self.messages)
             self.peers.add(session.peer)
         return f"250 2.0.0 Ok: queued as {self.name}-{number}"
@@ -83,26 +90,39 @@ class SinkHandler:
 class Sink:
     """One aiosmtpd server on (ip, port); ``handler.messages`` holds what it received."""
 
-    def __init__(self, ip: str, port: int, *, name: str | None = None, tls_context: ssl.SSLContext | None = None,
-                 implicit_tls: bool = False, auth: tuple[str, str] | None = None, smtputf8: bool = True,
-                 delay: float = 0.0):
+    def __init__(
+        self,
+        ip: str,
+        port: int,
+        *,
+        name: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        auth: tuple[str, str] | None = None,
+        smtputf8: bool = True,
+        delay: float = 0.0,
+    ):
         self.ip, self.port = ip, port
         self.handler = SinkHandler(name or ip, delay)
         self.auth = auth
         params = dict(server_hostname=name or ip, enable_SMTPUTF8=smtputf8)
         if auth:
-            params.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=not implicit_tls)
+            params.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=not implicit_tls)
         if tls_context is not None and not implicit_tls:
             params.update(tls_context=tls_context, require_starttls=auth is not None)
         self.controller = Controller(
-            self.handler, hostname=ip, port=port, ssl_context=tls_context if implicit_tls else None,
+            self.handler,
+            hostname=ip,
+            port=port,
+            ssl_context=tls_context if implicit_tls else None,
             **params,
         )
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword)
-              and (auth_data.login.decode(), auth_data.password.decode()) == self.auth)
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.auth
+        )
         return AuthResult(success=ok, handled=False)  # handled=True would send no reply at all
 
     @property
@@ -164,8 +184,8 @@ class PipeliningSink:
                         end, skip = pending.find(b"\r\n.\r\n"), 5
                         if end < 0:
                             break
-                    self.bodies.append(pending[:end + 2])
-                    pending, in_data = pending[end + skip:], False
+                    self.bodies.append(pending[: end + 2])
+                    pending, in_data = pending[end + skip :], False
                     replies.append(b"250 2.0.0 Ok: queued")
                     continue
                 line, sep, rest = pending.partition(b"\r\n")

@@ -70,16 +70,20 @@ def test_reset_password_stops_the_old_one_and_starts_the_new_one_at_once(smtp_se
 
 
 def test_ip_rules_limit_an_account_to_its_networks(smtp_server, run_cli):
-    created = cli_json(run_cli("accounts", "create", "Office", "--ip", "127.0.0.1/32", "--ip", "2001:db8::/32",
-                               "--json"))
+    created = cli_json(
+        run_cli("accounts", "create", "Office", "--ip", "127.0.0.1/32", "--ip", "2001:db8::/32", "--json")
+    )
     assert created["ip_rules"] == ["127.0.0.1/32", "2001:db8::/32"]
     with smtp_server.submission() as client:
         assert client.login(created["username"], created["password"])[0] == 235
-    with (smtp_server.submission(source_ip="127.0.0.2") as client,
-          pytest.raises(smtplib.SMTPAuthenticationError) as caught):
+    with (
+        smtp_server.submission(source_ip="127.0.0.2") as client,
+        pytest.raises(smtplib.SMTPAuthenticationError) as caught,
+    ):
         client.login(created["username"], created["password"])
     assert caught.value.smtp_error == (
-        b"5.7.8 Authentication refused: client IP 127.0.0.2 is not authorized for this account")
+        b"5.7.8 Authentication refused: client IP 127.0.0.2 is not authorized for this account"
+    )
     shown = cli_json(run_cli("accounts", "show", created["username"], "--json"))
     assert (shown["last_failure_reason"], shown["last_failure_ip"]) == ("IP not authorized", "127.0.0.2")
 
@@ -106,5 +110,11 @@ def test_an_ip_only_account_is_told_it_needs_no_password_from_its_networks(app, 
     assert "no password needed from 127.0.0.1/32: mail from there is this account's without AUTH." in result.output
     assert run_cli("senders", "add", "printer@shop.test", "--verified").exit_code == 0
     with smtplib.SMTP("127.0.0.1", smtp_server.starttls_port, timeout=10) as client:  # and so it is
-        assert client.sendmail("printer@shop.test", ["alice@example.test"],
-                               "From: printer@shop.test\r\nSubject: scan\r\n\r\nA scan.\r\n") == {}
+        assert (
+            client.sendmail(
+                "printer@shop.test",
+                ["alice@example.test"],
+                "From: printer@shop.test\r\nSubject: scan\r\n\r\nA scan.\r\n",
+            )
+            == {}
+        )

@@ -48,7 +48,11 @@ def test_the_alerts_commands_list_as_json_and_acknowledge(app, run_cli):
     alerts.raise_alert(app.config, "dns-record-broken", "domain a.test", "SPF: missing")
     (row,) = cli_json(run_cli("alerts", "list", "--json"))
     assert (row["kind"], row["subject"], row["count"], row["acknowledged"]) == (
-        "dns-record-broken", "domain a.test", 1, False)
+        "dns-record-broken",
+        "domain a.test",
+        1,
+        False,
+    )
     assert run_cli("alerts", "ack", str(row["id"])).output.strip() == "acknowledged 1 alert"
     assert cli_json(run_cli("alerts", "list", "--json")) == []
     assert [r["acknowledged_by"] for r in cli_json(run_cli("alerts", "list", "--all", "--json"))] == ["cli"]

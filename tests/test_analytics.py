@@ -44,8 +44,9 @@ def traffic(app, relay, account, sink, dns_server, web):  # noqa: F811
     copies = {r.rcpts[0]: parts(r.data)["html"] for r in sink.messages}
     fetch(_PIXEL.search(copies["alice@example.test"]).group(1))
     fetch(html.unescape(_CLICK.search(copies["alice@example.test"]).group(0)))
-    scanner = urllib.request.Request(_PIXEL.search(copies["bob@gmail.com"]).group(1),
-                                     headers={"User-Agent": "Barracuda link protection"})
+    scanner = urllib.request.Request(
+        _PIXEL.search(copies["bob@gmail.com"]).group(1), headers={"User-Agent": "Barracuda link protection"}
+    )
     urllib.request.urlopen(scanner, timeout=10).close()
     bob = next(r for r in sink.messages if r.rcpts == ["bob@gmail.com"])
     fetch(unsubscribe_links(bob.data)[0], "POST", b"List-Unsubscribe=One-Click")
@@ -56,15 +57,41 @@ def traffic(app, relay, account, sink, dns_server, web):  # noqa: F811
 
 def test_stats_json_counts_per_stream_with_human_rates_and_per_provider(app, traffic, run_cli):
     def stats(*args):
-        return wait_for(lambda: (found := cli_json(run_cli("stats", *args, "--json"))["analytics"])
-                        and found["delivered"] == found["sent"] and found)
+        return wait_for(
+            lambda: (
+                (found := cli_json(run_cli("stats", *args, "--json"))["analytics"])
+                and found["delivered"] == found["sent"]
+                and found
+            )
+        )
 
     broadcast = stats("--stream", "broadcast")
-    assert {k: broadcast[k] for k in ("sent", "delivered", "bounced", "complained", "opened", "clicked",
-                                      "unsubscribed", "machine_opened", "unique_human_opens",
-                                      "unique_human_clicks")} == {
-        "sent": 2, "delivered": 2, "bounced": 0, "complained": 0, "opened": 1, "clicked": 1, "unsubscribed": 1,
-        "machine_opened": 1, "unique_human_opens": 1, "unique_human_clicks": 1}
+    assert {
+        k: broadcast[k]
+        for k in (
+            "sent",
+            "delivered",
+            "bounced",
+            "complained",
+            "opened",
+            "clicked",
+            "unsubscribed",
+            "machine_opened",
+            "unique_human_opens",
+            "unique_human_clicks",
+        )
+    } == {
+        "sent": 2,
+        "delivered": 2,
+        "bounced": 0,
+        "complained": 0,
+        "opened": 1,
+        "clicked": 1,
+        "unsubscribed": 1,
+        "machine_opened": 1,
+        "unique_human_opens": 1,
+        "unique_human_clicks": 1,
+    }
     assert broadcast["open_rate"] == broadcast["click_rate"] == 0.5  # the scanner's open is not counted
     assert broadcast["providers"]["gmail"]["machine_opened"] == 1
     assert broadcast["providers"]["gmail"]["unsubscribed"] == 1 and broadcast["providers"]["gmail"]["opened"] == 0
@@ -82,7 +109,7 @@ def test_the_analytics_page_and_its_csv_show_the_same_figures(app, traffic):
     dashboard = Dashboard(app.test_client())
     dashboard.login(*ADMIN)
     page = dashboard.get("/analytics/?stream=broadcast").get_data(as_text=True)
-    totals = page[page.index('id="totals"'):page.index('id="rates"')]
+    totals = page[page.index('id="totals"') : page.index('id="rates"')]
     assert '<div class="value">2</div><div class="label">delivered</div>' in totals
     assert '<div class="value">1</div><div class="label">clicked</div>' in totals
     assert "1 (50.0 % of delivered); 1 machine opens" in page
@@ -94,7 +121,12 @@ def test_the_analytics_page_and_its_csv_show_the_same_figures(app, traffic):
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     total = next(r for r in rows if r["scope"] == "total")
     assert (total["sent"], total["delivered"], total["opened"], total["clicked"], total["unsubscribed"]) == (
-        "2", "2", "1", "1", "1")
+        "2",
+        "2",
+        "1",
+        "1",
+        "1",
+    )
     assert any(r["scope"] == "provider" and r["name"] == "gmail" for r in rows)
 
     refused = dashboard.get("/analytics/?since=yesterday&stream=marketing")

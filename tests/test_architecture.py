@@ -19,9 +19,14 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(tree / "pyproject.toml")], cwd=tree,
-                          env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", str(tree / "pyproject.toml")],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_layers_and_no_cycle_contracts_hold_on_the_tree():
@@ -69,10 +74,12 @@ def _delivery_steps_in(text: str, pattern: str) -> list[tuple[str, str, str]]:
 
 def test_the_delivery_steps_have_the_same_numbers_and_names_in_the_code_its_docstrings_and_the_docs():
     package = ROOT / "appliance" / "delivery"
-    checklist = _delivery_steps_in(ast.get_docstring(ast.parse((package / "__init__.py").read_text())),
-                                   r"^\s+(\d)\.\s+(\w+)\s+.+\s(\w+\.py)$")
-    documented = _delivery_steps_in((ROOT / "docs" / "delivery.md").read_text(),
-                                    r"^(\d)\. \*\*(\w+)\*\* \(`delivery/(\w+\.py)`")
+    checklist = _delivery_steps_in(
+        ast.get_docstring(ast.parse((package / "__init__.py").read_text())), r"^\s+(\d)\.\s+(\w+)\s+.+\s(\w+\.py)$"
+    )
+    documented = _delivery_steps_in(
+        (ROOT / "docs" / "delivery.md").read_text(), r"^(\d)\. \*\*(\w+)\*\* \(`delivery/(\w+\.py)`"
+    )
     assert [name for _, name, _ in checklist] == ["route", "pace", "connect", "sign", "send", "record"]
     assert [n for n, _, _ in checklist] == ["1", "2", "3", "4", "5", "6"]
     assert documented == checklist
@@ -83,6 +90,8 @@ def test_the_delivery_steps_have_the_same_numbers_and_names_in_the_code_its_docs
 
 
 def test_no_module_under_appliance_is_longer_than_600_lines():
-    lengths = {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
-               for path in (ROOT / "appliance").rglob("*.py")}
+    lengths = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
+        for path in (ROOT / "appliance").rglob("*.py")
+    }
     assert lengths and {path: n for path, n in lengths.items() if n > 600} == {}

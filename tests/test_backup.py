@@ -23,8 +23,15 @@ sqlite_only = pytest.mark.skipif(SCALEOUT, reason="backs up the embedded SQLite 
 
 
 def cli(overrides: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, env=process_env(overrides),
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        cwd=ROOT,
+        env=process_env(overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def send(server_host: str, port: int, ca: Path, account, count: int, start: int = 0) -> list[str]:
@@ -55,7 +62,8 @@ def digest(path: Path) -> str:
 
 @sqlite_only
 def test_a_backup_restored_on_a_fresh_machine_brings_back_mail_accounts_keys_and_tls(
-        run_cli, overrides, smtp_server, account, tmp_path):
+    run_cli, overrides, smtp_server, account, tmp_path
+):
     replies = send(smtp_server.host, smtp_server.starttls_port, smtp_server.ca, account, 3)
     assert all(code == 250 for code, _ in replies)
     archive = tmp_path / "nightly.tar.gz"
@@ -65,8 +73,13 @@ def test_a_backup_restored_on_a_fresh_machine_brings_back_mail_accounts_keys_and
     assert archive.stat().st_mode & 0o777 == 0o600  # it holds keys and password hashes
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"appliance-backup/manifest.json", "appliance-backup/appliance.db", "appliance-backup/secret_key",
-            "appliance-backup/tls/ca.pem", "appliance-backup/tls/server.key"} <= names
+    assert {
+        "appliance-backup/manifest.json",
+        "appliance-backup/appliance.db",
+        "appliance-backup/secret_key",
+        "appliance-backup/tls/ca.pem",
+        "appliance-backup/tls/server.key",
+    } <= names
     assert not any("queue.db" in name for name in names)  # the database is the truth, not the task file
 
     fresh = {**overrides, "DATA_DIR": str(tmp_path / "new-vm")}
@@ -85,9 +98,17 @@ def test_a_backup_restored_on_a_fresh_machine_brings_back_mail_accounts_keys_and
 
 @sqlite_only
 def test_an_online_backup_is_consistent_and_restore_waits_until_the_appliance_is_stopped(
-        app, overrides, account, tmp_path):
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app, overrides, account, tmp_path
+):
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         read_banner(proc)
         port, ca = _ports(overrides["SMTP_LISTEN"])[0], Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
@@ -116,7 +137,8 @@ def test_an_online_backup_is_consistent_and_restore_waits_until_the_appliance_is
             messages = snapshot.execute("SELECT count(*) FROM message").fetchone()[0]
             whole = snapshot.execute(
                 "SELECT count(*) FROM message m WHERE EXISTS (SELECT 1 FROM message_body b WHERE b.message_id = m.id)"
-                " AND (SELECT count(*) FROM delivery d WHERE d.message_id = m.id) = 1").fetchone()[0]
+                " AND (SELECT count(*) FROM delivery d WHERE d.message_id = m.id) = 1"
+            ).fetchone()[0]
         assert messages >= 10 and whole == messages == manifest["counts"]["message"]
 
         refused = cli(overrides, "restore", "--force", str(archive))
@@ -138,18 +160,22 @@ def test_an_online_backup_is_consistent_and_restore_waits_until_the_appliance_is
 
 
 @sqlite_only
-@pytest.mark.parametrize(("damage", "message"), [
-    ("not a tar", "is not a whole backup archive"),
-    ("truncated", "is not a whole backup archive"),
-    ("tampered key", "secret_key does not match its checksum"),
-    ("escaping path", "outside appliance-backup/: refused"),
-    ("no manifest", "it has no manifest"),
-    ("newer version", "was made by a newer version (migrations 9999_from_the_future)"),
-    ("missing file", "does not hold the files its manifest lists"),
-    ("no such file", "no such file"),
-])
-def test_a_damaged_or_foreign_archive_is_refused_and_nothing_changes(run_cli, overrides, account, tmp_path, damage,
-                                                                      message):
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("not a tar", "is not a whole backup archive"),
+        ("truncated", "is not a whole backup archive"),
+        ("tampered key", "secret_key does not match its checksum"),
+        ("escaping path", "outside appliance-backup/: refused"),
+        ("no manifest", "it has no manifest"),
+        ("newer version", "was made by a newer version (migrations 9999_from_the_future)"),
+        ("missing file", "does not hold the files its manifest lists"),
+        ("no such file", "no such file"),
+    ],
+)
+def test_a_damaged_or_foreign_archive_is_refused_and_nothing_changes(
+    run_cli, overrides, account, tmp_path, damage, message
+):
     good = tmp_path / "good.tar.gz"
     assert run_cli("backup", str(good)).exit_code == 0
     bad = tmp_path / "bad.tar.gz"
@@ -172,12 +198,14 @@ def test_a_damaged_or_foreign_archive_is_refused_and_nothing_changes(run_cli, ov
     elif damage == "no manifest":
         rewrite(good, bad, lambda name, data: None if name.endswith("manifest.json") else data)
     elif damage == "newer version":
+
         def future(name, data):
             if not name.endswith("manifest.json"):
                 return data
             manifest = json.loads(data)
             manifest["schema"].append("9999_from_the_future")
             return json.dumps(manifest).encode()
+
         rewrite(good, bad, future)
     elif damage == "missing file":
         rewrite(good, bad, lambda name, data: None if name.endswith("/secret_key") else data)

@@ -49,8 +49,9 @@ def deliver(relay, account, sink, *rcpts: str) -> tuple[str, str]:
     """Send one message from orders@shop.test; return (its id, the return path the MX saw)."""
     with relay.smtp.submission() as client:
         client.login(*account)
-        client.sendmail("orders@shop.test", list(rcpts),
-                        b"From: Shop <orders@shop.test>\r\nSubject: Order 42\r\n\r\nThank you.\r\n")
+        client.sendmail(
+            "orders@shop.test", list(rcpts), b"From: Shop <orders@shop.test>\r\nSubject: Order 42\r\n\r\nThank you.\r\n"
+        )
     (received,) = wait_for(lambda: sink.messages)
     assert wait_for(lambda: Message.get_by_id(received.queue_id).status == "delivered")
     return received.queue_id, received.mail_from
@@ -79,10 +80,16 @@ def multipart_report(return_path: str, sender: str, report_type: str, text: str)
     return report
 
 
-def dsn(return_path: str, recipient: str, action: str = "failed", status: str = "5.1.1",
-        diagnostic: str = "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown") -> EmailMessage:
-    report = multipart_report(return_path, "MAILER-DAEMON@mx.example.test", "delivery-status",
-                              "Your message could not be delivered.\n")
+def dsn(
+    return_path: str,
+    recipient: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    diagnostic: str = "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
+) -> EmailMessage:
+    report = multipart_report(
+        return_path, "MAILER-DAEMON@mx.example.test", "delivery-status", "Your message could not be delivered.\n"
+    )
     per_message, per_recipient = email.message.Message(), email.message.Message()
     per_message["Reporting-MTA"] = "dns; mx.example.test"
     per_recipient["Final-Recipient"] = f"rfc822; {recipient}"
@@ -96,15 +103,17 @@ def dsn(return_path: str, recipient: str, action: str = "failed", status: str = 
 
 
 def arf(return_path: str, recipient: str | None) -> EmailMessage:
-    report = multipart_report(return_path, "fbl@mailbox.example", "feedback-report",
-                              "A user of ours reported this message as spam.\n")
+    report = multipart_report(
+        return_path, "fbl@mailbox.example", "feedback-report", "A user of ours reported this message as spam.\n"
+    )
     feedback = EmailMessage()
     feedback.set_payload("Feedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\nVersion: 1\n")
     feedback["Content-Type"] = "message/feedback-report"
     report.attach(feedback)
     original = EmailMessage()
     original.set_payload(
-        f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n")
+        f"From: orders@shop.test\nTo: {recipient or 'redacted@mailbox.example'}\nSubject: Order 42\n\n"
+    )
     original["Content-Type"] = "text/rfc822-headers"
     report.attach(original)
     return report
@@ -135,7 +144,8 @@ def test_through_a_smarthost_the_envelope_sender_is_kept(app, published):
 
 
 def test_a_bounce_that_comes_back_later_bounces_the_delivery_suppresses_and_tells_the_sender(
-        relay, account, published, sink, run_cli):
+    relay, account, published, sink, run_cli
+):
     message_id, return_path = deliver(relay, account, sink, "alice@example.test", "bob@example.test")
     code, text = report_to_mx(relay, return_path, dsn(return_path, "alice@example.test"))
     assert code == 250 and b"queued as" in text
@@ -160,7 +170,8 @@ def test_a_bounce_that_comes_back_later_bounces_the_delivery_suppresses_and_tell
     shown = cli_json(run_cli("messages", "show", message_id, "--json"))["events"]
     later = [e for e in shown if e["type"] == "bounced"]
     assert [(e["recipient"], e["details"]["later"], e["details"]["mx"]) for e in later] == [
-        ("alice@example.test", True, "mx.example.test")]
+        ("alice@example.test", True, "mx.example.test")
+    ]
 
 
 def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, published, sink, run_cli):
@@ -172,7 +183,10 @@ def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, pub
     assert Delivery.get(Delivery.message == message_id).status == "delivered"
     shown = cli_json(run_cli("messages", "show", message_id, "--json"))["events"]
     assert [(e["type"], e["recipient"]) for e in shown] == [
-        ("accepted", ""), ("delivered", "carol@example.test"), ("complained", "carol@example.test")]
+        ("accepted", ""),
+        ("delivered", "carol@example.test"),
+        ("complained", "carol@example.test"),
+    ]
     assert shown[-1]["details"] == {"reporter": "ExampleFBL/1.0"}
 
 
@@ -180,11 +194,18 @@ def test_a_complaint_suppresses_the_recipient_as_a_complaint(relay, account, pub
 def test_what_is_not_a_failure_of_ours_is_stored_and_changes_nothing(relay, account, published, sink, report):
     message_id, return_path = deliver(relay, account, sink, "alice@example.test")
     body = {
-        "delayed": lambda: dsn(return_path, "alice@example.test", action="delayed", status="4.4.7",
-                               diagnostic="smtp; 451 4.4.7 still trying"),
+        "delayed": lambda: dsn(
+            return_path,
+            "alice@example.test",
+            action="delayed",
+            status="4.4.7",
+            diagnostic="smtp; 451 4.4.7 still trying",
+        ),
         "auto-reply": lambda: b"From: alice@example.test\r\nSubject: Out of office\r\n\r\nBack Monday.\r\n",
-        "garbage": lambda: (b"From: MAILER-DAEMON@mx.example.test\r\nContent-Type: multipart/report; "
-                            b"report-type=delivery-status; boundary=x\r\n\r\n--x\r\nnonsense\r\n"),
+        "garbage": lambda: (
+            b"From: MAILER-DAEMON@mx.example.test\r\nContent-Type: multipart/report; "
+            b"report-type=delivery-status; boundary=x\r\n\r\n--x\r\nnonsense\r\n"
+        ),
         "unknown recipient": lambda: dsn(return_path, "mallory@example.test"),
     }[report]()
     code, _ = report_to_mx(relay, return_path, body)
@@ -194,11 +215,14 @@ def test_what_is_not_a_failure_of_ours_is_stored_and_changes_nothing(relay, acco
     assert Message.select().where(Message.direction == "inbound").count() == 1
 
 
-@pytest.mark.parametrize("address", [
-    "bounce+01hzzzzzzzzzzzzzzzzzzzzzzz-0123456789abcdef@bounces.shop.test",  # a signature we did not make
-    "bounce+{id}-0123456789abcdef@bounces.shop.test",  # a real message id, a forged signature
-    "bounce+{id}@bounces.shop.test",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bounce+01hzzzzzzzzzzzzzzzzzzzzzzz-0123456789abcdef@bounces.shop.test",  # a signature we did not make
+        "bounce+{id}-0123456789abcdef@bounces.shop.test",  # a real message id, a forged signature
+        "bounce+{id}@bounces.shop.test",
+    ],
+)
 def test_a_forged_return_path_is_refused_at_rcpt(relay, account, published, sink, address):
     message_id, return_path = deliver(relay, account, sink, "alice@example.test")
     forged = address.format(id=message_id.lower())
@@ -208,8 +232,9 @@ def test_a_forged_return_path_is_refused_at_rcpt(relay, account, published, sink
     assert email.utils.parseaddr(return_path)[1] != forged
 
 
-def test_a_report_that_cannot_be_applied_is_not_stored_either_and_gets_451(relay, account, published, sink,
-                                                                          monkeypatch):
+def test_a_report_that_cannot_be_applied_is_not_stored_either_and_gets_451(
+    relay, account, published, sink, monkeypatch
+):
     from appliance import bounces
 
     message_id, return_path = deliver(relay, account, sink, "alice@example.test")

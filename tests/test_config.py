@@ -45,8 +45,14 @@ def test_an_unknown_key_in_the_toml_file_is_an_error(tmp_path):
 
 def test_the_cli_reports_a_bad_setting_on_stderr_with_a_non_zero_exit(tmp_path):
     env = {"APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_MAX_RECIPIENTS": "lots", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "appliance.cli", "accounts", "list"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "accounts", "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "MAX_RECIPIENTS: expected a whole number" in done.stderr and "Traceback" not in done.stderr
 

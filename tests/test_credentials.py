@@ -67,7 +67,9 @@ def test_a_disable_refuses_the_next_auth_after_a_successful_one(app, smtp_server
     assert login_code(smtp_server, username, password)[0] == 235
     assert run_cli("accounts", "disable", username).exit_code == 0
     assert login_code(smtp_server, username, password) == (
-        535, b"5.7.8 Authentication refused: this SMTP account is disabled")
+        535,
+        b"5.7.8 Authentication refused: this SMTP account is disabled",
+    )
 
 
 @pytest.fixture
@@ -76,7 +78,8 @@ def legacy_account(app, account):
     username, password = account
     with app.app_context():
         SmtpAccount.update(password_hash=PasswordHasher().hash(password)).where(
-            SmtpAccount.username == username).execute()
+            SmtpAccount.username == username
+        ).execute()
     return username, password
 
 
@@ -103,7 +106,8 @@ def test_an_upgrade_never_overwrites_a_reset_made_meanwhile(app, legacy_account)
         ok, upgraded = credentials.check(account.password_hash, password)
         assert ok and upgraded
         SmtpAccount.update(password_hash=upgraded).where(
-            (SmtpAccount.id == account.id) & (SmtpAccount.password_hash == account.password_hash)).execute()
+            (SmtpAccount.id == account.id) & (SmtpAccount.password_hash == account.password_hash)
+        ).execute()
         assert SmtpAccount.get_by_id(account.id).password_hash == reset_hash
         assert accounts.verify(username, password, "127.0.0.1").failure == accounts.WRONG_PASSWORD
         assert accounts.verify(username, new, "127.0.0.1").failure is None
@@ -121,7 +125,8 @@ def test_a_wrong_password_is_still_throttled_with_the_fast_hash(strict_ip_thrott
     if stored == "argon2id":
         with app.app_context():
             SmtpAccount.update(password_hash=PasswordHasher().hash(password)).where(
-                SmtpAccount.username == username).execute()
+                SmtpAccount.username == username
+            ).execute()
     for guess in ("guess-1", "guess-2"):
         assert login_code(smtp_server, username, guess)[0] == 535
     with smtp_server.submission() as client:
@@ -129,6 +134,8 @@ def test_a_wrong_password_is_still_throttled_with_the_fast_hash(strict_ip_thrott
         assert code == 421  # the third failure from this IP starts the cool-down
     with smtp_server.submission() as client:
         assert client.docmd("AUTH", f"PLAIN {plain(username, password)}") == (
-            421, b"4.7.0 Too many failed authentication attempts, try later")
+            421,
+            b"4.7.0 Too many failed authentication attempts, try later",
+        )
     with smtp_server.submission(source_ip="127.0.0.2") as other:  # another IP is not cooled down
         assert other.login(username, password)[0] == 235

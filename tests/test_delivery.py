@@ -32,8 +32,9 @@ def submit(relay, account, rcpts, *, mail_from=SENDER, subject="Order 1", extra=
     body = f"From: {mail_from or 'x@shop.test'}\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n".encode()
     with relay.smtp.submission() as client:
         client.login(username, password)
-        client.sendmail(mail_from or "<>", rcpts, body + extra + b"\r\nThank you for your order.\r\n",
-                        mail_options=list(options))
+        client.sendmail(
+            mail_from or "<>", rcpts, body + extra + b"\r\nThank you for your order.\r\n", mail_options=list(options)
+        )
         reply = client.noop()
     assert reply[0] == 250
     return Message.select().order_by(Message.received_at.desc(), Message.id.desc()).first().id
@@ -67,7 +68,11 @@ def test_a_message_goes_to_the_most_preferred_mx_that_answers_over_starttls(rela
     assert row.last_code == 250 and "Ok: queued as 127.0.0.3-1" in row.last_reply
     (attempt,) = Attempt.select().where(Attempt.delivery == row.id)
     assert (attempt.mx_host, attempt.mx_ip, attempt.code, attempt.enhanced_code) == (
-        "mx2.example.test", "127.0.0.3", 250, "2.0.0")
+        "mx2.example.test",
+        "127.0.0.3",
+        250,
+        "2.0.0",
+    )
     assert attempt.tls == received.tls and attempt.outcome == "delivered"
     assert Message.get_by_id(message_id).status == "delivered"
 
@@ -81,8 +86,9 @@ def test_a_domain_without_mx_records_is_delivered_to_its_address_record(relay, a
     assert sink.messages[0].tls == ""  # the sink offers no STARTTLS: plain text is fine for MX
 
 
-def test_a_greylisting_mx_defers_and_the_retry_after_the_backoff_delivers(relay, account, dns_server, sink_mx,
-                                                                          test_clock):
+def test_a_greylisting_mx_defers_and_the_retry_after_the_backoff_delivers(
+    relay, account, dns_server, sink_mx, test_clock
+):
     dns_server.mx("grey.test", (10, "mx.grey.test"))
     dns_server.a("mx.grey.test", "127.0.0.6")
     sink = sink_mx("127.0.0.6")
@@ -177,8 +183,9 @@ def test_a_dns_timeout_defers_the_delivery(relay, account, dns_server):
     assert row.last_code == 451 and "4.4.3" in row.last_reply and "timeout" in row.last_reply.lower()
 
 
-def test_a_delivery_that_keeps_failing_fails_at_the_give_up_age_with_one_dsn(relay, account, dns_server, sink_mx,
-                                                                             sender_mx, test_clock):
+def test_a_delivery_that_keeps_failing_fails_at_the_give_up_age_with_one_dsn(
+    relay, account, dns_server, sink_mx, sender_mx, test_clock
+):
     dns_server.mx("down.test", (10, "mx.down.test"))
     dns_server.a("mx.down.test", "127.0.0.7")  # refuses connections
     message_id = submit(relay, account, ["dave@down.test"])
@@ -210,8 +217,9 @@ def test_a_bounce_of_a_null_sender_message_produces_no_dsn(relay, account, dns_s
     assert Message.select().where(Message.mail_from == "").count() == 1  # only the original
 
 
-def test_a_message_that_needs_smtputf8_bounces_clearly_when_the_mx_lacks_it(relay, account, dns_server, sink_mx,
-                                                                            sender_mx):
+def test_a_message_that_needs_smtputf8_bounces_clearly_when_the_mx_lacks_it(
+    relay, account, dns_server, sink_mx, sender_mx
+):
     dns_server.mx("old.test", (10, "mx.old.test"))
     dns_server.a("mx.old.test", "127.0.0.3")
     dns_server.mx("new.test", (10, "mx.new.test"))
@@ -285,14 +293,19 @@ def pipelining_mx(dns_server, delivery_port):
 def test_mail_rcpt_and_data_go_in_one_write_when_the_mx_offers_pipelining(relay, account, pipelining_mx):
     with relay.smtp.submission() as client:
         client.login(*account)
-        client.sendmail(SENDER, ["alice@pipe.test", "unknown@pipe.test"],
-                        b"From: shop@shop.test\r\nSubject: dots\r\n\r\nline\r\n.leading dot\r\n..two\r\n")
+        client.sendmail(
+            SENDER,
+            ["alice@pipe.test", "unknown@pipe.test"],
+            b"From: shop@shop.test\r\nSubject: dots\r\n\r\nline\r\n.leading dot\r\n..two\r\n",
+        )
     message_id = Message.select().order_by(Message.received_at.desc()).first().id
 
     rows = settled(message_id, "delivered", "bounced")
     assert [(d.rcpt, d.status) for d in rows] == [("alice@pipe.test", "delivered"), ("unknown@pipe.test", "bounced")]
-    assert f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<alice@pipe.test>\r\nRCPT TO:<unknown@pipe.test>\r\nDATA\r\n".encode() \
+    assert (
+        f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<alice@pipe.test>\r\nRCPT TO:<unknown@pipe.test>\r\nDATA\r\n".encode()
         in pipelining_mx.chunks
+    )
     (body,) = pipelining_mx.bodies
     assert body.endswith(b"\r\nline\r\n..leading dot\r\n...two\r\n")  # RFC 5321 §4.5.2 on the wire
 
@@ -312,8 +325,9 @@ class TestNoticesFromInsideTheWriter:
         # No periodic sweep during the test: only the enqueue made with the notice can send it.
         return relay_overrides(overrides, dns_server, delivery_port, ALERT_EMAILS="ops@shop.test", SWEEP_INTERVAL=3600)
 
-    def test_an_alert_mail_raised_while_recording_a_bounce_goes_out_at_once(self, relay, account, dns_server, sink_mx,
-                                                                           sender_mx):
+    def test_an_alert_mail_raised_while_recording_a_bounce_goes_out_at_once(
+        self, relay, account, dns_server, sink_mx, sender_mx
+    ):
         dns_server.mx("example.test", (10, "mx.example.test"))
         dns_server.a("mx.example.test", "127.0.0.3")
         sink_mx("127.0.0.3")

@@ -36,8 +36,12 @@ def overrides(overrides, dns_server, delivery_port):
 
 def start_process(overrides: dict, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=process_env(overrides),
-        stdin=subprocess.DEVNULL, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env=process_env(overrides),
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     port = _ports(overrides["SMTP_LISTEN"])[0]
 
@@ -64,8 +68,11 @@ def test_a_sigkill_mid_batch_loses_nothing_and_duplicates_only_what_was_in_fligh
         with server.submission() as client:
             client.login(username, password)
             for i in range(COUNT):
-                client.sendmail("shop@shop.test", [f"user{i}@example.test"],
-                                f"From: shop@shop.test\r\nSubject: n{i}\r\n\r\nbody {i}\r\n".encode())
+                client.sendmail(
+                    "shop@shop.test",
+                    [f"user{i}@example.test"],
+                    f"From: shop@shop.test\r\nSubject: n{i}\r\n\r\nbody {i}\r\n".encode(),
+                )
         assert wait_for(lambda: len(sink.messages) >= 15), log.read_text()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

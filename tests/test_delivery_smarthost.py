@@ -16,7 +16,9 @@ SMARTHOST_PORT = free_port()
 def overrides(overrides, dns_server, delivery_port, tls_ca, request):
     scheme, ca, password = getattr(request, "param", ("smtp", True, "secret"))
     return relay_overrides(
-        overrides, dns_server, delivery_port,
+        overrides,
+        dns_server,
+        delivery_port,
         SMARTHOST=f"{scheme}://relay%40isp:{password}@127.0.0.1:{SMARTHOST_PORT}",
         SMARTHOST_CA_FILE=str(tls_ca.ca) if ca else "",
     )

@@ -50,7 +50,8 @@ def test_both_signatures_verify_and_name_the_domain_and_selectors(keys):
     fields = [dkim.tags(f) for f in email.message_from_bytes(signed).get_all("DKIM-Signature")]
     assert [(f["a"], f["d"], f["s"]) for f in fields] == [
         ("rsa-sha256", "shop.test", f"{keys.selector}-rsa"),
-        ("ed25519-sha256", "shop.test", f"{keys.selector}-ed25519")]
+        ("ed25519-sha256", "shop.test", f"{keys.selector}-ed25519"),
+    ]
 
 
 def test_a_changed_body_breaks_the_signature(keys):

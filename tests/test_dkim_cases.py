@@ -24,15 +24,18 @@ CASES = {
         FROM + b"To: " + b", ".join(b"customer%d@example.test" % i for i in range(30)) + b"\r\n"
         b"Subject: " + b"A very long subject line " * 20 + b"\r\n"
         b"List-Unsubscribe: <https://shop.test/u/" + b"x" * 400 + b">\r\n"
-        b"Content-Type: text/plain;\r\n\tcharset=utf-8;\r\n\tformat=flowed\r\n\r\nBody.\r\n"),
+        b"Content-Type: text/plain;\r\n\tcharset=utf-8;\r\n\tformat=flowed\r\n\r\nBody.\r\n"
+    ),
     "8-bit body": (
         FROM + b"To: alice@example.test\r\nSubject: =?utf-8?q?Bestellbest=C3=A4tigung?=\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-        + "Grüße aus Köln, ﾃｽﾄ, 注文 №42 – €19,99\r\n".encode()),
+        + "Grüße aus Köln, ﾃｽﾄ, 注文 №42 – €19,99\r\n".encode()
+    ),
     "no trailing CRLF": FROM + b"To: alice@example.test\r\nSubject: Order 43\r\n\r\nThank you.",
     "spaces and blank lines": (
         FROM + b"To:   alice@example.test  \r\nSubject:\tOrder  44 \r\n\r\nline with spaces   \r\n"
-        b"\ttabbed\t line\r\n\r\n\r\n\r\n"),
+        b"\ttabbed\t line\r\n\r\n\r\n\r\n"
+    ),
     "headers only": FROM + b"To: alice@example.test\r\nSubject: Empty\r\n\r\n",
 }
 
@@ -43,11 +46,22 @@ def keys():
 
 
 def dkimpy_fields(message: bytes, keys) -> bytes:
-    signers = [(b"rsa-sha256", dkim.rsa_selector(keys.selector), keys.rsa_pem),
-               (b"ed25519-sha256", dkim.ed25519_selector(keys.selector), keys.ed25519_seed)]
-    return b"".join(dkimpy.sign(message, name.encode(), b"shop.test", key.encode(),
-                                canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=algorithm,
-                                include_headers=list(dkim.SIGNED_HEADERS)) for algorithm, name, key in signers)
+    signers = [
+        (b"rsa-sha256", dkim.rsa_selector(keys.selector), keys.rsa_pem),
+        (b"ed25519-sha256", dkim.ed25519_selector(keys.selector), keys.ed25519_seed),
+    ]
+    return b"".join(
+        dkimpy.sign(
+            message,
+            name.encode(),
+            b"shop.test",
+            key.encode(),
+            canonicalize=(b"relaxed", b"relaxed"),
+            signature_algorithm=algorithm,
+            include_headers=list(dkim.SIGNED_HEADERS),
+        )
+        for algorithm, name, key in signers
+    )
 
 
 PIECES = [b" ", b"  ", b"\t", b" \t ", b"a", b"\xc3\xa4", b"\r\n", b"\r", b"\n", b".", b"X-A: 1", b"Subject:"]
@@ -74,8 +88,10 @@ def test_the_signatures_are_dkimpys_byte_for_byte_and_verify(keys, case):
     message = CASES[case]
     while True:  # both within one second, so that both carry the same t=
         second = int(time.time())
-        ours, theirs = dkim.sign(message, "shop.test", keys.selector, keys.rsa_pem, keys.ed25519_seed), \
-            dkimpy_fields(message, keys)
+        ours, theirs = (
+            dkim.sign(message, "shop.test", keys.selector, keys.rsa_pem, keys.ed25519_seed),
+            dkimpy_fields(message, keys),
+        )
         if int(time.time()) == second:
             break
     assert ours == theirs
@@ -108,8 +124,9 @@ def overrides(overrides, dns_server, delivery_port):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_case_delivered_verifies_with_dkimpy_at_the_sink(app, relay, account, shop_domain, dns_server,
-                                                              sink_mx, case):
+def test_each_case_delivered_verifies_with_dkimpy_at_the_sink(
+    app, relay, account, shop_domain, dns_server, sink_mx, case
+):
     sink = signed_route(app, shop_domain, dns_server, sink_mx)
     with relay.smtp.submission() as client:
         client.login(*account)
@@ -118,5 +135,7 @@ def test_each_case_delivered_verifies_with_dkimpy_at_the_sink(app, relay, accoun
     (received,) = wait_for(lambda: sink.messages)
     verifier = dkimpy.DKIM(received.data)
     assert [dkim.tags(v.decode())["a"] for n, v in verifier.headers if n.lower() == b"dkim-signature"] == [
-        "rsa-sha256", "ed25519-sha256"]
+        "rsa-sha256",
+        "ed25519-sha256",
+    ]
     assert_both_signatures_verify(app, received.data)

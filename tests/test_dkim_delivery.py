@@ -50,9 +50,12 @@ def test_a_delivered_message_passes_dkim_for_both_signatures_with_d_equal_to_the
 
     with relay.smtp.submission() as client:
         client.login(*account)
-        client.sendmail("orders@shop.test", ["alice@example.test"],
-                        b"From: Shop <orders@shop.test>\r\nTo: alice@example.test\r\nSubject: Order 42\r\n\r\n"
-                        b"Thank you.\r\n.leading dot survives\r\n")
+        client.sendmail(
+            "orders@shop.test",
+            ["alice@example.test"],
+            b"From: Shop <orders@shop.test>\r\nTo: alice@example.test\r\nSubject: Order 42\r\n\r\n"
+            b"Thank you.\r\n.leading dot survives\r\n",
+        )
 
     (received,) = wait_for(lambda: sink.messages)
     signatures = [dkim.tags(f) for f in email.message_from_bytes(received.data).get_all("DKIM-Signature")]
@@ -69,7 +72,8 @@ def test_mail_from_a_domain_that_is_not_verified_leaves_unsigned(app, relay, acc
     sink = sink_mx("127.0.0.3")
     with relay.smtp.submission() as client:
         client.login(*account)
-        client.sendmail("me@personal.test", ["alice@example.test"],
-                        b"From: me@personal.test\r\nSubject: hi\r\n\r\nhi\r\n")
+        client.sendmail(
+            "me@personal.test", ["alice@example.test"], b"From: me@personal.test\r\nSubject: hi\r\n\r\nhi\r\n"
+        )
     (received,) = wait_for(lambda: sink.messages)
     assert b"DKIM-Signature" not in received.data

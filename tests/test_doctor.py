@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from appliance import doctor, serve, tls
+from appliance.doctor import address
 from tests.conftest import HOSTNAME, relay_overrides
 from tests.ports import free_port
 
@@ -101,7 +102,7 @@ def test_a_running_and_well_set_up_appliance_passes_every_check(run_cli, smtp_se
     assert only(results, "dns")["detail"] == f"{HOSTNAME} resolves to {OUT_IP}"
     assert only(results, "ptr")["detail"] == f"{OUT_IP} has PTR {HOSTNAME}, which resolves back to {OUT_IP}"
     assert "is open: mx.probe.test [127.0.0.3]" in only(results, "outbound")["detail"]
-    assert {r["target"] for r in results if r["check"] == "blocklists"} == set(doctor.BLOCKLISTS)
+    assert {r["target"] for r in results if r["check"] == "blocklists"} == set(address.BLOCKLISTS)
     assert ("5.0.0.127.zen.spamhaus.org.", "A") in good_dns.queries  # reversed octets + zone
 
 
@@ -113,8 +114,10 @@ def test_the_https_dashboard_of_web_tls_listen_is_checked_too(app, run_cli, dash
     server, shown = serve.start_https(app, app.config["WEB_TLS_LISTEN"], tls.LiveContext(tls.ensure(app.config)))
     try:
         https = doctor.check_ports(app.config, timeout=2)[-1]
-        assert (https.status, https.detail) == (doctor.OK, f"the dashboard answers on https://127.0.0.1:{port}/ "
-                                                "(/health: ok)")
+        assert (https.status, https.detail) == (
+            doctor.OK,
+            f"the dashboard answers on https://127.0.0.1:{port}/ (/health: ok)",
+        )
         assert "answers on http://" in doctor.check_ports(app.config, timeout=2)[-2].detail  # WEB_LISTEN's
     finally:
         server.stop()
@@ -162,8 +165,10 @@ def test_unreadable_listen_settings_are_reported_not_raised(app, run_cli, stoppe
     code, results = run_doctor(run_cli)
     assert code == 1
     details = [r["detail"] for r in results if r["check"] == "ports" and r["status"] == "FAIL"]
-    assert details == ["SMTP_LISTEN: cannot read 'smtp-please' (expected [ADDRESS:]PORT[-LAST]/starttls|tls)",
-                       "WEB_LISTEN: cannot read 'localhost'"]
+    assert details == [
+        "SMTP_LISTEN: cannot read 'smtp-please' (expected [ADDRESS:]PORT[-LAST]/starttls|tls)",
+        "WEB_LISTEN: cannot read 'localhost'",
+    ]
 
 
 # -- certificate ---------------------------------------------------------------------------------
@@ -175,8 +180,10 @@ def make_certificate(directory, names: list[str], days_left: float, *, other_key
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Issuing CA")]))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=400)).not_valid_after(now + dt.timedelta(days=days_left))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=400))
+        .not_valid_after(now + dt.timedelta(days=days_left))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -184,22 +191,33 @@ def make_certificate(directory, names: list[str], days_left: float, *, other_key
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
-@pytest.mark.parametrize(("names", "days_left", "other_key", "status", "words", "hint"), [
-    ([HOSTNAME], 200, False, "OK", f"valid for {HOSTNAME} until", ""),
-    (["*.test"], 200, False, "OK", "(issued by Test Issuing CA)", ""),
-    ([HOSTNAME], 10, False, "WARN", "expires in 9 days, on", "renew it"),
-    ([HOSTNAME], -1, False, "FAIL", "expired on", "renew it"),
-    (["www.shop.test", "*.relay.test"], 200, False, "FAIL",
-     f"not valid for {HOSTNAME}: it names www.shop.test, *.relay.test", f"get a certificate for {HOSTNAME}"),
-    ([HOSTNAME], 200, True, "FAIL", "key.pem does not belong to this certificate", "TLS_KEY"),
-])
+@pytest.mark.parametrize(
+    ("names", "days_left", "other_key", "status", "words", "hint"),
+    [
+        ([HOSTNAME], 200, False, "OK", f"valid for {HOSTNAME} until", ""),
+        (["*.test"], 200, False, "OK", "(issued by Test Issuing CA)", ""),
+        ([HOSTNAME], 10, False, "WARN", "expires in 9 days, on", "renew it"),
+        ([HOSTNAME], -1, False, "FAIL", "expired on", "renew it"),
+        (
+            ["www.shop.test", "*.relay.test"],
+            200,
+            False,
+            "FAIL",
+            f"not valid for {HOSTNAME}: it names www.shop.test, *.relay.test",
+            f"get a certificate for {HOSTNAME}",
+        ),
+        ([HOSTNAME], 200, True, "FAIL", "key.pem does not belong to this certificate", "TLS_KEY"),
+    ],
+)
 def test_a_configured_certificate_is_checked_for_dates_names_and_key(
-        app, run_cli, stopped, tmp_path, names, days_left, other_key, status, words, hint):
+    app, run_cli, stopped, tmp_path, names, days_left, other_key, status, words, hint
+):
     app.config["TLS_CERT"], app.config["TLS_KEY"] = make_certificate(tmp_path, names, days_left, other_key=other_key)
     code, results = run_doctor(run_cli)
     cert = only(results, "certificate")
@@ -234,14 +252,27 @@ def test_a_hostname_without_an_address_fails(run_cli, stopped, dns_server):
     assert dns_check["detail"] == f"{HOSTNAME} has no A or AAAA record" and "publish an A record" in dns_check["hint"]
 
 
-@pytest.mark.parametrize(("ptr", "a", "detail", "hint"), [
-    (None, OUT_IP, f"{OUT_IP} has no PTR record; it should be {HOSTNAME}", "set its reverse DNS (PTR) to relay.test"),
-    ("vps-5.cloud.test", OUT_IP, f"{OUT_IP} has PTR vps-5.cloud.test; it should be {HOSTNAME}", "reverse DNS"),
-    (HOSTNAME, "127.0.0.9", f"{OUT_IP} has PTR {HOSTNAME}, but {HOSTNAME} resolves to 127.0.0.9, not {OUT_IP}",
-     f"publish an A record {HOSTNAME} -> {OUT_IP}"),
-])
+@pytest.mark.parametrize(
+    ("ptr", "a", "detail", "hint"),
+    [
+        (
+            None,
+            OUT_IP,
+            f"{OUT_IP} has no PTR record; it should be {HOSTNAME}",
+            "set its reverse DNS (PTR) to relay.test",
+        ),
+        ("vps-5.cloud.test", OUT_IP, f"{OUT_IP} has PTR vps-5.cloud.test; it should be {HOSTNAME}", "reverse DNS"),
+        (
+            HOSTNAME,
+            "127.0.0.9",
+            f"{OUT_IP} has PTR {HOSTNAME}, but {HOSTNAME} resolves to 127.0.0.9, not {OUT_IP}",
+            f"publish an A record {HOSTNAME} -> {OUT_IP}",
+        ),
+    ],
+)
 def test_reverse_dns_must_name_the_hostname_and_be_confirmed_forward(
-        app, run_cli, dns_server, probe_mx, ptr, a, detail, hint):
+    app, run_cli, dns_server, probe_mx, ptr, a, detail, hint
+):
     tls.ensure(app.config)
     dns_server.a(HOSTNAME, a)
     if ptr:
@@ -254,8 +285,9 @@ def test_reverse_dns_must_name_the_hostname_and_be_confirmed_forward(
     assert check["detail"] == detail and hint in check["hint"]
 
 
-def test_a_private_outbound_address_found_by_itself_is_a_warning_not_a_lookup(run_cli, stopped, dns_server,
-                                                                              monkeypatch):
+def test_a_private_outbound_address_found_by_itself_is_a_warning_not_a_lookup(
+    run_cli, stopped, dns_server, monkeypatch
+):
     monkeypatch.setattr(doctor, "outbound_ip", lambda: "10.20.30.40")
     code, results = run_doctor(run_cli, ip=None)
     assert code == 0
@@ -263,8 +295,12 @@ def test_a_private_outbound_address_found_by_itself_is_a_warning_not_a_lookup(ru
     assert ptr["status"] == "WARN" and "10.20.30.40 is not public" in ptr["detail"]
     assert ptr["hint"] == "behind NAT? pass --ip with the public address"
     assert only(results, "blocklists") | {"hint": ""} == {
-        "check": "blocklists", "target": "10.20.30.40", "status": "OK",
-        "detail": "private address, not checked", "hint": ""}
+        "check": "blocklists",
+        "target": "10.20.30.40",
+        "status": "OK",
+        "detail": "private address, not checked",
+        "hint": "",
+    }
     assert not [q for q in dns_server.queries if q[1] == "PTR" or "spamhaus" in q[0]]
 
 
@@ -279,8 +315,10 @@ def test_a_blocked_port_25_fails_and_suggests_a_smarthost(run_cli, stopped, dns_
     code, results = run_doctor(run_cli)
     check = only(results, "outbound")
     assert code == 1 and check["status"] == "FAIL"
-    assert check["detail"] == (f"outbound port {delivery_port} seems blocked (many clouds block it): "
-                               f"mx.probe.test [127.0.0.4]:{delivery_port} refused the connection")
+    assert check["detail"] == (
+        f"outbound port {delivery_port} seems blocked (many clouds block it): "
+        f"mx.probe.test [127.0.0.4]:{delivery_port} refused the connection"
+    )
     assert "SMARTHOST" in check["hint"]
 
 
@@ -318,13 +356,17 @@ def test_the_probe_mx_lookup_timing_out_is_a_warning(run_cli, stopped, dns_serve
 SMARTHOST_PORT = free_port()
 
 
-@pytest.mark.parametrize(("password", "trust", "status", "words"), [
-    ("secret", True, "OK", "certificate verified, AUTH as relay@isp accepted"),
-    ("wrong", True, "FAIL", "smarthost refused our AUTH: 535 5.7.8"),
-    ("secret", False, "FAIL", "CERTIFICATE_VERIFY_FAILED"),
-])
+@pytest.mark.parametrize(
+    ("password", "trust", "status", "words"),
+    [
+        ("secret", True, "OK", "certificate verified, AUTH as relay@isp accepted"),
+        ("wrong", True, "FAIL", "smarthost refused our AUTH: 535 5.7.8"),
+        ("secret", False, "FAIL", "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
 def test_with_a_smarthost_its_tls_and_credentials_are_checked_instead_of_port_25(
-        app, run_cli, stopped, sink_mx, tls_ca, dns_server, password, trust, status, words):
+    app, run_cli, stopped, sink_mx, tls_ca, dns_server, password, trust, status, words
+):
     sink_mx("127.0.0.1", port=SMARTHOST_PORT, auth=("relay@isp", "secret"), name="smarthost.test")
     app.config["SMARTHOST"] = f"smtp://relay%40isp:{password}@127.0.0.1:{SMARTHOST_PORT}"
     app.config["SMARTHOST_CA_FILE"] = str(tls_ca.ca) if trust else ""
@@ -338,7 +380,7 @@ def test_with_a_smarthost_its_tls_and_credentials_are_checked_instead_of_port_25
 
 # -- blocklists ----------------------------------------------------------------------------------
 def test_a_listing_on_a_blocklist_fails(run_cli, stopped, dns_server):
-    dns_server.a(f"5.0.0.127.{doctor.BLOCKLISTS[0]}", "127.0.0.2")
+    dns_server.a(f"5.0.0.127.{address.BLOCKLISTS[0]}", "127.0.0.2")
     code, results = run_doctor(run_cli)
     lists = {r["target"]: r for r in results if r["check"] == "blocklists"}
     assert code == 1
@@ -349,7 +391,7 @@ def test_a_listing_on_a_blocklist_fails(run_cli, stopped, dns_server):
 
 
 def test_a_blocklist_that_refuses_the_resolver_is_a_warning(run_cli, stopped, dns_server):
-    dns_server.a(f"5.0.0.127.{doctor.BLOCKLISTS[0]}", "127.255.255.254")
+    dns_server.a(f"5.0.0.127.{address.BLOCKLISTS[0]}", "127.255.255.254")
     code, results = run_doctor(run_cli)
     zen = next(r for r in results if r["target"] == "zen.spamhaus.org")
     assert code == 0 and zen["status"] == "WARN"
@@ -358,7 +400,7 @@ def test_a_blocklist_that_refuses_the_resolver_is_a_warning(run_cli, stopped, dn
 
 
 def test_dns_timeouts_are_warnings_and_never_crash(run_cli, stopped, dns_server):
-    for name in (HOSTNAME, "5.0.0.127.in-addr.arpa", PROBE, f"5.0.0.127.{doctor.BLOCKLISTS[1]}"):
+    for name in (HOSTNAME, "5.0.0.127.in-addr.arpa", PROBE, f"5.0.0.127.{address.BLOCKLISTS[1]}"):
         dns_server.time_out(name)
     code, results = run_doctor(run_cli)
     assert code == 0
@@ -369,6 +411,7 @@ def test_dns_timeouts_are_warnings_and_never_crash(run_cli, stopped, dns_server)
 
 
 def test_dnsbl_names_reverse_the_address():
-    assert doctor.dnsbl_name("192.0.2.99", "zen.spamhaus.org") == "99.2.0.192.zen.spamhaus.org"
-    assert doctor.dnsbl_name("2001:db8::1", "zen.spamhaus.org") == (
-        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.spamhaus.org")
+    assert address.dnsbl_name("192.0.2.99", "zen.spamhaus.org") == "99.2.0.192.zen.spamhaus.org"
+    assert address.dnsbl_name("2001:db8::1", "zen.spamhaus.org") == (
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.spamhaus.org"
+    )

@@ -60,21 +60,42 @@ def test_published_records_all_pass_and_the_domain_becomes_verified(app, example
 
 BROKEN = {
     "missing DKIM": ("dkim", lambda dns, d: None, "missing: there is no TXT record at"),
-    "wrong key": ("dkim", lambda dns, d: dns.add(f"{d.selector}-rsa._domainkey.example.test", "TXT",
-                                                  dkim.zone_value(dkim.rsa_record(dkim.generate("x").rsa_pem))),
-                  "wrong key"),
-    "several SPF records": ("spf", lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 a:relay.test ~all"',
-                                                          '"v=spf1 mx -all"'), "several SPF records (2)"),
-    "SPF over 10 lookups": ("spf", lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 a:relay.test '
-                                                          + " ".join(f"a:h{i}.test" for i in range(11)) + ' ~all"'),
-                            "SPF with more than 10 lookups: 12 DNS lookups"),
-    "SPF without the appliance": ("spf", lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 ip4:192.0.2.1 -all"'),
-                                  "does not authorize this appliance (relay.test): "
-                                  "publish v=spf1 ip4:192.0.2.1 a:relay.test -all"),
-    "DMARC policy none": ("dmarc", lambda dns, d: dns.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=none"'),
-                          "DMARC policy none"),
-    "bounce MX elsewhere": ("bounce-mx", lambda dns, d: dns.add("bounces.example.test", "MX", "10 mx.other.test."),
-                            "points at mx.other.test instead of relay.test"),
+    "wrong key": (
+        "dkim",
+        lambda dns, d: dns.add(
+            f"{d.selector}-rsa._domainkey.example.test",
+            "TXT",
+            dkim.zone_value(dkim.rsa_record(dkim.generate("x").rsa_pem)),
+        ),
+        "wrong key",
+    ),
+    "several SPF records": (
+        "spf",
+        lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 a:relay.test ~all"', '"v=spf1 mx -all"'),
+        "several SPF records (2)",
+    ),
+    "SPF over 10 lookups": (
+        "spf",
+        lambda dns, d: dns.add(
+            "example.test", "TXT", '"v=spf1 a:relay.test ' + " ".join(f"a:h{i}.test" for i in range(11)) + ' ~all"'
+        ),
+        "SPF with more than 10 lookups: 12 DNS lookups",
+    ),
+    "SPF without the appliance": (
+        "spf",
+        lambda dns, d: dns.add("example.test", "TXT", '"v=spf1 ip4:192.0.2.1 -all"'),
+        "does not authorize this appliance (relay.test): publish v=spf1 ip4:192.0.2.1 a:relay.test -all",
+    ),
+    "DMARC policy none": (
+        "dmarc",
+        lambda dns, d: dns.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=none"'),
+        "DMARC policy none",
+    ),
+    "bounce MX elsewhere": (
+        "bounce-mx",
+        lambda dns, d: dns.add("bounces.example.test", "MX", "10 mx.other.test."),
+        "points at mx.other.test instead of relay.test",
+    ),
 }
 
 
@@ -125,8 +146,11 @@ def test_rotation_switches_to_the_new_selector_once_its_record_is_published(app,
     check(app, example)  # the new record is not there yet: keep signing with the old key
     assert Domain.get_by_id(example.id).selector == old_selector
 
-    publish(dns_server, Domain.get_by_id(example.id),
-            skip=("dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"))
+    publish(
+        dns_server,
+        Domain.get_by_id(example.id),
+        skip=("dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"),
+    )
     results = check(app, example)
     domain = Domain.get_by_id(example.id)
     assert (domain.selector, domain.next_selector, domain.verified) == (rotated.next_selector, None, True)
@@ -158,10 +182,13 @@ def test_the_domains_commands_add_show_and_check_with_json(run_cli, dns_server):
     assert rotated["next_selector"] and json.dumps(rotated).count("new key") == 2
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (("domains", "show", "nowhere.test"), "no sending domain 'nowhere.test'"),
-    (("domains", "add", "not a domain"), "is not a domain name"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("domains", "show", "nowhere.test"), "no sending domain 'nowhere.test'"),
+        (("domains", "add", "not a domain"), "is not a domain name"),
+    ],
+)
 def test_domain_command_errors_go_to_stderr_with_a_non_zero_exit(run_cli, args, words):
     result = run_cli(*args)
     assert result.exit_code != 0 and words in result.stderr

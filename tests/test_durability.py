@@ -24,8 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_process(overrides: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     read_banner(proc)
     return proc
 
@@ -36,8 +42,15 @@ def proc_output(proc) -> str:
 
 
 def cli(overrides: dict, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, env=process_env(overrides),
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        cwd=ROOT,
+        env=process_env(overrides),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -81,9 +94,16 @@ def test_a_message_answered_250_survives_sigkill_right_after_the_reply(overrides
 
 def _incoming(n: int) -> intake.Incoming:
     return intake.prepare(
-        f"From: a@shop.test\r\nSubject: m{n}\r\n\r\nbody".encode(), mail_from="a@shop.test",
-        rcpts=[f"r{n}@example.test"], hostname="relay.test", client_ip="127.0.0.1", client_helo="c",
-        tls="", username=None, account_id=None, account_priority=3,
+        f"From: a@shop.test\r\nSubject: m{n}\r\n\r\nbody".encode(),
+        mail_from="a@shop.test",
+        rcpts=[f"r{n}@example.test"],
+        hostname="relay.test",
+        client_ip="127.0.0.1",
+        client_helo="c",
+        tls="",
+        username=None,
+        account_id=None,
+        account_priority=3,
     )
 
 

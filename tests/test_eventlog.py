@@ -39,8 +39,14 @@ def parse(line: str) -> dict[str, str]:
 
 
 def serve(overrides: dict, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=popen.pop("env", process_env(overrides)),
-                            stdin=subprocess.DEVNULL, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=popen.pop("env", process_env(overrides)),
+        stdin=subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
 
 
 def send(overrides: dict, account, rcpts: list[str]) -> None:
@@ -48,8 +54,11 @@ def send(overrides: dict, account, rcpts: list[str]) -> None:
     with smtplib.SMTP("relay.test", _ports(overrides["SMTP_LISTEN"])[0], timeout=20) as client:
         client.starttls(context=ssl.create_default_context(cafile=str(ca)))
         client.login(*account)
-        client.sendmail("orders@shop.test", rcpts, (
-            f"From: orders@shop.test\r\nTo: {', '.join(rcpts)}\r\nSubject: Order 7\r\n\r\n{BODY_MARKER}\r\n").encode())
+        client.sendmail(
+            "orders@shop.test",
+            rcpts,
+            (f"From: orders@shop.test\r\nTo: {', '.join(rcpts)}\r\nSubject: Order 7\r\n\r\n{BODY_MARKER}\r\n").encode(),
+        )
 
 
 def settled() -> bool:
@@ -81,7 +90,11 @@ def test_each_event_of_a_real_send_is_one_logfmt_line_without_secrets(app, overr
         assert line["stream"] == "transactional"
     assert by_event["accepted"]["via"] == "smtp" and by_event["accepted"]["domain"] == ""
     assert {k: by_event["delivered"][k] for k in ("domain", "code", "status", "mx")} == {
-        "domain": "example.test", "code": "250", "status": "2.0.0", "mx": "mx.example.test"}
+        "domain": "example.test",
+        "code": "250",
+        "status": "2.0.0",
+        "mx": "mx.example.test",
+    }
     assert (by_event["bounced"]["code"], by_event["bounced"]["status"]) == ("550", "5.1.1")
     assert (by_event["deferred"]["code"], by_event["deferred"]["status"]) == ("451", "4.7.1")
     auth = base64.b64encode(f"\0{username}\0{password}".encode()).decode()

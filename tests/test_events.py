@@ -15,8 +15,7 @@ from tests.test_delivery import SENDER, settled, submit
 @pytest.fixture
 def overrides(overrides, dns_server, delivery_port):
     # No periodic sweep within a test: whatever goes out was enqueued by the events layer.
-    return relay_overrides(overrides, dns_server, delivery_port, SWEEP_INTERVAL=3600,
-                           ALERT_EMAILS="ops@shop.test")
+    return relay_overrides(overrides, dns_server, delivery_port, SWEEP_INTERVAL=3600, ALERT_EMAILS="ops@shop.test")
 
 
 @pytest.fixture
@@ -43,14 +42,15 @@ def kinds(run_cli, message_id: str) -> list[tuple[str, str]]:
 
 
 def test_accepted_delivered_bounced_and_deferred_are_events_of_the_message(relay, account, remote, run_cli):
-    message_id = submit(relay, account, ["alice@example.test", "unknown.user@example.test",
-                                         "greylist@example.test"])
+    message_id = submit(relay, account, ["alice@example.test", "unknown.user@example.test", "greylist@example.test"])
     settled(message_id, "delivered", "bounced", "deferred")
     listed = shown_events(run_cli, message_id)
     assert listed[0]["type"] == "accepted" and listed[0]["recipient"] == ""
     assert {(e["type"], e["recipient"]) for e in listed[1:]} == {
-        ("delivered", "alice@example.test"), ("bounced", "unknown.user@example.test"),
-        ("deferred", "greylist@example.test")}
+        ("delivered", "alice@example.test"),
+        ("bounced", "unknown.user@example.test"),
+        ("deferred", "greylist@example.test"),
+    }
     assert all(e["at"] for e in listed)
     bounced = next(e for e in listed if e["type"] == "bounced")
     assert "550 5.1.1" in bounced["details"]["reply"] and bounced["details"]["mx"] == "mx.example.test"
@@ -58,7 +58,8 @@ def test_accepted_delivered_bounced_and_deferred_are_events_of_the_message(relay
 
 
 def test_a_delivery_that_keeps_failing_until_the_give_up_age_is_a_failed_event(
-        relay, account, dns_server, run_cli, test_clock):
+    relay, account, dns_server, run_cli, test_clock
+):
     from appliance import queue
 
     dns_server.mx("down.test", (10, "mx.down.test"))
@@ -96,7 +97,8 @@ def test_hold_release_and_cancel_from_the_cli_are_events_with_who_did_it(relay, 
 
 
 def test_a_dsn_and_the_alert_mail_go_out_right_after_the_bounce_without_a_sweep(
-        relay, account, remote, sender_mx, run_cli):
+    relay, account, remote, sender_mx, run_cli
+):
     message_id = submit(relay, account, ["unknown.user@example.test"], subject="Invoice")
     settled(message_id, "bounced")
     # SWEEP_INTERVAL is an hour: both notices were enqueued by the bounce's commit.
@@ -105,23 +107,45 @@ def test_a_dsn_and_the_alert_mail_go_out_right_after_the_bounce_without_a_sweep(
     alert_mail = next(m for m in arrived if m.rcpts == ["ops@shop.test"])
     assert b"delivery-failing" in alert_mail.data and b"unknown.user@example.test" in alert_mail.data
     notices = Message.select().where(Message.id != message_id)
-    assert {(e["type"], e["details"].get("via")) for m in notices for e in shown_events(run_cli, m.id)
-            if e["type"] == "accepted"} == {("accepted", "dsn"), ("accepted", "notice")}
+    assert {
+        (e["type"], e["details"].get("via"))
+        for m in notices
+        for e in shown_events(run_cli, m.id)
+        if e["type"] == "accepted"
+    } == {("accepted", "dsn"), ("accepted", "notice")}
 
 
 def test_events_reach_subscribers_only_after_their_transaction_commits(app):
     seen = []
     events.subscribe([events.ACCEPTED], seen.append)
-    item = intake.prepare(b"From: a@shop.test\r\n\r\nhi\r\n", mail_from="a@shop.test", rcpts=["b@example.test"],
-                          hostname="relay.test", client_ip="127.0.0.1", client_helo="c", tls="", username=None,
-                          account_id=None, account_priority=3)
+    item = intake.prepare(
+        b"From: a@shop.test\r\n\r\nhi\r\n",
+        mail_from="a@shop.test",
+        rcpts=["b@example.test"],
+        hostname="relay.test",
+        client_ip="127.0.0.1",
+        client_helo="c",
+        tls="",
+        username=None,
+        account_id=None,
+        account_priority=3,
+    )
     with db.atomic_write():
         intake.store(item)
         assert seen == []  # not yet committed
     assert [[(e.type, e.message_id) for e in batch] for batch in seen] == [[("accepted", item.id)]]
-    again = intake.prepare(b"From: a@shop.test\r\n\r\nhi\r\n", mail_from="a@shop.test", rcpts=["b@example.test"],
-                           hostname="relay.test", client_ip="127.0.0.1", client_helo="c", tls="", username=None,
-                           account_id=None, account_priority=3)
+    again = intake.prepare(
+        b"From: a@shop.test\r\n\r\nhi\r\n",
+        mail_from="a@shop.test",
+        rcpts=["b@example.test"],
+        hostname="relay.test",
+        client_ip="127.0.0.1",
+        client_helo="c",
+        tls="",
+        username=None,
+        account_id=None,
+        account_priority=3,
+    )
     with pytest.raises(RuntimeError), db.atomic_write():
         intake.store(again)
         raise RuntimeError("rolled back")

@@ -82,12 +82,17 @@ class Appliance:
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
     ports = {"starttls": free_port(), "tls": free_port(), "mx": free_port()}
-    app = create_app({
-        "DATA_DIR": str(tmp_path_factory.mktemp("fuzz") / "data"), "HOSTNAME": HOSTNAME,
-        "WEB_LISTEN": f"127.0.0.1:{free_port()}", "DNS_SERVERS": "127.0.0.1:9", "SMTP_TIMEOUT": 30,
-        "SMTP_LISTEN": f"127.0.0.1:{ports['starttls']}/starttls,127.0.0.1:{ports['tls']}/tls,"
-                       f"127.0.0.1:{ports['mx']}/starttls/mx",
-    })
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path_factory.mktemp("fuzz") / "data"),
+            "HOSTNAME": HOSTNAME,
+            "WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "DNS_SERVERS": "127.0.0.1:9",
+            "SMTP_TIMEOUT": 30,
+            "SMTP_LISTEN": f"127.0.0.1:{ports['starttls']}/starttls,127.0.0.1:{ports['tls']}/tls,"
+            f"127.0.0.1:{ports['mx']}/starttls/mx",
+        }
+    )
     with app.app_context():
         verify_domain("shop.test")
         # Mail from loopback needs no AUTH on the submission ports, so random sessions reach DATA.
@@ -127,17 +132,52 @@ def check_invariants(appliance: Appliance, lines: list[bytes]) -> None:
 
 
 # -- the SMTP session ---------------------------------------------------------------------------
-COMMANDS = st.sampled_from([
-    b"EHLO client.test", b"HELO client.test", b"EHLO", b"EHLO [127.0.0.1]",
-    b"MAIL FROM:<a@shop.test>", b"MAIL FROM:<>", b"MAIL FROM:<a@shop.test> SIZE=100 BODY=8BITMIME",
-    b"MAIL FROM:<bad", b"MAIL FROM:a@shop.test", b"MAIL TO:<a@shop.test>", b"MAIL FROM:<a@shop.test> SIZE=x",
-    b"RCPT TO:<b@example.com>", b"RCPT TO:<postmaster@relay.test>", b"RCPT TO:<a%b@relay.test>",
-    b"RCPT TO:<>", b"RCPT TO:<\"q@x\"@relay.test>", b"RCPT TO:<b@[127.0.0.1]>",
-    b"DATA", b"RSET", b"NOOP", b"NOOP hello", b"VRFY postmaster", b"EXPN list", b"HELP", b"HELP MAIL",
-    b"AUTH PLAIN AGFAYg==", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"BDAT 10", b"ETRN relay.test",
-    b".", b"..", b"", b" ", b"From: a@shop.test", b"Subject: hi", b"body line",
-    b"\x00", b"MA\x00IL FROM:<a@shop.test>", b"\xff\xfe", b"x" * 600, b"RCPT TO:<" + b"y" * 300 + b"@relay.test>",
-])
+COMMANDS = st.sampled_from(
+    [
+        b"EHLO client.test",
+        b"HELO client.test",
+        b"EHLO",
+        b"EHLO [127.0.0.1]",
+        b"MAIL FROM:<a@shop.test>",
+        b"MAIL FROM:<>",
+        b"MAIL FROM:<a@shop.test> SIZE=100 BODY=8BITMIME",
+        b"MAIL FROM:<bad",
+        b"MAIL FROM:a@shop.test",
+        b"MAIL TO:<a@shop.test>",
+        b"MAIL FROM:<a@shop.test> SIZE=x",
+        b"RCPT TO:<b@example.com>",
+        b"RCPT TO:<postmaster@relay.test>",
+        b"RCPT TO:<a%b@relay.test>",
+        b"RCPT TO:<>",
+        b'RCPT TO:<"q@x"@relay.test>',
+        b"RCPT TO:<b@[127.0.0.1]>",
+        b"DATA",
+        b"RSET",
+        b"NOOP",
+        b"NOOP hello",
+        b"VRFY postmaster",
+        b"EXPN list",
+        b"HELP",
+        b"HELP MAIL",
+        b"AUTH PLAIN AGFAYg==",
+        b"AUTH LOGIN",
+        b"AUTH CRAM-MD5",
+        b"BDAT 10",
+        b"ETRN relay.test",
+        b".",
+        b"..",
+        b"",
+        b" ",
+        b"From: a@shop.test",
+        b"Subject: hi",
+        b"body line",
+        b"\x00",
+        b"MA\x00IL FROM:<a@shop.test>",
+        b"\xff\xfe",
+        b"x" * 600,
+        b"RCPT TO:<" + b"y" * 300 + b"@relay.test>",
+    ]
+)
 EOLS = st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b"\n\r", b""])
 
 
@@ -184,8 +224,10 @@ def test_fuzz_smtp_session_over_implicit_tls(appliance, session):
     check_invariants(appliance, run_session(appliance, "tls", burst, cuts, tls=True))
 
 
-A_SESSION = (b"EHLO client.test\r\nMAIL FROM:<a@shop.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
-             b"From: a@shop.test\r\nSubject: split\r\n\r\n.dotted\r\nbody\r\n.\r\nRSET\r\n")
+A_SESSION = (
+    b"EHLO client.test\r\nMAIL FROM:<a@shop.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+    b"From: a@shop.test\r\nSubject: split\r\n\r\n.dotted\r\nbody\r\n.\r\nRSET\r\n"
+)
 
 
 def test_fuzz_smtp_session_split_at_every_position(appliance):
@@ -205,32 +247,54 @@ def test_fuzz_smtp_session_split_at_every_position(appliance):
 
 # -- MIME intake ---------------------------------------------------------------------------------
 def _real_messages() -> list[bytes]:
-    plain = (b"From: Shop <a@shop.test>\r\nTo: b@example.com\r\nSubject: Your order\r\n"
-             b"Message-ID: <1@shop.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\n"
-             b"Thank you for your order.\r\n.a line with a dot\r\n\r\nRegards\r\n")
+    plain = (
+        b"From: Shop <a@shop.test>\r\nTo: b@example.com\r\nSubject: Your order\r\n"
+        b"Message-ID: <1@shop.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\n"
+        b"Thank you for your order.\r\n.a line with a dot\r\n\r\nRegards\r\n"
+    )
     rich = email.message.EmailMessage(policy=email.policy.SMTP)
     rich["From"] = '"Café Shop" <a@shop.test>'
     rich["To"] = "Zoë <zoe@example.com>, b@example.com"
     rich["Subject"] = "Ünïcode subject that is long enough to be folded by the email package, surely"
     rich.set_content("Hello in plain text,\nwith two lines.\n")
     rich.add_alternative("<p>Hello in <b>HTML</b></p>\n", subtype="html")
-    rich.add_attachment(bytes(range(256)) * 8, maintype="application", subtype="octet-stream",
-                        filename="data.bin")
-    traced = (b"Received: from mx.example.net (mx.example.net [192.0.2.1])\r\n\tby relay.test with ESMTPS;\r\n"
-              b"\tMon, 2 Nov 2026 10:00:00 +0000\r\n"
-              b"DKIM-Signature: v=1; a=rsa-sha256; d=shop.test; s=s1;\r\n\th=from:to:subject;\r\n"
-              b"\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=abc\r\n\tdef\r\n"
-              b"From: a@shop.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
-              b"Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 =\r\nsoft break\r\n")
+    rich.add_attachment(bytes(range(256)) * 8, maintype="application", subtype="octet-stream", filename="data.bin")
+    traced = (
+        b"Received: from mx.example.net (mx.example.net [192.0.2.1])\r\n\tby relay.test with ESMTPS;\r\n"
+        b"\tMon, 2 Nov 2026 10:00:00 +0000\r\n"
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=shop.test; s=s1;\r\n\th=from:to:subject;\r\n"
+        b"\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=abc\r\n\tdef\r\n"
+        b"From: a@shop.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 =\r\nsoft break\r\n"
+    )
     return [plain, rich.as_bytes(), traced]
 
 
 REAL_MESSAGES = _real_messages()  # built once: the email package draws MIME boundaries from `random`
 
 
-PIECES = st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"\r\n.\r\n", b"\r\n.", b"\x00", b":", b" ", b"\t",
-                          b"From: x@y.test\r\n", b"Sender: s@shop.test\r\n", b"=?utf-8?b?", b"\xff", b"--",
-                          b"\r\n\r\n", b"Subject", b"x" * 1200])
+PIECES = st.sampled_from(
+    [
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b".",
+        b"\r\n.\r\n",
+        b"\r\n.",
+        b"\x00",
+        b":",
+        b" ",
+        b"\t",
+        b"From: x@y.test\r\n",
+        b"Sender: s@shop.test\r\n",
+        b"=?utf-8?b?",
+        b"\xff",
+        b"--",
+        b"\r\n\r\n",
+        b"Subject",
+        b"x" * 1200,
+    ]
+)
 
 
 @st.composite
@@ -243,13 +307,13 @@ def mutated_messages(draw) -> bytes:
         if op == "insert":
             data[at:at] = draw(st.one_of(PIECES, st.binary(max_size=12)))
         elif op == "delete":
-            del data[at:at + draw(st.integers(1, 40))]
+            del data[at : at + draw(st.integers(1, 40))]
         elif op == "replace":
-            data[at:at + 1] = draw(st.one_of(PIECES, st.binary(min_size=1, max_size=3)))
+            data[at : at + 1] = draw(st.one_of(PIECES, st.binary(min_size=1, max_size=3)))
         else:
             start = data.rfind(b"\n", 0, at) + 1
             end = data.find(b"\n", at)
-            line = bytes(data[start:(len(data) if end < 0 else end + 1)])
+            line = bytes(data[start : (len(data) if end < 0 else end + 1)])
             data[start:start] = line
     return bytes(data)
 
@@ -258,8 +322,12 @@ def submit(appliance: Appliance, content: bytes) -> tuple[bytes, list[bytes]]:
     """Send ``content`` as a client would (dot-stuffed, ended by CRLF.CRLF) to the MX port, for a
     local recipient (stored as received: no sender rules stand between the message and intake)."""
     stuffed = (b"." + content if content.startswith(b".") else content).replace(b"\r\n.", b"\r\n..")
-    burst = (b"EHLO fuzz.test\r\nMAIL FROM:<a@shop.test>\r\nRCPT TO:<postmaster@relay.test>\r\nDATA\r\n"
-             + stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\nQUIT\r\n")
+    burst = (
+        b"EHLO fuzz.test\r\nMAIL FROM:<a@shop.test>\r\nRCPT TO:<postmaster@relay.test>\r\nDATA\r\n"
+        + stuffed
+        + (b"" if stuffed.endswith(b"\r\n") else b"\r\n")
+        + b".\r\nQUIT\r\n"
+    )
     sock = appliance.connect("mx")
     try:
         sock.sendall(burst)
@@ -319,9 +387,18 @@ def test_fuzz_mime_intake_random_bytes(appliance, content):
 def test_fuzz_intake_prepare_raises_only_malformed_message(content):
     """In process: prepare either returns or says why the message is malformed."""
     try:
-        item = intake.prepare(content, mail_from="", rcpts=["b@example.com"], hostname=HOSTNAME,
-                              client_ip="127.0.0.1", client_helo="fuzz.test", tls="", username=None,
-                              account_id=None, account_priority=3)
+        item = intake.prepare(
+            content,
+            mail_from="",
+            rcpts=["b@example.com"],
+            hostname=HOSTNAME,
+            client_ip="127.0.0.1",
+            client_helo="fuzz.test",
+            tls="",
+            username=None,
+            account_id=None,
+            account_priority=3,
+        )
     except message_bytes.MalformedMessage:
         return
     assert item.data.endswith(message_bytes.normalise_line_endings(content))

@@ -44,16 +44,22 @@ def alice(app, run_cli):
         verify_domain("shop.example")
         verify_domain("paypal.example")  # verified for someone else: the account lists still refuse it
         account, password = accounts.create("Alice")
-    assert run_cli("accounts", "edit", account.username, "--authorized-senders", "alice@shop.example",
-                   "--sender-mode", "block").exit_code == 0
+    assert (
+        run_cli(
+            "accounts", "edit", account.username, "--authorized-senders", "alice@shop.example", "--sender-mode", "block"
+        ).exit_code
+        == 0
+    )
     return account.username, password
 
 
 # -- finding 1: sender forgery ---------------------------------------------------------------------
 def test_sender_forgery_a_second_from_header_is_refused_with_554_and_nothing_is_relayed(app, smtp_server, alice):
     raw = authenticated_raw(smtp_server, *alice)
-    forged = (b"From: <alice@shop.example>\r\nFrom: \"PayPal Security\" <security@paypal.example>\r\n"
-              b"Subject: Your account\r\n\r\nPlease log in.")
+    forged = (
+        b'From: <alice@shop.example>\r\nFrom: "PayPal Security" <security@paypal.example>\r\n'
+        b"Subject: Your account\r\n\r\nPlease log in."
+    )
     code, text = send(raw, forged)
     assert (code, text) == (554, "5.6.0 Malformed message: more than one From: header (RFC 5322 3.6 allows one)")
     assert raw.cmd("NOOP")[0] == 250
@@ -63,23 +69,30 @@ def test_sender_forgery_a_second_from_header_is_refused_with_554_and_nothing_is_
 
 def test_sender_forgery_a_second_sender_header_is_refused_with_554(app, smtp_server, alice):
     raw = authenticated_raw(smtp_server, *alice)
-    code, text = send(raw, b"From: alice@shop.example\r\nSender: alice@shop.example\r\n"
-                           b"Sender: security@paypal.example\r\n\r\nhi")
+    code, text = send(
+        raw, b"From: alice@shop.example\r\nSender: alice@shop.example\r\nSender: security@paypal.example\r\n\r\nhi"
+    )
     assert code == 554 and text.startswith("5.6.0 Malformed message: more than one Sender: header")
     raw.close()
     assert stored_count(app) == 0
 
 
-@pytest.mark.parametrize("header", [
-    b"From: alice@shop.example, security@paypal.example",  # a second address in the one From:
-    b"From: alice@shop.example\r\nSender: security@paypal.example",  # Sender: is shown by clients too
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"From: alice@shop.example, security@paypal.example",  # a second address in the one From:
+        b"From: alice@shop.example\r\nSender: security@paypal.example",  # Sender: is shown by clients too
+    ],
+)
 def test_sender_forgery_every_from_and_sender_address_is_authorized(app, smtp_server, alice, header):
     raw = authenticated_raw(smtp_server, *alice)
     code, text = send(raw, header + b"\r\nSubject: hi\r\n\r\nhi")
     field = "Sender:" if b"Sender" in header else "From:"
-    assert (code, text) == (553, "5.7.1 Sender address not authorized: this account may not send with the "
-                                 f"{field} header address security@paypal.example")
+    assert (code, text) == (
+        553,
+        "5.7.1 Sender address not authorized: this account may not send with the "
+        f"{field} header address security@paypal.example",
+    )
     raw.close()
     assert stored_count(app) == 0
     with app.app_context():
@@ -87,7 +100,8 @@ def test_sender_forgery_every_from_and_sender_address_is_authorized(app, smtp_se
 
 
 def test_sender_forgery_in_alert_mode_a_sender_header_outside_the_lists_is_accepted_and_alerted(
-        app, smtp_server, alice, run_cli):
+    app, smtp_server, alice, run_cli
+):
     assert run_cli("accounts", "edit", alice[0], "--sender-mode", "alert").exit_code == 0
     raw = authenticated_raw(smtp_server, *alice)
     code, _ = send(raw, b"From: alice@shop.example\r\nSender: security@paypal.example\r\n\r\nhi")
@@ -106,13 +120,16 @@ def test_sender_forgery_an_authorized_from_and_sender_are_accepted(app, smtp_ser
 # -- finding 2: one message stalls everyone -------------------------------------------------------
 def folded_header(lines: int) -> bytes:
     """A From: and a Subject: folded over ``lines`` continuation lines (about 80 octets each)."""
-    return (b"From: alice@shop.example\r\nSubject: start\r\n"
-            + b"".join(b"\tcontinued line %06d " % n + b"x" * 56 + b"\r\n" for n in range(lines))
-            + b"\r\nbody")
+    return (
+        b"From: alice@shop.example\r\nSubject: start\r\n"
+        + b"".join(b"\tcontinued line %06d " % n + b"x" * 56 + b"\r\n" for n in range(lines))
+        + b"\r\nbody"
+    )
 
 
 def test_one_message_stalls_everyone_a_header_folded_over_150000_lines_is_refused_and_others_get_through(
-        app, smtp_server, alice):
+    app, smtp_server, alice
+):
     big, small = authenticated_raw(smtp_server, *alice), authenticated_raw(smtp_server, *alice)
     assert big.cmd("MAIL FROM:<alice@shop.example>")[0] == 250
     assert big.cmd("RCPT TO:<bob@example.com>")[0] == 250
@@ -137,7 +154,8 @@ def few_header_lines(overrides):
 
 
 def test_one_message_stalls_everyone_a_header_over_the_line_count_is_refused_with_554(
-        few_header_lines, app, smtp_server, alice):
+    few_header_lines, app, smtp_server, alice
+):
     raw = authenticated_raw(smtp_server, *alice)
     assert send(raw, folded_header(48))[0] == 250  # From:, Subject: and 48 continuation lines
     assert send(raw, folded_header(49)) == (554, "5.6.0 Malformed message: the header section has more than 50 lines")
@@ -145,8 +163,7 @@ def test_one_message_stalls_everyone_a_header_over_the_line_count_is_refused_wit
     assert stored_count(app) == 1
 
 
-def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_renders_bounded(
-        app, smtp_server, alice):
+def test_one_message_stalls_everyone_the_message_page_of_a_big_header_message_renders_bounded(app, smtp_server, alice):
     raw = authenticated_raw(smtp_server, *alice)
     many_fields = b"".join(b"X-Field-%04d: " % n + b"v" * 100 + b"\r\n" for n in range(1500))
     code, text = send(raw, b"From: alice@shop.example\r\nSubject: wide\r\n" + many_fields + b"\r\nbody")
@@ -199,11 +216,31 @@ def test_lf_only_messages_a_2kb_file_through_curl_upload_file_is_accepted(app, s
     message.write_bytes(lf_only_message())
     username, password = alice
     result = subprocess.run(
-        ["curl", "--silent", "--show-error", "--url", f"smtp://relay.test:{smtp_server.starttls_port}",
-         "--resolve", f"relay.test:{smtp_server.starttls_port}:127.0.0.1", "--ssl-reqd",
-         "--cacert", str(smtp_server.ca), "--user", f"{username}:{password}", "--login-options", "AUTH=PLAIN",
-         "--mail-from", "alice@shop.example", "--mail-rcpt", "bob@example.com", "--upload-file", str(message)],
-        capture_output=True, text=True, timeout=60,
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--url",
+            f"smtp://relay.test:{smtp_server.starttls_port}",
+            "--resolve",
+            f"relay.test:{smtp_server.starttls_port}:127.0.0.1",
+            "--ssl-reqd",
+            "--cacert",
+            str(smtp_server.ca),
+            "--user",
+            f"{username}:{password}",
+            "--login-options",
+            "AUTH=PLAIN",
+            "--mail-from",
+            "alice@shop.example",
+            "--mail-rcpt",
+            "bob@example.com",
+            "--upload-file",
+            str(message),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     with app.app_context():
@@ -217,7 +254,8 @@ def test_one_address_takes_every_slot_idle_connections_from_one_address_leave_ro
     banners = [raw.banner[0] for raw in idle]
     assert banners.count(220) == 50  # MAX_CONNECTIONS_PER_IP, far below MAX_CONNECTIONS (200)
     assert {raw.banner for raw in idle if raw.banner[0] != 220} == {
-        (421, "4.7.0 Too many connections from your address, try later")}
+        (421, "4.7.0 Too many connections from your address, try later")
+    }
     for port in (smtp_server.starttls_port, smtp_server.tls_port, smtp_server.mx_port):
         if port == smtp_server.tls_port:
             with smtp_server.implicit() as client:
@@ -247,9 +285,9 @@ def test_one_address_takes_every_slot_a_client_that_sends_no_command_is_cut_with
 
 
 def test_one_address_takes_every_slot_an_implicit_tls_handshake_never_finished_is_dropped(
-        short_first_command, smtp_server):
-    stalled = socket.create_connection(("127.0.0.1", smtp_server.tls_port), source_address=("127.0.0.2", 0),
-                                       timeout=20)
+    short_first_command, smtp_server
+):
+    stalled = socket.create_connection(("127.0.0.1", smtp_server.tls_port), source_address=("127.0.0.2", 0), timeout=20)
     assert stalled.recv(1) == b""  # closed by the server, not after the client's 20 s
     stalled.close()
 
@@ -267,13 +305,16 @@ def test_data_directory_and_database_are_private_when_the_app_creates_them(app, 
         assert stat.S_IMODE(os.stat(os.path.join(data, name)).st_mode) == 0o600, name
 
 
-@pytest.mark.parametrize("rcpt", ["user%example.net@example.com", "example.net!user@example.com",
-                                  '"user@example.net"@example.com'])
+@pytest.mark.parametrize(
+    "rcpt", ["user%example.net@example.com", "example.net!user@example.com", '"user@example.net"@example.com']
+)
 def test_routing_tricks_in_an_authenticated_rcpt_are_refused(smtp_server, alice, rcpt):
     raw = authenticated_raw(smtp_server, *alice)
     assert raw.cmd("MAIL FROM:<alice@shop.example>")[0] == 250
     assert raw.cmd(f"RCPT TO:<{rcpt}>") == (
-        553, "5.1.3 Bad recipient address: routing characters (%, !, a quoted local part) are not accepted")
+        553,
+        "5.1.3 Bad recipient address: routing characters (%, !, a quoted local part) are not accepted",
+    )
     raw.close()
 
 
@@ -320,7 +361,8 @@ def short_timeout(overrides):
 
 
 def test_data_timeout_does_not_cut_a_client_still_sending_and_answers_421_when_it_does(
-        short_timeout, app, smtp_server, alice):
+    short_timeout, app, smtp_server, alice
+):
     slow = authenticated_raw(smtp_server, *alice)
     for command in ("MAIL FROM:<alice@shop.example>", "RCPT TO:<bob@example.com>", "DATA"):
         assert slow.cmd(command)[0] in (250, 354)
@@ -365,7 +407,8 @@ def login_code(smtp_server, username: str, password: str, source_ip: str = "127.
 
 
 def test_smtp_lockout_one_misconfigured_app_does_not_lock_out_the_other_accounts_behind_its_ip(
-        lockout_budgets, app, smtp_server):
+    lockout_budgets, app, smtp_server
+):
     with app.app_context():
         verify_domain("shop.example")
         broken, broken_password = accounts.create("Misconfigured app")
@@ -378,7 +421,8 @@ def test_smtp_lockout_one_misconfigured_app_does_not_lock_out_the_other_accounts
 
 
 def test_smtp_lockout_a_spray_over_many_usernames_cools_the_ip_but_not_accounts_that_logged_in_from_it(
-        lockout_budgets, app, smtp_server):
+    lockout_budgets, app, smtp_server
+):
     with app.app_context():
         verify_domain("shop.example")
         known, known_password = accounts.create("Known app")
@@ -404,8 +448,9 @@ def test_dashboard_sender_addresses_with_markup_are_refused_with_a_form_error(ap
         assert Sender.select().count() == 0
 
 
-@pytest.mark.parametrize("address", ["a+<svg/onload=alert(1)>@x.example", "any string", "a b@x.example",
-                                     "a@x.example\x00"])
+@pytest.mark.parametrize(
+    "address", ["a+<svg/onload=alert(1)>@x.example", "any string", "a b@x.example", "a@x.example\x00"]
+)
 def test_suppressions_accept_only_addresses_in_the_cli_and_the_dashboard(app, run_cli, address):
     result = run_cli("suppressions", "add", address)
     assert result.exit_code != 0 and "is not an email address" in result.stderr
@@ -422,13 +467,17 @@ def test_suppressions_accept_only_addresses_in_the_cli_and_the_dashboard(app, ru
 def test_nul_bytes_are_refused_never_relayed_and_never_echoed(app, smtp_server, alice):
     raw = authenticated_raw(smtp_server, *alice)
     assert raw.cmd("MAIL FROM:<ali\0ce@shop.example>") == (
-        501, "5.5.2 Syntax error: control characters (such as NUL) are not allowed in commands")
+        501,
+        "5.5.2 Syntax error: control characters (such as NUL) are not allowed in commands",
+    )
     assert raw.cmd("EHLO client\0.test")[0] == 501
     raw.send(b"NO\0OP\r\n")
     echoed = raw.file.readline()
     assert echoed.startswith(b"500 ") and b"\0" not in echoed
     assert send(raw, b"From: alice@shop.example\r\nSubject: nul\r\n\r\nbinary \0 here") == (
-        554, "5.6.0 Malformed message: NUL bytes are not allowed (RFC 5322 2.3)")
+        554,
+        "5.6.0 Malformed message: NUL bytes are not allowed (RFC 5322 2.3)",
+    )
     assert raw.cmd("NOOP")[0] == 250
     raw.close()
     assert stored_count(app) == 0

@@ -33,8 +33,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def _start(overrides: dict) -> tuple[subprocess.Popen, str]:
     """Start app.py; return it and its banner up to the last line."""
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     banner = ""
     for line in proc.stdout:
         banner += line
@@ -104,7 +110,9 @@ def test_https_with_a_supplied_certificate_sends_hsts_secure_cookies_and_follows
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(a.ca))),
-            urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+            urllib.request.HTTPCookieProcessor(jar),
+            _NoRedirect,
+        )
         with opener.open(f"{base}/login", timeout=10) as response:
             token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
         form = urllib.parse.urlencode({"csrf_token": token, "email": email, "password": password}).encode()
@@ -188,4 +196,3 @@ def test_forwarded_headers_from_a_trusted_proxy_are_believed(overrides, peer):
 def test_a_bad_trusted_proxies_entry_is_refused(overrides):
     with pytest.raises(ConfigError, match="TRUSTED_PROXIES: 'nonsense' is not an address or a CIDR"):
         create_app({**overrides, "TRUSTED_PROXIES": "10.0.0.1,nonsense"})
-

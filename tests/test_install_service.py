@@ -54,10 +54,16 @@ class Machine:
 
     def run(self, script: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
         """Run ``script`` with sh, as root, in a new mount namespace that sees the stand-ins."""
-        inner = (f"mount --bind {self.etc} /etc && mount --bind {self.bin} /usr/local/bin && {script}")
-        return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
-                                env={"PATH": ROOT_PATH, **(env or {})}, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        inner = f"mount --bind {self.etc} /etc && mount --bind {self.bin} /usr/local/bin && {script}"
+        return subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
+            env={"PATH": ROOT_PATH, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **kwargs,
+        )
 
     def install(self, **settings: str) -> str:
         env = {"APPLIANCE_PREFIX": str(self.prefix), "APPLIANCE_DATA_DIR": str(self.data), **settings}
@@ -67,8 +73,11 @@ class Machine:
         return output
 
     def uid(self, name: str) -> int:
-        return next(int(line.split(":")[2]) for line in (self.etc / "passwd").read_text().splitlines()
-                    if line.startswith(name + ":"))
+        return next(
+            int(line.split(":")[2])
+            for line in (self.etc / "passwd").read_text().splitlines()
+            if line.startswith(name + ":")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +95,11 @@ def ports():
 
 @pytest.fixture(scope="module")
 def first_install(machine, ports):
-    return machine.install(APPLIANCE_HOSTNAME="relay.test",
-                           APPLIANCE_SMTP_LISTEN=f"127.0.0.1:{ports['smtp']}/starttls",
-                           APPLIANCE_WEB_LISTEN=f"127.0.0.1:{ports['web']}")
+    return machine.install(
+        APPLIANCE_HOSTNAME="relay.test",
+        APPLIANCE_SMTP_LISTEN=f"127.0.0.1:{ports['smtp']}/starttls",
+        APPLIANCE_WEB_LISTEN=f"127.0.0.1:{ports['web']}",
+    )
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -125,9 +136,11 @@ def test_it_installs_a_user_the_settings_the_unit_and_prints_the_first_admin_onc
 def test_the_service_started_as_the_unit_says_serves_smtp_and_the_dashboard(machine, first_install, ports):
     admin_email, admin_password = re.search(r"shown once\): (\S+) / (\S+)", first_install).groups()
     service = unit_service(machine)
-    command = (f"set -a && . {service['EnvironmentFile']} && set +a && cd {service['WorkingDirectory']} && "
-               f"exec setpriv --reuid={service['User']} --regid={service['Group']} --init-groups "
-               f"{service['ExecStart']}")
+    command = (
+        f"set -a && . {service['EnvironmentFile']} && set +a && cd {service['WorkingDirectory']} && "
+        f"exec setpriv --reuid={service['User']} --regid={service['Group']} --init-groups "
+        f"{service['ExecStart']}"
+    )
     proc = machine.run(command)  # unshare, sh and setpriv exec: proc is the service's own process
     try:
         banner = read_banner(proc)
@@ -142,8 +155,9 @@ def test_the_service_started_as_the_unit_says_serves_smtp_and_the_dashboard(mach
             assert client.ehlo()[0] == 250 and "auth" in client.esmtp_features
 
         web = f"http://127.0.0.1:{ports['web']}"
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-                                             _NoRedirect())
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect()
+        )
         login_page = opener.open(f"{web}/login", timeout=20).read().decode()
         token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
         form = urllib.parse.urlencode({"csrf_token": token, "email": admin_email, "password": admin_password})
@@ -193,6 +207,7 @@ def test_installing_again_upgrades_the_code_and_keeps_data_settings_and_admins(m
 def test_it_refuses_to_run_without_root(machine):
     script = machine.base / "install-service.sh"  # where `nobody` can read it, wherever the checkout is
     shutil.copy(ROOT / "scripts" / "install-service.sh", script)
-    result = subprocess.run(["runuser", "-u", "nobody", "--", "sh", str(script)],
-                            capture_output=True, text=True, timeout=30, cwd="/")
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "sh", str(script)], capture_output=True, text=True, timeout=30, cwd="/"
+    )
     assert result.returncode == 1 and "run it as root" in result.stderr

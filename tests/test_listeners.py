@@ -56,8 +56,10 @@ BAD_LISTEN = {
     "port 0": ("0/starttls", "'0/starttls': port 0 is not in 1-65535"),
     "past 65535": ("65000-65536/tls", "'65000-65536/tls': port 65536 is not in 1-65535"),
     "overlap": ("1025-5000/starttls,2525/starttls", "'2525/starttls' overlaps '*:1025-5000/starttls'"),
-    "overlap on one address": ("127.0.0.1:25000-25010/starttls,25010-25020/tls",
-                               "'25010-25020/tls' overlaps '127.0.0.1:25000-25010/starttls'"),
+    "overlap on one address": (
+        "127.0.0.1:25000-25010/starttls,25010-25020/tls",
+        "'25010-25020/tls' overlaps '127.0.0.1:25000-25010/starttls'",
+    ),
     "too large": ("1-65535/starttls", "'1-65535/starttls': 65535 ports, a range holds at most 5000"),
     "unknown mode": ("1025-5000/ssl", "'1025-5000/ssl': unknown mode 'ssl' (starttls or tls)"),
 }
@@ -73,8 +75,9 @@ def test_a_bad_port_range_is_refused_with_a_sentence(spec, sentence):
 def test_serve_with_a_bad_port_range_exits_with_the_sentence_and_no_traceback(overrides, name):
     spec, sentence = BAD_LISTEN[name]
     overrides["SMTP_LISTEN"] = spec
-    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0 and sentence in done.stderr and "Traceback" not in done.stderr
 
 
@@ -95,12 +98,15 @@ def test_a_port_range_takes_mail_on_each_of_its_ports_and_is_one_banner_line(app
             with smtplib.SMTP(HOSTNAME, port, local_hostname="client.test", timeout=10) as client:
                 client.starttls(context=ssl.create_default_context(cafile=str(files.ca)))
                 client.login(*account)
-                client.sendmail("shop@shop.test", ["alice@example.test"],
-                                f"From: shop@shop.test\r\nTo: alice@example.test\r\nSubject: port {port}\r\n\r\n"
-                                "Hello.\r\n")
+                client.sendmail(
+                    "shop@shop.test",
+                    ["alice@example.test"],
+                    f"From: shop@shop.test\r\nTo: alice@example.test\r\nSubject: port {port}\r\n\r\nHello.\r\n",
+                )
         with app.app_context():
             assert sorted(m.subject for m in Message.select()) == sorted(
-                f"port {p}" for p in (ports[0], ports[5], ports[-1]))
+                f"port {p}" for p in (ports[0], ports[5], ports[-1])
+            )
     finally:
         service.stop()
         busy.close()
@@ -111,8 +117,14 @@ def test_the_dashboard_keeps_serving_when_a_range_puts_its_files_past_1024(overr
     # ("filedescriptor out of range in select()") once a range of ports has taken the low ones.
     ports = free_port_range(1100)
     overrides["SMTP_LISTEN"] += f",127.0.0.1:{ports[0]}-{ports[-1]}/starttls"
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         read_banner(proc)
         web = overrides["WEB_LISTEN"]
@@ -176,8 +188,9 @@ def _no_name_check(ca: Path) -> ssl.SSLContext:
 
 
 def test_supplied_tls_cert_and_key_are_used_instead_of_generated_ones(tmp_path, app):
-    supplied = tls.ensure({"TLS_CERT": "", "TLS_KEY": "", "HOSTNAME": "relay.test",
-                           "DATA_DIR": str(tmp_path / "elsewhere")})
+    supplied = tls.ensure(
+        {"TLS_CERT": "", "TLS_KEY": "", "HOSTNAME": "relay.test", "DATA_DIR": str(tmp_path / "elsewhere")}
+    )
     app.config.update(TLS_CERT=str(supplied.cert), TLS_KEY=str(supplied.key))
     service, files = start_smtp(app.config)
     try:
@@ -191,8 +204,14 @@ def test_supplied_tls_cert_and_key_are_used_instead_of_generated_ones(tmp_path, 
 
 
 def _start_and_read_banner(overrides: dict, prefix: tuple[str, ...] = ()) -> str:
-    proc = subprocess.Popen([*prefix, sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -225,33 +244,52 @@ def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(
     assert {name: (data / name).read_bytes() for name in generated} == generated
 
 
-def test_the_banner_s_cli_line_finds_the_same_data_from_another_folder_and_elsewhere_it_says_none(
-        overrides, tmp_path):
+def test_the_banner_s_cli_line_finds_the_same_data_from_another_folder_and_elsewhere_it_says_none(overrides, tmp_path):
     banner = _start_and_read_banner(overrides)
     (line,) = [line for line in banner.splitlines() if "the CLI from any folder:" in line]
     exports = dict(re.findall(r'(\w+)="([^"]*)"', line))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     base = {k: v for k, v in process_env(overrides).items() if k != "APPLIANCE_DATA_DIR"}
-    env = base | {"PATH": exports["PATH"].replace("$PATH", "/usr/bin:/bin"),
-                  "APPLIANCE_DATA_DIR": exports["APPLIANCE_DATA_DIR"]}
-    created = subprocess.run(["appliance", "accounts", "create", "My shop"], cwd=elsewhere, env=env,
-                             capture_output=True, text=True, timeout=60)
+    env = base | {
+        "PATH": exports["PATH"].replace("$PATH", "/usr/bin:/bin"),
+        "APPLIANCE_DATA_DIR": exports["APPLIANCE_DATA_DIR"],
+    }
+    created = subprocess.run(
+        ["appliance", "accounts", "create", "My shop"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert created.returncode == 0, created.stderr
-    listed = subprocess.run([Path(sys.executable).with_name("appliance"), "accounts", "list"], cwd=ROOT,
-                            env=process_env(overrides),
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [Path(sys.executable).with_name("appliance"), "accounts", "list"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "my-shop.smtp" in listed.stdout  # the appliance's own data, seen from its folder
-    lost = subprocess.run(["appliance", "accounts", "list"], cwd=elsewhere, env=base | {"PATH": env["PATH"]},
-                          capture_output=True, text=True, timeout=60)
+    lost = subprocess.run(
+        ["appliance", "accounts", "list"],
+        cwd=elsewhere,
+        env=base | {"PATH": env["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert lost.returncode == 1 and f"no appliance data in {elsewhere / 'data'}" in lost.stderr
     assert not (elsewhere / "data").exists()
 
 
 def test_serve_with_an_unreadable_listener_setting_exits_with_a_message(overrides):
     overrides["SMTP_LISTEN"] = "587/ssl"
-    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0 and "SMTP_LISTEN: cannot read '587/ssl'" in done.stderr
 
 
@@ -261,8 +299,10 @@ def test_a_privileged_port_without_the_capability_is_skipped_with_the_reason(ove
     overrides["SMTP_LISTEN"] = f"127.0.0.1:26/starttls,127.0.0.1:{port}/starttls"
     no_bind = ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service")
     banner = _start_and_read_banner(overrides, no_bind)
-    assert ("SMTP 127.0.0.1:26/starttls NOT listening: Permission denied "
-            "(ports below 1024 need root or CAP_NET_BIND_SERVICE)") in banner
+    assert (
+        "SMTP 127.0.0.1:26/starttls NOT listening: Permission denied "
+        "(ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    ) in banner
     assert f"listening on 127.0.0.1:{port}" in banner
 
 
@@ -272,8 +312,14 @@ def test_a_busy_dashboard_port_is_reported_and_smtp_keeps_working(overrides):
     busy.listen()
     overrides["WEB_LISTEN"] = f"127.0.0.1:{busy.getsockname()[1]}"
     smtp_port = int(overrides["SMTP_LISTEN"].split(",")[0].split(":")[1].split("/")[0])
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=process_env(overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         banner = read_banner(proc)
         assert f"dashboard: NOT listening on {overrides['WEB_LISTEN']}: Address already in use" in banner

@@ -35,8 +35,11 @@ def remote(dns_server, sink_mx):
 def samples(response) -> dict[tuple[str, tuple], float]:
     assert response.status_code == 200, response.data
     assert response.headers["Content-Type"].startswith("text/plain; version=")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.get_data(as_text=True)) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
 
 
 def send(smtp, account, rcpts: list[str], *, stream: str = "") -> None:
@@ -63,14 +66,19 @@ def test_a_known_mix_of_outcomes_over_smtp_is_what_metrics_count(app, relay, acc
     expected = {
         ("appliance_messages_accepted_total", (("stream", "transactional"),)): 1.0,
         ("appliance_messages_accepted_total", (("stream", "broadcast"),)): 1.0,
-        ("appliance_deliveries_total", (("outcome", "delivered"), ("provider", "default"),
-                                        ("stream", "transactional"))): 1.0,
-        ("appliance_deliveries_total", (("outcome", "bounced"), ("provider", "default"),
-                                        ("stream", "transactional"))): 1.0,
-        ("appliance_deliveries_total", (("outcome", "deferred"), ("provider", "default"),
-                                        ("stream", "transactional"))): 1.0,
-        ("appliance_deliveries_total", (("outcome", "delivered"), ("provider", "gmail"),
-                                        ("stream", "broadcast"))): 1.0,
+        (
+            "appliance_deliveries_total",
+            (("outcome", "delivered"), ("provider", "default"), ("stream", "transactional")),
+        ): 1.0,
+        (
+            "appliance_deliveries_total",
+            (("outcome", "bounced"), ("provider", "default"), ("stream", "transactional")),
+        ): 1.0,
+        (
+            "appliance_deliveries_total",
+            (("outcome", "deferred"), ("provider", "default"), ("stream", "transactional")),
+        ): 1.0,
+        ("appliance_deliveries_total", (("outcome", "delivered"), ("provider", "gmail"), ("stream", "broadcast"))): 1.0,
         ("appliance_delivery_latency_seconds_count", (("stream", "transactional"),)): 1.0,
         ("appliance_delivery_latency_seconds_count", (("stream", "broadcast"),)): 1.0,
         ("appliance_smtp_sessions_total", (("listener", "submission"),)): 3.0,
@@ -120,13 +128,13 @@ def test_without_a_token_metrics_are_for_loopback_only(overrides):
     from appliance import create_app
 
     client = create_app({**overrides, "METRICS_TOKEN": ""}).test_client()
-    refused = client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.1"},
-                         headers={"Authorization": "Bearer anything"})
+    refused = client.get(
+        "/metrics", environ_base={"REMOTE_ADDR": "192.0.2.1"}, headers={"Authorization": "Bearer anything"}
+    )
     assert refused.status_code == 403 and "loopback only" in json.loads(refused.data)["detail"]
 
 
-def test_in_the_scale_out_roles_each_process_counts_its_own_work_on_metrics_listen(
-        app, overrides, account, remote):
+def test_in_the_scale_out_roles_each_process_counts_its_own_work_on_metrics_listen(app, overrides, account, remote):
     import urllib.request
 
     from tests.ports import free_port
@@ -143,19 +151,27 @@ def test_in_the_scale_out_roles_each_process_counts_its_own_work_on_metrics_list
         def scrape(role: str) -> dict:
             with urllib.request.urlopen(f"http://127.0.0.1:{ports[role]}/metrics", timeout=10) as response:
                 text = response.read().decode()
-            return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                    for family in text_string_to_metric_families(text) for s in family.samples}
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
 
-        delivered = ("appliance_deliveries_total", (("outcome", "delivered"), ("provider", "default"),
-                                                    ("stream", "transactional")))
+        delivered = (
+            "appliance_deliveries_total",
+            (("outcome", "delivered"), ("provider", "default"), ("stream", "transactional")),
+        )
         accepted = ("appliance_messages_accepted_total", (("stream", "transactional"),))
         assert wait_for(lambda: scrape("worker").get(delivered) == 1.0)
         at_front, at_worker = scrape("smtp"), scrape("worker")
         assert at_front[accepted] == 1.0 and at_front["appliance_smtp_sessions_total", (("listener", "submission"),)]
         assert delivered not in at_front and accepted not in at_worker
         # The queue is read from the database: the same wherever it is scraped.
-        assert at_front["appliance_queue_depth", (("status", "queued"),)] == 0.0 == at_worker[
-            "appliance_queue_depth", (("status", "queued"),)]
+        assert (
+            at_front["appliance_queue_depth", (("status", "queued"),)]
+            == 0.0
+            == at_worker["appliance_queue_depth", (("status", "queued"),)]
+        )
         with pytest.raises(urllib.error.HTTPError) as elsewhere:
             urllib.request.urlopen(f"http://127.0.0.1:{ports['smtp']}/", timeout=10)
         assert elsewhere.value.code == 404

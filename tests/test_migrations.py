@@ -68,17 +68,33 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
         ("default", 6, "", "", None, None),
     ]
     for row in earlier:
-        db.execute_sql('INSERT INTO "provider_group" ("name", "position", "domain_patterns", "mx_patterns", '
-                       '"hourly_cap", "session_cap", "throttle_strikes", "throttle_reply") '
-                       "VALUES (?, ?, ?, ?, ?, ?, 0, '')", row)
-    db.execute_sql("INSERT INTO \"warmup_plan\" (\"id\", \"enabled\", \"steps\") VALUES (1, 0, ?)",
-                   ("1:1000,4:5000,7:10000,11:25000,15:50000,21:",))
+        db.execute_sql(
+            'INSERT INTO "provider_group" ("name", "position", "domain_patterns", "mx_patterns", '
+            '"hourly_cap", "session_cap", "throttle_strikes", "throttle_reply") '
+            "VALUES (?, ?, ?, ?, ?, ?, 0, '')",
+            row,
+        )
+    db.execute_sql(
+        'INSERT INTO "warmup_plan" ("id", "enabled", "steps") VALUES (1, 0, ?)',
+        ("1:1000,4:5000,7:10000,11:25000,15:50000,21:",),
+    )
 
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0010_provider_table"  # then the later ones
-    rows = db.execute_sql('SELECT "name", "hourly_cap", "hourly_warm", "daily_cap", "mx_patterns", "stage" '
-                          'FROM "provider_group" ORDER BY "position"').fetchall()
-    assert [r[0] for r in rows] == ["gmail", "google-workspace", "aol", "yahoo", "outlook", "microsoft-365",
-                                    "icloud", "fastmail", "default"]
+    rows = db.execute_sql(
+        'SELECT "name", "hourly_cap", "hourly_warm", "daily_cap", "mx_patterns", "stage" '
+        'FROM "provider_group" ORDER BY "position"'
+    ).fetchall()
+    assert [r[0] for r in rows] == [
+        "gmail",
+        "google-workspace",
+        "aol",
+        "yahoo",
+        "outlook",
+        "microsoft-365",
+        "icloud",
+        "fastmail",
+        "default",
+    ]
     by_name = {r[0]: r[1:] for r in rows}
     assert by_name["gmail"] == (500, 5000, 50000, "gmail-smtp-in.l.google.com\n*.gmail-smtp-in.l.google.com", "auto")
     assert by_name["yahoo"][:3] == (42, 10000, 100000)  # the admin's hourly figure stays
@@ -95,28 +111,44 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
     from appliance.policy import sending
 
     db = _migrated_up_to(tmp_path, "0014")
-    db.execute_sql("INSERT INTO \"message\" (\"id\", \"direction\", \"status\", \"mail_from\", \"rcpt_count\", "
-                   "\"from_header\", \"subject\", \"message_id_header\", \"size\", \"priority\", \"client_ip\", "
-                   "\"client_helo\", \"tls\", \"received_at\", \"stream\", \"track_opens\", \"track_clicks\") "
-                   "VALUES ('01A', 'outbound', 'sent', '', 2, '', '', '', 0, 3, '', '', '', "
-                   "'2025-03-10 09:05:00', 'broadcast', 1, 1)")
+    db.execute_sql(
+        'INSERT INTO "message" ("id", "direction", "status", "mail_from", "rcpt_count", '
+        '"from_header", "subject", "message_id_header", "size", "priority", "client_ip", '
+        '"client_helo", "tls", "received_at", "stream", "track_opens", "track_clicks") '
+        "VALUES ('01A', 'outbound', 'sent', '', 2, '', '', '', 0, 3, '', '', '', "
+        "'2025-03-10 09:05:00', 'broadcast', 1, 1)"
+    )
     for rcpt, status in (("ann@gmail.com", "delivered"), ("bob@example.test", "suppressed")):
-        db.execute_sql("INSERT INTO \"delivery\" (\"message_id\", \"rcpt\", \"domain\", \"status\", \"priority\", "
-                       "\"attempts\", \"next_attempt_at\", \"last_reply\", \"updated_at\") "
-                       "VALUES ('01A', ?, ?, ?, 3, 0, '2025-03-10 09:05:00', '', '2025-03-10 09:05:00')",
-                       (rcpt, rcpt.split("@")[1], status))
-    for type_, at, details in (("delivered", "09:06", "{}"), ("opened", "10:30", '{"machine":false}'),
-                               ("opened", "11:30", '{"machine":false}'), ("opened", "11:31", '{"machine":true}')):
-        db.execute_sql("INSERT INTO \"event\" (\"message_id\", \"recipient\", \"type\", \"at\", \"details\") "
-                       "VALUES ('01A', 'ann@gmail.com', ?, ?, ?)", (type_, f"2025-03-10 {at}:00", details))
+        db.execute_sql(
+            'INSERT INTO "delivery" ("message_id", "rcpt", "domain", "status", "priority", '
+            '"attempts", "next_attempt_at", "last_reply", "updated_at") '
+            "VALUES ('01A', ?, ?, ?, 3, 0, '2025-03-10 09:05:00', '', '2025-03-10 09:05:00')",
+            (rcpt, rcpt.split("@")[1], status),
+        )
+    for type_, at, details in (
+        ("delivered", "09:06", "{}"),
+        ("opened", "10:30", '{"machine":false}'),
+        ("opened", "11:30", '{"machine":false}'),
+        ("opened", "11:31", '{"machine":true}'),
+    ):
+        db.execute_sql(
+            'INSERT INTO "event" ("message_id", "recipient", "type", "at", "details") '
+            "VALUES ('01A', 'ann@gmail.com', ?, ?, ?)",
+            (type_, f"2025-03-10 {at}:00", details),
+        )
 
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up() == ["0014_event_counts"]
-    query = ('SELECT "received", "hour", "account", "stream", "provider", "metric", "count", "uniques" '
-             'FROM "event_count"')
+    query = (
+        'SELECT "received", "hour", "account", "stream", "provider", "metric", "count", "uniques" FROM "event_count"'
+    )
     backfilled = sorted(db.execute_sql(query).fetchall())
     assert [(r[1][11:13], r[4], r[5], r[6], r[7]) for r in backfilled] == [
-        ("09", "gmail", "delivered", 1, 0), ("09", "gmail", "sent", 1, 0), ("10", "gmail", "opened", 1, 1),
-        ("11", "gmail", "machine_opened", 1, 0), ("11", "gmail", "opened", 1, 0)]
+        ("09", "gmail", "delivered", 1, 0),
+        ("09", "gmail", "sent", 1, 0),
+        ("10", "gmail", "opened", 1, 1),
+        ("11", "gmail", "machine_opened", 1, 0),
+        ("11", "gmail", "opened", 1, 0),
+    ]
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
         events.rebuild_rollups(analytics.provider_names(list(sending.DEFAULT_GROUPS)))
     assert sorted(db.execute_sql(query).fetchall()) == backfilled
@@ -131,8 +163,10 @@ def test_an_upgrade_turns_on_incremental_vacuum_and_keeps_the_rows(tmp_path):
     db = SqliteDatabase(str(tmp_path / "upgrade.db"))
     Runner(db, directory=str(before)).up()
     assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 0  # what SQLite gives a file by default
-    db.execute_sql("INSERT INTO \"sender\" (\"email\", \"created_at\", \"verified_by\") VALUES ('a@shop.test', "
-                   "'2026-01-01 00:00:00', '')")
+    db.execute_sql(
+        'INSERT INTO "sender" ("email", "created_at", "verified_by") VALUES (\'a@shop.test\', '
+        "'2026-01-01 00:00:00', '')"
+    )
 
     assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0013_incremental_vacuum"  # then the later ones
     assert db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL

@@ -46,10 +46,18 @@ def store(app, rcpts, priority=3, domain="workspace.test") -> list[int]:
     """Store one message per recipient as intake does; return the delivery ids."""
     ids = []
     for rcpt in rcpts:
-        item = intake.prepare(f"From: shop@shop.test\r\nSubject: {rcpt}\r\n\r\nbody\r\n".encode(),
-                              mail_from="shop@shop.test", rcpts=[f"{rcpt}@{domain}"], hostname="relay.test",
-                              client_ip="127.0.0.1", client_helo="client.test", tls="", username=None,
-                              account_id=None, account_priority=priority)
+        item = intake.prepare(
+            f"From: shop@shop.test\r\nSubject: {rcpt}\r\n\r\nbody\r\n".encode(),
+            mail_from="shop@shop.test",
+            rcpts=[f"{rcpt}@{domain}"],
+            hostname="relay.test",
+            client_ip="127.0.0.1",
+            client_helo="client.test",
+            tls="",
+            username=None,
+            account_id=None,
+            account_priority=priority,
+        )
         with db.atomic_write():
             intake.store(item)
         ids += [d.id for d in Delivery.select().where(Delivery.message == item.id)]
@@ -61,7 +69,8 @@ def settle(message_ids, predicate):
 
 
 def test_a_google_workspace_domain_is_paced_as_its_own_group_and_waits_for_the_next_hour(
-        relay, account, workspace_mx, sink_mx, at_noon):
+    relay, account, workspace_mx, sink_mx, at_noon
+):
     groups.save_group("google-workspace", hourly_cap=2)
     sink = sink_mx("127.0.0.3")
     sent = [submit(relay, account, [f"person{i}@workspace.test"]) for i in range(3)]
@@ -103,8 +112,7 @@ def rate_limiting_mx(workspace_mx, delivery_port):
     sink.stop()
 
 
-def test_a_421_rate_limit_reply_slows_the_group_down_for_a_while(relay, account, rate_limiting_mx, at_noon,
-                                                                 run_cli):
+def test_a_421_rate_limit_reply_slows_the_group_down_for_a_while(relay, account, rate_limiting_mx, at_noon, run_cli):
     groups.save_group("google-workspace", hourly_cap=4)
     first = submit(relay, account, ["ratelimit@workspace.test"])
     (row,) = settle([first], lambda rows: all(d.status == "deferred" for d in rows) and rows)
@@ -123,8 +131,9 @@ def test_a_421_rate_limit_reply_slows_the_group_down_for_a_while(relay, account,
     rows = settle(later, lambda rows: sorted(d.status for d in rows) == ["deferred", "delivered"] and rows)
     assert rows, [(d.status, d.last_reply) for m in later for d in deliveries(m)]
     (paced,) = [d for d in rows if d.status == "deferred"]
-    assert paced.last_reply == ("pacing: google-workspace reached its hourly cap of 2 "
-                                "(slowed down after its rate-limit reply)")
+    assert paced.last_reply == (
+        "pacing: google-workspace reached its hourly cap of 2 (slowed down after its rate-limit reply)"
+    )
 
     queue.cancel([Delivery.get_by_id(row.id)])  # that recipient would only be refused again
     at_noon.advance(3600)  # the slow-down is over and a new hour has begun
@@ -194,8 +203,9 @@ def test_an_hourly_cap_goes_out_spread_over_the_hour_not_in_one_burst(app, test_
     gate.close()
     waiting = list(Delivery.select().where(Delivery.status == "deferred"))
     assert len(waiting) == 3 and {d.next_attempt_at for d in waiting} == {dt.datetime(2025, 6, 2, 12, 1)}
-    assert waiting[0].last_reply == ("pacing: google-workspace: its hourly cap of 120 is spread over the hour, "
-                                     "2 by 12:00")
+    assert waiting[0].last_reply == (
+        "pacing: google-workspace: its hourly cap of 120 is spread over the hour, 2 by 12:00"
+    )
     test_clock.advance(60)  # 12:01:30: two more
     gate = pace.Gate(app.config, "workspace.test", WORKSPACE)
     assert len(gate.admit(queue.claim([d.id for d in waiting], 300))) == 2
@@ -213,8 +223,10 @@ def test_a_group_daily_cap_holds_across_the_hours_of_a_day(app, at_noon):
     assert len(gate.admit(rows)) == 1
     gate.close()
     (row,) = Delivery.select().where(Delivery.status == "deferred")
-    assert (row.last_reply, row.next_attempt_at) == ("pacing: google-workspace reached its daily cap of 3",
-                                                    dt.datetime(2025, 6, 3))
+    assert (row.last_reply, row.next_attempt_at) == (
+        "pacing: google-workspace reached its daily cap of 3",
+        dt.datetime(2025, 6, 3),
+    )
 
 
 def test_a_group_moves_to_its_warmed_up_cap_as_the_warm_up_plan_progresses(app, at_noon, run_cli):
@@ -243,18 +255,43 @@ def test_a_group_moves_to_its_warmed_up_cap_as_the_warm_up_plan_progresses(app, 
 
 def test_the_cli_lists_and_changes_provider_groups(run_cli):
     listed = cli_json(run_cli("providers", "list", "--json"))
-    assert [p["name"] for p in listed] == ["gmail", "google-workspace", "aol", "yahoo", "outlook", "microsoft-365",
-                                           "icloud", "default"]
+    assert [p["name"] for p in listed] == [
+        "gmail",
+        "google-workspace",
+        "aol",
+        "yahoo",
+        "outlook",
+        "microsoft-365",
+        "icloud",
+        "default",
+    ]
     assert "gmail-smtp-in.l.google.com" in listed[0]["mx_hosts"] and "*.google.com" in listed[1]["mx_hosts"]
     assert (listed[0]["hourly_cap"], listed[0]["hourly_warm"], listed[0]["daily_cap"]) == (500, 5000, 50000)
     changed = cli_json(run_cli("providers", "set", "gmail", "--hourly", "250", "--sessions", "none", "--json"))
     assert (changed["hourly_cap"], changed["hourly_new"], changed["hourly_warm"], changed["session_cap"]) == (
-        250, 250, 250, None)
-    changed = cli_json(run_cli("providers", "set", "gmail", "--hourly-warm", "4000", "--daily", "none",
-                               "--stage", "warm", "--json"))
+        250,
+        250,
+        250,
+        None,
+    )
+    changed = cli_json(
+        run_cli("providers", "set", "gmail", "--hourly-warm", "4000", "--daily", "none", "--stage", "warm", "--json")
+    )
     assert (changed["hourly_cap"], changed["daily_cap"], changed["stage"]) == (4000, None, "warm")
-    created = cli_json(run_cli("providers", "set", "fastmail", "--domains", "fastmail.com,fastmail.fm",
-                               "--mx", "*.messagingengine.com", "--hourly", "100", "--json"))
+    created = cli_json(
+        run_cli(
+            "providers",
+            "set",
+            "fastmail",
+            "--domains",
+            "fastmail.com,fastmail.fm",
+            "--mx",
+            "*.messagingengine.com",
+            "--hourly",
+            "100",
+            "--json",
+        )
+    )
     assert created["domains"] == ["fastmail.com", "fastmail.fm"]
     names = [p["name"] for p in cli_json(run_cli("providers", "list", "--json"))]
     assert names[-2:] == ["fastmail", "default"]  # matched before the catch-all

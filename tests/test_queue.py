@@ -20,13 +20,27 @@ def add_messages(count: int, *, priority: int = 3, domain: str = "example.test")
     ids = [str(ULID()) for _ in range(count)]
     with db.atomic_write():
         for start in range(0, count, 500):
-            chunk = ids[start:start + 500]
-            Message.insert_many([{"id": i, "mail_from": "a@shop.test", "priority": priority, "received_at": now,
-                                  "rcpt_count": 1} for i in chunk]).execute()
+            chunk = ids[start : start + 500]
+            Message.insert_many(
+                [
+                    {"id": i, "mail_from": "a@shop.test", "priority": priority, "received_at": now, "rcpt_count": 1}
+                    for i in chunk
+                ]
+            ).execute()
             MessageBody.insert_many([{"message": i, "data": b"Subject: x\r\n\r\nx\r\n"} for i in chunk]).execute()
-            Delivery.insert_many([{"message": i, "rcpt": f"{i.lower()}@{domain}", "domain": domain,
-                                   "priority": priority, "next_attempt_at": now, "updated_at": now}
-                                  for i in chunk]).execute()
+            Delivery.insert_many(
+                [
+                    {
+                        "message": i,
+                        "rcpt": f"{i.lower()}@{domain}",
+                        "domain": domain,
+                        "priority": priority,
+                        "next_attempt_at": now,
+                        "updated_at": now,
+                    }
+                    for i in chunk
+                ]
+            ).execute()
     return [d.id for d in Delivery.select(Delivery.id).where(Delivery.message.in_(ids)).order_by(Delivery.id)]
 
 
@@ -103,19 +117,22 @@ def test_the_start_up_sweep_takes_back_rows_a_killed_process_was_sending(app, te
     assert Delivery.get_by_id(row).status == "queued"
 
 
-@pytest.mark.parametrize(("statuses", "expected"), [
-    (["queued", "delivered"], "queued"),
-    (["sending"], "queued"),
-    (["deferred", "delivered"], "deferred"),
-    (["held", "bounced"], "held"),
-    (["delivered", "delivered"], "delivered"),
-    (["delivered", "bounced"], "partial"),
-    (["delivered", "suppressed"], "partial"),
-    (["bounced", "failed"], "bounced"),
-    (["failed", "cancelled"], "failed"),
-    (["cancelled", "suppressed"], "cancelled"),
-    (["suppressed"], "suppressed"),
-])
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["queued", "delivered"], "queued"),
+        (["sending"], "queued"),
+        (["deferred", "delivered"], "deferred"),
+        (["held", "bounced"], "held"),
+        (["delivered", "delivered"], "delivered"),
+        (["delivered", "bounced"], "partial"),
+        (["delivered", "suppressed"], "partial"),
+        (["bounced", "failed"], "bounced"),
+        (["failed", "cancelled"], "failed"),
+        (["cancelled", "suppressed"], "cancelled"),
+        (["suppressed"], "suppressed"),
+    ],
+)
 def test_a_message_status_follows_its_deliveries(statuses, expected):
     assert message_status(statuses) == expected
 
@@ -158,8 +175,9 @@ class TestWithWorkers:
         assert Delivery.get(Delivery.message == urgent).delivered_at <= first_normal
         assert len(sink_a.messages) == 30 and len(sink_b.messages) == 1
 
-    def test_the_cli_lists_holds_releases_retries_and_cancels_deliveries(self, relay, account, run_cli, dns_server,
-                                                                         sink_mx, test_clock):
+    def test_the_cli_lists_holds_releases_retries_and_cancels_deliveries(
+        self, relay, account, run_cli, dns_server, sink_mx, test_clock
+    ):
         dns_server.mx("grey.test", (10, "mx.grey.test"))
         dns_server.a("mx.grey.test", "127.0.0.6")
         sink = sink_mx("127.0.0.6")

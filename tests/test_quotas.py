@@ -64,8 +64,9 @@ def test_a_reject_quota_answers_550_with_the_reason(smtp_server, account, accoun
     assert again == 550
 
 
-def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(app, smtp_server, account, account_id,
-                                                                            clock_at_noon):
+def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(
+    app, smtp_server, account, account_id, clock_at_noon
+):
     quotas.set_quotas(account_id, [sp.Quota("minute", 1, "hold")])
     with session(smtp_server, account) as client:
         first = transaction(client)
@@ -88,9 +89,11 @@ def test_a_hold_quota_accepts_stores_held_and_releases_when_the_window_opens(app
     assert Message.get_by_id(held_id).status == "queued"
     held, released = (
         [(e["recipient"], e["details"]) for e in events.timeline(held_id) if e["type"] == kind]
-        for kind in ("held", "released"))
-    assert held == [(r, {"reason": "held: quota-minute until 2025-06-02 12:01 UTC"})
-                    for r in ("c@example.test", "d@example.test")]
+        for kind in ("held", "released")
+    )
+    assert held == [
+        (r, {"reason": "held: quota-minute until 2025-06-02 12:01 UTC"}) for r in ("c@example.test", "d@example.test")
+    ]
     assert released == [(r, {"by": "quota window"}) for r in ("c@example.test", "d@example.test")]
 
 
@@ -103,8 +106,9 @@ def test_an_admin_hold_is_never_released_by_the_quota_sweep(app, smtp_server, ac
     assert Delivery.get(Delivery.message == message_id).status == "held"
 
 
-def test_alerts_are_raised_at_eighty_and_at_one_hundred_per_cent_once_per_window(smtp_server, account, account_id,
-                                                                                 clock_at_noon):
+def test_alerts_are_raised_at_eighty_and_at_one_hundred_per_cent_once_per_window(
+    smtp_server, account, account_id, clock_at_noon
+):
     quotas.set_quotas(account_id, [sp.Quota("hour", 5, "defer")])
     with session(smtp_server, account) as client:
         for _ in range(4):
@@ -139,7 +143,9 @@ def test_the_cli_sets_shows_and_clears_quotas(run_cli, account, account_id):
     assert result.exit_code == 0, result.output
     shown = cli_json(run_cli("quotas", "show", account[0], "--json"))
     assert [(q["period"], q["limit"], q["action"], q["used"]) for q in shown["quotas"]] == [
-        ("hour", 100, "defer", 0), ("day", 1000, "hold", 0)]
+        ("hour", 100, "defer", 0),
+        ("day", 1000, "hold", 0),
+    ]
     bad = run_cli("quotas", "set", account[0], "--per", "week=5")
     assert bad.exit_code != 0 and "period is one of" in bad.output
     assert run_cli("quotas", "set", account[0], "--clear").exit_code == 0

@@ -44,18 +44,12 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run one client to completion, capturing what it says."""
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=HANG_GUARD, env=env, stdin=subprocess.DEVNULL
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=HANG_GUARD, env=env, stdin=subprocess.DEVNULL)
 
 
 def client_env(**extra: str) -> dict[str, str]:
     """The environment without any inherited trust-store override, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")}
     env.update(extra)
     return env
 
@@ -69,9 +63,7 @@ def json_output(proc: subprocess.CompletedProcess) -> dict:
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError:
-        pytest.fail(
-            f"client printed no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        pytest.fail(f"client printed no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
 def stored(run_cli, subject: str, message_id: str | None = None) -> dict:
@@ -95,9 +87,7 @@ def queued_id(text: str) -> str:
 
 
 # -- PHPMailer (WordPress, WooCommerce) -----------------------------------------------------------
-def phpmailer(
-    smtp_server, account, subject: str, *, mode: str, trust_ca: bool = True, auth_type: str = ""
-):
+def phpmailer(smtp_server, account, subject: str, *, mode: str, trust_ca: bool = True, auth_type: str = ""):
     username, password = account
     cfg = {
         "host": "127.0.0.1",
@@ -122,9 +112,7 @@ def phpmailer(
     [("starttls", ""), ("smtps", ""), ("starttls", "PLAIN")],
     ids=["starttls-login", "smtps-login", "starttls-plain"],
 )
-def test_phpmailer_sends_over_verified_tls_and_reads_the_queue_id(
-    smtp_server, account, run_cli, mode, auth_type
-):
+def test_phpmailer_sends_over_verified_tls_and_reads_the_queue_id(smtp_server, account, run_cli, mode, auth_type):
     subject = f"PHPMailer over {mode} {auth_type or 'default auth'}"
     proc, out = phpmailer(smtp_server, account, subject, mode=mode, auth_type=auth_type)
     assert proc.returncode == 0 and out["ok"], out
@@ -138,9 +126,7 @@ def test_phpmailer_sends_over_verified_tls_and_reads_the_queue_id(
 
 
 @needs_php
-def test_phpmailer_that_does_not_trust_the_ca_refuses_the_certificate(
-    smtp_server, account, run_cli
-):
+def test_phpmailer_that_does_not_trust_the_ca_refuses_the_certificate(smtp_server, account, run_cli):
     proc, out = phpmailer(smtp_server, account, "PHPMailer untrusted", mode="smtps", trust_ca=False)
     assert proc.returncode == 1 and not out["ok"]
     assert "certificate verify failed" in "\n".join(out["transcript"]) + (out["error"] or "")
@@ -181,26 +167,18 @@ def nodemailer(
     [(False, ""), (True, ""), (True, "LOGIN")],
     ids=["starttls-default-plain", "implicit-default-plain", "implicit-login"],
 )
-def test_nodemailer_sends_over_verified_tls_and_sees_the_queue_id(
-    smtp_server, account, run_cli, secure, auth_method
-):
+def test_nodemailer_sends_over_verified_tls_and_sees_the_queue_id(smtp_server, account, run_cli, secure, auth_method):
     subject = f"Nodemailer secure={secure} {auth_method or 'default auth'}"
     proc, out = nodemailer(smtp_server, account, subject, secure=secure, auth_method=auth_method)
     assert proc.returncode == 0 and out["ok"], out
     # Nodemailer prefers PLAIN unless told otherwise.
-    assert any(line.startswith(f"AUTH {auth_method or 'PLAIN'}") for line in out["transcript"]), (
-        out["transcript"]
-    )
+    assert any(line.startswith(f"AUTH {auth_method or 'PLAIN'}") for line in out["transcript"]), out["transcript"]
     stored(run_cli, subject, queued_id(out["response"]))
 
 
 @needs_node
-def test_nodemailer_that_does_not_trust_the_ca_refuses_the_certificate(
-    smtp_server, account, run_cli
-):
-    proc, out = nodemailer(
-        smtp_server, account, "Nodemailer untrusted", secure=False, trust_ca=False
-    )
+def test_nodemailer_that_does_not_trust_the_ca_refuses_the_certificate(smtp_server, account, run_cli):
+    proc, out = nodemailer(smtp_server, account, "Nodemailer untrusted", secure=False, trust_ca=False)
     assert proc.returncode == 1 and not out["ok"]
     assert "certificate" in out["error"], out
     assert cli_json(run_cli("messages", "list", "--json")) == []
@@ -242,9 +220,7 @@ def test_django_that_does_not_trust_the_ca_refuses_the_certificate(smtp_server, 
 
 
 # -- swaks ----------------------------------------------------------------------------------------
-def swaks(
-    smtp_server, account, subject: str, *, auth: str, implicit: bool = False, trust_ca: bool = True
-):
+def swaks(smtp_server, account, subject: str, *, auth: str, implicit: bool = False, trust_ca: bool = True):
     username, password = account
     port = smtp_server.tls_port if implicit else smtp_server.starttls_port
     args = [
@@ -313,9 +289,7 @@ def curl(
     username, password = account
     port = smtp_server.tls_port if implicit else smtp_server.starttls_port
     message = tmp_path / "message.eml"
-    message.write_bytes(
-        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n\r\nSent by curl.\r\n".encode()
-    )
+    message.write_bytes(f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n\r\nSent by curl.\r\n".encode())
     args = [
         "curl",
         "--silent",
@@ -351,9 +325,7 @@ def curl(
     [("LOGIN", False), ("PLAIN", False), ("LOGIN", True)],
     ids=["starttls-login", "starttls-plain", "smtps-login"],
 )
-def test_curl_sends_over_verified_tls_with_login_and_plain(
-    smtp_server, account, run_cli, tmp_path, auth, implicit
-):
+def test_curl_sends_over_verified_tls_with_login_and_plain(smtp_server, account, run_cli, tmp_path, auth, implicit):
     subject = f"curl {auth} implicit={implicit}"
     proc = curl(smtp_server, account, subject, tmp_path, auth=auth, implicit=implicit)
     assert proc.returncode == 0, proc.stderr
@@ -362,9 +334,7 @@ def test_curl_sends_over_verified_tls_with_login_and_plain(
 
 
 @needs_curl
-def test_curl_sees_login_challenges_without_nul_bytes_that_go_clients_also_accept(
-    smtp_server, account, tmp_path
-):
+def test_curl_sees_login_challenges_without_nul_bytes_that_go_clients_also_accept(smtp_server, account, tmp_path):
     """Regression for aiosmtpd#566: its challenges "User Name\\0" / "Password\\0" made Go's
     common loginAuth (an exact match on "Username:" / "Password:") and strict clients abort AUTH."""
     proc = curl(smtp_server, account, "curl challenges", tmp_path, auth="LOGIN")
@@ -374,9 +344,7 @@ def test_curl_sees_login_challenges_without_nul_bytes_that_go_clients_also_accep
 
 
 @needs_curl
-def test_curl_that_does_not_trust_the_ca_refuses_the_certificate(
-    smtp_server, account, run_cli, tmp_path
-):
+def test_curl_that_does_not_trust_the_ca_refuses_the_certificate(smtp_server, account, run_cli, tmp_path):
     proc = curl(smtp_server, account, "curl untrusted", tmp_path, auth="PLAIN", trust_ca=False)
     assert proc.returncode == 60, proc.stderr  # CURLE_PEER_FAILED_VERIFICATION
     assert cli_json(run_cli("messages", "list", "--json")) == []

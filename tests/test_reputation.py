@@ -26,9 +26,18 @@ def finished(account_id: int, delivered: int, bounced: int) -> list[str]:
     for status, count in (("delivered", delivered), ("bounced", bounced)):
         for _ in range(count):
             rcpt = f"r{len(rcpts)}@example.test"
-            item = intake.prepare(b"From: shop@shop.test\r\n\r\nhi\r\n", mail_from="shop@shop.test", rcpts=[rcpt],
-                                  hostname="relay.test", client_ip="127.0.0.1", client_helo="c", tls="",
-                                  username=None, account_id=account_id, account_priority=3)
+            item = intake.prepare(
+                b"From: shop@shop.test\r\n\r\nhi\r\n",
+                mail_from="shop@shop.test",
+                rcpts=[rcpt],
+                hostname="relay.test",
+                client_ip="127.0.0.1",
+                client_helo="c",
+                tls="",
+                username=None,
+                account_id=account_id,
+                account_priority=3,
+            )
             with db.atomic_write():
                 intake.store(item)
             Delivery.update(status=status).where(Delivery.message == item.id).execute()
@@ -41,8 +50,9 @@ def test_under_the_minimum_volume_bounces_do_not_count(app, account_id):
     assert guard.check_reputation(app.config)[account_id].state == "ok"
 
 
-def test_the_guard_warns_at_five_per_cent_bounces_then_holds_new_mail_at_ten(app, smtp_server, account, account_id,
-                                                                            test_clock, run_cli):
+def test_the_guard_warns_at_five_per_cent_bounces_then_holds_new_mail_at_ten(
+    app, smtp_server, account, account_id, test_clock, run_cli
+):
     finished(account_id, 19, 1)
     verdict = guard.check_reputation(app.config)[account_id]
     assert (verdict.state, verdict.reason) == ("warn", "bounce-rate")

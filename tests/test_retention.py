@@ -31,11 +31,14 @@ def send(relay, account, rcpts: list[str], *, subject: str, count: int = 1, padd
         client.login(username, password)
         filler = "x" * 98 + "\r\n"  # lines of 100 octets: SMTP allows 1000 at most
         for i in range(count):
-            body = (f"From: {SENDER}\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject} {i}\r\n\r\n"
-                    f"{filler * (padding // len(filler))}Thank you.\r\n").encode()
+            body = (
+                f"From: {SENDER}\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject} {i}\r\n\r\n"
+                f"{filler * (padding // len(filler))}Thank you.\r\n"
+            ).encode()
             client.sendmail(SENDER, rcpts, body)
-    ids = [m for (m,) in Message.select(Message.id).order_by(Message.received_at, Message.id).tuples()
-           if m not in before]
+    ids = [
+        m for (m,) in Message.select(Message.id).order_by(Message.received_at, Message.id).tuples() if m not in before
+    ]
     assert len(ids) == count
     return ids
 
@@ -52,8 +55,7 @@ def has_body(message_id: str) -> bool:
     return MessageBody.select().where(MessageBody.message == message_id).exists()
 
 
-def test_bodies_go_first_then_messages_and_waiting_mail_stays(relay, account, dns_server, sink_mx, test_clock,
-                                                              run_cli):
+def test_bodies_go_first_then_messages_and_waiting_mail_stays(relay, account, dns_server, sink_mx, test_clock, run_cli):
     dns_server.a("example.test", "127.0.0.3")
     sink_mx("127.0.0.3")
     dns_server.a("down.test", "127.0.0.4")  # nothing listens there: deferred
@@ -151,7 +153,7 @@ def test_the_database_size_is_measured_in_both_modes(app):
 
 @pytest.fixture
 def low_disk(overrides):
-    return {**overrides, "DISK_ALERT_FREE_MB": 1024 ** 3}  # 1 PiB: every disk here is "low"
+    return {**overrides, "DISK_ALERT_FREE_MB": 1024**3}  # 1 PiB: every disk here is "low"
 
 
 def test_a_low_disk_raises_one_alert_per_episode(low_disk):

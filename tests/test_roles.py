@@ -24,8 +24,15 @@ def overrides(overrides, dns_server, delivery_port):
 
 
 def start(overrides: dict, role: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "app.py", "--role", role], cwd=ROOT, env=process_env(overrides),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--role", role],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return proc, read_banner(proc)
 
 
@@ -34,8 +41,7 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_an_smtp_front_end_queues_and_a_separate_worker_process_delivers(app, overrides, account, dns_server,
-                                                                          sink_mx):
+def test_an_smtp_front_end_queues_and_a_separate_worker_process_delivers(app, overrides, account, dns_server, sink_mx):
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
     sink = sink_mx("127.0.0.3")

@@ -17,9 +17,20 @@ H = dt.timedelta(hours=1)
 
 
 def rollup_rows() -> list[tuple]:
-    return sorted(EventCount.select(EventCount.received, EventCount.hour, EventCount.account, EventCount.stream,
-                                    EventCount.provider, EventCount.metric, EventCount.count, EventCount.uniques)
-                  .where((EventCount.count != 0) | (EventCount.uniques != 0)).tuples())
+    return sorted(
+        EventCount.select(
+            EventCount.received,
+            EventCount.hour,
+            EventCount.account,
+            EventCount.stream,
+            EventCount.provider,
+            EventCount.metric,
+            EventCount.count,
+            EventCount.uniques,
+        )
+        .where((EventCount.count != 0) | (EventCount.uniques != 0))
+        .tuples()
+    )
 
 
 def assert_same_both_ways(ranges, scopes) -> None:
@@ -43,28 +54,71 @@ def test_real_traffic_gives_the_same_report_from_the_rollup_as_from_the_events(a
         now = clock.now()
         hour = events.hour_of(now)
         account_id = Message.select(Message.account).where(Message.stream == "broadcast").scalar()
-        ranges = [(hour - 48 * H, hour + 2 * H),  # whole hours: the roll-up alone
-                  (now - dt.timedelta(days=30), now),  # the page's default: parts of an hour at both ends
-                  (now - dt.timedelta(minutes=30), now + dt.timedelta(minutes=5)),  # inside one or two hours
-                  (hour + 2 * H, hour + 3 * H)]  # nothing
-        scopes = [{}, {"stream": "broadcast"}, {"stream": "transactional"}, {"account_id": account_id},
-                  {"account_id": 999}]
+        ranges = [
+            (hour - 48 * H, hour + 2 * H),  # whole hours: the roll-up alone
+            (now - dt.timedelta(days=30), now),  # the page's default: parts of an hour at both ends
+            (now - dt.timedelta(minutes=30), now + dt.timedelta(minutes=5)),  # inside one or two hours
+            (hour + 2 * H, hour + 3 * H),
+        ]  # nothing
+        scopes = [
+            {},
+            {"stream": "broadcast"},
+            {"stream": "transactional"},
+            {"account_id": account_id},
+            {"account_id": 999},
+        ]
         assert_same_both_ways(ranges, scopes)
         whole = analytics.report(*ranges[0], stream="broadcast").as_dict()
         assert (whole["sent"], whole["unique_human_opens"], whole["machine_opened"], whole["unsubscribed"]) == (
-            2, 1, 1, 1)
+            2,
+            1,
+            1,
+            1,
+        )
         assert_rebuild_keeps_the_rows()
 
 
-def _message(mid: str, received: dt.datetime, account_id: int | None, stream: str, rcpts: list[str],
-             suppressed: tuple[str, ...] = ()) -> None:
-    db.insert_rows(Message, [{"id": mid, "account": account_id, "direction": "outbound", "status": QUEUED,
-                              "received_at": received, "stream": stream, "rcpt_count": len(rcpts)}])
-    db.insert_rows(Delivery, [{"message": mid, "rcpt": r, "domain": r.rpartition("@")[2].lower(),
-                               "status": SUPPRESSED if r in suppressed else QUEUED, "updated_at": received}
-                              for r in rcpts])
-    events.record([events.occurred(mid, events.ACCEPTED, "", received),
-                   *(events.occurred(mid, events.SUPPRESSED, r, received) for r in suppressed)])
+def _message(
+    mid: str,
+    received: dt.datetime,
+    account_id: int | None,
+    stream: str,
+    rcpts: list[str],
+    suppressed: tuple[str, ...] = (),
+) -> None:
+    db.insert_rows(
+        Message,
+        [
+            {
+                "id": mid,
+                "account": account_id,
+                "direction": "outbound",
+                "status": QUEUED,
+                "received_at": received,
+                "stream": stream,
+                "rcpt_count": len(rcpts),
+            }
+        ],
+    )
+    db.insert_rows(
+        Delivery,
+        [
+            {
+                "message": mid,
+                "rcpt": r,
+                "domain": r.rpartition("@")[2].lower(),
+                "status": SUPPRESSED if r in suppressed else QUEUED,
+                "updated_at": received,
+            }
+            for r in rcpts
+        ],
+    )
+    events.record(
+        [
+            events.occurred(mid, events.ACCEPTED, "", received),
+            *(events.occurred(mid, events.SUPPRESSED, r, received) for r in suppressed),
+        ]
+    )
 
 
 def test_a_made_up_history_gives_the_same_report_both_ways_and_a_rebuild_the_same_rows(app):
@@ -72,11 +126,21 @@ def test_a_made_up_history_gives_the_same_report_both_ways_and_a_rebuild_the_sam
     with app.app_context(), db.atomic_write():
         shop, _ = accounts.create("Shop")
         other, _ = accounts.create("Other")
-        _message("01A", base + dt.timedelta(minutes=5), shop.id, "broadcast",
-                 ["Ann@Gmail.com", "bob@yahoo.com", "cy@example.test", "dee@example.test"],
-                 suppressed=("dee@example.test",))
-        _message("01B", base + dt.timedelta(hours=3, minutes=59), other.id, "transactional",
-                 ["ann@gmail.com", "eve@outlook.com"])
+        _message(
+            "01A",
+            base + dt.timedelta(minutes=5),
+            shop.id,
+            "broadcast",
+            ["Ann@Gmail.com", "bob@yahoo.com", "cy@example.test", "dee@example.test"],
+            suppressed=("dee@example.test",),
+        )
+        _message(
+            "01B",
+            base + dt.timedelta(hours=3, minutes=59),
+            other.id,
+            "transactional",
+            ["ann@gmail.com", "eve@outlook.com"],
+        )
         _message("01C", base + dt.timedelta(days=2, minutes=30), None, "broadcast", ["fay@example.test"])
         _message("01D", base - dt.timedelta(days=40), shop.id, "broadcast", ["old@gmail.com"])
         at = base + dt.timedelta(minutes=10)
@@ -104,16 +168,34 @@ def test_a_made_up_history_gives_the_same_report_both_ways_and_a_rebuild_the_sam
     with app.app_context():
         waiting = Delivery.select().where(Delivery.rcpt == "eve@outlook.com")
         assert [d.status for d in queue.cancel(list(waiting), by="test")] == [CANCELLED]  # no longer sent
-        ranges = [(base, base + 72 * H), (base - dt.timedelta(days=60), base + dt.timedelta(days=1)),
-                  (base + dt.timedelta(minutes=3), base + dt.timedelta(hours=3, minutes=59)),
-                  (base + dt.timedelta(minutes=6), base + dt.timedelta(days=2, minutes=31)),
-                  (base + 3 * H, base + 4 * H), (base + dt.timedelta(minutes=30), base + dt.timedelta(minutes=40))]
-        scopes = [{}, {"stream": "broadcast"}, {"stream": "transactional"}, {"account_id": shop.id},
-                  {"account_id": other.id, "stream": "transactional"}]
+        ranges = [
+            (base, base + 72 * H),
+            (base - dt.timedelta(days=60), base + dt.timedelta(days=1)),
+            (base + dt.timedelta(minutes=3), base + dt.timedelta(hours=3, minutes=59)),
+            (base + dt.timedelta(minutes=6), base + dt.timedelta(days=2, minutes=31)),
+            (base + 3 * H, base + 4 * H),
+            (base + dt.timedelta(minutes=30), base + dt.timedelta(minutes=40)),
+        ]
+        scopes = [
+            {},
+            {"stream": "broadcast"},
+            {"stream": "transactional"},
+            {"account_id": shop.id},
+            {"account_id": other.id, "stream": "transactional"},
+        ]
         assert_same_both_ways(ranges, scopes)
         found = analytics.report(base, base + 72 * H).as_dict()
-        assert (found["sent"], found["delivered"], found["opened"], found["unique_human_opens"],
-                found["clicked"], found["unique_human_clicks"], found["machine_clicked"]) == (5, 4, 4, 3, 3, 1, 1)
-        assert found["top_links"] == [{"url": "https://a.test/1", "clicks": 2, "unique": 1},
-                                      {"url": "https://a.test/2", "clicks": 1, "unique": 1}]
+        assert (
+            found["sent"],
+            found["delivered"],
+            found["opened"],
+            found["unique_human_opens"],
+            found["clicked"],
+            found["unique_human_clicks"],
+            found["machine_clicked"],
+        ) == (5, 4, 4, 3, 3, 1, 1)
+        assert found["top_links"] == [
+            {"url": "https://a.test/1", "clicks": 2, "unique": 1},
+            {"url": "https://a.test/2", "clicks": 1, "unique": 1},
+        ]
         assert_rebuild_keeps_the_rows()

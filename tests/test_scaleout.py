@@ -25,8 +25,9 @@ def send(port: int, ca: Path, account, rcpt: str, subject: str) -> None:
     with smtplib.SMTP("relay.test", port, timeout=20) as client:
         client.starttls(context=ssl.create_default_context(cafile=str(ca)))
         client.login(*account)
-        client.sendmail("orders@shop.test", [rcpt],
-                        f"From: orders@shop.test\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
+        client.sendmail(
+            "orders@shop.test", [rcpt], f"From: orders@shop.test\r\nSubject: {subject}\r\n\r\nhi\r\n".encode()
+        )
 
 
 def test_the_app_runs_on_postgresql_and_redis(app):
@@ -37,8 +38,9 @@ def test_the_app_runs_on_postgresql_and_redis(app):
     assert type(queue.make_huey(app.config)).__name__ == "PriorityRedisHuey"
 
 
-def test_two_smtp_front_ends_and_a_worker_process_share_postgresql_and_redis(app, overrides, account, dns_server,
-                                                                            sink_mx, run_cli):
+def test_two_smtp_front_ends_and_a_worker_process_share_postgresql_and_redis(
+    app, overrides, account, dns_server, sink_mx, run_cli
+):
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
     sink = sink_mx("127.0.0.3")
@@ -69,8 +71,9 @@ def test_two_smtp_front_ends_and_a_worker_process_share_postgresql_and_redis(app
             assert proc.wait(timeout=15) == 0
 
 
-def test_a_bounce_on_postgresql_is_recorded_suppressed_and_answered_with_a_dsn(app, overrides, account, dns_server,
-                                                                              sink_mx):
+def test_a_bounce_on_postgresql_is_recorded_suppressed_and_answered_with_a_dsn(
+    app, overrides, account, dns_server, sink_mx
+):
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
     dns_server.mx("shop.test", (10, "mx.shop.test"))

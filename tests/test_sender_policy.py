@@ -13,42 +13,78 @@ from tests.smtputil import authenticated_raw
 
 
 def decide(address, *, verified=True, domains=(), allowed=(), mode="block", header=False):
-    return acceptance.sender_authorization(address, header=header, verified=verified, authorized_domains=list(domains),
-                                       authorized_senders=list(allowed), mode=mode)
+    return acceptance.sender_authorization(
+        address,
+        header=header,
+        verified=verified,
+        authorized_domains=list(domains),
+        authorized_senders=list(allowed),
+        mode=mode,
+    )
 
 
-@pytest.mark.parametrize(("case", "kwargs", "reason"), [
-    ("verified, no lists", dict(address="a@shop.test"), None),
-    ("null sender", dict(address="", verified=False), None),
-    ("unverified", dict(address="a@evil.test", verified=False), "sender-not-verified"),
-    ("unreadable From:", dict(address="", verified=False, header=True), "sender-not-verified"),
-    ("in authorized domains", dict(address="a@shop.test", domains=["shop.test"]), None),
-    ("in authorized senders", dict(address="A@other.test", allowed=["a@other.test"], domains=["shop.test"]), None),
-    ("outside the lists, block", dict(address="a@other.test", domains=["shop.test"]), "sender-not-authorized"),
-    ("outside the lists, alert", dict(address="a@other.test", domains=["shop.test"], mode="alert"),
-     "sender-not-authorized-allowed"),
-    ("a plain domain is that domain alone", dict(address="a@news.shop.test", domains=["shop.test"]),
-     "sender-not-authorized"),
-    ("*. covers a subdomain", dict(address="a@news.shop.test", domains=["*.shop.test"]), None),
-    ("*. covers a deeper subdomain", dict(address="a@eu.news.shop.test", domains=["*.shop.test"]), None),
-    ("*. covers the domain itself", dict(address="a@Shop.Test", domains=["*.shop.test"]), None),
-    ("*. never covers a look-alike", dict(address="a@evilshop.test", domains=["*.shop.test"]),
-     "sender-not-authorized"),
-    ("*. never covers a domain that only starts alike", dict(address="a@shop.test.evil.test", domains=["*.shop.test"]),
-     "sender-not-authorized"),
-    ("*. never covers its parent", dict(address="a@test", domains=["*.shop.test"]), "sender-not-authorized"),
-])
+@pytest.mark.parametrize(
+    ("case", "kwargs", "reason"),
+    [
+        ("verified, no lists", dict(address="a@shop.test"), None),
+        ("null sender", dict(address="", verified=False), None),
+        ("unverified", dict(address="a@evil.test", verified=False), "sender-not-verified"),
+        ("unreadable From:", dict(address="", verified=False, header=True), "sender-not-verified"),
+        ("in authorized domains", dict(address="a@shop.test", domains=["shop.test"]), None),
+        ("in authorized senders", dict(address="A@other.test", allowed=["a@other.test"], domains=["shop.test"]), None),
+        ("outside the lists, block", dict(address="a@other.test", domains=["shop.test"]), "sender-not-authorized"),
+        (
+            "outside the lists, alert",
+            dict(address="a@other.test", domains=["shop.test"], mode="alert"),
+            "sender-not-authorized-allowed",
+        ),
+        (
+            "a plain domain is that domain alone",
+            dict(address="a@news.shop.test", domains=["shop.test"]),
+            "sender-not-authorized",
+        ),
+        ("*. covers a subdomain", dict(address="a@news.shop.test", domains=["*.shop.test"]), None),
+        ("*. covers a deeper subdomain", dict(address="a@eu.news.shop.test", domains=["*.shop.test"]), None),
+        ("*. covers the domain itself", dict(address="a@Shop.Test", domains=["*.shop.test"]), None),
+        (
+            "*. never covers a look-alike",
+            dict(address="a@evilshop.test", domains=["*.shop.test"]),
+            "sender-not-authorized",
+        ),
+        (
+            "*. never covers a domain that only starts alike",
+            dict(address="a@shop.test.evil.test", domains=["*.shop.test"]),
+            "sender-not-authorized",
+        ),
+        ("*. never covers its parent", dict(address="a@test", domains=["*.shop.test"]), "sender-not-authorized"),
+    ],
+)
 def test_the_sender_rule_decides_each_case(case, kwargs, reason):
     decision = decide(kwargs.pop("address"), **kwargs)
     assert (decision.reason if decision else None) == reason
 
 
-@pytest.mark.parametrize("value", [
-    "orders@shop.test", "  orders@shop.test ", "<orders@shop.test>", "Shop <orders@shop.test>",
-    "=?utf-8?q?Caf=C3=A9?= <cafe@shop.test>", "J. Doe <j@shop.test>", '"Doe, J" <j@shop.test>',
-    "a@shop.test, b@shop.test", "Shop (sales) <orders@shop.test>", "undisclosed-recipients:;", "",
-    "no address", "<>", "x@[127.0.0.1]", "Ünïcode <u@shop.test>", "a@b@shop.test",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "orders@shop.test",
+        "  orders@shop.test ",
+        "<orders@shop.test>",
+        "Shop <orders@shop.test>",
+        "=?utf-8?q?Caf=C3=A9?= <cafe@shop.test>",
+        "J. Doe <j@shop.test>",
+        '"Doe, J" <j@shop.test>',
+        "a@shop.test, b@shop.test",
+        "Shop (sales) <orders@shop.test>",
+        "undisclosed-recipients:;",
+        "",
+        "no address",
+        "<>",
+        "x@[127.0.0.1]",
+        "Ünïcode <u@shop.test>",
+        "a@b@shop.test",
+    ],
+)
 def test_from_addresses_read_by_the_fast_path_match_the_email_package(value):
     import email.utils
 
@@ -87,7 +123,9 @@ def restrict(username: str, **fields) -> None:
 
 def test_an_unverified_sender_is_refused_at_mail_from_with_the_reason(session, account):
     assert session.cmd("MAIL FROM:<someone@unknown.test>") == (
-        553, "5.7.1 Sender address not authorized: someone@unknown.test is not a verified sender or domain")
+        553,
+        "5.7.1 Sender address not authorized: someone@unknown.test is not a verified sender or domain",
+    )
     alert = Alert.get(Alert.kind == "unauthorized-sender-blocked")
     assert alert.subject == f"account {account[0]}" and "someone@unknown.test" in alert.text
 
@@ -101,8 +139,11 @@ def test_a_sender_of_a_verified_domain_or_a_verified_address_is_accepted(session
 
 def test_a_forged_from_header_behind_an_allowed_envelope_sender_is_refused_and_nothing_is_stored(session):
     code, text = send(session, "a@shop.test", "Your Bank <security@bank.test>")
-    assert (code, text) == (553, "5.7.1 Sender address not authorized: the From: header address "
-                                 "security@bank.test is not a verified sender or domain")
+    assert (code, text) == (
+        553,
+        "5.7.1 Sender address not authorized: the From: header address "
+        "security@bank.test is not a verified sender or domain",
+    )
     assert not Message.select().exists()
     assert "From: header security@bank.test" in Alert.get(Alert.kind == "unauthorized-sender-blocked").text
 
@@ -111,7 +152,9 @@ def test_block_mode_refuses_a_verified_sender_outside_the_account_lists_and_aler
     senders.add("news@other.test", verified_by_admin=True)
     restrict(account[0], authorized_domains="shop.test", sender_mode="block")
     assert session.cmd("MAIL FROM:<news@other.test>") == (
-        553, "5.7.1 Sender address not authorized: this account may not send as news@other.test")
+        553,
+        "5.7.1 Sender address not authorized: this account may not send as news@other.test",
+    )
     session.cmd("RSET")
     assert send(session, "a@shop.test", "a@shop.test")[0] == 250
     session.cmd("RSET")
@@ -150,11 +193,15 @@ def test_block_mode_with_a_subdomain_entry_accepts_a_subdomain_and_refuses_a_loo
     assert send(session, "orders@shop.test", "orders@shop.test")[0] == 250
     session.cmd("RSET")
     assert session.cmd("MAIL FROM:<orders@evilshop.test>") == (
-        553, "5.7.1 Sender address not authorized: this account may not send as orders@evilshop.test")
+        553,
+        "5.7.1 Sender address not authorized: this account may not send as orders@evilshop.test",
+    )
     session.cmd("RSET")
     assert send(session, "orders@news.shop.test", "Shop <orders@evilshop.test>") == (
-        553, "5.7.1 Sender address not authorized: this account may not send with the From: header address "
-             "orders@evilshop.test")
+        553,
+        "5.7.1 Sender address not authorized: this account may not send with the From: header address "
+        "orders@evilshop.test",
+    )
     assert [m.mail_from for m in Message.select().order_by(Message.id)] == ["orders@news.shop.test", "orders@shop.test"]
     alert = Alert.get(Alert.kind == "unauthorized-sender-blocked")
     assert alert.count == 2 and "From: header orders@evilshop.test" in alert.text

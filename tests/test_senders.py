@@ -112,10 +112,15 @@ def test_a_tampered_link_is_refused(app):
     assert not Sender.get_by_id(sender.id).verified
 
 
-@pytest.mark.parametrize("text", [
-    "shop.test;news.shop.test", "shop.test, news.shop.test", "  Shop.TEST\nnews.shop.test. ; shop.test ",
-    "shop.test;;news.shop.test;",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "shop.test;news.shop.test",
+        "shop.test, news.shop.test",
+        "  Shop.TEST\nnews.shop.test. ; shop.test ",
+        "shop.test;;news.shop.test;",
+    ],
+)
 def test_authorized_domains_are_read_from_semicolons_commas_or_whitespace(text):
     assert senders.parse_domains(text) == ["shop.test", "news.shop.test"]
 
@@ -124,15 +129,18 @@ def test_a_subdomain_entry_is_kept_as_written_lower_cased():
     assert senders.parse_domains("*.Shop.test.; shop.test, *.shop.test") == ["*.shop.test", "shop.test"]
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("*", "'*' is not a domain name"),
-    ("*.", "'*.' is not a domain name"),
-    ("*shop.test", "'*shop.test' is not a domain name: a * may only begin an entry, as in *.shop.example"),
-    ("shop.*.test", "'shop.*.test' is not a domain name: a * may only begin an entry"),
-    ("*.*.shop.test", "'*.*.shop.test' is not a domain name: a * may only begin an entry"),
-    ("*.test", "'*.test' would cover every domain under .test: name your own domain"),
-    ("*.-shop.test", "'*.-shop.test' is not a domain name"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("*", "'*' is not a domain name"),
+        ("*.", "'*.' is not a domain name"),
+        ("*shop.test", "'*shop.test' is not a domain name: a * may only begin an entry, as in *.shop.example"),
+        ("shop.*.test", "'shop.*.test' is not a domain name: a * may only begin an entry"),
+        ("*.*.shop.test", "'*.*.shop.test' is not a domain name: a * may only begin an entry"),
+        ("*.test", "'*.test' would cover every domain under .test: name your own domain"),
+        ("*.-shop.test", "'*.-shop.test' is not a domain name"),
+    ],
+)
 def test_a_bad_subdomain_entry_is_named_with_what_is_wrong(text, reason):
     with pytest.raises(senders.SenderError, match=re.escape(reason)):
         senders.parse_domains(f"shop.test; {text}")
@@ -145,13 +153,25 @@ def test_authorized_senders_are_normalized_and_a_bad_one_is_named():
 
 
 def test_accounts_edit_stores_and_shows_the_normalized_lists(run_cli, account):
-    result = run_cli("accounts", "edit", account[0], "--authorized-domains", "Shop.test, news.shop.test",
-                     "--authorized-senders", "Jo@Elsewhere.test", "--sender-mode", "alert")
+    result = run_cli(
+        "accounts",
+        "edit",
+        account[0],
+        "--authorized-domains",
+        "Shop.test, news.shop.test",
+        "--authorized-senders",
+        "Jo@Elsewhere.test",
+        "--sender-mode",
+        "alert",
+    )
     assert result.exit_code == 0
     assert "authorized domains: shop.test; news.shop.test" in result.output
     shown = cli_json(run_cli("accounts", "show", account[0], "--json"))
     assert (shown["authorized_domains"], shown["authorized_senders"], shown["sender_mode"]) == (
-        ["shop.test", "news.shop.test"], ["jo@elsewhere.test"], "alert")
+        ["shop.test", "news.shop.test"],
+        ["jo@elsewhere.test"],
+        "alert",
+    )
     bad = run_cli("accounts", "edit", account[0], "--authorized-domains", "shop.test; not_a domain!")
     assert bad.exit_code != 0 and "is not a domain name" in bad.stderr
 
@@ -169,6 +189,7 @@ def test_accounts_edit_takes_a_subdomain_entry_and_names_a_bad_one_on_stderr(run
 
 
 def test_accounts_create_takes_the_authorization_options(run_cli):
-    created = cli_json(run_cli("accounts", "create", "Blog", "--authorized-senders", "blog@shop.test;news@shop.test",
-                               "--json"))
+    created = cli_json(
+        run_cli("accounts", "create", "Blog", "--authorized-senders", "blog@shop.test;news@shop.test", "--json")
+    )
     assert created["authorized_senders"] == ["blog@shop.test", "news@shop.test"] and created["sender_mode"] == "block"

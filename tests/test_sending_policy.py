@@ -11,12 +11,15 @@ from appliance.policy import sending as sp
 NOW = dt.datetime(2025, 3, 14, 15, 9, 26)
 
 
-@pytest.mark.parametrize(("period", "start", "end"), [
-    ("minute", dt.datetime(2025, 3, 14, 15, 9), dt.datetime(2025, 3, 14, 15, 10)),
-    ("hour", dt.datetime(2025, 3, 14, 15), dt.datetime(2025, 3, 14, 16)),
-    ("day", dt.datetime(2025, 3, 14), dt.datetime(2025, 3, 15)),
-    ("month", dt.datetime(2025, 3, 1), dt.datetime(2025, 4, 1)),
-])
+@pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("minute", dt.datetime(2025, 3, 14, 15, 9), dt.datetime(2025, 3, 14, 15, 10)),
+        ("hour", dt.datetime(2025, 3, 14, 15), dt.datetime(2025, 3, 14, 16)),
+        ("day", dt.datetime(2025, 3, 14), dt.datetime(2025, 3, 15)),
+        ("month", dt.datetime(2025, 3, 1), dt.datetime(2025, 4, 1)),
+    ],
+)
 def test_each_quota_period_is_a_fixed_window_around_now(period, start, end):
     assert sp.window(period, NOW) == (start, end)
 
@@ -50,7 +53,10 @@ def test_held_mail_is_released_when_the_last_reached_hold_window_opens():
     quotas = [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 3, "hold")]
     decision = sp.quota_decision(quotas, {"minute": 1, "hour": 3}, NOW)
     assert (decision.action, decision.reason, decision.release_at) == (
-        "hold", "quota-hour", dt.datetime(2025, 3, 14, 16))
+        "hold",
+        "quota-hour",
+        dt.datetime(2025, 3, 14, 16),
+    )
     assert decision.reply.startswith("250")
 
 
@@ -75,15 +81,18 @@ def test_a_destination_is_recognised_by_recipient_domain_then_by_mx_host_name():
     assert sp.match_group(groups, "company.test", ["mx.company.test"]).name == "default"
 
 
-@pytest.mark.parametrize(("code", "enhanced", "text", "expected"), [
-    (421, "4.7.28", "Our system has detected an unusual rate of unsolicited mail", True),
-    (421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred", True),
-    (451, "4.7.500", "Server busy. Please try again later", True),
-    (450, "4.7.28", "Gmail has detected an unusual rate", True),
-    (451, "4.7.1", "Greylisted, try again later", False),
-    (452, "4.2.2", "Mailbox full", False),
-    (550, "5.7.1", "rate limited for good", False),
-])
+@pytest.mark.parametrize(
+    ("code", "enhanced", "text", "expected"),
+    [
+        (421, "4.7.28", "Our system has detected an unusual rate of unsolicited mail", True),
+        (421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred", True),
+        (451, "4.7.500", "Server busy. Please try again later", True),
+        (450, "4.7.28", "Gmail has detected an unusual rate", True),
+        (451, "4.7.1", "Greylisted, try again later", False),
+        (452, "4.2.2", "Mailbox full", False),
+        (550, "5.7.1", "rate limited for good", False),
+    ],
+)
 def test_a_rate_limit_reply_is_told_apart_from_greylisting_and_other_failures(code, enhanced, text, expected):
     assert sp.is_rate_limit(code, enhanced, text) is expected
 
@@ -128,8 +137,9 @@ def test_a_group_moves_from_its_new_ip_to_its_warmed_up_hourly_cap_as_the_warm_u
 
 def test_warm_up_progress_counts_the_plan_steps_reached():
     start = dt.date(2025, 3, 1)
-    days = {day: sp.progress(sp.DEFAULT_WARMUP, start, start + dt.timedelta(days=day - 1))
-            for day in (1, 4, 15, 21, 40)}
+    days = {
+        day: sp.progress(sp.DEFAULT_WARMUP, start, start + dt.timedelta(days=day - 1)) for day in (1, 4, 15, 21, 40)
+    }
     assert days == {1: 0.0, 4: 0.2, 15: 0.8, 21: 1.0, 40: 1.0}
 
 
@@ -181,7 +191,19 @@ def test_the_default_warm_up_plan_steps_up_on_days_four_seven_eleven_fifteen_and
     start = dt.date(2025, 3, 1)
     caps = {day: sp.daily_cap(sp.DEFAULT_WARMUP, start, start + dt.timedelta(days=day - 1)) for day in range(1, 23)}
     assert [caps[d] for d in (1, 3, 4, 6, 7, 10, 11, 14, 15, 20, 21, 22)] == [
-        1000, 1000, 5000, 5000, 10000, 10000, 25000, 25000, 50000, 50000, 100000, 100000]  # day 21 on: the goal
+        1000,
+        1000,
+        5000,
+        5000,
+        10000,
+        10000,
+        25000,
+        25000,
+        50000,
+        50000,
+        100000,
+        100000,
+    ]  # day 21 on: the goal
     assert sp.daily_cap(sp.DEFAULT_WARMUP, start, dt.date(2025, 2, 1)) == 1000  # before the start: day 1
 
 
@@ -199,17 +221,21 @@ def test_over_the_warm_up_cap_mail_waits_until_midnight_with_reason_warmup():
     assert sp.warmed_up(3, cap=None, used=10**9, waiting={}, low_share=0.1, now=NOW) is None
 
 
-@pytest.mark.parametrize(("sent", "bounced", "complaints", "state", "reason"), [
-    (1000, 49, 0, "ok", ""),
-    (1000, 50, 0, "warn", "bounce-rate"),
-    (1000, 0, 1, "warn", "complaint-rate"),
-    (1000, 100, 0, "hold", "bounce-rate"),
-    (1000, 0, 2, "warn", "complaint-rate"),
-    (1000, 0, 3, "hold", "complaint-rate"),  # the knowledge base's 0.3 % (SES holds only at 0.5 %)
-    (199, 150, 10, "ok", ""),  # under the minimum volume nothing is judged
-])
+@pytest.mark.parametrize(
+    ("sent", "bounced", "complaints", "state", "reason"),
+    [
+        (1000, 49, 0, "ok", ""),
+        (1000, 50, 0, "warn", "bounce-rate"),
+        (1000, 0, 1, "warn", "complaint-rate"),
+        (1000, 100, 0, "hold", "bounce-rate"),
+        (1000, 0, 2, "warn", "complaint-rate"),
+        (1000, 0, 3, "hold", "complaint-rate"),  # the knowledge base's 0.3 % (SES holds only at 0.5 %)
+        (199, 150, 10, "ok", ""),  # under the minimum volume nothing is judged
+    ],
+)
 def test_the_reputation_guard_holds_at_ten_per_cent_bounces_or_three_per_mille_complaints(
-        sent, bounced, complaints, state, reason):
+    sent, bounced, complaints, state, reason
+):
     verdict = sp.reputation(sent, bounced, complaints, sp.Thresholds())
     assert (verdict.state, verdict.reason) == (state, reason)
 

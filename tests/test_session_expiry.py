@@ -34,21 +34,30 @@ def dashboard_disable(app, username: str) -> None:
 
 
 ACTIONS = {
-    "disable": (lambda app, run_cli, username: run_cli("accounts", "disable", username),
-                replies.SESSION_ACCOUNT_DISABLED),
-    "disable in the dashboard": (lambda app, run_cli, username: dashboard_disable(app, username),
-                                 replies.SESSION_ACCOUNT_DISABLED),
-    "delete": (lambda app, run_cli, username: run_cli("accounts", "delete", username, "--yes"),
-               replies.SESSION_ACCOUNT_DELETED),
-    "reset-password": (lambda app, run_cli, username: run_cli("accounts", "reset-password", username),
-                       replies.SESSION_CREDENTIALS_CHANGED),
+    "disable": (
+        lambda app, run_cli, username: run_cli("accounts", "disable", username),
+        replies.SESSION_ACCOUNT_DISABLED,
+    ),
+    "disable in the dashboard": (
+        lambda app, run_cli, username: dashboard_disable(app, username),
+        replies.SESSION_ACCOUNT_DISABLED,
+    ),
+    "delete": (
+        lambda app, run_cli, username: run_cli("accounts", "delete", username, "--yes"),
+        replies.SESSION_ACCOUNT_DELETED,
+    ),
+    "reset-password": (
+        lambda app, run_cli, username: run_cli("accounts", "reset-password", username),
+        replies.SESSION_CREDENTIALS_CHANGED,
+    ),
 }
 
 
 @pytest.mark.parametrize("sent_before", [False, True], ids=["first-mail", "after-a-mail"])
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_a_session_signed_in_before_the_change_is_refused_at_its_next_mail_from(
-        app, smtp_server, account, run_cli, action, sent_before):
+    app, smtp_server, account, run_cli, action, sent_before
+):
     username, password = account
     change, expected = ACTIONS[action]
     with smtp_server.submission() as client:
@@ -65,8 +74,7 @@ def test_a_session_signed_in_before_the_change_is_refused_at_its_next_mail_from(
         assert Message.select().count() == (1 if sent_before else 0)
 
 
-def test_after_a_reset_the_same_connection_can_sign_in_again_with_the_new_password(
-        app, smtp_server, account, run_cli):
+def test_after_a_reset_the_same_connection_can_sign_in_again_with_the_new_password(app, smtp_server, account, run_cli):
     username, password = account
     with smtp_server.submission() as client:
         client.login(username, password)

@@ -28,13 +28,17 @@ def session(port: int, ca: Path, account) -> smtplib.SMTP:
     return client
 
 
-@pytest.mark.parametrize("action, expected", [
-    (("disable",), replies.SESSION_ACCOUNT_DISABLED),
-    (("reset-password",), replies.SESSION_CREDENTIALS_CHANGED),
-    (("delete", "--yes"), replies.SESSION_ACCOUNT_DELETED),
-])
-def test_sessions_on_every_front_end_are_refused_at_their_next_mail_from(app, overrides, account, run_cli,
-                                                                         action, expected):
+@pytest.mark.parametrize(
+    "action, expected",
+    [
+        (("disable",), replies.SESSION_ACCOUNT_DISABLED),
+        (("reset-password",), replies.SESSION_CREDENTIALS_CHANGED),
+        (("delete", "--yes"), replies.SESSION_ACCOUNT_DELETED),
+    ],
+)
+def test_sessions_on_every_front_end_are_refused_at_their_next_mail_from(
+    app, overrides, account, run_cli, action, expected
+):
     second = {**overrides, "SMTP_LISTEN": f"127.0.0.1:{free_port()}/starttls", "WEB_LISTEN": f"127.0.0.1:{free_port()}"}
     ca = Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
     procs, clients = [], []

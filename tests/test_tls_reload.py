@@ -32,8 +32,9 @@ def _replace(target: Path, data: bytes) -> None:
 
 
 def _implicit(port: int, ca: Path) -> smtplib.SMTP_SSL:
-    return smtplib.SMTP_SSL(HOSTNAME, port, local_hostname="client.test",
-                            context=ssl.create_default_context(cafile=str(ca)), timeout=10)
+    return smtplib.SMTP_SSL(
+        HOSTNAME, port, local_hostname="client.test", context=ssl.create_default_context(cafile=str(ca)), timeout=10
+    )
 
 
 def _starttls(port: int, ca: Path) -> smtplib.SMTP:
@@ -77,8 +78,7 @@ def _supply(app, tmp_path: Path, pair) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("where", ["supplied", "generated"])
-def test_replaced_certificate_files_serve_new_connections_and_spare_open_sessions(
-        app, tmp_path, fast_checks, where):
+def test_replaced_certificate_files_serve_new_connections_and_spare_open_sessions(app, tmp_path, fast_checks, where):
     a, b = _pair(tmp_path, "ca-a"), _pair(tmp_path, "ca-b")
     if where == "supplied":
         cert, key = _supply(app, tmp_path, a)

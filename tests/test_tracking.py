@@ -24,10 +24,12 @@ from appliance.db import database
 from appliance.models import Domain, Event, Message, Suppression
 from tests.conftest import cli_json, relay_overrides, wait_for
 
-HTML = ('<html><body><h1>Caf\u00e9 news \u2013 \u00e9t\u00e9</h1>'
-        '<p><a href="https://shop.test/sale?a=1&amp;b=2" class="cta">Sale</a> '
-        '<a href="mailto:help@shop.test">Write</a> <a href="tel:+4912345">Call</a> '
-        '<a href="#top">Top</a> <a href="https://shop.test/unsubscribe?u=7">Leave</a></p></body></html>')
+HTML = (
+    "<html><body><h1>Caf\u00e9 news \u2013 \u00e9t\u00e9</h1>"
+    '<p><a href="https://shop.test/sale?a=1&amp;b=2" class="cta">Sale</a> '
+    '<a href="mailto:help@shop.test">Write</a> <a href="tel:+4912345">Call</a> '
+    '<a href="#top">Top</a> <a href="https://shop.test/unsubscribe?u=7">Leave</a></p></body></html>'
+)
 TEXT = "Caf\u00e9 news: https://shop.test/sale?a=1&b=2.\nWrite to mailto:help@shop.test\n"
 _CLICK = re.compile(r"http://127\.0\.0\.1:\d+/t/c/([a-z2-7]{32})\?u=([^\"\s<>]*[^\"\s<>.])")
 _PIXEL = re.compile(r'<img src="(http://127\.0\.0\.1:\d+/t/o/[a-z2-7]{32}\.gif)"[^>]*>')
@@ -126,7 +128,7 @@ def unsubscribe_links(data: bytes) -> list[str]:
 
 def flipped(value: str, index: int) -> str:
     """``value`` with the character at ``index`` changed (a tampered token)."""
-    return value[:index] + ("b" if value[index] != "b" else "c") + value[index + 1:]
+    return value[:index] + ("b" if value[index] != "b" else "c") + value[index + 1 :]
 
 
 def events_of(app, type_: str) -> list[Event]:
@@ -164,8 +166,12 @@ def test_a_broadcast_message_reaches_the_sink_with_pixel_rewritten_links_and_sig
     html_part = text["html"]
     clicks = _CLICK.findall(html_part)
     assert [urllib.parse.unquote(u) for _, u in clicks] == ["https://shop.test/sale?a=1&b=2"]
-    for kept in ('href="mailto:help@shop.test"', 'href="tel:+4912345"', 'href="#top"',
-                 'href="https://shop.test/unsubscribe?u=7"'):
+    for kept in (
+        'href="mailto:help@shop.test"',
+        'href="tel:+4912345"',
+        'href="#top"',
+        'href="https://shop.test/unsubscribe?u=7"',
+    ):
         assert kept in html_part
     (pixel,) = _PIXEL.findall(html_part)
     assert html_part.index(pixel) < html_part.index("</body>")
@@ -286,8 +292,12 @@ def test_one_click_unsubscribe_stops_broadcast_mail_of_that_domain_only_and_tran
     assert status == 200 and b"You are unsubscribed" in page
     with app.app_context():
         (row,) = Suppression.select()
-    assert (row.address, row.stream, row.domain, row.source) == ("alice@example.test", "broadcast", "shop.test",
-                                                                   "unsubscribe")
+    assert (row.address, row.stream, row.domain, row.source) == (
+        "alice@example.test",
+        "broadcast",
+        "shop.test",
+        "unsubscribe",
+    )
     (event,) = events_of(app, "unsubscribed")
     assert json.loads(event.details) == {"via": "one-click"}
 
@@ -340,8 +350,10 @@ def payloads(data: bytes) -> list[bytes]:
     parsed = email.message_from_bytes(data, policy=email.policy.compat32)
     texts = [p for p in parsed.walk() if p.get_content_maintype() == "text"]
     # 8bit: the bytes themselves (the parser's text of them is decoded); else the ASCII payload
-    return [p.get_payload(decode=True) if p["Content-Transfer-Encoding"] == "8bit" else p.get_payload().encode()
-            for p in texts]
+    return [
+        p.get_payload(decode=True) if p["Content-Transfer-Encoding"] == "8bit" else p.get_payload().encode()
+        for p in texts
+    ]
 
 
 @pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
@@ -370,18 +382,19 @@ def test_a_quoted_printable_html_part_of_one_line_gets_crlf_soft_line_breaks(app
 
     one_line = '<html><body><p><a href="https://shop.test/sale">Sale</a> ' + "words " * 100 + "</p></body></html>"
     encoded = quopri.encodestring(one_line.encode()).replace(b"=\n", b"=\r\n")
-    data = (b"From: news@shop.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
-            b"--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-            + encoded + b"\r\n--b--\r\n")
+    data = (
+        b"From: news@shop.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + encoded
+        + b"\r\n--b--\r\n"
+    )
     copy = tracking.personalize(app.config, data, tracking.new_id(), stream="transactional", opens=True, clicks=True)
     assert copy.count(b"\n") == copy.count(b"\r\n")
     html_part = parts(copy)["html"]
     assert _PIXEL.search(html_part) and _CLICK.search(html_part) and "words " * 100 in html_part
 
 
-def test_transactional_mail_is_not_tracked_unless_its_headers_ask_and_bad_values_are_refused(
-    app, relay, account, sink
-):
+def test_transactional_mail_is_not_tracked_unless_its_headers_ask_and_bad_values_are_refused(app, relay, account, sink):
     send(relay, account, newsletter(stream=None))
     send(relay, account, newsletter(stream=None, X_Track_Opens="yes"))
     wait_for(lambda: len(sink.messages) == 2)
@@ -391,8 +404,9 @@ def test_transactional_mail_is_not_tracked_unless_its_headers_ask_and_bad_values
     assert _PIXEL.search(parts(opened.data)["html"]) and not _CLICK.search(parts(opened.data)["html"])
     with relay.smtp.submission() as client, pytest.raises(smtplib.SMTPDataError) as refused:
         client.login(*account)
-        client.sendmail("news@shop.test", ["alice@example.test"],
-                        newsletter(stream="marketing").as_bytes(policy=email.policy.SMTP))
+        client.sendmail(
+            "news@shop.test", ["alice@example.test"], newsletter(stream="marketing").as_bytes(policy=email.policy.SMTP)
+        )
     assert refused.value.smtp_code == 554
     assert b"X-Stream must be transactional or broadcast" in refused.value.smtp_error
 
@@ -429,7 +443,7 @@ def test_messages_show_json_and_the_message_page_list_opens_and_clicks(app, rela
     dashboard = Dashboard(app.test_client())
     dashboard.login(*ADMIN)
     page = dashboard.get(f"/messages/{received.queue_id}").get_data(as_text=True)
-    events_part = page[page.index('id="events"'):]
+    events_part = page[page.index('id="events"') :]
     assert "clicked" in events_part and "https://shop.test/sale?a=1&amp;b=2" in events_part
     assert "opened" in events_part
 
@@ -465,7 +479,8 @@ def test_a_scanner_agent_and_every_link_clicked_at_once_are_marked_machine_and_a
     msg = newsletter()
     msg.get_body(("html",)).set_content(
         '<html><body><a href="https://shop.test/one">1</a> <a href="https://shop.test/two">2</a></body></html>',
-        subtype="html")
+        subtype="html",
+    )
     send(relay, account, msg)
     (received,) = wait_for(lambda: sink.messages)
     html_part = parts(received.data)["html"]

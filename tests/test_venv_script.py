@@ -13,8 +13,9 @@ def _source(folder: Path, extras: str = "") -> list[str]:
     """Source the script in ``folder``, whose .venv/bin/python only records how it was called."""
     log = folder / "calls"
     log.unlink(missing_ok=True)
-    subprocess.run(["sh", "-c", f"EXTRAS={extras} . {ROOT / 'scripts' / 'venv.sh'}"], cwd=folder, check=True,
-                   timeout=60)
+    subprocess.run(
+        ["sh", "-c", f"EXTRAS={extras} . {ROOT / 'scripts' / 'venv.sh'}"], cwd=folder, check=True, timeout=60
+    )
     return log.read_text().splitlines() if log.exists() else []
 
 

@@ -26,8 +26,12 @@ def day_one(test_clock):
 
 def send_due(app, domain="example.test", route=ELSEWHERE) -> list[Delivery]:
     """Claim every due delivery and pass it through the pace step; return the ones let through."""
-    due = [d.id for d in Delivery.select().where(
-        Delivery.status.in_(["queued", "deferred"]) & (Delivery.next_attempt_at <= clock.now()))]
+    due = [
+        d.id
+        for d in Delivery.select().where(
+            Delivery.status.in_(["queued", "deferred"]) & (Delivery.next_attempt_at <= clock.now())
+        )
+    ]
     gate = pace.Gate(app.config, domain, route)
     try:
         admitted = gate.admit(queue.claim(due, 300))
@@ -47,7 +51,8 @@ def test_the_daily_cap_follows_the_plan_and_the_rest_waits_for_the_next_day(app,
     waiting = list(Delivery.select().where(Delivery.status == "deferred"))
     assert len(waiting) == 4
     assert {(d.last_reply, d.next_attempt_at) for d in waiting} == {
-        ("warmup: IP warm-up: today's cap of 2 is reached", dt.datetime(2025, 6, 3))}
+        ("warmup: IP warm-up: today's cap of 2 is reached", dt.datetime(2025, 6, 3))
+    }
 
     day_one.advance(14 * 3600 + 59 * 60)  # 23:59, still day 1
     assert send_due(app) == []

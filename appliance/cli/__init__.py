@@ -44,4 +44,3 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"Error: {exc}", err=True)
         return 2
     return code if isinstance(code, int) else 0  # a command's click.exceptions.Exit(code)
-

@@ -19,8 +19,13 @@ def admin() -> None:
 @admin.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(admins_service.ROLES), default="admin")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Read from a prompt (or standard input) when not given.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Read from a prompt (or standard input) when not given.",
+)
 @with_appcontext
 def admin_create(email: str, role: str, password: str) -> None:
     """Create a dashboard admin."""
@@ -43,5 +48,3 @@ def admin_first() -> None:
         return
     email, password = first
     click.echo(f"first admin login (shown once): {email} / {password}")
-
-

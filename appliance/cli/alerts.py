@@ -20,9 +20,18 @@ def alerts_group() -> None:
 
 
 def alert_dict(a: Alert) -> dict[str, Any]:
-    return {"id": a.id, "kind": a.kind, "severity": a.severity, "subject": a.subject, "text": a.text,
-            "first_seen": ts(a.first_seen), "last_seen": ts(a.last_seen), "count": a.count,
-            "acknowledged": a.acknowledged, "acknowledged_by": a.acknowledged_by or None}
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "severity": a.severity,
+        "subject": a.subject,
+        "text": a.text,
+        "first_seen": ts(a.first_seen),
+        "last_seen": ts(a.last_seen),
+        "count": a.count,
+        "acknowledged": a.acknowledged,
+        "acknowledged_by": a.acknowledged_by or None,
+    }
 
 
 @alerts_group.command("list")
@@ -32,11 +41,14 @@ def alert_dict(a: Alert) -> dict[str, Any]:
 def alerts_list(include_acknowledged: bool, as_json: bool) -> None:
     """List open alerts, most recent first."""
     rows = [alert_dict(a) for a in alerts_service.listed(include_acknowledged=include_acknowledged)]
-    text = "\n".join(
-        f"{r['id']:>4}  {r['last_seen']}  {r['severity']:<8} {r['kind']:<28} {r['subject']}  x{r['count']}"
-        f"{'  (acknowledged)' if r['acknowledged'] else ''}\n      {r['text']}"
-        for r in rows
-    ) or "no open alerts"
+    text = (
+        "\n".join(
+            f"{r['id']:>4}  {r['last_seen']}  {r['severity']:<8} {r['kind']:<28} {r['subject']}  x{r['count']}"
+            f"{'  (acknowledged)' if r['acknowledged'] else ''}\n      {r['text']}"
+            for r in rows
+        )
+        or "no open alerts"
+    )
     emit(rows, as_json, text)
 
 
@@ -52,5 +64,3 @@ def alerts_ack(ids: tuple[int, ...], everything: bool) -> None:
     if ids and not count:
         raise click.ClickException(f"no open alert among {' '.join(map(str, ids))}")
     click.echo(f"acknowledged {count} alert{'s' if count != 1 else ''}")
-
-

@@ -25,8 +25,10 @@ def backup_command(path: str | None) -> None:
     except backup_service.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     counts = manifest["counts"]
-    click.echo(f"backup written: {target} ({backup_service.size_text(target)}; {counts.get('message', 0)} messages, "
-               f"{counts.get('smtp_account', 0)} SMTP accounts, {counts.get('domain', 0)} domains)")
+    click.echo(
+        f"backup written: {target} ({backup_service.size_text(target)}; {counts.get('message', 0)} messages, "
+        f"{counts.get('smtp_account', 0)} SMTP accounts, {counts.get('domain', 0)} domains)"
+    )
 
 
 @cli.command("restore")
@@ -41,10 +43,10 @@ def restore_command(path: str, force: bool) -> None:
         raise click.ClickException(str(exc)) from None
     manifest = restored.manifest
     counts = manifest["counts"]
-    click.echo(f"restored the backup of {manifest['created_at']} ({manifest['hostname']}): "
-               f"{counts.get('message', 0)} messages, {counts.get('smtp_account', 0)} SMTP accounts")
+    click.echo(
+        f"restored the backup of {manifest['created_at']} ({manifest['hostname']}): "
+        f"{counts.get('message', 0)} messages, {counts.get('smtp_account', 0)} SMTP accounts"
+    )
     if restored.moved_aside:
         click.echo(f"what it replaced is in {restored.moved_aside}")
     click.echo("start the appliance: mail that was queued is delivered, nothing already delivered is sent again")
-
-

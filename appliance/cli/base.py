@@ -25,7 +25,8 @@ def _app_factory():
         # back empty. A data folder named on purpose (APPLIANCE_DATA_DIR) is made, as `serve` makes it.
         raise click.ClickException(
             f"no appliance data in {data_dir} (APPLIANCE_DATA_DIR, default ./data): run `appliance` in the "
-            "folder where the appliance runs, or set APPLIANCE_DATA_DIR to its data folder")
+            "folder where the appliance runs, or set APPLIANCE_DATA_DIR to its data folder"
+        )
     return create_app()
 
 
@@ -53,5 +54,3 @@ def cli(ctx: click.Context) -> None:
     # What a command changes is recorded in the audit log as done by "cli".
     token = audit.act_as("cli")
     ctx.call_on_close(lambda: audit.reset(token))
-
-

@@ -24,21 +24,35 @@ def domains_group() -> None:
 def domain_dict(d: Domain, hostname: str) -> dict[str, Any]:
     status = d.statuses()
     return {
-        "id": d.id, "name": d.name, "verified": d.verified, "selector": d.selector,
-        "next_selector": d.next_selector, "created_at": ts(d.created_at), "last_checked_at": ts(d.last_checked_at),
+        "id": d.id,
+        "name": d.name,
+        "verified": d.verified,
+        "selector": d.selector,
+        "next_selector": d.next_selector,
+        "created_at": ts(d.created_at),
+        "last_checked_at": ts(d.last_checked_at),
         "records": [
-            {"key": r.key, "label": r.label, "type": r.type, "name": r.name, "value": r.value,
-             "strings": r.strings, "note": r.note,
-             "status": status.get(r.key, {}).get("status", "unchecked"),
-             "error": status.get(r.key, {}).get("error", "")}
+            {
+                "key": r.key,
+                "label": r.label,
+                "type": r.type,
+                "name": r.name,
+                "value": r.value,
+                "strings": r.strings,
+                "note": r.note,
+                "status": status.get(r.key, {}).get("status", "unchecked"),
+                "error": status.get(r.key, {}).get("error", ""),
+            }
             for r in domains_service.records(d, hostname)
         ],
     }
 
 
 def _domain_text(data: dict[str, Any]) -> str:
-    lines = [f"{data['name']}: {'verified' if data['verified'] else 'NOT verified'}"
-             f" (last checked {data['last_checked_at'] or 'never'})"]
+    lines = [
+        f"{data['name']}: {'verified' if data['verified'] else 'NOT verified'}"
+        f" (last checked {data['last_checked_at'] or 'never'})"
+    ]
     for r in data["records"]:
         lines.append(f"  [{r['status']}] {r['label']}: {r['type']} {r['name']}")
         shown = " ".join(f'"{part}"' for part in r["strings"]) if r["type"] == "TXT" else r["value"]
@@ -76,11 +90,14 @@ def domains_add(name: str, as_json: bool) -> None:
 def domains_list(as_json: bool) -> None:
     """List sending domains."""
     rows = [domain_dict(d, current_app.config["HOSTNAME"]) for d in Domain.select().order_by(Domain.name)]
-    text = "\n".join(
-        f"{r['id']:>4}  {r['name']:<32} {'verified' if r['verified'] else 'not verified':<13}"
-        f" {sum(x['status'] == 'pass' for x in r['records'])}/{len(r['records'])} records pass"
-        for r in rows
-    ) or "no sending domains yet: appliance domains add DOMAIN"
+    text = (
+        "\n".join(
+            f"{r['id']:>4}  {r['name']:<32} {'verified' if r['verified'] else 'not verified':<13}"
+            f" {sum(x['status'] == 'pass' for x in r['records'])}/{len(r['records'])} records pass"
+            for r in rows
+        )
+        or "no sending domains yet: appliance domains add DOMAIN"
+    )
     emit(rows, as_json, text)
 
 
@@ -123,7 +140,8 @@ def domains_rotate(ref: str, as_json: bool) -> None:
     domain = domains_service.rotate(_get_domain(ref))
     audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
-    emit(data, as_json,
-         _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}")
-
-
+    emit(
+        data,
+        as_json,
+        _domain_text(data) + f"\npublish the new DKIM records, then: appliance domains check {domain.name}",
+    )

@@ -22,8 +22,14 @@ def queue_group() -> None:
 
 def delivery_dict(d: Delivery) -> dict[str, Any]:
     return {
-        "id": d.id, "message": d.message_id, "recipient": d.rcpt, "status": d.status, "priority": d.priority,
-        "attempts": d.attempts, "next_attempt_at": ts(d.next_attempt_at), "last_reply": d.last_reply,
+        "id": d.id,
+        "message": d.message_id,
+        "recipient": d.rcpt,
+        "status": d.status,
+        "priority": d.priority,
+        "attempts": d.attempts,
+        "next_attempt_at": ts(d.next_attempt_at),
+        "last_reply": d.last_reply,
     }
 
 
@@ -45,13 +51,21 @@ def _deliveries(refs: tuple[str, ...]) -> list[Delivery]:
 def queue_list(status: str | None, limit: int, as_json: bool) -> None:
     """List deliveries that are waiting (queued, sending, deferred, held), most urgent first."""
     wanted = [status] if status else ["queued", "sending", "deferred", "held"]
-    rows = [delivery_dict(d) for d in Delivery.select().where(Delivery.status.in_(wanted)).order_by(
-        Delivery.priority, Delivery.next_attempt_at, Delivery.id).limit(limit)]
-    text = "\n".join(
-        f"{r['id']:>6}  {r['message']}  {r['status']:<8} p{r['priority']} try {r['attempts']}"
-        f"  next {r['next_attempt_at']}  {r['recipient']}  {r['last_reply']}".rstrip()
-        for r in rows
-    ) or "the queue is empty"
+    rows = [
+        delivery_dict(d)
+        for d in Delivery.select()
+        .where(Delivery.status.in_(wanted))
+        .order_by(Delivery.priority, Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    ]
+    text = (
+        "\n".join(
+            f"{r['id']:>6}  {r['message']}  {r['status']:<8} p{r['priority']} try {r['attempts']}"
+            f"  next {r['next_attempt_at']}  {r['recipient']}  {r['last_reply']}".rstrip()
+            for r in rows
+        )
+        or "the queue is empty"
+    )
     emit(rows, as_json, text)
 
 
@@ -63,8 +77,12 @@ def _queue_action(verb: str, refs: tuple[str, ...], as_json: bool) -> None:
         changed = getattr(queue, verb)(rows, by="cli")
     data = [delivery_dict(d) for d in changed]
     skipped = len(rows) - len(changed)
-    emit(data, as_json, f"{verb}: {len(changed)} deliver{'y' if len(changed) == 1 else 'ies'}"
-          + (f" ({skipped} skipped: not in a state that allows it)" if skipped else ""))
+    emit(
+        data,
+        as_json,
+        f"{verb}: {len(changed)} deliver{'y' if len(changed) == 1 else 'ies'}"
+        + (f" ({skipped} skipped: not in a state that allows it)" if skipped else ""),
+    )
 
 
 @queue_group.command("retry")
@@ -101,5 +119,3 @@ def queue_release(refs: tuple[str, ...], as_json: bool) -> None:
 def queue_cancel(refs: tuple[str, ...], as_json: bool) -> None:
     """Cancel waiting or held deliveries for good (no bounce is sent)."""
     _queue_action("cancel", refs, as_json)
-
-

@@ -22,15 +22,18 @@ def _mib(size: int) -> str:
 def report_text(report: retention_service.Report) -> str:
     verb = "would purge" if report.dry_run else "purged"
     body_rule = f"received before {report.body_cutoff:%Y-%m-%d %H:%M}" if report.body_cutoff else "kept for ever"
-    message_rule = (f"received before {report.message_cutoff:%Y-%m-%d %H:%M}" if report.message_cutoff
-                    else "kept for ever")
+    message_rule = (
+        f"received before {report.message_cutoff:%Y-%m-%d %H:%M}" if report.message_cutoff else "kept for ever"
+    )
     lines = [
         f"bodies: {verb} {report.bodies} (bodies of mail {body_rule})",
         f"messages: {verb} {report.messages} (mail {message_rule}, with its deliveries, attempts and events)",
     ]
     if not report.dry_run:
-        lines.append(f"  with {report.deliveries} deliveries, {report.attempts} attempts, {report.events} events, "
-                     f"in {report.batches} batches of up to {retention_service.BATCH} messages, {report.seconds:.1f} s")
+        lines.append(
+            f"  with {report.deliveries} deliveries, {report.attempts} attempts, {report.events} events, "
+            f"in {report.batches} batches of up to {retention_service.BATCH} messages, {report.seconds:.1f} s"
+        )
     lines.append(f"kept: {report.kept_pending} old messages still queued, sending, deferred or held")
     if report.dry_run:
         lines.append(f"database: {_mib(report.size_before)}")

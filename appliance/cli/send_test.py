@@ -17,8 +17,14 @@ from .messages import message_report
 
 @cli.command("send-test")
 @click.argument("recipient")
-@click.option("--wait", "wait_seconds", type=click.FloatRange(0, 3600), default=60, show_default=True,
-              help="Seconds to wait for the first outcome (0: queue it and return).")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0, 3600),
+    default=60,
+    show_default=True,
+    help="Seconds to wait for the first outcome (0: queue it and return).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
@@ -31,7 +37,9 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
     if problem:
         raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
     message_id = notices.send(
-        settings, [recipient], f"Test message from {settings['HOSTNAME']}",
+        settings,
+        [recipient],
+        f"Test message from {settings['HOSTNAME']}",
         f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
         "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
     )
@@ -45,10 +53,10 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
     data, text = message_report(found)
     delivered = all(r["status"] == DELIVERED for r in data["recipients"])
     if waiting and not data["attempts"]:
-        text += ("\nnot sent yet: is the appliance running? (`systemctl status appliance`); "
-                 f"`appliance messages show {message_id}` shows it later")
+        text += (
+            "\nnot sent yet: is the appliance running? (`systemctl status appliance`); "
+            f"`appliance messages show {message_id}` shows it later"
+        )
     emit(data, as_json, text)
     if not delivered:
         raise click.exceptions.Exit(1)
-
-

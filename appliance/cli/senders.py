@@ -22,8 +22,15 @@ def senders_group() -> None:
 
 
 def sender_dict(s: Sender) -> dict[str, Any]:
-    return {"id": s.id, "email": s.email, "verified": s.verified, "verified_by": s.verified_by or None,
-            "verified_at": ts(s.verified_at), "link_sent_at": ts(s.link_sent_at), "created_at": ts(s.created_at)}
+    return {
+        "id": s.id,
+        "email": s.email,
+        "verified": s.verified,
+        "verified_by": s.verified_by or None,
+        "verified_at": ts(s.verified_at),
+        "link_sent_at": ts(s.link_sent_at),
+        "created_at": ts(s.created_at),
+    }
 
 
 def _get_sender(ref: str) -> Sender:
@@ -35,8 +42,9 @@ def _get_sender(ref: str) -> Sender:
 
 @senders_group.command("add")
 @click.argument("email")
-@click.option("--verified", is_flag=True,
-              help="Mark it verified now (recorded as verified by an admin); no link is mailed.")
+@click.option(
+    "--verified", is_flag=True, help="Mark it verified now (recorded as verified by an admin); no link is mailed."
+)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def senders_add(email: str, verified: bool, as_json: bool) -> None:
@@ -64,12 +72,18 @@ def senders_add(email: str, verified: bool, as_json: bool) -> None:
 def senders_list(as_json: bool) -> None:
     """List senders and whether they are verified."""
     rows = [sender_dict(s) for s in Sender.select().order_by(Sender.email)]
-    text = "\n".join(
-        f"{r['id']:>4}  {r['email']:<40} "
-        + (f"verified by {r['verified_by']} {r['verified_at']}" if r["verified"]
-           else f"waiting (link sent {r['link_sent_at']})")
-        for r in rows
-    ) or "no senders yet: appliance senders add EMAIL"
+    text = (
+        "\n".join(
+            f"{r['id']:>4}  {r['email']:<40} "
+            + (
+                f"verified by {r['verified_by']} {r['verified_at']}"
+                if r["verified"]
+                else f"waiting (link sent {r['link_sent_at']})"
+            )
+            for r in rows
+        )
+        or "no senders yet: appliance senders add EMAIL"
+    )
     emit(rows, as_json, text)
 
 
@@ -83,8 +97,11 @@ def senders_resend(ref: str, as_json: bool) -> None:
     if sender.verified:
         raise click.ClickException(f"{sender.email} is already verified")
     message_id = senders_service.send_verification(current_app.config, sender)
-    emit(sender_dict(Sender.get_by_id(sender.id)) | {"message": message_id}, as_json,
-          f"{sender.email}: a new verification link was mailed (message {message_id})")
+    emit(
+        sender_dict(Sender.get_by_id(sender.id)) | {"message": message_id},
+        as_json,
+        f"{sender.email}: a new verification link was mailed (message {message_id})",
+    )
 
 
 @senders_group.command("delete")
@@ -96,5 +113,3 @@ def senders_delete(ref: str) -> None:
     sender.delete_instance()
     audit.record("sender.delete", f"sender {sender.email}")
     click.echo(f"deleted {sender.email}")
-
-

@@ -13,8 +13,13 @@ from .base import cli
 
 
 @cli.command()
-@click.option("--role", type=click.Choice(["all", "smtp", "web", "worker"]), default="all", show_default=True,
-              help="What this process runs: everything, or one part of the scale-out mode.")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "smtp", "web", "worker"]),
+    default="all",
+    show_default=True,
+    help="What this process runs: everything, or one part of the scale-out mode.",
+)
 @with_appcontext
 def serve(role: str) -> None:
     """Run the dashboard, the SMTP listeners and the workers (same as `python app.py`)."""
@@ -30,5 +35,3 @@ def migrate() -> None:
     """Apply pending database migrations (start-up does this too)."""
     applied = db.migrate()
     click.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
-
-

@@ -13,16 +13,26 @@ from .base import cli, emit, ts
 
 
 @cli.command("stats")
-@click.option("--period", type=click.Choice(list(stats.PERIODS)), default="today", show_default=True,
-              help="today, the last 7 days or the last 30 days (each from midnight).")
+@click.option(
+    "--period",
+    type=click.Choice(list(stats.PERIODS)),
+    default="today",
+    show_default=True,
+    help="today, the last 7 days or the last 30 days (each from midnight).",
+)
 @click.option("--account", "account_id", type=int, default=None, help="Analytics of this account's mail only (its id).")
 @click.option("--stream", type=click.Choice(acceptance.STREAMS), default=None, help="Analytics of one stream only.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Analytics of the messages received from this day (default: the period's start).")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Analytics of the messages received from this day (default: the period's start).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def stats_show(period: str, account_id: int | None, stream: str | None, since: dt.datetime | None,
-               as_json: bool) -> None:
+def stats_show(
+    period: str, account_id: int | None, stream: str | None, since: dt.datetime | None, as_json: bool
+) -> None:
     """Show messages accepted and deliveries per outcome in a period, and the queue now; and the
     analytics (sent, delivered, bounced, complained, opened, clicked, unsubscribed, human rates) of
     the messages received since then, for one account or stream if asked."""
@@ -30,15 +40,25 @@ def stats_show(period: str, account_id: int | None, stream: str | None, since: d
     start = stats.period_start(period, now)
     data = {"period": period, "since": ts(start), "counts": stats.counts(start), "queue": stats.queue_depth()}
     found = analytics.report(since or start, now, account_id=account_id, stream=stream)
-    data["analytics"] = {"since": ts(since or start), "account": account_id, "stream": stream,
-                         **found.total.as_dict(),
-                         "providers": {n: f.as_dict() for n, f in sorted(found.providers.items())},
-                         "top_links": [{"url": u, "clicks": n, "unique": k} for u, n, k in found.top_links]}
-    text = "\n".join([f"since {data['since']} ({stats.PERIODS[period].lower()}):",
-                      *(f"  {name:<10} {n}" for name, n in data["counts"].items()),
-                      f"in the queue now: {sum(data['queue'].values())}"
-                      + "".join(f", {n} {status}" for status, n in sorted(data["queue"].items())),
-                      f"analytics of the messages received since {data['analytics']['since']}:",
-                      *(f"  {name:<18} {data['analytics'][name]}" for name in (*analytics.METRICS,
-                        "unique_human_opens", "unique_human_clicks", "open_rate", "click_rate"))])
+    data["analytics"] = {
+        "since": ts(since or start),
+        "account": account_id,
+        "stream": stream,
+        **found.total.as_dict(),
+        "providers": {n: f.as_dict() for n, f in sorted(found.providers.items())},
+        "top_links": [{"url": u, "clicks": n, "unique": k} for u, n, k in found.top_links],
+    }
+    text = "\n".join(
+        [
+            f"since {data['since']} ({stats.PERIODS[period].lower()}):",
+            *(f"  {name:<10} {n}" for name, n in data["counts"].items()),
+            f"in the queue now: {sum(data['queue'].values())}"
+            + "".join(f", {n} {status}" for status, n in sorted(data["queue"].items())),
+            f"analytics of the messages received since {data['analytics']['since']}:",
+            *(
+                f"  {name:<18} {data['analytics'][name]}"
+                for name in (*analytics.METRICS, "unique_human_opens", "unique_human_clicks", "open_rate", "click_rate")
+            ),
+        ]
+    )
     emit(data, as_json, text)

@@ -100,8 +100,9 @@ def _steps(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]
                 copies = [[d] for d in group] if stored.personal else [group]
                 for copy in copies:
                     started, t0 = clock.now(), time.monotonic()
-                    mail_from, data = outgoing(settings, message_id, stored.mail_from,
-                                               stored.copy_for(settings, copy[0].id))  # 4. sign
+                    mail_from, data = outgoing(
+                        settings, message_id, stored.mail_from, stored.copy_for(settings, copy[0].id)
+                    )  # 4. sign
                     replies = session.send(mail_from, [d.rcpt for d in copy], data)  # 5. send
                     outcomes.record(copy, replies, session.peer, started, t0)  # 6. record
                 sent += 1
@@ -132,23 +133,33 @@ class Stored(NamedTuple):
         tracking_id = self.tracking_ids.get(delivery_id)
         if tracking_id is None:
             return self.data
-        return tracking.personalize(settings, self.data, tracking_id, stream=self.stream, opens=self.opens,
-                                    clicks=self.clicks)
+        return tracking.personalize(
+            settings, self.data, tracking_id, stream=self.stream, opens=self.opens, clicks=self.clicks
+        )
 
 
 def _contents(message_ids: set[str]) -> dict[str, Stored]:
     """Return each message as delivery reads it, in one query (and one more for tracked ones)."""
-    query = (Message.select(Message.id, Message.mail_from, MessageBody.data, Message.stream, Message.track_opens,
-                            Message.track_clicks)
-             .join(MessageBody, on=(MessageBody.message == Message.id))
-             .where(Message.id.in_(list(message_ids))).tuples())
+    query = (
+        Message.select(
+            Message.id, Message.mail_from, MessageBody.data, Message.stream, Message.track_opens, Message.track_clicks
+        )
+        .join(MessageBody, on=(MessageBody.message == Message.id))
+        .where(Message.id.in_(list(message_ids)))
+        .tuples()
+    )
     rows = list(query)
     personal = [r[0] for r in rows if r[3] == "broadcast" or r[4] or r[5]]
     ids: dict[str, dict[int, str]] = {}
     if personal:
-        tracked = (Delivery.select(Delivery.message, Delivery.id, Delivery.tracking_id)
-                   .where(Delivery.message.in_(personal) & Delivery.tracking_id.is_null(False)).tuples())
+        tracked = (
+            Delivery.select(Delivery.message, Delivery.id, Delivery.tracking_id)
+            .where(Delivery.message.in_(personal) & Delivery.tracking_id.is_null(False))
+            .tuples()
+        )
         for message_id, delivery_id, tracking_id in tracked:
             ids.setdefault(message_id, {})[delivery_id] = tracking_id
-    return {message_id: Stored(mail_from, bytes(data), stream, bool(opens), bool(clicks), ids.get(message_id, {}))
-            for message_id, mail_from, data, stream, opens, clicks in rows}
+    return {
+        message_id: Stored(mail_from, bytes(data), stream, bool(opens), bool(clicks), ids.get(message_id, {}))
+        for message_id, mail_from, data, stream, opens, clicks in rows
+    }

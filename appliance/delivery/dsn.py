@@ -72,11 +72,15 @@ def build(
     report.attach(MIMEText(human, "plain", "us-ascii" if human.isascii() else "utf-8"))
 
     status = MIMEBase("message", "delivery-status")
-    blocks = [_fields([
-        ("Reporting-MTA", f"dns; {hostname}"),
-        ("X-Appliance-Queue-ID", original_id),
-        ("Arrival-Date", _rfc2822(received_at)),
-    ])]
+    blocks = [
+        _fields(
+            [
+                ("Reporting-MTA", f"dns; {hostname}"),
+                ("X-Appliance-Queue-ID", original_id),
+                ("Arrival-Date", _rfc2822(received_at)),
+            ]
+        )
+    ]
     for rcpt in recipients:
         # RFC 6533: a non-ASCII address is reported with the utf-8 address type.
         kind = "rfc822" if rcpt.address.isascii() else "utf-8"

@@ -36,7 +36,8 @@ _deciding = threading.Lock()
 def waiting_by_priority(now: dt.datetime, domain: str | None = None) -> dict[int, int]:
     """Count deliveries due now (or within a lane re-check) per priority, for one domain or all."""
     query = Delivery.select(Delivery.priority, fn.COUNT(Delivery.id)).where(
-        Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now + sp.LANE_RECHECK))
+        Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now + sp.LANE_RECHECK)
+    )
     if domain is not None:
         query = query.where(Delivery.domain == domain)
     return dict(query.group_by(Delivery.priority).tuples())
@@ -48,7 +49,10 @@ def defer(rows: list[Claimed], wait: sp.Wait, now: dt.datetime) -> None:
 
     def job() -> None:
         Delivery.update(
-            status=DEFERRED, next_attempt_at=wait.until, lease_until=None, updated_at=now,
+            status=DEFERRED,
+            next_attempt_at=wait.until,
+            lease_until=None,
+            updated_at=now,
             last_reply=f"{wait.reason}: {wait.text}",
         ).where(Delivery.id.in_(ids) & (Delivery.status == SENDING)).execute()
         refresh_messages({d.message_id for d in rows})
@@ -79,8 +83,11 @@ class Gate:
         # of what it sent this hour.
         uncapped = sp.hourly_cap(rule, progress) is None
         hourly, sessions = sp.effective_caps(
-            rule, throttled=throttled, progress=progress,
-            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and uncapped else 0)
+            rule,
+            throttled=throttled,
+            progress=progress,
+            sent_last_hour=groups.sent_in_hour(group.name, now) if throttled and uncapped else 0,
+        )
         if not self.holding:
             if not SESSIONS.acquire(group.name, sessions):
                 defer(rows, sp.session_wait(group.name, sessions, now), now)
@@ -102,12 +109,28 @@ class Gate:
             for row in rows:
                 for counts in (in_hand, for_domain, for_all):
                     counts[row.priority] -= 1  # the row itself is not "waiting" for its own decision
-                wait = (sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share,
-                                     now=now)
-                        or sp.paced_daily(row.priority, group=group.name, cap=group_day_cap, used=used_group_day,
-                                          waiting=for_domain, low_share=share, now=now)
-                        or sp.paced(row.priority, group=group.name, cap=hourly, used=used_hour, waiting=for_domain,
-                                    low_share=share, now=now, throttled=throttled))
+                wait = (
+                    sp.warmed_up(row.priority, cap=day_cap, used=used_day, waiting=for_all, low_share=share, now=now)
+                    or sp.paced_daily(
+                        row.priority,
+                        group=group.name,
+                        cap=group_day_cap,
+                        used=used_group_day,
+                        waiting=for_domain,
+                        low_share=share,
+                        now=now,
+                    )
+                    or sp.paced(
+                        row.priority,
+                        group=group.name,
+                        cap=hourly,
+                        used=used_hour,
+                        waiting=for_domain,
+                        low_share=share,
+                        now=now,
+                        throttled=throttled,
+                    )
+                )
                 if wait is None:
                     admitted.append(row)
                     used_hour += 1

@@ -68,7 +68,8 @@ def sent_messages(message_ids: set[str]) -> dict[str, SentMessage]:
     wanted = list(message_ids)
     cursor = db.database.execute_sql(
         f'SELECT "id", "mail_from", "received_at", "account_id" FROM "message" WHERE "id" IN ({db.marks(len(wanted))})',
-        wanted)
+        wanted,
+    )
     to_time = Message.received_at.python_value
     return {row[0]: SentMessage(row[0], row[1], to_time(row[2]), row[3]) for row in cursor.fetchall()}
 
@@ -93,9 +94,16 @@ def _finish_delivery(delivery_id: int, status: str, next_at: dt.datetime, reply:
         f'UPDATE "delivery" SET "status" = {p}, "attempts" = "attempts" + 1, "next_attempt_at" = {p}, '
         f'"lease_until" = NULL, "last_code" = {p}, "last_reply" = {p}, "updated_at" = {p}, '
         f'"delivered_at" = {p} WHERE "id" = {p} AND "status" = {p}',
-        (status, Delivery.next_attempt_at.db_value(next_at), reply.code, str(reply),
-         Delivery.updated_at.db_value(now), Delivery.delivered_at.db_value(now if status == DELIVERED else None),
-         delivery_id, SENDING),
+        (
+            status,
+            Delivery.next_attempt_at.db_value(next_at),
+            reply.code,
+            str(reply),
+            Delivery.updated_at.db_value(now),
+            Delivery.delivered_at.db_value(now if status == DELIVERED else None),
+            delivery_id,
+            SENDING,
+        ),
     )
     return cursor.rowcount == 1
 
@@ -117,17 +125,27 @@ def record_many(jobs: list[tuple[list[Outcome], dict]]) -> list[None]:
             d, reply = outcome.delivery, outcome.reply
             status, next_at = _classify(outcome, message, settings, now)
             changed = _finish_delivery(d.id, status, next_at, reply, now)
-            attempts.append({
-                "delivery": d.id, "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
-                "mx_host": outcome.peer.host, "mx_ip": outcome.peer.ip, "tls": outcome.peer.tls,
-                "code": reply.code, "enhanced_code": reply.enhanced, "text": reply.text, "outcome": status,
-            })
+            attempts.append(
+                {
+                    "delivery": d.id,
+                    "started_at": outcome.started_at,
+                    "duration_ms": outcome.duration_ms,
+                    "mx_host": outcome.peer.host,
+                    "mx_ip": outcome.peer.ip,
+                    "tls": outcome.peer.tls,
+                    "code": reply.code,
+                    "enhanced_code": reply.enhanced,
+                    "text": reply.text,
+                    "outcome": status,
+                }
+            )
             if sp.is_rate_limit(reply.code, reply.enhanced, reply.text):  # slow that provider down
                 groups.note_rate_limit(settings, d.domain, outcome.peer.host, str(reply), now)
             if not changed:  # an admin cancelled or held it meanwhile: their decision stands
                 continue
-            occurred.append(events.Occurred(message.id, status, d.rcpt, now,
-                                            {"reply": str(reply), "mx": outcome.peer.host}))
+            occurred.append(
+                events.Occurred(message.id, status, d.rcpt, now, {"reply": str(reply), "mx": outcome.peer.host})
+            )
             if status == BOUNCED and reply.hard:
                 suppressions.hard_bounce(d.rcpt, str(reply), now)
             if status in (BOUNCED, FAILED):
@@ -147,16 +165,31 @@ def queue_dsn(message: SentMessage, failed: list[dsn.FailedRecipient], settings:
     headers = body[: end + 2] if end >= 0 else body
     dsn_id = str(ULID())
     data = dsn.build(
-        hostname=settings["HOSTNAME"], dsn_id=dsn_id, original_id=message.id,
-        envelope_sender=message.mail_from, received_at=message.received_at,
-        original_headers=headers, recipients=failed, now=now,
+        hostname=settings["HOSTNAME"],
+        dsn_id=dsn_id,
+        original_id=message.id,
+        envelope_sender=message.mail_from,
+        received_at=message.received_at,
+        original_headers=headers,
+        recipients=failed,
+        now=now,
     )
-    intake.store(intake.Incoming(
-        id=dsn_id, mail_from="", rcpts=[message.mail_from], data=data, priority=DSN_PRIORITY, via="dsn",
-        client_ip="127.0.0.1", client_helo=settings["HOSTNAME"],
-        summary={"subject": "Undelivered Mail Returned to Sender",
-                 "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}",
-                 "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>"},
-    ))
+    intake.store(
+        intake.Incoming(
+            id=dsn_id,
+            mail_from="",
+            rcpts=[message.mail_from],
+            data=data,
+            priority=DSN_PRIORITY,
+            via="dsn",
+            client_ip="127.0.0.1",
+            client_helo=settings["HOSTNAME"],
+            summary={
+                "subject": "Undelivered Mail Returned to Sender",
+                "from_header": f"MAILER-DAEMON@{settings['HOSTNAME']}",
+                "message_id_header": f"<{dsn_id}@{settings['HOSTNAME']}>",
+            },
+        )
+    )
     log.info("message %s: DSN %s queued to %s for %d recipient(s)", message.id, dsn_id, message.mail_from, len(failed))
     return dsn_id

@@ -26,7 +26,7 @@ class Reply:
         text = " ".join(line.strip() for line in text.splitlines())
         match = _ENHANCED.match(text)
         if match:
-            return cls(code, ".".join(match.groups()), text[match.end():])
+            return cls(code, ".".join(match.groups()), text[match.end() :])
         return cls(code, "", text)
 
     @property

@@ -107,8 +107,9 @@ class Session:
         s = self.settings
         upstream = self.route.smarthost
         self.peer = Peer(host=target.name, ip=target.address)
-        kwargs = dict(connect_timeout=s["CONNECT_TIMEOUT"], command_timeout=s["COMMAND_TIMEOUT"],
-                      local_hostname=s["HOSTNAME"])
+        kwargs = dict(
+            connect_timeout=s["CONNECT_TIMEOUT"], command_timeout=s["COMMAND_TIMEOUT"], local_hostname=s["HOSTNAME"]
+        )
         if upstream and upstream.implicit_tls:
             context = smarthost_mod.tls_context(s["SMARTHOST_CA_FILE"])
             self.client = _TlsClient(target.address, context=context, **kwargs)
@@ -167,13 +168,24 @@ class Session:
         options = []
         if needs_smtputf8(mail_from, rcpts, data):
             if not client.has_extn("smtputf8"):
-                return [Reply(553, "5.6.7", f"the message has non-ASCII addresses or headers and "
-                              f"{self.peer.host} does not offer SMTPUTF8 (RFC 6531)")] * len(rcpts)
+                return [
+                    Reply(
+                        553,
+                        "5.6.7",
+                        f"the message has non-ASCII addresses or headers and "
+                        f"{self.peer.host} does not offer SMTPUTF8 (RFC 6531)",
+                    )
+                ] * len(rcpts)
             options.append("SMTPUTF8")
         if not data.isascii():
             if not client.has_extn("8bitmime"):
-                return [Reply(554, "5.6.3", f"the message has 8-bit content and {self.peer.host} "
-                              "does not offer 8BITMIME (RFC 6152)")] * len(rcpts)
+                return [
+                    Reply(
+                        554,
+                        "5.6.3",
+                        f"the message has 8-bit content and {self.peer.host} does not offer 8BITMIME (RFC 6152)",
+                    )
+                ] * len(rcpts)
             options.append("BODY=8BITMIME")
         try:
             return self._transaction(client, mail_from, rcpts, data, options)
@@ -275,8 +287,7 @@ def _tls_info(sock) -> str:
 
 def _as_temporary(reply: Reply, target: Target) -> Reply:
     # A refusal at greeting or EHLO concerns the server, not this message: try later (or elsewhere).
-    return Reply(451, "4.4.0" if reply.code >= 500 else reply.enhanced or "4.4.0",
-                 f"{target.name} answered {reply}")
+    return Reply(451, "4.4.0" if reply.code >= 500 else reply.enhanced or "4.4.0", f"{target.name} answered {reply}")
 
 
 def _tls_failure(target: Target, exc: ssl.SSLError) -> Reply:

@@ -44,7 +44,9 @@ def signing_key(data: bytes) -> SigningKey | None:
     p = db.database.param
     cursor = db.database.execute_sql(
         f'SELECT "name", "selector", "rsa_key", "ed25519_key", "record_status" FROM "domain" '
-        f'WHERE "verified" = {p} AND "name" IN ({db.marks(len(candidates))})', (True, *candidates))
+        f'WHERE "verified" = {p} AND "name" IN ({db.marks(len(candidates))})',
+        (True, *candidates),
+    )
     rows = {row[0]: row for row in cursor.fetchall()}
     name = next((c for c in candidates if c in rows), None)
     if name is None:

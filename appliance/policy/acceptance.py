@@ -147,7 +147,7 @@ def domain_authorized(domain: str, authorized_domains: list[str]) -> bool:
     never evilshop.example)."""
     for entry in authorized_domains:
         if entry.startswith(SUBDOMAINS):
-            base = entry[len(SUBDOMAINS):]
+            base = entry[len(SUBDOMAINS) :]
             if domain == base or domain.endswith("." + base):
                 return True
         elif domain == entry:

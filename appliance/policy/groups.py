@@ -27,17 +27,30 @@ def group_rows() -> list[ProviderGroup]:
     with db.atomic_write():
         for position, g in enumerate(sp.DEFAULT_GROUPS):
             ProviderGroup.insert(
-                name=g.name, position=position, domain_patterns=_lines(g.domains), mx_patterns=_lines(g.mx_hosts),
-                hourly_new=g.hourly_new, hourly_warm=g.hourly_warm, daily_cap=g.daily_cap,
-                session_cap=g.session_cap, stage=g.stage,
+                name=g.name,
+                position=position,
+                domain_patterns=_lines(g.domains),
+                mx_patterns=_lines(g.mx_hosts),
+                hourly_new=g.hourly_new,
+                hourly_warm=g.hourly_warm,
+                daily_cap=g.daily_cap,
+                session_cap=g.session_cap,
+                stage=g.stage,
             ).on_conflict_ignore().execute()
     return list(ProviderGroup.select().order_by(ProviderGroup.position, ProviderGroup.id))
 
 
 def as_group(row: ProviderGroup) -> sp.Group:
-    return sp.Group(row.name, tuple(row.domain_patterns.split()), tuple(row.mx_patterns.split()),
-                    hourly_new=row.hourly_new, hourly_warm=row.hourly_warm, daily_cap=row.daily_cap,
-                    session_cap=row.session_cap, stage=row.stage)
+    return sp.Group(
+        row.name,
+        tuple(row.domain_patterns.split()),
+        tuple(row.mx_patterns.split()),
+        hourly_new=row.hourly_new,
+        hourly_warm=row.hourly_warm,
+        daily_cap=row.daily_cap,
+        session_cap=row.session_cap,
+        stage=row.stage,
+    )
 
 
 def group_for(domain: str, mx_hosts: list[str]) -> ProviderGroup:
@@ -50,8 +63,14 @@ def group_for(domain: str, mx_hosts: list[str]) -> ProviderGroup:
 CAP_FIELDS = ("hourly_new", "hourly_warm", "daily_cap", "session_cap")
 
 
-def save_group(name: str, *, domains: list[str] | None = None, mx_hosts: list[str] | None = None,
-               stage: str | None = None, **caps: int | None | bool) -> ProviderGroup:
+def save_group(
+    name: str,
+    *,
+    domains: list[str] | None = None,
+    mx_hosts: list[str] | None = None,
+    stage: str | None = None,
+    **caps: int | None | bool,
+) -> ProviderGroup:
     """Create or change a provider group. Caps are given by their field name (``hourly_new``,
     ``hourly_warm``, ``daily_cap``, ``session_cap``; ``hourly_cap`` sets both hourly figures): None
     removes a cap, False or leaving it out keeps it."""
@@ -68,7 +87,7 @@ def save_group(name: str, *, domains: list[str] | None = None, mx_hosts: list[st
     group_rows()
     row = ProviderGroup.get_or_none(ProviderGroup.name == name)
     if row is None:
-        position = (ProviderGroup.select(fn.MAX(ProviderGroup.position)).scalar() or 0)
+        position = ProviderGroup.select(fn.MAX(ProviderGroup.position)).scalar() or 0
         default = ProviderGroup.get_or_none(ProviderGroup.name == sp.DEFAULT_GROUP)
         row = ProviderGroup(name=name, position=position)
         if default is not None:  # a new group is matched before the catch-all
@@ -94,8 +113,10 @@ def note_rate_limit(settings: dict, domain: str, mx_host: str, reply: str, now: 
     recent = row.throttled_until is not None and now < row.throttled_until + dt.timedelta(seconds=base)
     strikes = row.throttle_strikes + 1 if recent else 1
     ProviderGroup.update(
-        throttled_until=sp.throttle_until(strikes, now, base), throttle_strikes=strikes,
-        throttle_reply=reply[:500], throttled_at=now,
+        throttled_until=sp.throttle_until(strikes, now, base),
+        throttle_strikes=strikes,
+        throttle_reply=reply[:500],
+        throttled_at=now,
     ).where(ProviderGroup.id == row.id).execute()
     log.warning("provider group %s slowed down after %s: %s", row.name, mx_host or domain, reply)
     return ProviderGroup.get_by_id(row.id)
@@ -111,7 +132,8 @@ def count_sends(provider: str, n: int, now: dt.datetime) -> None:
     db.database.execute_sql(
         f'INSERT INTO "send_count" ("provider", "hour", "count") VALUES ({p}, {p}, {p}) '
         'ON CONFLICT ("provider", "hour") DO UPDATE SET "count" = "send_count"."count" + excluded."count"',
-        (provider, SendCount.hour.db_value(hour_of(now)), n))
+        (provider, SendCount.hour.db_value(hour_of(now)), n),
+    )
 
 
 def sent_in_hour(provider: str, now: dt.datetime) -> int:
@@ -122,8 +144,11 @@ def sent_in_hour(provider: str, now: dt.datetime) -> int:
 def sent_in_day(provider: str, now: dt.datetime) -> int:
     """Deliveries let through to one group since midnight UTC (whole hours of today)."""
     start, end = sp.window("day", now)
-    return (SendCount.select(fn.COALESCE(fn.SUM(SendCount.count), 0))
-            .where((SendCount.provider == provider) & (SendCount.hour >= start) & (SendCount.hour < end)).scalar())
+    return (
+        SendCount.select(fn.COALESCE(fn.SUM(SendCount.count), 0))
+        .where((SendCount.provider == provider) & (SendCount.hour >= start) & (SendCount.hour < end))
+        .scalar()
+    )
 
 
 def sent_since(start: dt.datetime, end: dt.datetime | None = None) -> int:
@@ -139,7 +164,8 @@ def sent_per_day(first: dt.date, days: int) -> dict[dt.date, int]:
     start = dt.datetime.combine(first, dt.time())
     totals = {first + dt.timedelta(days=i): 0 for i in range(days)}
     rows = SendCount.select(SendCount.hour, SendCount.count).where(
-        (SendCount.hour >= start) & (SendCount.hour < start + dt.timedelta(days=days)))
+        (SendCount.hour >= start) & (SendCount.hour < start + dt.timedelta(days=days))
+    )
     for row in rows:
         totals[row.hour.date()] += row.count
     return totals

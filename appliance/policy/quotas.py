@@ -54,9 +54,11 @@ def usage(account_id: int, periods: list[str], now: dt.datetime) -> dict[str, in
     counts = {}
     for period in periods:
         start, _ = sp.window(period, now)
-        counts[period] = Message.select(fn.COALESCE(fn.SUM(Message.rcpt_count), 0)).where(
-            (Message.account == account_id) & (Message.received_at >= start) & (Message.direction == "outbound")
-        ).scalar()
+        counts[period] = (
+            Message.select(fn.COALESCE(fn.SUM(Message.rcpt_count), 0))
+            .where((Message.account == account_id) & (Message.received_at >= start) & (Message.direction == "outbound"))
+            .scalar()
+        )
     return counts
 
 
@@ -68,8 +70,17 @@ def usage_rows(account_id: int, now: dt.datetime) -> list[dict]:
     for q in quotas:
         start, end = sp.window(q.period, now)
         percent = 100 if q.limit == 0 else min(100, round(used[q.period] * 100 / q.limit))
-        rows.append({"period": q.period, "limit": q.limit, "action": q.action, "used": used[q.period],
-                     "percent": percent, "window_start": start, "window_end": end})
+        rows.append(
+            {
+                "period": q.period,
+                "limit": q.limit,
+                "action": q.action,
+                "used": used[q.period],
+                "percent": percent,
+                "window_start": start,
+                "window_end": end,
+            }
+        )
     return rows
 
 
@@ -135,8 +146,10 @@ def _quota_alarm(account_id: int, quota: sp.Quota, used: int, now: dt.datetime) 
     kind = QUOTA_ALERT.format(level=level)
     if Alert.select().where((Alert.kind == kind) & (Alert.subject == subject)).exists():
         return None  # once per level and window
-    text = (f"{used} of {quota.limit} recipients this {quota.period} ({level} %); "
-            f"over it, new mail is {'deferred' if quota.action == sp.DEFER else quota.action + 'ed'}")
+    text = (
+        f"{used} of {quota.limit} recipients this {quota.period} ({level} %); "
+        f"over it, new mail is {'deferred' if quota.action == sp.DEFER else quota.action + 'ed'}"
+    )
     return sp.Alarm(kind, subject, text, CRITICAL if level >= 100 else WARNING)
 
 
@@ -152,19 +165,24 @@ def held_reply(decision: sp.QuotaDecision) -> str:
 def release_due_holds(now: dt.datetime, lease_seconds: int) -> list[tuple[int, str, int]]:
     """Release deliveries held by a quota whose window has opened; return them as (id, domain, priority)
     for the caller to enqueue (their lease says a task is on its way)."""
-    due = ((Delivery.status == HELD) & (Delivery.next_attempt_at <= now)
-           & Delivery.last_reply.startswith(f"{HELD_PREFIX}quota-"))
+    due = (
+        (Delivery.status == HELD)
+        & (Delivery.next_attempt_at <= now)
+        & Delivery.last_reply.startswith(f"{HELD_PREFIX}quota-")
+    )
     rows = list(Delivery.select(Delivery.id, Delivery.domain, Delivery.priority, Delivery.message).where(due))
     if not rows:
         return []
     with db.atomic_write():
         lease = now + dt.timedelta(seconds=lease_seconds)
-        released = list(Delivery.update(status=QUEUED, next_attempt_at=now, last_reply="", lease_until=lease,
-                                        updated_at=now).where(
-            Delivery.id.in_([r.id for r in rows]) & due
-        ).returning(Delivery.message, Delivery.rcpt).tuples().execute())
+        released = list(
+            Delivery.update(status=QUEUED, next_attempt_at=now, last_reply="", lease_until=lease, updated_at=now)
+            .where(Delivery.id.in_([r.id for r in rows]) & due)
+            .returning(Delivery.message, Delivery.rcpt)
+            .tuples()
+            .execute()
+        )
         refresh_messages({r.message_id for r in rows})
-        events.record([events.Occurred(m, events.RELEASED, rcpt, now, {"by": "quota window"})
-                       for m, rcpt in released])
+        events.record([events.Occurred(m, events.RELEASED, rcpt, now, {"by": "quota window"}) for m, rcpt in released])
     log.info("released %d deliveries held by quota", len(rows))
     return [(r.id, r.domain, r.priority) for r in rows]

@@ -27,9 +27,12 @@ REPUTATION_WARN, REPUTATION_HOLD = "reputation-warn", "reputation-hold"
 
 def thresholds(settings: dict) -> sp.Thresholds:
     return sp.Thresholds(
-        warn_bounce=settings["REPUTATION_WARN_BOUNCE"], warn_complaint=settings["REPUTATION_WARN_COMPLAINT"],
-        hold_bounce=settings["REPUTATION_HOLD_BOUNCE"], hold_complaint=settings["REPUTATION_HOLD_COMPLAINT"],
-        window_hours=settings["REPUTATION_WINDOW_HOURS"], min_volume=settings["REPUTATION_MIN_VOLUME"],
+        warn_bounce=settings["REPUTATION_WARN_BOUNCE"],
+        warn_complaint=settings["REPUTATION_WARN_COMPLAINT"],
+        hold_bounce=settings["REPUTATION_HOLD_BOUNCE"],
+        hold_complaint=settings["REPUTATION_HOLD_COMPLAINT"],
+        window_hours=settings["REPUTATION_WINDOW_HOURS"],
+        min_volume=settings["REPUTATION_MIN_VOLUME"],
     )
 
 
@@ -44,17 +47,33 @@ def check(settings: dict, now: dt.datetime | None = None) -> tuple[dict[int, sp.
     t = thresholds(settings)
     since = now - dt.timedelta(hours=t.window_hours)
     counts: dict[int, dict[str, int]] = {}
-    finished = (Delivery.select(Message.account, Delivery.status, fn.COUNT(Delivery.id))
-                .join(Message).where((Message.received_at >= since) & Message.account.is_null(False)
-                                     & (Message.direction == "outbound") & Delivery.status.in_([DELIVERED, BOUNCED]))
-                .group_by(Message.account, Delivery.status).tuples())
+    finished = (
+        Delivery.select(Message.account, Delivery.status, fn.COUNT(Delivery.id))
+        .join(Message)
+        .where(
+            (Message.received_at >= since)
+            & Message.account.is_null(False)
+            & (Message.direction == "outbound")
+            & Delivery.status.in_([DELIVERED, BOUNCED])
+        )
+        .group_by(Message.account, Delivery.status)
+        .tuples()
+    )
     for account_id, status, n in finished:
         counts.setdefault(account_id, {})[status] = n
-    complained = (Delivery.select(Message.account, fn.COUNT(Delivery.id)).join(Message)
-                  .join(Suppression, JOIN.INNER, on=(Suppression.address == fn.LOWER(Delivery.rcpt)))
-                  .where((Message.received_at >= since) & (Suppression.source == "complaint")
-                         & (Suppression.created_at >= since) & Message.account.is_null(False))
-                  .group_by(Message.account).tuples())
+    complained = (
+        Delivery.select(Message.account, fn.COUNT(Delivery.id))
+        .join(Message)
+        .join(Suppression, JOIN.INNER, on=(Suppression.address == fn.LOWER(Delivery.rcpt)))
+        .where(
+            (Message.received_at >= since)
+            & (Suppression.source == "complaint")
+            & (Suppression.created_at >= since)
+            & Message.account.is_null(False)
+        )
+        .group_by(Message.account)
+        .tuples()
+    )
     complaints = dict(complained)
     known = {r.account_id: r for r in AccountReputation.select()}
     verdicts, alarms = {}, []
@@ -66,12 +85,23 @@ def check(settings: dict, now: dt.datetime | None = None) -> tuple[dict[int, sp.
         before = known[account_id].state if account_id in known else sp.OK
         with db.atomic_write():
             AccountReputation.insert(
-                account=account_id, state=verdict.state, reason=verdict.reason, sent=sent,
-                bounced=c.get(BOUNCED, 0), complaints=complaints.get(account_id, 0), checked_at=now,
+                account=account_id,
+                state=verdict.state,
+                reason=verdict.reason,
+                sent=sent,
+                bounced=c.get(BOUNCED, 0),
+                complaints=complaints.get(account_id, 0),
+                checked_at=now,
             ).on_conflict(  # an upsert both SQLite and PostgreSQL run (no REPLACE on PostgreSQL)
                 conflict_target=[AccountReputation.account],
-                preserve=[AccountReputation.state, AccountReputation.reason, AccountReputation.sent,
-                          AccountReputation.bounced, AccountReputation.complaints, AccountReputation.checked_at],
+                preserve=[
+                    AccountReputation.state,
+                    AccountReputation.reason,
+                    AccountReputation.sent,
+                    AccountReputation.bounced,
+                    AccountReputation.complaints,
+                    AccountReputation.checked_at,
+                ],
             ).execute()
         forget_policy(account_id)
         if _rank(verdict.state) > _rank(before):
@@ -87,10 +117,18 @@ def _reputation_alarm(account_id: int, verdict: sp.Reputation) -> sp.Alarm:
     username = SmtpAccount.get_by_id(account_id).username
     rates = f"bounces {verdict.bounce_rate:.1%}, complaints {verdict.complaint_rate:.2%}"
     if verdict.state == sp.HOLD:
-        return sp.Alarm(REPUTATION_HOLD, f"account {username}",
-                        f"{rates}: its new mail is held until an admin releases it (queue release)", CRITICAL)
-    return sp.Alarm(REPUTATION_WARN, f"account {username}",
-                    f"{rates}: past the warning threshold; at the hold threshold its new mail will be held", WARNING)
+        return sp.Alarm(
+            REPUTATION_HOLD,
+            f"account {username}",
+            f"{rates}: its new mail is held until an admin releases it (queue release)",
+            CRITICAL,
+        )
+    return sp.Alarm(
+        REPUTATION_WARN,
+        f"account {username}",
+        f"{rates}: past the warning threshold; at the hold threshold its new mail will be held",
+        WARNING,
+    )
 
 
 _last_check: dict[str, dt.datetime] = {}

@@ -155,20 +155,55 @@ class Group:
 # MX hosts live under yahoodns.net too, so AOL is listed before Yahoo.
 PROVIDER_TABLE_SOURCE = "mySMTP knowledge base, SMTP Limits, Sending Rates & Optimization, section 3"
 DEFAULT_GROUPS = (
-    Group("gmail", ("gmail.com", "googlemail.com"), ("gmail-smtp-in.l.google.com", "*.gmail-smtp-in.l.google.com"),
-          hourly_new=500, hourly_warm=5000, daily_cap=50000, session_cap=5),
-    Group("google-workspace", (), ("*.google.com", "*.googlemail.com"),
-          hourly_new=500, hourly_warm=5000, session_cap=5),
-    Group("aol", ("aol.com", "aim.com", "verizon.net"), ("mx-aol.*", "*.aol.com"),
-          hourly_new=500, hourly_warm=5000, daily_cap=50000, session_cap=3),
-    Group("yahoo", ("yahoo.*", "ymail.com", "rocketmail.com"), ("*.yahoodns.net",),
-          hourly_new=1000, hourly_warm=10000, daily_cap=100000, session_cap=3),
-    Group("outlook", ("outlook.*", "hotmail.*", "live.*", "msn.com"), ("*.olc.protection.outlook.com", "*.hotmail.com"),
-          hourly_new=500, hourly_warm=3000, daily_cap=30000, session_cap=5),
-    Group("microsoft-365", (), ("*.protection.outlook.com",),
-          hourly_new=500, hourly_warm=3000, session_cap=5),
-    Group("icloud", ("icloud.com", "me.com", "mac.com"), ("*.icloud.com",),
-          hourly_new=500, hourly_warm=2000, daily_cap=10000, session_cap=3),
+    Group(
+        "gmail",
+        ("gmail.com", "googlemail.com"),
+        ("gmail-smtp-in.l.google.com", "*.gmail-smtp-in.l.google.com"),
+        hourly_new=500,
+        hourly_warm=5000,
+        daily_cap=50000,
+        session_cap=5,
+    ),
+    Group(
+        "google-workspace", (), ("*.google.com", "*.googlemail.com"), hourly_new=500, hourly_warm=5000, session_cap=5
+    ),
+    Group(
+        "aol",
+        ("aol.com", "aim.com", "verizon.net"),
+        ("mx-aol.*", "*.aol.com"),
+        hourly_new=500,
+        hourly_warm=5000,
+        daily_cap=50000,
+        session_cap=3,
+    ),
+    Group(
+        "yahoo",
+        ("yahoo.*", "ymail.com", "rocketmail.com"),
+        ("*.yahoodns.net",),
+        hourly_new=1000,
+        hourly_warm=10000,
+        daily_cap=100000,
+        session_cap=3,
+    ),
+    Group(
+        "outlook",
+        ("outlook.*", "hotmail.*", "live.*", "msn.com"),
+        ("*.olc.protection.outlook.com", "*.hotmail.com"),
+        hourly_new=500,
+        hourly_warm=3000,
+        daily_cap=30000,
+        session_cap=5,
+    ),
+    Group("microsoft-365", (), ("*.protection.outlook.com",), hourly_new=500, hourly_warm=3000, session_cap=5),
+    Group(
+        "icloud",
+        ("icloud.com", "me.com", "mac.com"),
+        ("*.icloud.com",),
+        hourly_new=500,
+        hourly_warm=2000,
+        daily_cap=10000,
+        session_cap=3,
+    ),
     Group(DEFAULT_GROUP),
 )
 
@@ -237,8 +272,9 @@ def throttle_until(strikes: int, now: dt.datetime, base_seconds: int) -> dt.date
     return now + dt.timedelta(seconds=base_seconds * factor)
 
 
-def effective_caps(group: Group, *, throttled: bool, sent_last_hour: int, progress: float = 0.0
-                   ) -> tuple[int | None, int | None]:
+def effective_caps(
+    group: Group, *, throttled: bool, sent_last_hour: int, progress: float = 0.0
+) -> tuple[int | None, int | None]:
     """Return the (hourly, session) caps in force: a throttled group gets half its hourly cap
     (half of what it just sent when it has none) and a single session."""
     hourly = hourly_cap(group, progress)
@@ -290,8 +326,15 @@ LANE_RECHECK = dt.timedelta(minutes=1)  # a lane waiting for another lane looks 
 
 
 def paced(
-    priority: int, *, group: str, cap: int | None, used: int, waiting: dict[int, int], low_share: float,
-    now: dt.datetime, throttled: bool,
+    priority: int,
+    *,
+    group: str,
+    cap: int | None,
+    used: int,
+    waiting: dict[int, int],
+    low_share: float,
+    now: dt.datetime,
+    throttled: bool,
 ) -> Wait | None:
     """Decide whether a delivery to a provider group may go now under its hourly cap, spread over the hour."""
     allowed = spread(cap, now) if cap is not None else None
@@ -301,13 +344,22 @@ def paced(
     if cap is not None and used >= cap:
         return Wait("pacing", window("hour", now)[1], f"{group} reached its hourly cap of {cap}{slowed}")
     if allowed is not None and used >= allowed:
-        return Wait("pacing", window("minute", now)[1],
-                    f"{group}: its hourly cap of {cap}{slowed} is spread over the hour, {allowed} by {now:%H:%M}")
+        return Wait(
+            "pacing",
+            window("minute", now)[1],
+            f"{group}: its hourly cap of {cap}{slowed} is spread over the hour, {allowed} by {now:%H:%M}",
+        )
     return Wait("pacing", now + LANE_RECHECK, f"{group}: another priority lane's share of the hourly cap goes first")
 
 
 def paced_daily(
-    priority: int, *, group: str, cap: int | None, used: int, waiting: dict[int, int], low_share: float,
+    priority: int,
+    *,
+    group: str,
+    cap: int | None,
+    used: int,
+    waiting: dict[int, int],
+    low_share: float,
     now: dt.datetime,
 ) -> Wait | None:
     """Decide whether a delivery to a provider group may go today under the group's daily cap."""
@@ -332,8 +384,12 @@ class WarmupStep:
 
 # The knowledge base's plan for a 100,000-a-day goal ("IP Warming Plan"): day 21 on, the goal itself.
 DEFAULT_WARMUP = (
-    WarmupStep(1, 1000), WarmupStep(4, 5000), WarmupStep(7, 10000), WarmupStep(11, 25000),
-    WarmupStep(15, 50000), WarmupStep(21, 100000),
+    WarmupStep(1, 1000),
+    WarmupStep(4, 5000),
+    WarmupStep(7, 10000),
+    WarmupStep(11, 25000),
+    WarmupStep(15, 50000),
+    WarmupStep(21, 100000),
 )
 
 
@@ -389,7 +445,13 @@ def progress(steps: tuple[WarmupStep, ...], start: dt.date, today: dt.date) -> f
 
 
 def warmed_up(
-    priority: int, *, cap: int | None, used: int, waiting: dict[int, int], low_share: float, now: dt.datetime,
+    priority: int,
+    *,
+    cap: int | None,
+    used: int,
+    waiting: dict[int, int],
+    low_share: float,
+    now: dt.datetime,
 ) -> Wait | None:
     """Decide whether a delivery may go today under the warm-up's daily cap; the rest waits for tomorrow."""
     if lane_allows(priority, used, cap, waiting, low_share):

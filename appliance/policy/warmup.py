@@ -14,14 +14,16 @@ def warmup_plan() -> WarmupPlan:
     row = WarmupPlan.get_or_none(WarmupPlan.id == 1)
     if row is None:
         with db.atomic_write():
-            WarmupPlan.insert(id=1, enabled=False, start_date=None, steps=sp.format_plan(sp.DEFAULT_WARMUP)
-                              ).on_conflict_ignore().execute()
+            WarmupPlan.insert(
+                id=1, enabled=False, start_date=None, steps=sp.format_plan(sp.DEFAULT_WARMUP)
+            ).on_conflict_ignore().execute()
         row = WarmupPlan.get_by_id(1)
     return row
 
 
-def set_warmup(*, enabled: bool | None = None, start_date: dt.date | None = None,
-               steps: str | None = None) -> WarmupPlan:
+def set_warmup(
+    *, enabled: bool | None = None, start_date: dt.date | None = None, steps: str | None = None
+) -> WarmupPlan:
     """Change the warm-up plan; enabling it without a start date starts it today."""
     row = warmup_plan()
     if steps is not None:

@@ -92,8 +92,6 @@ class AuthThrottle:
             self._trusted.popitem(last=False)
 
 
-
-
 @dataclass
 class ServerContext:
     """What every SMTP connection shares: settings, intake, throttles and executors."""
@@ -114,10 +112,11 @@ class ServerContext:
             settings=settings,
             committer=committer,
             throttle=AuthThrottle(
-                settings["AUTH_FAILURES_PER_USERNAME"], settings["AUTH_FAILURES_PER_IP"],
-                settings["AUTH_FAILURE_WINDOW"], settings["AUTH_COOLDOWN"],
+                settings["AUTH_FAILURES_PER_USERNAME"],
+                settings["AUTH_FAILURES_PER_IP"],
+                settings["AUTH_FAILURE_WINDOW"],
+                settings["AUTH_COOLDOWN"],
             ),
             executor=concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-work"),
             local_domains=frozenset(domains),
         )
-

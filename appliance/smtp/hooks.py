@@ -55,14 +55,16 @@ class Handler:
             signed_in = server.account is not None
             answered, verdict = quotas.cached_verdict(account.id) if known else (False, None)
             if answered and signed_in:  # the policy is cached; the account's state never is
-                expired = await server.run_blocking(
-                    accounts.session_refusal, account.id, server.credential_version
-                )
+                expired = await server.run_blocking(accounts.session_refusal, account.id, server.credential_version)
                 if expired:
                     return server.sign_out(expired)
             if not answered:  # something to look up: off the loop
                 expired, decision, verdict, cacheable = await server.run_blocking(
-                    admission.mail_from, self.ctx.settings, account.id, sender, known,
+                    admission.mail_from,
+                    self.ctx.settings,
+                    account.id,
+                    sender,
+                    known,
                     server.credential_version if signed_in else None,
                 )
                 if expired:
@@ -87,8 +89,9 @@ class Handler:
         limit = self.ctx.settings["MAX_RECIPIENTS"]
         unsubscribe = tracking.unsubscribe_token(self.ctx.settings, address) if server.mx else None
         if unsubscribe is not None and len(envelope.rcpt_tos) < limit:  # the mailto: of List-Unsubscribe
-            found = await server.run_blocking(engagement.recipient, self.ctx.settings, tracking.UNSUBSCRIBE,
-                                              unsubscribe)
+            found = await server.run_blocking(
+                engagement.recipient, self.ctx.settings, tracking.UNSUBSCRIBE, unsubscribe
+            )
             if found is None:
                 return replies.UNSUBSCRIBE_UNKNOWN
             envelope.rcpt_tos.append(address)
@@ -144,8 +147,13 @@ class Handler:
         # Mail to a return path of ours (a later bounce, a complaint) is applied as it is stored.
         arrival = bounces.Arrival(settings, envelope.reported) if envelope.reported else None
         admit = functools.partial(
-            admission.admit, settings, prepare, account_id=account.id if account else None,
-            allowed=frozenset(server.allowed_senders), hold=envelope.policy_hold, arrival=arrival,
+            admission.admit,
+            settings,
+            prepare,
+            account_id=account.id if account else None,
+            allowed=frozenset(server.allowed_senders),
+            hold=envelope.policy_hold,
+            arrival=arrival,
         )
 
         store = arrival.store if arrival else None

@@ -60,7 +60,6 @@ def _guarded(server: ApplianceSMTP, method):
     return checked
 
 
-
 class ApplianceSMTP(SMTP):
     """One SMTP connection. Extends aiosmtpd with connection caps, async credential checks,
     per-connection and per-IP failure counting, and our reply wording."""
@@ -97,8 +96,7 @@ class ApplianceSMTP(SMTP):
         self.auth_failures = 0
         self.reading_data = False  # between 354 and the final dot: every read restarts the timer
         self._counted: str | None = None  # the client_key this connection is counted under
-        self._smtp_methods = {name: _guarded(self, method)
-                              for name, method in self._smtp_methods.items()}
+        self._smtp_methods = {name: _guarded(self, method) for name, method in self._smtp_methods.items()}
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -228,10 +226,7 @@ class ApplianceSMTP(SMTP):
         auth_failed(result.failure)
         throttle.failed(ip, username)
         log.info("AUTH failed for %r from %s: %s", username, ip, result.failure)
-        if (
-            self.auth_failures >= self.ctx.settings["AUTH_FAILURES_PER_CONNECTION"]
-            or throttle.refuses(ip, username)
-        ):
+        if self.auth_failures >= self.ctx.settings["AUTH_FAILURES_PER_CONNECTION"] or throttle.refuses(ip, username):
             await self.push(replies.TOO_MANY_AUTH_FAILURES)
             self.transport.close()
             return AuthResult(success=False, handled=True)
@@ -346,4 +341,3 @@ class ApplianceSMTP(SMTP):
         if self.ip_only_account is False:
             self.ip_only_account = await self.run_blocking(accounts.ip_only_account_for, self.peer_ip)
         return self.ip_only_account or None
-

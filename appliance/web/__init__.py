@@ -63,8 +63,9 @@ def init_app(app: Flask) -> None:
         if request.is_secure:
             cookies = response.headers.getlist("Set-Cookie")
             if any(not _SECURE_FLAG.search(c) for c in cookies):
-                response.headers.setlist("Set-Cookie", [c if _SECURE_FLAG.search(c) else f"{c}; Secure"
-                                                        for c in cookies])
+                response.headers.setlist(
+                    "Set-Cookie", [c if _SECURE_FLAG.search(c) else f"{c}; Secure" for c in cookies]
+                )
         return response
 
     login_manager.init_app(app)

@@ -47,9 +47,12 @@ def _get(account_id: int) -> SmtpAccount:
 
 def _messages_today() -> dict[int, int]:
     midnight = dt.datetime.combine(clock.now().date(), dt.time())
-    rows = (Message.select(Message.account, fn.COUNT(Message.id).alias("n"))
-            .where(Message.received_at >= midnight, Message.account.is_null(False))
-            .group_by(Message.account).tuples())
+    rows = (
+        Message.select(Message.account, fn.COUNT(Message.id).alias("n"))
+        .where(Message.received_at >= midnight, Message.account.is_null(False))
+        .group_by(Message.account)
+        .tuples()
+    )
     return dict(rows)
 
 
@@ -62,9 +65,15 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
     """What the account pages show about connecting; ``password`` on the page that shows it once."""
     settings = current_app.config
     filled = guides.values(settings, account, password)
-    return {"hostname": settings["HOSTNAME"], "ports": connection.submission_ports(settings),
-            "account": account, "quotas": quotas.usage_rows(account.id, clock.now()),
-            "guides": guides.guides(filled), "guide_values": filled, "ca_path": guides.CA_PATH}
+    return {
+        "hostname": settings["HOSTNAME"],
+        "ports": connection.submission_ports(settings),
+        "account": account,
+        "quotas": quotas.usage_rows(account.id, clock.now()),
+        "guides": guides.guides(filled),
+        "guide_values": filled,
+        "ca_path": guides.CA_PATH,
+    }
 
 
 @bp.get("/ca.pem")
@@ -86,12 +95,17 @@ def parse_form(form) -> dict:
         priority = int(form.get("priority", "3"))
     except ValueError:
         priority = 0  # refused by the service's check, like any other number out of range
-    return {"name": form.get("name", ""), "note": form.get("note", ""), "priority": priority,
-            "networks": [form.get("ip_rules", "")], "ip_only": form.get("ip_only") == "on",
-            "stream": form.get("stream", "transactional"),
-            # A value that is none of these goes to the service's check, which says what it takes.
-            "track_opens": TRACKING_CHOICES.get(form.get("track_opens", ""), form.get("track_opens")),
-            "track_clicks": TRACKING_CHOICES.get(form.get("track_clicks", ""), form.get("track_clicks"))}
+    return {
+        "name": form.get("name", ""),
+        "note": form.get("note", ""),
+        "priority": priority,
+        "networks": [form.get("ip_rules", "")],
+        "ip_only": form.get("ip_only") == "on",
+        "stream": form.get("stream", "transactional"),
+        # A value that is none of these goes to the service's check, which says what it takes.
+        "track_opens": TRACKING_CHOICES.get(form.get("track_opens", ""), form.get("track_opens")),
+        "track_clicks": TRACKING_CHOICES.get(form.get("track_clicks", ""), form.get("track_clicks")),
+    }
 
 
 def form_errors(exc: accounts.AccountError) -> dict[str, str]:
@@ -114,8 +128,7 @@ def _form_values(form) -> dict:
 def accounts_list():
     """List every SMTP account with its status and recent activity."""
     rows = SmtpAccount.select().order_by(SmtpAccount.priority, SmtpAccount.name)
-    return render_template("accounts/list.html", accounts=rows, today=_messages_today(),
-                           priorities=PRIORITIES)
+    return render_template("accounts/list.html", accounts=rows, today=_messages_today(), priorities=PRIORITIES)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -123,13 +136,15 @@ def accounts_list():
 def accounts_create():
     """Create an account and show its password once."""
     if request.method == "GET":
-        return render_template("accounts/create.html", values={"priority": 3, "active": True},
-                               errors={}, priorities=PRIORITIES)
+        return render_template(
+            "accounts/create.html", values={"priority": 3, "active": True}, errors={}, priorities=PRIORITIES
+        )
     try:
         account, password = accounts.create(**parse_form(request.form))
     except accounts.AccountError as exc:
-        return render_template("accounts/create.html", values=_form_values(request.form), errors=form_errors(exc),
-                               priorities=PRIORITIES), 400
+        return render_template(
+            "accounts/create.html", values=_form_values(request.form), errors=form_errors(exc), priorities=PRIORITIES
+        ), 400
     return _show_once(account, password, created=True)
 
 
@@ -139,14 +154,24 @@ def accounts_edit(account_id: int):
     """Show an account's settings and connection details; save changes on POST."""
     account = _get(account_id)
     if request.method == "GET":
-        return render_template("accounts/edit.html", values=account.__data__, errors={},
-                               priorities=PRIORITIES, **_connection_context(account))
+        return render_template(
+            "accounts/edit.html",
+            values=account.__data__,
+            errors={},
+            priorities=PRIORITIES,
+            **_connection_context(account),
+        )
     try:
         accounts.update(account, **parse_form(request.form), active=request.form.get("active") == "on")
     except accounts.AccountError as exc:
         values = _form_values(request.form) | {"id": account.id}
-        return render_template("accounts/edit.html", values=values, errors=form_errors(exc),
-                               priorities=PRIORITIES, **_connection_context(account)), 400
+        return render_template(
+            "accounts/edit.html",
+            values=values,
+            errors=form_errors(exc),
+            priorities=PRIORITIES,
+            **_connection_context(account),
+        ), 400
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1))
 
 
@@ -166,8 +191,11 @@ def _fernet() -> Fernet:
 
 
 def _show_once(account: SmtpAccount, password: str, created: bool):
-    session["shown_once"] = {"account": account.id, "created": created,
-                             "password": _fernet().encrypt(password.encode()).decode()}
+    session["shown_once"] = {
+        "account": account.id,
+        "created": created,
+        "password": _fernet().encrypt(password.encode()).decode(),
+    }
     return redirect(url_for("accounts.accounts_password", account_id=account.id))
 
 
@@ -178,15 +206,24 @@ def accounts_password(account_id: int):
     account = _get(account_id)
     waiting = session.pop("shown_once", None) or {}
     try:
-        password = _fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode() \
-            if waiting.get("account") == account.id else None
+        password = (
+            _fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode()
+            if waiting.get("account") == account.id
+            else None
+        )
     except InvalidToken:
         password = None
     if password is None:
         flash("The password was shown once, when it was made. Reset it for a new one.")
         return redirect(url_for("accounts.accounts_edit", account_id=account.id))
-    return _no_store(render_template("accounts/secret.html", password=password, created=waiting["created"],
-                                     **_connection_context(account, password)))
+    return _no_store(
+        render_template(
+            "accounts/secret.html",
+            password=password,
+            created=waiting["created"],
+            **_connection_context(account, password),
+        )
+    )
 
 
 @bp.route("/<int:account_id>/delete", methods=["GET", "POST"])
@@ -214,5 +251,12 @@ def accounts_test(account_id: int):
     steps = connection.run(current_app.config, port, account.username, request.form.get("password", ""))
     if request.headers.get("HX-Request"):
         return render_template("accounts/_test_result.html", steps=steps, port=port)
-    return render_template("accounts/edit.html", values=account.__data__, errors={}, priorities=PRIORITIES,
-                           steps=steps, tested_port=port, **_connection_context(account))
+    return render_template(
+        "accounts/edit.html",
+        values=account.__data__,
+        errors={},
+        priorities=PRIORITIES,
+        steps=steps,
+        tested_port=port,
+        **_connection_context(account),
+    )

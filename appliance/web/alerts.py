@@ -24,8 +24,9 @@ def _open_alerts() -> dict:
 def alerts_list():
     """List open alerts, most recent first (all of them with ?all=1)."""
     everything = request.args.get("all") == "1"
-    return render_template("alerts/list.html", rows=alerts.listed(include_acknowledged=everything),
-                           everything=everything)
+    return render_template(
+        "alerts/list.html", rows=alerts.listed(include_acknowledged=everything), everything=everything
+    )
 
 
 @bp.post("/<int:alert_id>/ack")

@@ -60,17 +60,34 @@ def analytics_show():
     filters, errors = parse_filters(request.args)
     found = report_for(filters)
     series = analytics.CHARTED
-    hourly = bar_chart([Bucket(h.strftime("%H:00"), v) for h, v in found.hourly], series,
-                       "Last 24 hours, per hour (human opens and clicks)", label_every=3)
-    daily = bar_chart([Bucket(d.strftime("%m-%d"), v) for d, v in found.daily], series,
-                      "Last 30 days, per day (human opens and clicks)", label_every=5)
+    hourly = bar_chart(
+        [Bucket(h.strftime("%H:00"), v) for h, v in found.hourly],
+        series,
+        "Last 24 hours, per hour (human opens and clicks)",
+        label_every=3,
+    )
+    daily = bar_chart(
+        [Bucket(d.strftime("%m-%d"), v) for d, v in found.daily],
+        series,
+        "Last 30 days, per day (human opens and clicks)",
+        label_every=5,
+    )
     accounts = SmtpAccount.select().order_by(SmtpAccount.name)
     query = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in filters.items() if v}
-    return render_template("analytics/show.html", report=found, total=found.total.as_dict(),
-                           providers={n: f.as_dict() for n, f in sorted(found.providers.items())},
-                           chart_hourly=hourly, chart_daily=daily, filters=filters, errors=errors,
-                           accounts=accounts, streams=acceptance.STREAMS, metrics=analytics.METRICS,
-                           query=query), 400 if errors else 200
+    return render_template(
+        "analytics/show.html",
+        report=found,
+        total=found.total.as_dict(),
+        providers={n: f.as_dict() for n, f in sorted(found.providers.items())},
+        chart_hourly=hourly,
+        chart_daily=daily,
+        filters=filters,
+        errors=errors,
+        accounts=accounts,
+        streams=acceptance.STREAMS,
+        metrics=analytics.METRICS,
+        query=query,
+    ), 400 if errors else 200
 
 
 @bp.get("/export.csv")
@@ -83,5 +100,6 @@ def analytics_export():
     out = io.StringIO()
     csv.writer(out).writerows(analytics.csv_rows(report_for(filters)))
     name = f"analytics-{filters['since']}-{filters['until']}.csv"
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )

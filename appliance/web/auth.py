@@ -43,9 +43,16 @@ class LoginThrottle:
     seconds after its last failure; a success clears the pair's count, not the IP's.
     """
 
-    def __init__(self, pair_free: int = 5, ip_free: int = 20, first_delay: float = 30,
-                 max_delay: float = 15 * 60, forget_after: float = 60 * 60, clock=time.monotonic,
-                 max_keys: int = 100_000):
+    def __init__(
+        self,
+        pair_free: int = 5,
+        ip_free: int = 20,
+        first_delay: float = 30,
+        max_delay: float = 15 * 60,
+        forget_after: float = 60 * 60,
+        clock=time.monotonic,
+        max_keys: int = 100_000,
+    ):
         self.free = {"pair": pair_free, "ip": ip_free}
         self.first_delay, self.max_delay, self.forget_after = first_delay, max_delay, forget_after
         self.clock = clock
@@ -64,14 +71,17 @@ class LoginThrottle:
     def delay(self, count: int, kind: str) -> float:
         """Seconds a key with ``count`` failures waits after its last one."""
         over = count - self.free[kind]
-        return 0 if over < 0 else min(self.max_delay, self.first_delay * 2 ** over)
+        return 0 if over < 0 else min(self.max_delay, self.first_delay * 2**over)
 
     def wait_seconds(self, ip: str, email: str) -> int:
         """Seconds until this IP may try this e-mail again (0: it may try now)."""
         now = self.clock()
         with self._lock:
-            waits = [last + self.delay(count, key[0]) - now
-                     for key in self._keys(ip, email) for count, last in [self._count(key, now)]]
+            waits = [
+                last + self.delay(count, key[0]) - now
+                for key in self._keys(ip, email)
+                for count, last in [self._count(key, now)]
+            ]
         wait = max(waits)
         return max(1, int(wait + 0.999)) if wait > 0 else 0
 
@@ -164,8 +174,9 @@ def auth_code():
         return render_template("auth/code.html", error=error), 401
     if used == "recovery":
         left = twofactor.recovery_codes_left(admin)
-        flash(f"You signed in with a recovery code; {left} left. "
-              "Make new ones on the two-factor page if you run short.")
+        flash(
+            f"You signed in with a recovery code; {left} left. Make new ones on the two-factor page if you run short."
+        )
     return _complete_sign_in(admin, session["pending_sign_in"].get("next"))
 
 
@@ -225,8 +236,14 @@ def _enrolment_page(error: str | None = None, status: int = 200):
     if not secret:
         secret = session["totp_enrolment"] = twofactor.new_secret()
     uri = twofactor.provisioning_uri(secret, admin.email, current_app.config["HOSTNAME"])
-    return render_template("auth/two_factor.html", enrolled=False, secret=secret, qr=qr_data_uri(uri),
-                           required=twofactor.required(), error=error), status
+    return render_template(
+        "auth/two_factor.html",
+        enrolled=False,
+        secret=secret,
+        qr=qr_data_uri(uri),
+        required=twofactor.required(),
+        error=error,
+    ), status
 
 
 def _codes_page(codes: list[str], first: bool):
@@ -255,8 +272,9 @@ def auth_two_factor():
         audit.record("user.recovery_codes", f"user {admin.email}", "made new recovery codes")
         return _codes_page(twofactor.new_recovery_codes(admin), first=False)
     if page["required"]:
-        return render_template("auth/two_factor.html", error="An admin requires two-factor sign-in for everyone.",
-                               **page), 400
+        return render_template(
+            "auth/two_factor.html", error="An admin requires two-factor sign-in for everyone.", **page
+        ), 400
     if twofactor.check(admin, request.form.get("code", "")) is None:
         return render_template("auth/two_factor.html", error="That code is not right.", **page), 400
     twofactor.disable(admin)

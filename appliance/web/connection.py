@@ -66,14 +66,15 @@ def _loopback_client(base: type[smtplib.SMTP], address: str):
 
 
 def _describe_tls(sock: ssl.SSLSocket, hostname: str) -> str:
-    return (f"Encrypted with {sock.version()} ({sock.cipher()[0]}); the certificate is valid for "
-            f"{hostname} and trusted.")
+    return f"Encrypted with {sock.version()} ({sock.cipher()[0]}); the certificate is valid for {hostname} and trusted."
 
 
 def _tls_failure(exc: Exception, hostname: str) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS works but the certificate was not accepted: {exc.verify_message}. Clients that "
-                f"verify certificates (most do) will refuse it; install a certificate for {hostname}.")
+        return (
+            f"TLS works but the certificate was not accepted: {exc.verify_message}. Clients that "
+            f"verify certificates (most do) will refuse it; install a certificate for {hostname}."
+        )
     return f"TLS could not be set up: {exc}."
 
 
@@ -89,7 +90,8 @@ def run(settings: dict, port: int, username: str, password: str) -> list[Step]:
     steps: list[Step] = []
     if implicit:
         client = _loopback_client(smtplib.SMTP_SSL, address)(
-            local_hostname="connection-test", timeout=TIMEOUT, context=context)
+            local_hostname="connection-test", timeout=TIMEOUT, context=context
+        )
     else:
         client = _loopback_client(smtplib.SMTP, address)(local_hostname="connection-test", timeout=TIMEOUT)
     # smtplib names the TLS peer after the constructor's host; set it without connecting yet.
@@ -98,13 +100,16 @@ def run(settings: dict, port: int, username: str, password: str) -> list[Step]:
         try:
             code, banner = client.connect(hostname, port)
         except ssl.SSLError as exc:
-            return [Step("Connect", True, f"The port {port} answers."),
-                    Step("TLS", False, _tls_failure(exc, hostname))]
+            return [Step("Connect", True, f"The port {port} answers."), Step("TLS", False, _tls_failure(exc, hostname))]
         except (OSError, smtplib.SMTPException) as exc:
-            return [Step("Connect", False, f"Nothing answers on {address}:{port} ({exc}). "
-                         "Is the appliance running and the port free?")]
-        steps.append(Step("Connect", code == 220, f"Port {port} answered: {code} "
-                          f"{banner.decode(errors='replace')}"))
+            return [
+                Step(
+                    "Connect",
+                    False,
+                    f"Nothing answers on {address}:{port} ({exc}). Is the appliance running and the port free?",
+                )
+            ]
+        steps.append(Step("Connect", code == 220, f"Port {port} answered: {code} {banner.decode(errors='replace')}"))
         if implicit:
             steps.append(Step("TLS", True, _describe_tls(client.sock, hostname)))
         code, reply = client.ehlo()
@@ -125,16 +130,28 @@ def run(settings: dict, port: int, username: str, password: str) -> list[Step]:
                 return steps
             steps.append(Step("STARTTLS", True, _describe_tls(client.sock, hostname)))
         if not password:
-            steps.append(Step("AUTH", None, "Needs the password: the appliance keeps only a hash of it. "
-                              "Type it in the form to test the login too."))
+            steps.append(
+                Step(
+                    "AUTH",
+                    None,
+                    "Needs the password: the appliance keeps only a hash of it. "
+                    "Type it in the form to test the login too.",
+                )
+            )
             return steps
         try:
             client.login(username, password)
         except smtplib.SMTPAuthenticationError as exc:
-            steps.append(Step("AUTH", False, f"Login refused: {exc.smtp_code} "
-                              f"{exc.smtp_error.decode(errors='replace')}. Check the username and the SMTP "
-                              "password (not the dashboard password); this test connects from "
-                              f"{address}, so the account's IP authorization must allow it."))
+            steps.append(
+                Step(
+                    "AUTH",
+                    False,
+                    f"Login refused: {exc.smtp_code} "
+                    f"{exc.smtp_error.decode(errors='replace')}. Check the username and the SMTP "
+                    "password (not the dashboard password); this test connects from "
+                    f"{address}, so the account's IP authorization must allow it.",
+                )
+            )
             return steps
         except smtplib.SMTPException as exc:
             steps.append(Step("AUTH", False, f"Login could not be tried: {exc}."))
@@ -149,4 +166,3 @@ def run(settings: dict, port: int, username: str, password: str) -> list[Step]:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
-

@@ -21,8 +21,10 @@ def _get(domain_id: int) -> Domain:
 
 def _records_context(domain: Domain) -> dict:
     status = domain.statuses()
-    rows = [(r, status.get(r.key, {"status": "unchecked", "error": ""}))
-            for r in domains.records(domain, current_app.config["HOSTNAME"])]
+    rows = [
+        (r, status.get(r.key, {"status": "unchecked", "error": ""}))
+        for r in domains.records(domain, current_app.config["HOSTNAME"])
+    ]
     return {"domain": domain, "rows": rows, "checking": domains.checking(domain.id)}
 
 
@@ -42,8 +44,7 @@ def domains_create():
         domain = domains.add(request.form.get("name", ""))
     except domains.DomainError as exc:
         rows = [(d, d.statuses()) for d in Domain.select().order_by(Domain.name)]
-        return render_template("domains/list.html", rows=rows, error=str(exc),
-                               name=request.form.get("name", "")), 400
+        return render_template("domains/list.html", rows=rows, error=str(exc), name=request.form.get("name", "")), 400
     audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     flash(f"{domain.name} was added: publish the records below at your DNS provider, then press Check DNS.")
     return redirect(url_for("domains.domains_show", domain_id=domain.id))
@@ -80,6 +81,8 @@ def domains_rotate(domain_id: int):
     """Generate new DKIM keys under a new selector (used once their record is published)."""
     domain = domains.rotate(_get(domain_id))
     audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
-    flash(f"New keys for {domain.name}: publish the two new DKIM records; "
-          "signing switches to them once Check DNS finds them.")
+    flash(
+        f"New keys for {domain.name}: publish the two new DKIM records; "
+        "signing switches to them once Check DNS finds them."
+    )
     return redirect(url_for("domains.domains_show", domain_id=domain.id))

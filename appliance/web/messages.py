@@ -27,10 +27,16 @@ def messages_list():
     filters, errors = message_log.parse_filters(request.args)
     cursor = request.args.get("after") or None
     page = message_log.search(filters, cursor, PAGE_SIZE)
-    context = {"page": page, "filters": filters, "errors": errors, "cursor": cursor,
-               "recipients": page.recipients, "accounts": _accounts(),
-               "statuses": message_log.STATUSES, "any_message": bool(page.messages or filters or cursor)
-               or Message.select().exists()}
+    context = {
+        "page": page,
+        "filters": filters,
+        "errors": errors,
+        "cursor": cursor,
+        "recipients": page.recipients,
+        "accounts": _accounts(),
+        "statuses": message_log.STATUSES,
+        "any_message": bool(page.messages or filters or cursor) or Message.select().exists(),
+    }
     if request.headers.get("HX-Request"):
         return render_template("messages/_table.html", **context)
     return render_template("messages/list.html", **context)
@@ -66,8 +72,10 @@ def _headers(message: Message) -> tuple[list[tuple[str, str]], int, bool]:
         fields = parse_header_block(data)[0]
     except MalformedMessage:
         return [], 0, True
-    shown = [(name, value if len(value) <= HEADER_VALUE_SHOWN else value[:HEADER_VALUE_SHOWN] + " …")
-             for name, value in fields[:HEADER_FIELDS_SHOWN]]
+    shown = [
+        (name, value if len(value) <= HEADER_VALUE_SHOWN else value[:HEADER_VALUE_SHOWN] + " …")
+        for name, value in fields[:HEADER_FIELDS_SHOWN]
+    ]
     return shown, len(fields) - len(shown) or int(cut), True
 
 
@@ -80,10 +88,20 @@ def messages_show(message_id: str):
         abort(404)
     message = found.message
     headers, hidden, body_kept = _headers(message)
-    return render_template("messages/show.html", message=message, deliveries=found.deliveries,
-                           attempts=found.attempts_by_delivery(), account=message.account, headers=headers,
-                           hidden_headers=hidden, explain=smtp_codes.explain, actions=ACTIONS, events=found.events,
-                           body_kept=body_kept, body_days=current_app.config["RETENTION_BODY_DAYS"])
+    return render_template(
+        "messages/show.html",
+        message=message,
+        deliveries=found.deliveries,
+        attempts=found.attempts_by_delivery(),
+        account=message.account,
+        headers=headers,
+        hidden_headers=hidden,
+        explain=smtp_codes.explain,
+        actions=ACTIONS,
+        events=found.events,
+        body_kept=body_kept,
+        body_days=current_app.config["RETENTION_BODY_DAYS"],
+    )
 
 
 # The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).
@@ -117,8 +135,11 @@ def _action_view(action: str):
         if changed:
             audit.record(f"message.{action}", f"message {message.id}", f"{changed} delivery(ies)")
         label = ACTIONS[action][1].lower()
-        flash(f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
-              if changed else f"Nothing to {label}: no delivery is in a state that allows it.")
+        flash(
+            f"{label.capitalize()}: {changed} deliver{'y' if changed == 1 else 'ies'} changed."
+            if changed
+            else f"Nothing to {label}: no delivery is in a state that allows it."
+        )
         return redirect(url_for("messages.messages_show", message_id=message.id))
 
     view.__name__ = f"messages_{action}"
@@ -127,5 +148,4 @@ def _action_view(action: str):
 
 
 for _action in ACTIONS:
-    bp.add_url_rule(f"/<message_id>/{_action}", view_func=admin_required(_action_view(_action)),
-                    methods=["POST"])
+    bp.add_url_rule(f"/<message_id>/{_action}", view_func=admin_required(_action_view(_action)), methods=["POST"])

@@ -41,18 +41,29 @@ def overview_show():
     if period not in PERIODS:
         period = "today"
     queue = stats.queue_depth()
-    problems = list(Delivery.select()
-                    .where(Delivery.status.in_(PROBLEMS))
-                    .order_by(Delivery.updated_at.desc()).limit(10))
-    login_failures = list(SmtpAccount.select()
-                          .where(SmtpAccount.last_failure_at >= now - dt.timedelta(days=1))
-                          .order_by(SmtpAccount.last_failure_at.desc()).limit(10))
+    problems = list(
+        Delivery.select().where(Delivery.status.in_(PROBLEMS)).order_by(Delivery.updated_at.desc()).limit(10)
+    )
+    login_failures = list(
+        SmtpAccount.select()
+        .where(SmtpAccount.last_failure_at >= now - dt.timedelta(days=1))
+        .order_by(SmtpAccount.last_failure_at.desc())
+        .limit(10)
+    )
     return render_template(
-        "overview/show.html", periods=PERIODS, period=period,
-        counts=stats.counts(stats.period_start(period, now)), queue=queue, queue_depth=sum(queue.values()),
-        chart_day=chart("hour", now), chart_month=chart("day", now), problems=problems,
-        login_failures=login_failures, has_accounts=SmtpAccount.select().exists(),
-        has_messages=Message.select().exists(), storage=storage(current_app.config),
+        "overview/show.html",
+        periods=PERIODS,
+        period=period,
+        counts=stats.counts(stats.period_start(period, now)),
+        queue=queue,
+        queue_depth=sum(queue.values()),
+        chart_day=chart("hour", now),
+        chart_month=chart("day", now),
+        problems=problems,
+        login_failures=login_failures,
+        has_accounts=SmtpAccount.select().exists(),
+        has_messages=Message.select().exists(),
+        storage=storage(current_app.config),
     )
 
 
@@ -60,6 +71,11 @@ def storage(settings) -> dict:
     """The database's size and the free disk of DATA_DIR, in MiB, and whether that is low."""
     free = retention.free_disk(settings)
     threshold = settings["DISK_ALERT_FREE_MB"] * 1024 * 1024
-    return {"database_mib": retention.database_size(settings) / (1024 * 1024), "free_mib": free / (1024 * 1024),
-            "low": threshold > 0 and free < threshold, "threshold_mib": settings["DISK_ALERT_FREE_MB"],
-            "body_days": settings["RETENTION_BODY_DAYS"], "days": settings["RETENTION_DAYS"]}
+    return {
+        "database_mib": retention.database_size(settings) / (1024 * 1024),
+        "free_mib": free / (1024 * 1024),
+        "low": threshold > 0 and free < threshold,
+        "threshold_mib": settings["DISK_ALERT_FREE_MB"],
+        "body_days": settings["RETENTION_BODY_DAYS"],
+        "days": settings["RETENTION_DAYS"],
+    }

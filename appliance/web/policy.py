@@ -47,19 +47,28 @@ def _page(status: int = 200, **extra):
     plan = warmup.warmup_plan()
     rows = groups.group_rows()
     today_cap, progress = warmup.warmup_today(now.date())
-    standing = list(AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount)
-                    .order_by(SmtpAccount.name))
+    standing = list(
+        AccountReputation.select(AccountReputation, SmtpAccount).join(SmtpAccount).order_by(SmtpAccount.name)
+    )
     context = {
-        "groups": rows, "now": now, "plan": plan, "chart": warmup_chart(plan, now.date()),
-        "today_cap": today_cap, "sent_today": groups.sent_since(sp.window("day", now)[0]),
+        "groups": rows,
+        "now": now,
+        "plan": plan,
+        "chart": warmup_chart(plan, now.date()),
+        "today_cap": today_cap,
+        "sent_today": groups.sent_since(sp.window("day", now)[0]),
         "plan_day": sp.plan_day(plan.start_date, now.date()) if plan.start_date else None,
-        "thresholds": reputation.thresholds(current_app.config), "reputation": standing,
+        "thresholds": reputation.thresholds(current_app.config),
+        "reputation": standing,
         "throttled": [g for g in rows if g.throttled_until and g.throttled_until > now],
         "sent_hour": {g.name: groups.sent_in_hour(g.name, now) for g in rows},
         "sent_day": {g.name: groups.sent_in_day(g.name, now) for g in rows if g.daily_cap is not None},
-        "hourly_now": {g.name: sp.hourly_cap(groups.as_group(g), progress) for g in rows}, "stages": sp.STAGES,
+        "hourly_now": {g.name: sp.hourly_cap(groups.as_group(g), progress) for g in rows},
+        "stages": sp.STAGES,
         "source": sp.PROVIDER_TABLE_SOURCE,
-        "errors": {}, "values": {}, **extra,
+        "errors": {},
+        "values": {},
+        **extra,
     }
     return render_template("policy/show.html", **context), status
 
@@ -85,10 +94,18 @@ def policy_provider_edit(group_id: int):
         errors["stage"] = f"Stage: one of {', '.join(sp.STAGES)}."
     if errors:
         return _page(400, errors={group.id: errors}, values={group.id: request.form})
-    groups.save_group(group.name, domains=request.form.get("domains", "").split(),
-                      mx_hosts=request.form.get("mx_hosts", "").split(), stage=stage, **caps)
-    audit.record("policy.provider", f"provider group {group.name}",
-                 f"stage {stage}, " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items()))
+    groups.save_group(
+        group.name,
+        domains=request.form.get("domains", "").split(),
+        mx_hosts=request.form.get("mx_hosts", "").split(),
+        stage=stage,
+        **caps,
+    )
+    audit.record(
+        "policy.provider",
+        f"provider group {group.name}",
+        f"stage {stage}, " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items()),
+    )
     return redirect(url_for("policy.policy_show", saved=group.name))
 
 
@@ -111,8 +128,9 @@ def policy_warmup_edit():
         return _page(400, errors={"warmup": errors}, values={"warmup": request.form})
     enabled = request.form.get("enabled") == "on"
     warmup.set_warmup(enabled=enabled, start_date=start, steps=request.form["steps"])
-    audit.record("policy.warmup", "warm-up plan",
-                 f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}")
+    audit.record(
+        "policy.warmup", "warm-up plan", f"{'on' if enabled else 'off'}, start {start}, plan {request.form['steps']}"
+    )
     return redirect(url_for("policy.policy_show", saved="warm-up"))
 
 
@@ -135,6 +153,5 @@ def policy_quotas_edit(account_id: int):
     if problems:
         return render_template("policy/quotas_error.html", account=account, problems=problems), 400
     quotas.set_quotas(account.id, wanted)
-    audit.record("policy.quotas", f"account {account.username}",
-                 ", ".join(map(str, wanted)) or "no quota")
+    audit.record("policy.quotas", f"account {account.username}", ", ".join(map(str, wanted)) or "no quota")
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#quotas")

@@ -90,9 +90,11 @@ def senders_authorize(account_id: int):
     if account is None:
         abort(404)
     form = request.form
-    values = {"authorized_domains": form.get("authorized_domains", ""),
-              "authorized_senders": form.get("authorized_senders", ""),
-              "sender_mode": form.get("sender_mode", senders.BLOCK)}
+    values = {
+        "authorized_domains": form.get("authorized_domains", ""),
+        "authorized_senders": form.get("authorized_senders", ""),
+        "sender_mode": form.get("sender_mode", senders.BLOCK),
+    }
     errors = {}
     try:
         values["authorized_domains"] = "\n".join(senders.parse_domains(values["authorized_domains"]))
@@ -107,8 +109,11 @@ def senders_authorize(account_id: int):
     if errors:
         return render_template("senders/authorization.html", account=account, values=values, errors=errors), 400
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
-    audit.record("account.authorization", f"account {account.username}",
-                 f"mode {values['sender_mode']}; "
-                 f"domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
-                 f"senders: {values['authorized_senders'].replace(chr(10), ', ') or '-'}")
+    audit.record(
+        "account.authorization",
+        f"account {account.username}",
+        f"mode {values['sender_mode']}; "
+        f"domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
+        f"senders: {values['authorized_senders'].replace(chr(10), ', ') or '-'}",
+    )
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#sender-authorization")

@@ -65,9 +65,13 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:
         response.vary.add("Cookie")
-        cookie = {"domain": self.get_cookie_domain(app), "path": self.get_cookie_path(app),
-                  "secure": self.get_cookie_secure(app), "samesite": self.get_cookie_samesite(app),
-                  "httponly": self.get_cookie_httponly(app)}
+        cookie = {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }
         name = self.get_cookie_name(app)
         had_row = session.row is not None
         if had_row and (session.rotate or (session.modified and not session)):
@@ -82,18 +86,27 @@ class ServerSessionInterface(SessionInterface):
         if session.row is None:
             token = secrets.token_urlsafe(32)
             WebSession.delete().where(WebSession.expires_at <= now).execute()  # forget expired ones
-            session.row = WebSession.create(id=_digest(token), admin=admin_id,
-                                            data=self.serializer.dumps(dict(session)),
-                                            ip=request.remote_addr or "", created_at=now, last_seen_at=now,
-                                            expires_at=_expiry(now, now, admin_id))
+            session.row = WebSession.create(
+                id=_digest(token),
+                admin=admin_id,
+                data=self.serializer.dumps(dict(session)),
+                ip=request.remote_addr or "",
+                created_at=now,
+                last_seen_at=now,
+                expires_at=_expiry(now, now, admin_id),
+            )
             response.set_cookie(name, token, **cookie)
         elif session.modified:
-            WebSession.update(admin=admin_id, data=self.serializer.dumps(dict(session)), last_seen_at=now,
-                              expires_at=_expiry(now, session.row.created_at, admin_id)
-                              ).where(WebSession.id == session.row.id).execute()
+            WebSession.update(
+                admin=admin_id,
+                data=self.serializer.dumps(dict(session)),
+                last_seen_at=now,
+                expires_at=_expiry(now, session.row.created_at, admin_id),
+            ).where(WebSession.id == session.row.id).execute()
         elif now - session.row.last_seen_at >= TOUCH_EVERY:
-            WebSession.update(last_seen_at=now, expires_at=_expiry(now, session.row.created_at, admin_id)
-                              ).where(WebSession.id == session.row.id).execute()
+            WebSession.update(last_seen_at=now, expires_at=_expiry(now, session.row.created_at, admin_id)).where(
+                WebSession.id == session.row.id
+            ).execute()
 
 
 def _admin_id(session: ServerSession) -> int | None:
@@ -128,7 +141,10 @@ def revoke_user(admin_id: int, keep: ServerSession | None = None) -> int:
 
 def active_counts() -> dict[int, int]:
     """Signed-in sessions that have not expired, per user id."""
-    rows = (WebSession.select(WebSession.admin, fn.COUNT(WebSession.id))
-            .where(WebSession.admin.is_null(False), WebSession.expires_at > clock.now())
-            .group_by(WebSession.admin).tuples())
+    rows = (
+        WebSession.select(WebSession.admin, fn.COUNT(WebSession.id))
+        .where(WebSession.admin.is_null(False), WebSession.expires_at > clock.now())
+        .group_by(WebSession.admin)
+        .tuples()
+    )
     return dict(rows)

@@ -33,7 +33,7 @@ ENHANCED: dict[str, str] = {
     "4.5.3": "Too many recipients in one go; the rest are sent later.",
     "4.7.0": "The receiving server refused for now, often greylisting or rate limiting. We keep trying.",
     "4.7.1": "The receiving server refused for now because of a policy (greylisting, rate limit or reputation). "
-             "We keep trying.",
+    "We keep trying.",
     "4.7.26": "The receiving server wants the message authenticated (SPF or DKIM) and will accept it once it is.",
     "5.0.0": "The receiving server refused the message permanently without saying why.",
     "5.1.0": "The recipient address was refused.",
@@ -58,7 +58,7 @@ ENHANCED: dict[str, str] = {
     "5.6.0": "The receiving server refused the message content.",
     "5.7.0": "Refused for security or policy reasons.",
     "5.7.1": "Refused by the recipient's policy: the sender is blocked, the content looks like spam, "
-             "or relaying is not allowed.",
+    "or relaying is not allowed.",
     "5.7.8": "Authentication failed: wrong username or password.",
     "5.7.9": "The authentication method is too weak for the receiving server.",
     "5.7.23": "SPF check failed: this server is not allowed to send for the sender's domain.",
@@ -130,7 +130,7 @@ TODO: dict[int, str] = {
     354: "Nothing: the client sends the message next.",
     400: "Wait: the appliance retries on its schedule; if it keeps coming back, read the reply text.",
     421: "Send more slowly or with fewer connections; the appliance retries later and, after a rate-limit "
-         "reply, slows the provider group down by itself.",
+    "reply, slows the provider group down by itself.",
     450: "Wait: the appliance retries; a mailbox that stays unavailable is given up at the give-up age.",
     451: "Slow down and retry later; the appliance retries on its schedule.",
     452: "Retry later, or send to fewer recipients per message; the appliance sends the rest later.",
@@ -147,12 +147,12 @@ TODO: dict[int, str] = {
     535: "Check the username and password; an SMTP password can be reset on the account's page.",
     538: "Turn on STARTTLS (or use port 465) before logging in.",
     550: "Remove the address from your list if the mailbox does not exist; if the message was blocked, "
-         "improve your reputation (SPF, DKIM, DMARC, fewer bounces and complaints).",
+    "improve your reputation (SPF, DKIM, DMARC, fewer bounces and complaints).",
     551: "Use the recipient's current address.",
     552: "Send a smaller message (link large files instead of attaching them), or wait for the mailbox to be emptied.",
     553: "Correct the address, or send from a sender this account is allowed to use.",
     554: "Improve the content and check the domain's reputation and authentication: the message was "
-         "refused, often as spam.",
+    "refused, often as spam.",
     555: "Remove the MAIL FROM or RCPT TO parameter the server does not support.",
     556: "Stop sending to this domain: it publishes a null MX.",
 }
@@ -165,8 +165,13 @@ CLASS_TODO: dict[str, str] = {
     "5": "Fix the cause before sending again: a permanent failure is not retried.",
 }
 
-CLASS_NAMES = {"1": "1xx Informational", "2": "2xx Success", "3": "3xx Waiting for more input",
-               "4": "4xx Temporary failure", "5": "5xx Permanent failure"}
+CLASS_NAMES = {
+    "1": "1xx Informational",
+    "2": "2xx Success",
+    "3": "3xx Waiting for more input",
+    "4": "4xx Temporary failure",
+    "5": "5xx Permanent failure",
+}
 
 _ENHANCED_IN_TEXT = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -203,12 +208,21 @@ def reference() -> list[dict]:
     """Every class with its basic and enhanced codes, for the reference page."""
     sections = []
     for digit, name in CLASS_NAMES.items():
-        sections.append({
-            "digit": digit, "name": name, "meaning": CLASS[digit], "todo": CLASS_TODO[digit],
-            "basic": [(code, BASIC[code], TODO[code]) for code in sorted(BASIC) if str(code)[0] == digit],
-            "enhanced": [(code, ENHANCED[code]) for code in sorted(
-                (c for c in ENHANCED if c[0] == digit), key=lambda c: tuple(int(n) for n in c.split(".")))],
-        })
+        sections.append(
+            {
+                "digit": digit,
+                "name": name,
+                "meaning": CLASS[digit],
+                "todo": CLASS_TODO[digit],
+                "basic": [(code, BASIC[code], TODO[code]) for code in sorted(BASIC) if str(code)[0] == digit],
+                "enhanced": [
+                    (code, ENHANCED[code])
+                    for code in sorted(
+                        (c for c in ENHANCED if c[0] == digit), key=lambda c: tuple(int(n) for n in c.split("."))
+                    )
+                ],
+            }
+        )
     return sections
 
 

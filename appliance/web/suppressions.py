@@ -17,8 +17,15 @@ PAGE_SIZE = 100
 def suppressions_list():
     """List suppressed addresses, newest first; search by address or domain."""
     q = request.args.get("q", "").strip().lower()
-    return render_template("suppressions/list.html", rows=suppressions.search(q, PAGE_SIZE), q=q,
-                           total=suppressions.count(), error=None, address="", reason="")
+    return render_template(
+        "suppressions/list.html",
+        rows=suppressions.search(q, PAGE_SIZE),
+        q=q,
+        total=suppressions.count(),
+        error=None,
+        address="",
+        reason="",
+    )
 
 
 @bp.post("/")
@@ -31,8 +38,15 @@ def suppressions_create():
         row = suppressions.add(address, reason)
     except suppressions.SuppressionError as exc:
         error = f"{exc}."
-        return render_template("suppressions/list.html", rows=suppressions.search(limit=PAGE_SIZE), q="",
-                               total=suppressions.count(), error=error, address=address, reason=reason), 400
+        return render_template(
+            "suppressions/list.html",
+            rows=suppressions.search(limit=PAGE_SIZE),
+            q="",
+            total=suppressions.count(),
+            error=error,
+            address=address,
+            reason=reason,
+        ), 400
     flash(f"{row.address} is suppressed: messages to it are recorded but not sent.")
     return redirect(url_for("suppressions.suppressions_list"))
 

@@ -35,9 +35,18 @@ def _get(user_id: int) -> AdminUser:
 
 def _page(status: int = 200, **extra):
     rows = AdminUser.select().order_by(AdminUser.email)
-    context = {"rows": rows, "sessions": sessions.active_counts(), "roles": admins.ROLES,
-               "required": twofactor.required(), "error": None, "email": "", "role": "viewer",
-               "invitation": None, "invitation_hours": admins.INVITATION_TTL // 3600, **extra}
+    context = {
+        "rows": rows,
+        "sessions": sessions.active_counts(),
+        "roles": admins.ROLES,
+        "required": twofactor.required(),
+        "error": None,
+        "email": "",
+        "role": "viewer",
+        "invitation": None,
+        "invitation_hours": admins.INVITATION_TTL // 3600,
+        **extra,
+    }
     return render_template("users/list.html", **context), status, NO_STORE if extra.get("invitation") else {}
 
 
@@ -51,10 +60,12 @@ def _invite(admin: AdminUser, by_mail: bool) -> tuple[str, bool]:
     link = invitation_url(admins.invitation_token(current_app.config["SECRET_KEY"], admin))
     if by_mail:
         hours = admins.INVITATION_TTL // 3600
-        text = (f"{current_user.email} invites you to the dashboard of the mail relay "
-                f"{current_app.config['HOSTNAME']} (role: {admin.role}).\n\n"
-                f"Open this link within {hours} hours to choose your password:\n\n{link}\n\n"
-                "If you did not expect this, ignore this message.\n")
+        text = (
+            f"{current_user.email} invites you to the dashboard of the mail relay "
+            f"{current_app.config['HOSTNAME']} (role: {admin.role}).\n\n"
+            f"Open this link within {hours} hours to choose your password:\n\n{link}\n\n"
+            "If you did not expect this, ignore this message.\n"
+        )
         notices.send(current_app.config, [admin.email], "Your invitation to the mail relay dashboard", text)
     return link, by_mail
 
@@ -82,8 +93,9 @@ def users_create():
     except AccountError as exc:
         return _page(400, error=sentence(exc), email=email, role=role)
     link, mailed = _invite(admin, request.form.get("send") == "on")
-    audit.record("user.create", f"user {admin.email}",
-                 f"role {admin.role}, invitation {'mailed' if mailed else 'shown'}")
+    audit.record(
+        "user.create", f"user {admin.email}", f"role {admin.role}, invitation {'mailed' if mailed else 'shown'}"
+    )
     return _page(invitation={"email": admin.email, "link": link, "mailed": mailed})
 
 
@@ -178,6 +190,9 @@ def users_require_two_factor():
     on = request.form.get("required") == "on"
     twofactor.set_required(on)
     audit.record("settings.two_factor_required", "dashboard sign-in", "on" if on else "off")
-    flash("Every user now signs in with a second factor; those without one set it up at their next page."
-          if on else "A second factor is no longer required (users who have one keep it).")
+    flash(
+        "Every user now signs in with a second factor; those without one set it up at their next page."
+        if on
+        else "A second factor is no longer required (users who have one keep it)."
+    )
     return redirect(url_for("users.users_list"))

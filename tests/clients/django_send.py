@@ -37,8 +37,6 @@ settings.configure(
     EMAIL_TIMEOUT=30,
 )
 django.setup()
-sent = send_mail(
-    cfg["subject"], "Sent by Django in the appliance's tests.\n", cfg["from"], [cfg["to"]]
-)
+sent = send_mail(cfg["subject"], "Sent by Django in the appliance's tests.\n", cfg["from"], [cfg["to"]])
 print(json.dumps({"ok": sent == 1, "sent": sent}))
 sys.exit(0 if sent == 1 else 1)

@@ -1,14 +1,19 @@
-"""Dashboard fixtures: admin → client (signed in, CSRF on); messages stored through the real intake."""
+"""Dashboard fixtures: admin → client (signed in, CSRF on); messages stored through the real intake;
+the dashboard served on loopback and a page of real headless Chromium (Debian `chromium`, driven by
+Playwright from PyPI) for the browser tests."""
 
 from __future__ import annotations
 
 import re
+import threading
+from pathlib import Path
 
 import pytest
 
 from appliance import admins, intake
 from appliance.db import atomic_write
 from appliance.models import Domain
+from tests.conftest import relay_overrides
 
 ADMIN = ("admin@relay.test", "correct horse battery")
 VIEWER = ("viewer@relay.test", "read only staple 42")
@@ -90,14 +95,90 @@ def sending_domain(app):
 def store_message(app):
     """Store a message the way SMTP intake does; return its id."""
 
-    def store(subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None,
-              headers=""):
+    def store(subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None, headers=""):
         raw = f"From: {mail_from}\r\nSubject: {subject}\r\n{headers}\r\nbody\r\n".encode()
-        item = intake.prepare(raw, mail_from=mail_from, rcpts=list(rcpts), hostname=app.config["HOSTNAME"],
-                              client_ip="127.0.0.1", client_helo="client.test", tls="TLSv1.3",
-                              username=None, account_id=account_id, account_priority=3)
+        item = intake.prepare(
+            raw,
+            mail_from=mail_from,
+            rcpts=list(rcpts),
+            hostname=app.config["HOSTNAME"],
+            client_ip="127.0.0.1",
+            client_helo="client.test",
+            tls="TLSv1.3",
+            username=None,
+            account_id=account_id,
+            account_priority=3,
+        )
         with app.app_context(), atomic_write():
             intake.store(item)
         return item.id
 
     return store
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # see docs/dashboard.md
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def live_url(app):
+    """Serve the app with waitress on a free loopback port in a background thread."""
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def page(live_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(base_url=live_url, viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.set_default_timeout(20_000)
+        tab.console_errors = []
+        # Errors in the console: CSP violations, htmx or script errors, missing files. (A 400 is
+        # a validation answer the scenario provokes on purpose.)
+        tab.on(
+            "console",
+            lambda msg: msg.type == "error" and "status of 400" not in msg.text and tab.console_errors.append(msg.text),
+        )
+        yield tab
+        browser.close()
+
+
+def sign_in(page, email: str, password: str) -> None:
+    """Fill in and send the sign-in form (the caller waits for where it leads)."""
+    page.goto("/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def delivering(overrides, dns_server, delivery_port, sink_mx):
+    """Outbound mail for example.com goes to a sink MX on 127.0.0.3 (set before the app is built)."""
+    overrides.update(relay_overrides(overrides, dns_server, delivery_port))
+    dns_server.mx("example.com", (10, "mx.example.com"))
+    dns_server.a("mx.example.com", "127.0.0.3")
+    return sink_mx("127.0.0.3")

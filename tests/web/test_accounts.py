@@ -47,12 +47,15 @@ def test_the_created_page_lists_host_username_and_each_port_with_its_encryption(
     assert "STARTTLS (plain connection" in page and "implicit TLS" in page
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"name": ""}, "The account needs a name, for example the website that uses it."),
-    ({"priority": "9"}, "Priority is 1 (very high) to 5 (very low)."),
-    ({"ip_rules": "10.0.0.0/33"}, "Not an IP address or network: &#39;10.0.0.0/33&#39;"),
-    ({"ip_only": "on"}, "An IP-only account needs at least one authorized address or network."),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": ""}, "The account needs a name, for example the website that uses it."),
+        ({"priority": "9"}, "Priority is 1 (very high) to 5 (very low)."),
+        ({"ip_rules": "10.0.0.0/33"}, "Not an IP address or network: &#39;10.0.0.0/33&#39;"),
+        ({"ip_only": "on"}, "An IP-only account needs at least one authorized address or network."),
+    ],
+)
 def test_a_bad_account_form_is_refused_with_a_message_next_to_the_field(client, fields, message):
     response = _create(client, **fields)
     assert response.status_code == 400
@@ -77,9 +80,16 @@ def test_the_list_shows_status_priority_last_login_last_failure_and_messages_tod
 
 def test_editing_saves_active_priority_note_and_normalised_ip_rules(client):
     account, _ = accounts.create("Shop")
-    response = client.form(f"/accounts/{account.id}", {
-        "name": "Shop", "priority": "5", "note": "old site", "ip_rules": "192.0.2.7\n2001:db8::1/64, 10.0.0.0/8",
-        "ip_only": "on"})
+    response = client.form(
+        f"/accounts/{account.id}",
+        {
+            "name": "Shop",
+            "priority": "5",
+            "note": "old site",
+            "ip_rules": "192.0.2.7\n2001:db8::1/64, 10.0.0.0/8",
+            "ip_only": "on",
+        },
+    )
     assert response.status_code == 302
     saved = SmtpAccount.get_by_id(account.id)
     assert (saved.active, saved.priority, saved.note, saved.ip_only) == (False, 5, "old site", True)
@@ -89,8 +99,10 @@ def test_editing_saves_active_priority_note_and_normalised_ip_rules(client):
 
 def test_an_invalid_ip_rule_on_edit_is_shown_and_nothing_is_saved(client):
     account, _ = accounts.create("Shop", networks=["192.0.2.0/24"])
-    response = client.form(f"/accounts/{account.id}", {"name": "Shop", "priority": "3", "active": "on",
-                                                        "ip_rules": "192.0.2.0/24\nnot-an-ip"})
+    response = client.form(
+        f"/accounts/{account.id}",
+        {"name": "Shop", "priority": "3", "active": "on", "ip_rules": "192.0.2.0/24\nnot-an-ip"},
+    )
     assert response.status_code == 400
     assert "Not an IP address or network: &#39;not-an-ip&#39;" in response.get_data(as_text=True)
     assert SmtpAccount.get_by_id(account.id).networks == ["192.0.2.0/24"]
@@ -157,8 +169,9 @@ def _ports(app):
 def test_the_connection_test_walks_every_step_and_logs_in_with_the_password(app, client, smtp_server):
     account, password = accounts.create("Shop")
     starttls = _ports(app)[0]
-    response = client.form(f"/accounts/{account.id}/test", {"port": starttls, "password": password},
-                           headers={"HX-Request": "true"})
+    response = client.form(
+        f"/accounts/{account.id}/test", {"port": starttls, "password": password}, headers={"HX-Request": "true"}
+    )
     page = response.get_data(as_text=True)
     for step in ("Connect: OK", "EHLO: OK", "STARTTLS: OK", "AUTH: OK"):
         assert step in page
@@ -197,8 +210,11 @@ def test_the_connection_test_says_when_nothing_listens(app, client):
 def test_the_account_form_sets_the_stream_and_tracking_and_refuses_values_it_does_not_take(app, client):
     from appliance.models import SmtpAccount
 
-    created = client.form("/accounts/new", {"name": "Newsletter", "priority": "3", "stream": "broadcast",
-                                            "track_opens": "off", "track_clicks": "default"}, follow_redirects=True)
+    created = client.form(
+        "/accounts/new",
+        {"name": "Newsletter", "priority": "3", "stream": "broadcast", "track_opens": "off", "track_clicks": "default"},
+        follow_redirects=True,
+    )
     assert created.status_code == 200
     with app.app_context():
         account = SmtpAccount.get(SmtpAccount.name == "Newsletter")
@@ -206,16 +222,26 @@ def test_the_account_form_sets_the_stream_and_tracking_and_refuses_values_it_doe
     page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
     assert '<option value="broadcast" selected>' in page and '<option value="off" selected>' in page
 
-    saved = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
-                                                   "stream": "transactional", "track_opens": "on",
-                                                   "track_clicks": "off"})
+    saved = client.form(
+        f"/accounts/{account.id}",
+        {
+            "name": "Newsletter",
+            "priority": "3",
+            "active": "on",
+            "stream": "transactional",
+            "track_opens": "on",
+            "track_clicks": "off",
+        },
+    )
     assert saved.status_code == 302
     with app.app_context():
         account = SmtpAccount.get_by_id(account.id)
     assert (account.stream, account.track_opens, account.track_clicks) == ("transactional", True, False)
 
-    refused = client.form(f"/accounts/{account.id}", {"name": "Newsletter", "priority": "3", "active": "on",
-                                                     "stream": "marketing", "track_opens": "maybe"})
+    refused = client.form(
+        f"/accounts/{account.id}",
+        {"name": "Newsletter", "priority": "3", "active": "on", "stream": "marketing", "track_opens": "maybe"},
+    )
     assert refused.status_code == 400
     text = refused.get_data(as_text=True)
     assert "The stream is transactional (orders, password resets) or broadcast (newsletters)." in text

@@ -16,8 +16,9 @@ def test_open_alerts_show_on_the_page_and_as_a_badge_in_the_menu(app, client):
     assert re.search(r'id="alert-count"[^>]*>2<', page)
     listing = client.get("/alerts/").get_data(as_text=True)
     assert "SPF: still missing" in listing and "DKIM gone" in listing
-    assert re.search(r"<td>dns-record-broken</td><td>domain shop.example</td><td>SPF: still missing</td><td>2</td>",
-                     listing)
+    assert re.search(
+        r"<td>dns-record-broken</td><td>domain shop.example</td><td>SPF: still missing</td><td>2</td>", listing
+    )
 
 
 def test_acknowledging_an_alert_removes_it_from_the_open_list_and_the_badge(app, client):

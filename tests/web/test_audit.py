@@ -46,6 +46,9 @@ def test_cli_changes_are_recorded_as_done_by_cli(run_cli, client):
     run_cli("suppressions", "add", "carol@example.com")
     run_cli("admin", "create", "ops@relay.test", "--role", "viewer", "--password", "ops password 1")
     rows = list(AuditEntry.select().order_by(AuditEntry.id))
-    assert [(r.actor, r.action) for r in rows] == [("cli", "account.create"), ("cli", "suppression.add"),
-                                                    ("cli", "user.create")]
+    assert [(r.actor, r.action) for r in rows] == [
+        ("cli", "account.create"),
+        ("cli", "suppression.add"),
+        ("cli", "user.create"),
+    ]
     assert audit.record("message.retry", "message x").actor == "system"  # the command's actor ended with it

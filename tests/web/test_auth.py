@@ -61,8 +61,9 @@ def test_one_address_trying_many_emails_runs_out_of_its_own_budget(app, admin):
 
 def test_the_throttle_doubles_the_wait_after_each_further_failure_and_forgets_in_time():
     now = [1000.0]
-    throttle = LoginThrottle(pair_free=2, ip_free=10, first_delay=30, max_delay=100, forget_after=600,
-                             clock=lambda: now[0])
+    throttle = LoginThrottle(
+        pair_free=2, ip_free=10, first_delay=30, max_delay=100, forget_after=600, clock=lambda: now[0]
+    )
     throttle.fail("192.0.2.1", "a@relay.test")
     assert throttle.wait_seconds("192.0.2.1", "a@relay.test") == 0
     throttle.fail("192.0.2.1", "a@relay.test")
@@ -103,22 +104,27 @@ def test_sign_out_needs_a_post_and_ends_the_session(client):
 
 
 def test_changing_the_password_needs_the_current_one(client):
-    response = client.form("/password", {"current_password": "wrong", "new_password": "a new long secret",
-                                          "confirm_password": "a new long secret"})
+    response = client.form(
+        "/password",
+        {"current_password": "wrong", "new_password": "a new long secret", "confirm_password": "a new long secret"},
+    )
     assert response.status_code == 400
     assert b"The current password is not right." in response.data
 
 
 def test_changing_the_password_refuses_two_different_new_passwords(client):
-    response = client.form("/password", {"current_password": ADMIN[1], "new_password": "a new long secret",
-                                          "confirm_password": "another one here"})
+    response = client.form(
+        "/password",
+        {"current_password": ADMIN[1], "new_password": "a new long secret", "confirm_password": "another one here"},
+    )
     assert response.status_code == 400
     assert b"The two new passwords differ." in response.data
 
 
 def test_changing_the_password_refuses_a_short_one(client):
-    response = client.form("/password", {"current_password": ADMIN[1], "new_password": "short",
-                                          "confirm_password": "short"})
+    response = client.form(
+        "/password", {"current_password": ADMIN[1], "new_password": "short", "confirm_password": "short"}
+    )
     assert response.status_code == 400
     assert b"at least 10 characters" in response.data
 
@@ -127,8 +133,10 @@ def test_a_changed_password_works_and_signs_out_other_sessions(app, client):
     other = Dashboard(app.test_client())
     other.login(*ADMIN)
     assert other.get("/").status_code == 200
-    response = client.form("/password", {"current_password": ADMIN[1], "new_password": "a new long secret",
-                                          "confirm_password": "a new long secret"})
+    response = client.form(
+        "/password",
+        {"current_password": ADMIN[1], "new_password": "a new long secret", "confirm_password": "a new long secret"},
+    )
     assert response.status_code == 302
     assert client.get("/").status_code == 200
     assert other.get("/").status_code == 302
@@ -146,6 +154,8 @@ def test_a_viewer_sees_pages_but_cannot_change_anything(viewer_client):
 
 
 def test_a_viewer_can_change_their_own_password(viewer_client, viewer):
-    response = viewer_client.form("/password", {"current_password": viewer[1], "new_password": "a new long secret",
-                                                 "confirm_password": "a new long secret"})
+    response = viewer_client.form(
+        "/password",
+        {"current_password": viewer[1], "new_password": "a new long secret", "confirm_password": "a new long secret"},
+    )
     assert response.status_code == 302

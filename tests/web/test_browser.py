@@ -6,82 +6,24 @@ Screenshots of the main pages land in tests/screenshots/ (see docs/dashboard.md)
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
 
 import pytest
 
 from appliance import admins
-from tests.conftest import relay_overrides, wait_for
+from tests.conftest import wait_for
 
-from .conftest import ADMIN
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+from .conftest import ADMIN, CHROMIUM, shot, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
-
-
-@pytest.fixture
-def live_url(app):
-    """Serve the app with waitress on a free loopback port in a background thread."""
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def page(live_url):
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(base_url=live_url, viewport={"width": 1280, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(20_000)
-        tab.console_errors = []
-        # Errors in the console: CSP violations, htmx or script errors, missing files. (A 400 is
-        # a validation answer the scenario provokes on purpose.)
-        tab.on("console", lambda msg: msg.type == "error" and "status of 400" not in msg.text
-               and tab.console_errors.append(msg.text))
-        yield tab
-        browser.close()
-
-
-def sign_in(page, email: str, password: str) -> None:
-    """Fill in and send the sign-in form (the caller waits for where it leads)."""
-    page.goto("/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _smtp_port(app, index: int) -> int:
     return int(app.config["SMTP_LISTEN"].split(",")[index].split(":")[1].split("/")[0])
 
 
-@pytest.fixture
-def delivering(overrides, dns_server, delivery_port, sink_mx):
-    """Outbound mail for example.com goes to a sink MX on 127.0.0.3 (set before the app is built)."""
-    overrides.update(relay_overrides(overrides, dns_server, delivery_port))
-    dns_server.mx("example.com", (10, "mx.example.com"))
-    dns_server.a("mx.example.com", "127.0.0.3")
-    return sink_mx("127.0.0.3")
-
-
-def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(delivering, app, page, relay,
-                                                                                   sending_domain):
+def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connection(
+    delivering, app, page, relay, sending_domain
+):
     smtp_server = relay.smtp
     with app.app_context():
         admins.create(*ADMIN)
@@ -137,8 +79,9 @@ def test_an_admin_signs_in_creates_an_account_sends_mail_and_tests_the_connectio
     page.wait_for_selector("text=No message yet.")
     with smtp_server.submission() as client:
         client.login(username, password)
-        client.sendmail("shop@shop.test", ["bob@example.com"],
-                        b"From: shop@shop.test\r\nSubject: Browser <hello>\r\n\r\nhi\r\n")
+        client.sendmail(
+            "shop@shop.test", ["bob@example.com"], b"From: shop@shop.test\r\nSubject: Browser <hello>\r\n\r\nhi\r\n"
+        )
     page.wait_for_selector("text=Browser <hello>")
     shot(page, "messages")
     page.click("#log tbody a")

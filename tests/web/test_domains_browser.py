@@ -4,14 +4,12 @@ press "Check DNS" and watch every record turn green (htmx swaps the polled fragm
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from appliance import admins, dkim, domains
 from appliance.models import Domain
 
-from .conftest import ADMIN
-from .test_browser import live_url, page, playwright_api, shot, sign_in  # noqa: F401  (the dashboard's browser fixtures)
-
-expect = playwright_api.expect
+from .conftest import ADMIN, shot, sign_in
 
 
 @pytest.fixture
@@ -19,7 +17,7 @@ def overrides(overrides, dns_server):
     return {**overrides, "DNS_SERVERS": dns_server.spec, "DNS_TIMEOUT": 1}
 
 
-def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn_them_green(app, page, dns_server):  # noqa: F811
+def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn_them_green(app, page, dns_server):
     with app.app_context():
         admins.create(*ADMIN)
     sign_in(page, *ADMIN)

@@ -22,14 +22,18 @@ def _page_says(response, sentence: str) -> bool:
     return str(escape(f"{sentence[:1].upper()}{sentence[1:]}.")) in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("cli_args", "form", "sentence"), [
-    (["--name", ""], {"name": ""}, "the account needs a name, for example the website that uses it"),
-    (["--priority", "9"], {"priority": "9"}, "priority is 1 (very high) to 5 (very low)"),
-    (["--ip", "10.0.0.0/33"], {"ip_rules": "10.0.0.0/33"}, "not an IP address or network: '10.0.0.0/33'"),
-    (["--ip-only"], {"ip_only": "on"}, "an IP-only account needs at least one authorized address or network"),
-])
-def test_a_bad_account_edit_gets_the_same_sentence_from_the_cli_and_the_dashboard(client, run_cli, cli_args, form,
-                                                                                 sentence):
+@pytest.mark.parametrize(
+    ("cli_args", "form", "sentence"),
+    [
+        (["--name", ""], {"name": ""}, "the account needs a name, for example the website that uses it"),
+        (["--priority", "9"], {"priority": "9"}, "priority is 1 (very high) to 5 (very low)"),
+        (["--ip", "10.0.0.0/33"], {"ip_rules": "10.0.0.0/33"}, "not an IP address or network: '10.0.0.0/33'"),
+        (["--ip-only"], {"ip_only": "on"}, "an IP-only account needs at least one authorized address or network"),
+    ],
+)
+def test_a_bad_account_edit_gets_the_same_sentence_from_the_cli_and_the_dashboard(
+    client, run_cli, cli_args, form, sentence
+):
     account, _ = accounts.create("Shop")
     before = SmtpAccount.get_by_id(account.id).__data__
 
@@ -54,17 +58,38 @@ def test_a_bad_new_account_gets_the_same_sentence_from_the_cli_and_the_dashboard
 def test_an_edit_through_either_edge_stores_the_same_and_is_audited_the_same(client, run_cli):
     by_cli, _ = accounts.create("Shop")
     by_web, _ = accounts.create("Shop")
-    assert run_cli("accounts", "edit", by_cli.username, "--priority", "5", "--note", "old site",
-                   "--ip", "192.0.2.7", "--ip", "2001:db8::1/64", "--ip-only").exit_code == 0
-    assert client.form(f"/accounts/{by_web.id}", FORM | {"priority": "5", "note": "old site",
-                                                         "ip_rules": "192.0.2.7\n2001:db8::1/64",
-                                                         "ip_only": "on"}).status_code == 302
+    assert (
+        run_cli(
+            "accounts",
+            "edit",
+            by_cli.username,
+            "--priority",
+            "5",
+            "--note",
+            "old site",
+            "--ip",
+            "192.0.2.7",
+            "--ip",
+            "2001:db8::1/64",
+            "--ip-only",
+        ).exit_code
+        == 0
+    )
+    assert (
+        client.form(
+            f"/accounts/{by_web.id}",
+            FORM | {"priority": "5", "note": "old site", "ip_rules": "192.0.2.7\n2001:db8::1/64", "ip_only": "on"},
+        ).status_code
+        == 302
+    )
     fields = ("name", "priority", "note", "ip_rules", "ip_only", "active", "credential_version")
     cli_row, web_row = SmtpAccount.get_by_id(by_cli.id), SmtpAccount.get_by_id(by_web.id)
     assert [getattr(cli_row, f) for f in fields] == [getattr(web_row, f) for f in fields]
     edits = AuditEntry.select().where(AuditEntry.action == "account.edit").order_by(AuditEntry.id)
-    assert [(e.actor, e.detail) for e in edits] == [("cli", "ip_only, ip_rules, note, priority"),
-                                                    ("admin@relay.test", "ip_only, ip_rules, note, priority")]
+    assert [(e.actor, e.detail) for e in edits] == [
+        ("cli", "ip_only, ip_rules, note, priority"),
+        ("admin@relay.test", "ip_only, ip_rules, note, priority"),
+    ]
 
 
 def test_disabling_through_either_edge_ends_the_signed_in_sessions(client, run_cli):
@@ -87,7 +112,8 @@ def test_a_delete_through_either_edge_is_audited_the_same(client, run_cli):
     deletes = AuditEntry.select().where(AuditEntry.action == "account.delete").order_by(AuditEntry.id)
     assert [(e.actor, e.subject, e.detail) for e in deletes] == [
         ("cli", f"account {by_cli.username}", "name 'Shop'"),
-        ("admin@relay.test", f"account {by_web.username}", "name 'Blog'")]
+        ("admin@relay.test", f"account {by_web.username}", "name 'Blog'"),
+    ]
 
 
 def test_the_cli_stats_are_the_overview_page_figures(client, run_cli, store_message):
@@ -115,26 +141,43 @@ def _send_over_smtp(smtp_server, account, rcpts: list[str], subject: str, *, str
         client.sendmail("shop@shop.test", rcpts, (headers + "\r\nHello\r\n").encode())
 
 
-def test_the_same_search_lists_the_same_messages_on_the_dashboard_and_the_cli(client, run_cli, smtp_server,
-                                                                              account):
+def test_the_same_search_lists_the_same_messages_on_the_dashboard_and_the_cli(client, run_cli, smtp_server, account):
     blog, password = accounts.create("Blog")
     _send_over_smtp(smtp_server, account, ["alice@example.test", "bob@other.test"], "Order 1")
     _send_over_smtp(smtp_server, account, ["carol@example.test"], "Weekly news", stream="broadcast")
     _send_over_smtp(smtp_server, (blog.username, password), ["dave@other.test"], "Order 2")
     shop_id = SmtpAccount.get(SmtpAccount.username == account[0]).id
     today = clock.now().strftime("%Y-%m-%d")
-    searches = [{}, {"stream": "broadcast"}, {"rcpt": "example.test"}, {"rcpt": "bob@other.test"},
-                {"subject": "Order"}, {"account": str(shop_id)}, {"status": "queued", "sender": "shop.test"},
-                {"since": today, "until": today}, {"until": "2020-01-01"}]
+    searches = [
+        {},
+        {"stream": "broadcast"},
+        {"rcpt": "example.test"},
+        {"rcpt": "bob@other.test"},
+        {"subject": "Order"},
+        {"account": str(shop_id)},
+        {"status": "queued", "sender": "shop.test"},
+        {"since": today, "until": today},
+        {"until": "2020-01-01"},
+    ]
     for search in searches:
         page = client.get("/messages/", query_string=search).get_data(as_text=True)
         shown = list(dict.fromkeys(re.findall(r'href="/messages/([0-9A-Z]{26})"', page)))
-        listed = cli_json(run_cli("messages", "list", "--limit", str(PAGE_SIZE), "--json",
-                                  *(f"--{field}={value}" for field, value in search.items())))
+        listed = cli_json(
+            run_cli(
+                "messages",
+                "list",
+                "--limit",
+                str(PAGE_SIZE),
+                "--json",
+                *(f"--{field}={value}" for field, value in search.items()),
+            )
+        )
         assert [m["id"] for m in listed] == shown, search
     assert len(shown) == 0 and len(cli_json(run_cli("messages", "list", "--json"))) == 3
     assert [m["subject"] for m in cli_json(run_cli("messages", "list", "--json", "--rcpt", "other.test"))] == [
-        "Order 2", "Order 1"]
+        "Order 2",
+        "Order 1",
+    ]
 
 
 def test_a_bad_search_field_gets_the_same_sentence_from_the_cli_and_the_dashboard(client, run_cli):

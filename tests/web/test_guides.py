@@ -30,7 +30,7 @@ from appliance.models import Message, SmtpAccount
 from appliance.web.guides import CA_PATH, HOSTED, PASSWORD_PLACEHOLDER, RECIPIENT
 from tests.conftest import process_env, relay_overrides, wait_for
 
-from .test_browser import CHROMIUM, live_url, page, sign_in  # noqa: F401 (fixtures)
+from .conftest import CHROMIUM, sign_in
 
 PASSWORD = re.compile(r'id="smtp-password" type="text" value="([A-Za-z0-9]{24})"')
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
@@ -38,16 +38,37 @@ SYMFONY_MAILER = Path("/usr/share/php/Symfony/Component/Mailer/autoload.php")
 PHPMAILER = Path("/usr/share/php/libphp-phpmailer/autoload.php")
 SENDER = "noreply@shop.test"  # the verified domain gives the guides' sender
 HANG_GUARD = 90  # seconds: a guard against a hung client, not an assertion about speed
-EVERY_GUIDE = {"wordpress", "woocommerce", "magento", "prestashop", "joomla", "drupal", "opencart",
-               *(key for key, _ in HOSTED), "phpmailer", "laravel", "symfony", "django", "ghost", "nodemailer",
-               "aspnet", "msmtp", "swaks", "curl", "device", "outlook", "salesforce"}
+EVERY_GUIDE = {
+    "wordpress",
+    "woocommerce",
+    "magento",
+    "prestashop",
+    "joomla",
+    "drupal",
+    "opencart",
+    *(key for key, _ in HOSTED),
+    "phpmailer",
+    "laravel",
+    "symfony",
+    "django",
+    "ghost",
+    "nodemailer",
+    "aspnet",
+    "msmtp",
+    "swaks",
+    "curl",
+    "device",
+    "outlook",
+    "salesforce",
+}
 
 needs_php = pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is not installed")
 needs_symfony = pytest.mark.skipif(not SYMFONY_MAILER.exists(), reason="php-symfony-mailer is not installed")
 needs_phpmailer = pytest.mark.skipif(not PHPMAILER.exists(), reason="libphp-phpmailer is not installed")
 needs_node = pytest.mark.skipif(
     shutil.which("node") is None or not (CLIENTS / "node_modules" / "nodemailer").is_dir(),
-    reason="node or tests/clients/node_modules is missing (scripts/test.sh runs npm ci)")
+    reason="node or tests/clients/node_modules is missing (scripts/test.sh runs npm ci)",
+)
 
 
 @pytest.fixture
@@ -64,8 +85,9 @@ def sink(dns_server, sink_mx):
 
 
 def snippets(body: str) -> dict[str, str]:
-    return {key: html.unescape(code)
-            for key, code in re.findall(r'<code data-guide="([a-z]+)">(.*?)</code>', body, re.S)}
+    return {
+        key: html.unescape(code) for key, code in re.findall(r'<code data-guide="([a-z]+)">(.*?)</code>', body, re.S)
+    }
 
 
 def notes(body: str) -> dict[str, str]:
@@ -107,8 +129,10 @@ class Created:
 
     def delivered(self, subject: str):
         """The message with this subject as the sink MX received it from the appliance."""
+
         def find():
             return next((m for m in self.sink.messages if f"Subject: {subject}\r\n".encode() in m.data), None)
+
         message = wait_for(find, timeout=HANG_GUARD)
         assert message, f"{subject!r} did not reach the sink MX: {[m.data[:200] for m in self.sink.messages]}"
         assert (message.mail_from, message.rcpts) == (SENDER, [RECIPIENT])
@@ -118,8 +142,9 @@ class Created:
 @pytest.fixture
 def created(client, relay, shop_domain, sink) -> Created:
     """Create an account in the dashboard; its page shows the password once, with the guides."""
-    response = client.form("/accounts/new", {"name": "Guide shop", "priority": "3", "active": "on"},
-                           follow_redirects=True)
+    response = client.form(
+        "/accounts/new", {"name": "Guide shop", "priority": "3", "active": "on"}, follow_redirects=True
+    )
     assert response.status_code == 200
     body = response.get_data(as_text=True)
     assert 'href="/accounts/ca.pem"' in body
@@ -131,8 +156,9 @@ def run(args, *, env=None, **kwargs) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")}
     if "input" not in kwargs:
         kwargs["stdin"] = subprocess.DEVNULL
-    return subprocess.run(args, capture_output=True, text=True, timeout=HANG_GUARD, env={**base, **(env or {})},
-                          **kwargs)
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=HANG_GUARD, env={**base, **(env or {})}, **kwargs
+    )
 
 
 def test_the_password_page_fills_every_guide_with_the_real_credentials(created):
@@ -141,8 +167,10 @@ def test_the_password_page_fills_every_guide_with_the_real_credentials(created):
     assert set(guides) == EVERY_GUIDE
     username = SmtpAccount.get(SmtpAccount.name == "Guide shop").username
     port = int(re.search(r"MAIL_PORT=(\d+)", guides["laravel"]).group(1))
-    assert f"MAIL_HOST=localhost\nMAIL_PORT={port}\nMAIL_USERNAME={username}\nMAIL_PASSWORD={password}" in guides[
-        "laravel"]
+    assert (
+        f"MAIL_HOST=localhost\nMAIL_PORT={port}\nMAIL_USERNAME={username}\nMAIL_PASSWORD={password}"
+        in guides["laravel"]
+    )
     assert guides["symfony"] == f"MAILER_DSN=smtp://{username}:{password}@localhost:{port}"
     assert f'"pass": "{password}"' in guides["ghost"] and '"requireTLS": true' in guides["ghost"]
     assert all(password in code for key, code in guides.items()), "a guide without the password"
@@ -158,38 +186,116 @@ def test_every_settings_screen_guide_carries_the_values_under_the_platforms_fiel
     username = SmtpAccount.get(SmtpAccount.name == "Guide shop").username
     common = {"host": "localhost", "port": str(port), "user": username, "password": password, "sender": SENDER}
     expected = {
-        "wordpress": {"SMTP Host": "host", "SMTP Port": "port", "SMTP Username": "user", "SMTP Password": "password",
-                      "From Email": "sender", "Mailer": "=Other SMTP", "Encryption": "=TLS"},
-        "woocommerce": {"\u201cFrom\u201d address": "sender", "SMTP Host": "host", "SMTP Port": "port",
-                        "SMTP Username": "user", "SMTP Password": "password"},
-        "magento": {"Transport": "=SMTP", "Host": "host", "Port": "port", "SSL": "=TLS", "Authentication": "=Login",
-                    "Username": "user", "Password": "password", "Sender Email": "sender"},
-        "prestashop": {"Mail domain name": "=shop.test", "SMTP server": "host", "SMTP username": "user",
-                       "SMTP password": "password", "Encryption": "=TLS", "Port": "port", "Shop email": "sender"},
-        "joomla": {"Mailer": "=SMTP", "From Email": "sender", "SMTP Host": "host", "SMTP Port": "port",
-                   "SMTP Security": "=STARTTLS", "SMTP Authentication": "=Yes", "SMTP Username": "user",
-                   "SMTP Password": "password"},
-        "drupal": {"SMTP server": "host", "SMTP port": "port", "Use encrypted protocol": "=Use TLS",
-                   "Username": "user", "Password": "password", "E-mail from address": "sender"},
-        "opencart": {"Mail Engine": "=SMTP", "SMTP Hostname": "=tls://localhost", "SMTP Username": "user",
-                     "SMTP Password": "password", "SMTP Port": "port"},
-        **{key: {"SMTP Server (Host)": "host", "Port": "port", "Encryption": "=TLS / STARTTLS", "Login (User)": "user",
-                 "Password": "password", "Sender (From field)": "sender"} for key, _ in HOSTED},
-        "device": {"SMTP server": "host", "Port": "port", "Security": "=STARTTLS", "User name": "user",
-                   "Password": "password", "Sender address": "sender"},
-        "outlook": {"Email Address": "sender", "Outgoing mail server (SMTP)": "host", "User Name": "user",
-                    "Password": "password", "Outgoing server (SMTP)": f"={port} (Advanced tab)",
-                    "Use the following type of encrypted connection": "=STARTTLS"},
-        "salesforce": {"Host": "host", "Port": "port", "TLS Setting": "=Required Verify", "Username": "user",
-                       "Password": "password", "Sender Domain (Email Domain Filter)": "=shop.test"},
+        "wordpress": {
+            "SMTP Host": "host",
+            "SMTP Port": "port",
+            "SMTP Username": "user",
+            "SMTP Password": "password",
+            "From Email": "sender",
+            "Mailer": "=Other SMTP",
+            "Encryption": "=TLS",
+        },
+        "woocommerce": {
+            "\u201cFrom\u201d address": "sender",
+            "SMTP Host": "host",
+            "SMTP Port": "port",
+            "SMTP Username": "user",
+            "SMTP Password": "password",
+        },
+        "magento": {
+            "Transport": "=SMTP",
+            "Host": "host",
+            "Port": "port",
+            "SSL": "=TLS",
+            "Authentication": "=Login",
+            "Username": "user",
+            "Password": "password",
+            "Sender Email": "sender",
+        },
+        "prestashop": {
+            "Mail domain name": "=shop.test",
+            "SMTP server": "host",
+            "SMTP username": "user",
+            "SMTP password": "password",
+            "Encryption": "=TLS",
+            "Port": "port",
+            "Shop email": "sender",
+        },
+        "joomla": {
+            "Mailer": "=SMTP",
+            "From Email": "sender",
+            "SMTP Host": "host",
+            "SMTP Port": "port",
+            "SMTP Security": "=STARTTLS",
+            "SMTP Authentication": "=Yes",
+            "SMTP Username": "user",
+            "SMTP Password": "password",
+        },
+        "drupal": {
+            "SMTP server": "host",
+            "SMTP port": "port",
+            "Use encrypted protocol": "=Use TLS",
+            "Username": "user",
+            "Password": "password",
+            "E-mail from address": "sender",
+        },
+        "opencart": {
+            "Mail Engine": "=SMTP",
+            "SMTP Hostname": "=tls://localhost",
+            "SMTP Username": "user",
+            "SMTP Password": "password",
+            "SMTP Port": "port",
+        },
+        **{
+            key: {
+                "SMTP Server (Host)": "host",
+                "Port": "port",
+                "Encryption": "=TLS / STARTTLS",
+                "Login (User)": "user",
+                "Password": "password",
+                "Sender (From field)": "sender",
+            }
+            for key, _ in HOSTED
+        },
+        "device": {
+            "SMTP server": "host",
+            "Port": "port",
+            "Security": "=STARTTLS",
+            "User name": "user",
+            "Password": "password",
+            "Sender address": "sender",
+        },
+        "outlook": {
+            "Email Address": "sender",
+            "Outgoing mail server (SMTP)": "host",
+            "User Name": "user",
+            "Password": "password",
+            "Outgoing server (SMTP)": f"={port} (Advanced tab)",
+            "Use the following type of encrypted connection": "=STARTTLS",
+        },
+        "salesforce": {
+            "Host": "host",
+            "Port": "port",
+            "TLS Setting": "=Required Verify",
+            "Username": "user",
+            "Password": "password",
+            "Sender Domain (Email Domain Filter)": "=shop.test",
+        },
     }
     for key, labels in expected.items():
         shown = fields(created.guides[key])
         want = {label: value[1:] if value.startswith("=") else common[value] for label, value in labels.items()}
         assert {label: shown.get(label) for label in want} == want, key
     aspnet = json.loads(created.guides["aspnet"])["SmtpSettings"]
-    assert aspnet == {"Server": "localhost", "Port": port, "Username": username, "Password": password,
-                      "UseSSL": False, "UseStartTls": True, "From": SENDER}
+    assert aspnet == {
+        "Server": "localhost",
+        "Port": port,
+        "Username": username,
+        "Password": password,
+        "UseSSL": False,
+        "UseStartTls": True,
+        "From": SENDER,
+    }
     assert "tls:// prefix turns STARTTLS on" in created.notes["opencart"] and SENDER in created.notes["opencart"]
 
 
@@ -202,7 +308,7 @@ def test_the_account_page_shows_a_placeholder_and_the_ca_to_download(app, client
     assert password not in body
     assert set(guides) == EVERY_GUIDE
     assert all(PASSWORD_PLACEHOLDER in code for code in guides.values()), "a guide without the placeholder"
-    assert f"EMAIL_HOST_PASSWORD = \"{PASSWORD_PLACEHOLDER}\"" in guides["django"]
+    assert f'EMAIL_HOST_PASSWORD = "{PASSWORD_PLACEHOLDER}"' in guides["django"]
     assert 'DEFAULT_FROM_EMAIL = "news@shop.test"' in guides["django"]  # the account's own sender
     assert fields(guides["magento"])["Sender Email"] == "news@shop.test"
     assert 'href="/accounts/ca.pem"' in body
@@ -259,8 +365,12 @@ def test_the_django_guide_sends_as_shown(created, overrides, tmp_path):
         from django.core.mail import send_mail
         print(send_mail("Django guide", "Hello", None, ["you@example.org"]))
     """)
-    env = {**process_env(overrides), "DJANGO_SETTINGS_MODULE": "guide_settings", "PYTHONPATH": str(tmp_path),
-           "SSL_CERT_FILE": str(created.ca)}  # the guide's note: trust the CA this way
+    env = {
+        **process_env(overrides),
+        "DJANGO_SETTINGS_MODULE": "guide_settings",
+        "PYTHONPATH": str(tmp_path),
+        "SSL_CERT_FILE": str(created.ca),
+    }  # the guide's note: trust the CA this way
     assert f"SSL_CERT_FILE={CA_PATH}" in created.notes["django"]
     proc = run([sys.executable, "-c", send], env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr
@@ -286,8 +396,17 @@ def php_result(proc) -> dict:
 @needs_symfony
 def test_the_laravel_guide_sends_through_symfony_mailer_as_shown(created, tmp_path):
     env_file = created.save("laravel", tmp_path / ".env")
-    proc = run([*php_with_the_guides_ca(created, "laravel"), str(CLIENTS / "symfony_mailer_send.php"), "laravel",
-                str(env_file), "", RECIPIENT, "Laravel guide"])
+    proc = run(
+        [
+            *php_with_the_guides_ca(created, "laravel"),
+            str(CLIENTS / "symfony_mailer_send.php"),
+            "laravel",
+            str(env_file),
+            "",
+            RECIPIENT,
+            "Laravel guide",
+        ]
+    )
     out = php_result(proc)
     assert proc.returncode == 0 and out["ok"], out
     assert "STARTTLS" in out["debug"] and "250 Ok: queued as" in out["debug"]
@@ -299,8 +418,17 @@ def test_the_laravel_guide_sends_through_symfony_mailer_as_shown(created, tmp_pa
 def test_the_symfony_dsn_guide_sends_as_shown(created, tmp_path):
     env_file = created.save("symfony", tmp_path / ".env")
     sender = re.search(r"Send from (\S+)\.", created.notes["symfony"]).group(1)
-    proc = run([*php_with_the_guides_ca(created, "symfony"), str(CLIENTS / "symfony_mailer_send.php"), "symfony",
-                str(env_file), sender, RECIPIENT, "Symfony guide"])
+    proc = run(
+        [
+            *php_with_the_guides_ca(created, "symfony"),
+            str(CLIENTS / "symfony_mailer_send.php"),
+            "symfony",
+            str(env_file),
+            sender,
+            RECIPIENT,
+            "Symfony guide",
+        ]
+    )
     out = php_result(proc)
     assert proc.returncode == 0 and out["ok"], out
     assert "STARTTLS" in out["debug"]
@@ -312,8 +440,17 @@ def test_the_symfony_dsn_guide_sends_as_shown(created, tmp_path):
 def test_symfony_mailer_without_the_guides_ca_refuses_the_certificate(created, tmp_path):
     """The note's php.ini setting is what makes it work: without it the certificate is refused."""
     env_file = created.save("symfony", tmp_path / ".env")
-    proc = run(["php", str(CLIENTS / "symfony_mailer_send.php"), "symfony", str(env_file), SENDER, RECIPIENT,
-                "Symfony untrusted"])
+    proc = run(
+        [
+            "php",
+            str(CLIENTS / "symfony_mailer_send.php"),
+            "symfony",
+            str(env_file),
+            SENDER,
+            RECIPIENT,
+            "Symfony untrusted",
+        ]
+    )
     out = php_result(proc)
     assert proc.returncode == 1 and "certificate verify failed" in out["error"], out
     assert Message.select().count() == 0
@@ -333,10 +470,12 @@ def test_the_wordpress_mu_plugin_guide_sends_through_phpmailer_as_shown(created,
 @needs_node
 def test_the_ghost_guide_sends_through_nodemailer_as_shown(created, tmp_path):
     config = tmp_path / "config.production.json"
-    config.write_text(f'{{\n{created.shown("ghost").strip()[1:-1]}\n}}\n')  # the "mail" block in Ghost's file
+    config.write_text(f"{{\n{created.shown('ghost').strip()[1:-1]}\n}}\n")  # the "mail" block in Ghost's file
     extra_ca = re.search(r"NODE_EXTRA_CA_CERTS=(\S+) in", created.notes["ghost"]).group(1)
-    proc = run(["node", str(CLIENTS / "ghost_send.js"), str(config), RECIPIENT, "Ghost guide"],
-               env={"NODE_EXTRA_CA_CERTS": extra_ca.replace(CA_PATH, str(created.ca))})
+    proc = run(
+        ["node", str(CLIENTS / "ghost_send.js"), str(config), RECIPIENT, "Ghost guide"],
+        env={"NODE_EXTRA_CA_CERTS": extra_ca.replace(CA_PATH, str(created.ca))},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["response"].startswith("250 Ok: queued as")
     created.delivered("Ghost guide")
@@ -380,7 +519,8 @@ def test_the_msmtp_guide_delivers_a_cron_jobs_output_called_as_cron_calls_sendma
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 def test_in_the_browser_every_platforms_guide_opens_with_the_real_values_and_the_password_once(
-        app, relay, shop_domain, sink, admin, page):  # noqa: F811 (the imported fixture)
+    app, relay, shop_domain, sink, admin, page
+):
     sign_in(page, *admin)
     page.wait_for_selector("h1:text('Overview')")
     page.goto("/accounts/new")

@@ -27,11 +27,23 @@ def test_keyset_pages_walk_every_message_once_newest_first(app, store_message):
 
 
 def test_bad_fields_are_left_out_with_a_sentence_each(app):
-    filters, errors = message_log.parse_filters({"since": "31/01/2025", "account": "shop", "status": "lost",
-                                                 "stream": "bulk", "rcpt": "  bob@example.com ", "subject": ""})
+    filters, errors = message_log.parse_filters(
+        {
+            "since": "31/01/2025",
+            "account": "shop",
+            "status": "lost",
+            "stream": "bulk",
+            "rcpt": "  bob@example.com ",
+            "subject": "",
+        }
+    )
     assert filters == {"rcpt": "bob@example.com"}
-    assert errors == {"since": "Use a date like 2025-01-31.", "account": "Pick an account from the list.",
-                      "status": "Pick a status from the list.", "stream": "Pick transactional or broadcast."}
+    assert errors == {
+        "since": "Use a date like 2025-01-31.",
+        "account": "Pick an account from the list.",
+        "status": "Pick a status from the list.",
+        "stream": "Pick transactional or broadcast.",
+    }
 
 
 def test_the_detail_has_the_deliveries_attempts_oldest_first_and_events(app, store_message):
@@ -39,8 +51,15 @@ def test_the_detail_has_the_deliveries_attempts_oldest_first_and_events(app, sto
     bob, eve = Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)
     now = clock.now()
     for delivery, minutes in ((eve, 1), (bob, 2), (eve, 3)):
-        Attempt.create(delivery=delivery, started_at=now + dt.timedelta(minutes=minutes), outcome="deferred",
-                       code=451, enhanced_code="4.7.1", text="try later", duration_ms=5)
+        Attempt.create(
+            delivery=delivery,
+            started_at=now + dt.timedelta(minutes=minutes),
+            outcome="deferred",
+            code=451,
+            enhanced_code="4.7.1",
+            text="try later",
+            duration_ms=5,
+        )
     found = message_log.detail(f" {message_id.lower()} ")
     assert found.message.id == message_id
     assert [d.rcpt for d in found.deliveries] == ["bob@example.com", "eve@example.org"]

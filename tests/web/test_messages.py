@@ -25,14 +25,17 @@ def test_a_stored_message_is_listed_with_sender_recipient_subject_and_status(cli
     assert "status-queued" in page
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ({"rcpt": "bob@example.com"}, {"A"}),
-    ({"rcpt": "example.org"}, {"B"}),
-    ({"sender": "news@list.test"}, {"B"}),
-    ({"sender": "shop.test"}, {"A"}),
-    ({"subject": "invoice"}, {"A"}),
-    ({"status": "held"}, {"B"}),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"rcpt": "bob@example.com"}, {"A"}),
+        ({"rcpt": "example.org"}, {"B"}),
+        ({"sender": "news@list.test"}, {"B"}),
+        ({"sender": "shop.test"}, {"A"}),
+        ({"subject": "invoice"}, {"A"}),
+        ({"status": "held"}, {"B"}),
+    ],
+)
 def test_search_filters_narrow_the_log(client, store_message, query, expected):
     store_message(subject="Your Invoice A", rcpts=("bob@example.com",))
     held = store_message(subject="Newsletter B", mail_from="news@list.test", rcpts=("eve@example.org",))
@@ -63,11 +66,14 @@ def test_search_by_account_and_date_range(client, store_message):
     assert mine
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ({"since": "yesterday"}, "Use a date like 2025-01-31."),
-    ({"status": "lost"}, "Pick a status from the list."),
-    ({"account": "shop"}, "Pick an account from the list."),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"since": "yesterday"}, "Use a date like 2025-01-31."),
+        ({"status": "lost"}, "Pick a status from the list."),
+        ({"account": "shop"}, "Pick an account from the list."),
+    ],
+)
 def test_a_bad_search_field_is_explained(client, query, message):
     assert message in client.get("/messages/", query_string=query).get_data(as_text=True)
 
@@ -100,9 +106,18 @@ def test_htmx_polling_gets_only_the_table_fragment(client, store_message):
 
 
 def _attempt(delivery_id, code, enhanced, text, outcome, minutes):
-    Attempt.create(delivery=delivery_id, started_at=dt.datetime(2024, 5, 1, 10, minutes), code=code,
-                   enhanced_code=enhanced, text=text, outcome=outcome, mx_host="mx.example.com",
-                   mx_ip="192.0.2.25", tls="TLSv1.3", duration_ms=120)
+    Attempt.create(
+        delivery=delivery_id,
+        started_at=dt.datetime(2024, 5, 1, 10, minutes),
+        code=code,
+        enhanced_code=enhanced,
+        text=text,
+        outcome=outcome,
+        mx_host="mx.example.com",
+        mx_ip="192.0.2.25",
+        tls="TLSv1.3",
+        duration_ms=120,
+    )
 
 
 def test_the_detail_shows_envelope_headers_and_a_timeline_with_codes_in_plain_words(client, store_message):
@@ -134,7 +149,7 @@ def test_hold_then_release_moves_deliveries_and_the_message_status(client, store
     assert Delivery.get(Delivery.message == message_id).status == "queued"
     assert Message.get_by_id(message_id).status == "queued"
     page = client.get(f"/messages/{message_id}").get_data(as_text=True)
-    timeline = page[page.index('id="events"'):]
+    timeline = page[page.index('id="events"') :]
     assert timeline.index("accepted") < timeline.index("held") < timeline.index("released")
     assert f"by {ADMIN[0]}" in timeline
 
@@ -155,7 +170,9 @@ def test_cancel_acts_on_one_recipient_when_asked(client, store_message):
     statuses = [d.status for d in Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)]
     assert statuses == ["cancelled", "queued"]
     assert [(e["type"], e["recipient"]) for e in events.timeline(message_id)] == [
-        ("accepted", ""), ("cancelled", "a@example.com")]
+        ("accepted", ""),
+        ("cancelled", "a@example.com"),
+    ]
 
 
 def test_an_action_that_does_not_apply_changes_nothing_and_says_so(client, store_message):
@@ -176,7 +193,7 @@ def test_a_viewer_sees_no_action_buttons_and_cannot_post_them(viewer_client, sto
 def test_the_message_page_offers_only_the_actions_that_apply_to_its_deliveries(client, store_message):
     def buttons(message_id: str) -> list[str]:
         page = client.get(f"/messages/{message_id}").get_data(as_text=True)
-        head = page[:page.index("<h2>Envelope</h2>")]
+        head = page[: page.index("<h2>Envelope</h2>")]
         return [name for name in ("retry", "hold", "release", "cancel") if f"/messages/{message_id}/{name}" in head]
 
     message_id = store_message()

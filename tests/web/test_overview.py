@@ -32,7 +32,8 @@ def test_counts_per_outcome_queue_depth_and_recent_problems(client, store_messag
     now = clock.now()
     Delivery.update(status="delivered", updated_at=now).where(Delivery.message == delivered).execute()
     Delivery.update(status="bounced", updated_at=now, last_reply="550 5.1.1 no such user").where(
-        Delivery.message == bounced).execute()
+        Delivery.message == bounced
+    ).execute()
     page = client.get("/").get_data(as_text=True)
     assert _card(page, "accepted") == 3
     assert _card(page, "delivered") == 1
@@ -78,7 +79,7 @@ def test_the_overview_shows_the_database_size_and_the_free_disk(client, app):
 
 
 def test_the_overview_says_when_the_disk_is_low(client, app):
-    app.config["DISK_ALERT_FREE_MB"] = 1024 ** 3  # 1 PiB: every disk here is low
+    app.config["DISK_ALERT_FREE_MB"] = 1024**3  # 1 PiB: every disk here is low
     assert "low: under 1073741824 MiB" in client.get("/").get_data(as_text=True)
 
 

@@ -13,8 +13,13 @@ def test_the_policy_page_shows_groups_the_warm_up_chart_and_a_slowed_down_group(
     test_clock.value = dt.datetime(2025, 6, 4, 10, 0)
     warmup.set_warmup(enabled=True, start_date=dt.date(2025, 6, 2), steps="1:1000,4:5000,21:")
     SendCount.create(provider="gmail", hour=dt.datetime(2025, 6, 4, 9), count=321)
-    groups.note_rate_limit(app.config, "gmail.com", "gmail-smtp-in.l.google.com",
-                           "421 4.7.28 Gmail has detected an unusual rate of mail", test_clock.value)
+    groups.note_rate_limit(
+        app.config,
+        "gmail.com",
+        "gmail-smtp-in.l.google.com",
+        "421 4.7.28 Gmail has detected an unusual rate of mail",
+        test_clock.value,
+    )
     page = client.get("/policy/").get_data(as_text=True)
     assert "On: day 3, today's cap 1000, 321 sent today." in page
     assert '<svg class="chart"' in page and "day 3 (06-04): 321 delivered" in page
@@ -22,22 +27,36 @@ def test_the_policy_page_shows_groups_the_warm_up_chart_and_a_slowed_down_group(
     assert 'aria-label="gmail hourly cap for a new IP" size="6"' in page
     # gmail's row: 500 an hour in force on day 3 of the plan (still its new-IP figure), none sent in
     # this hour yet, and the 321 of 09:00 counted toward its daily cap.
-    providers = page[page.index('id="providers"'):]
-    row = providers[providers.index("<td>gmail</td>"):providers.index("<td>google-workspace</td>")]
-    assert "500 / 0" in row and "<td class=\"num\">321</td>" in row
+    providers = page[page.index('id="providers"') :]
+    row = providers[providers.index("<td>gmail</td>") : providers.index("<td>google-workspace</td>")]
+    assert "500 / 0" in row and '<td class="num">321</td>' in row
     assert "mySMTP knowledge base" in page
 
 
 def test_an_admin_changes_a_group_cap_and_a_bad_number_is_explained(client):
     gmail = groups.group_rows()[0]
-    response = client.form(f"/policy/providers/{gmail.id}", {"domains": "gmail.com googlemail.com",
-                                                             "mx_hosts": "*.google.com", "stage": "warm",
-                                                             "hourly_new": "250", "hourly_warm": "2500",
-                                                             "daily_cap": "", "session_cap": ""})
+    response = client.form(
+        f"/policy/providers/{gmail.id}",
+        {
+            "domains": "gmail.com googlemail.com",
+            "mx_hosts": "*.google.com",
+            "stage": "warm",
+            "hourly_new": "250",
+            "hourly_warm": "2500",
+            "daily_cap": "",
+            "session_cap": "",
+        },
+    )
     assert response.status_code == 302
     row = ProviderGroup.get_by_id(gmail.id)
     assert (row.stage, row.hourly_new, row.hourly_warm, row.daily_cap, row.session_cap, row.mx_patterns) == (
-        "warm", 250, 2500, None, None, "*.google.com")
+        "warm",
+        250,
+        2500,
+        None,
+        None,
+        "*.google.com",
+    )
     bad = client.form(f"/policy/providers/{gmail.id}", {"hourly_warm": "many"})
     assert bad.status_code == 400 and "a whole number, or empty for no cap" in bad.get_data(as_text=True)
     bad = client.form(f"/policy/providers/{gmail.id}", {"stage": "lukewarm"})
@@ -62,9 +81,10 @@ def test_a_viewer_sees_the_policy_but_cannot_change_it(viewer_client):
 def test_quotas_are_set_and_their_usage_shown_on_the_account_page(app, client, store_message):
     account, _ = accounts.create("Shop")
     store_message(account_id=account.id, rcpts=("a@example.com", "b@example.com"))
-    response = client.form(f"/policy/quotas/{account.id}", {"limit_hour": "10", "action_hour": "hold",
-                                                            "limit_day": "", "limit_month": "1000",
-                                                            "action_month": "reject"})
+    response = client.form(
+        f"/policy/quotas/{account.id}",
+        {"limit_hour": "10", "action_hour": "hold", "limit_day": "", "limit_month": "1000", "action_month": "reject"},
+    )
     assert response.status_code == 302 and response.headers["Location"].endswith("#quotas")
     assert [str(q) for q in quotas.quotas_of(account.id)] == ["hour=10:hold", "month=1000:reject"]
     page = client.get(f"/accounts/{account.id}").get_data(as_text=True)

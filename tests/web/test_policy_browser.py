@@ -7,8 +7,7 @@ import pytest
 from appliance import accounts, admins
 from tests.conftest import relay_overrides, wait_for
 
-from .conftest import ADMIN
-from .test_browser import CHROMIUM, live_url, page, shot, sign_in  # noqa: F401 (fixtures)
+from .conftest import ADMIN, CHROMIUM, shot, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
@@ -19,7 +18,8 @@ def overrides(overrides, dns_server, delivery_port):
 
 
 def test_a_quota_and_a_warm_up_plan_set_in_the_dashboard_hold_and_defer_mail_in_the_log(
-        app, page, relay, sending_domain, dns_server, sink_mx):  # noqa: F811 (the imported fixture)
+    app, page, relay, sending_domain, dns_server, sink_mx
+):
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
     sink = sink_mx("127.0.0.3")
@@ -48,8 +48,11 @@ def test_a_quota_and_a_warm_up_plan_set_in_the_dashboard_hold_and_defer_mail_in_
     with relay.smtp.submission() as client:
         client.login(account.username, password)
         for n in range(3):
-            client.sendmail("shop@shop.test", [f"customer{n}@example.test"],
-                            f"From: shop@shop.test\r\nSubject: Order {n}\r\n\r\nThanks\r\n".encode())
+            client.sendmail(
+                "shop@shop.test",
+                [f"customer{n}@example.test"],
+                f"From: shop@shop.test\r\nSubject: Order {n}\r\n\r\nThanks\r\n".encode(),
+            )
     assert wait_for(lambda: len(sink.messages) == 1)
 
     page.goto("/messages/")

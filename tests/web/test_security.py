@@ -12,27 +12,43 @@ from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
 # proof (a password checked minutes ago in this session; a signed, expiring, one-use link). The
 # tracking links of delivered mail are followed by its recipients: their signed token is the proof.
 # /metrics answers loopback or its bearer token only (tests/test_metrics.py).
-PUBLIC_ENDPOINTS = {"auth.auth_login", "auth.auth_code", "auth.auth_invite", "health.health_show", "static",
-                    "metrics.metrics_show", "verify.verify_show", "tracking.tracking_open", "tracking.tracking_click",
-                    "tracking.tracking_unsubscribe_show", "tracking.tracking_unsubscribe"}
+PUBLIC_ENDPOINTS = {
+    "auth.auth_login",
+    "auth.auth_code",
+    "auth.auth_invite",
+    "health.health_show",
+    "static",
+    "metrics.metrics_show",
+    "verify.verify_show",
+    "tracking.tracking_open",
+    "tracking.tracking_click",
+    "tracking.tracking_unsubscribe_show",
+    "tracking.tracking_unsubscribe",
+}
 
 
 def _sample_url(rule) -> str:
-    values = {arg: 1 if rule._converters[arg].__class__.__name__ == "IntegerConverter" else "01ABC"
-              for arg in rule.arguments}
+    values = {
+        arg: 1 if rule._converters[arg].__class__.__name__ == "IntegerConverter" else "01ABC" for arg in rule.arguments
+    }
     return rule.build(values, append_unknown=False)[1]
 
 
 def test_every_view_carries_one_permission_decorator(app):
-    missing = [endpoint for endpoint, view in app.view_functions.items()
-               if endpoint != "static"
-               and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)]
+    missing = [
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint != "static" and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)
+    ]
     assert missing == []
 
 
 def test_only_sign_in_health_static_files_invitations_verification_and_tracking_links_are_public(app):
-    public = {endpoint for endpoint, view in app.view_functions.items()
-              if endpoint == "static" or getattr(view, "permission", None) == PUBLIC}
+    public = {
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint == "static" or getattr(view, "permission", None) == PUBLIC
+    }
     assert public == PUBLIC_ENDPOINTS
 
 
@@ -67,8 +83,20 @@ def test_the_public_sign_in_steps_give_a_stranger_nothing(anon):
     assert anon.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("url", ["/accounts/new", "/suppressions/", "/login", "/login/code", "/password",
-                                 "/two-factor", "/users/", "/users/two-factor", "/invite/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/accounts/new",
+        "/suppressions/",
+        "/login",
+        "/login/code",
+        "/password",
+        "/two-factor",
+        "/users/",
+        "/users/two-factor",
+        "/invite/x",
+    ],
+)
 def test_a_form_post_without_csrf_token_is_refused(app, client, url):
     response = client.post(url, data={"name": "x", "address": "a@b.test", "email": "a@b.test"})
     assert response.status_code == 400
@@ -80,8 +108,9 @@ def test_an_htmx_post_is_accepted_with_the_token_in_the_x_csrftoken_header(clien
     body_token = re.search(r'hx-headers:inherited=\'\{"X-CSRFToken": "([^"]+)"\}\'', page).group(1)
     refused = client.post("/suppressions/", data={"address": "a@b.test"}, headers={"HX-Request": "true"})
     assert refused.status_code == 400
-    accepted = client.post("/suppressions/", data={"address": "a@b.test"},
-                           headers={"HX-Request": "true", "X-CSRFToken": body_token})
+    accepted = client.post(
+        "/suppressions/", data={"address": "a@b.test"}, headers={"HX-Request": "true", "X-CSRFToken": body_token}
+    )
     assert accepted.status_code == 302
 
 
@@ -111,15 +140,19 @@ def test_the_session_cookie_is_httponly_and_samesite_lax(anon, admin):
 
 def test_the_session_cookie_is_secure_when_the_dashboard_is_served_over_tls(anon, admin):
     token = anon.token()
-    response = anon.post("/login", data={"csrf_token": token, "email": admin[0], "password": admin[1]},
-                         base_url="https://relay.test")
+    response = anon.post(
+        "/login", data={"csrf_token": token, "email": admin[0], "password": admin[1]}, base_url="https://relay.test"
+    )
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "; Secure" in cookie
 
 
 def test_a_subject_with_markup_is_shown_as_text_in_the_log_and_the_detail(client, store_message):
-    message_id = store_message(subject='<script>alert(1)</script><img src=x onerror=alert(2)>',
-                               mail_from="a<b>@shop.test", headers="X-Evil: <svg onload=alert(3)>\r\n")
+    message_id = store_message(
+        subject="<script>alert(1)</script><img src=x onerror=alert(2)>",
+        mail_from="a<b>@shop.test",
+        headers="X-Evil: <svg onload=alert(3)>\r\n",
+    )
     for url in ("/messages/", f"/messages/{message_id}", "/"):
         page = client.get(url).get_data(as_text=True)
         assert "<script>alert(1)" not in page and "<img src=x" not in page and "<svg onload" not in page

@@ -46,13 +46,21 @@ def test_a_viewer_sees_senders_but_cannot_add_one(viewer_client):
 def test_the_account_page_saves_the_authorized_lists_normalized_and_the_mode(app, client):
     with app.app_context():
         account, _ = accounts.create("Blog")
-    response = client.form(f"/senders/accounts/{account.id}", {
-        "authorized_domains": "Shop.example, news.shop.example;", "authorized_senders": "Jo@Gmail.example",
-        "sender_mode": "alert"})
+    response = client.form(
+        f"/senders/accounts/{account.id}",
+        {
+            "authorized_domains": "Shop.example, news.shop.example;",
+            "authorized_senders": "Jo@Gmail.example",
+            "sender_mode": "alert",
+        },
+    )
     assert response.status_code == 302 and response.headers["Location"].startswith(f"/accounts/{account.id}")
     saved = SmtpAccount.get_by_id(account.id)
     assert (saved.authorized_domains, saved.authorized_senders, saved.sender_mode) == (
-        "shop.example\nnews.shop.example", "jo@gmail.example", "alert")
+        "shop.example\nnews.shop.example",
+        "jo@gmail.example",
+        "alert",
+    )
     page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
     assert 'value="shop.example; news.shop.example"' in page and '<option value="alert" selected>' in page
 
@@ -60,8 +68,10 @@ def test_the_account_page_saves_the_authorized_lists_normalized_and_the_mode(app
 def test_a_bad_authorized_domain_is_named_and_nothing_is_saved(app, client):
     with app.app_context():
         account, _ = accounts.create("Blog")
-    response = client.form(f"/senders/accounts/{account.id}", {
-        "authorized_domains": "shop.example; bad domain!", "authorized_senders": "", "sender_mode": "block"})
+    response = client.form(
+        f"/senders/accounts/{account.id}",
+        {"authorized_domains": "shop.example; bad domain!", "authorized_senders": "", "sender_mode": "block"},
+    )
     assert response.status_code == 400 and "is not a domain name" in response.get_data(as_text=True)
     assert SmtpAccount.get_by_id(account.id).authorized_domains == ""
 
@@ -69,8 +79,10 @@ def test_a_bad_authorized_domain_is_named_and_nothing_is_saved(app, client):
 def test_the_account_page_saves_a_subdomain_entry_and_says_what_it_covers(app, client):
     with app.app_context():
         account, _ = accounts.create("Blog")
-    response = client.form(f"/senders/accounts/{account.id}", {
-        "authorized_domains": "*.Shop.example", "authorized_senders": "", "sender_mode": "block"})
+    response = client.form(
+        f"/senders/accounts/{account.id}",
+        {"authorized_domains": "*.Shop.example", "authorized_senders": "", "sender_mode": "block"},
+    )
     assert response.status_code == 302
     assert SmtpAccount.get_by_id(account.id).authorized_domains == "*.shop.example"
     page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
@@ -80,10 +92,14 @@ def test_the_account_page_saves_a_subdomain_entry_and_says_what_it_covers(app, c
 def test_a_bad_subdomain_entry_is_named_and_nothing_is_saved(app, client):
     with app.app_context():
         account, _ = accounts.create("Blog")
-    for bad, reason in (("*.example", "would cover every domain under .example"),
-                        ("news.*.example", "a * may only begin an entry")):
-        response = client.form(f"/senders/accounts/{account.id}", {
-            "authorized_domains": f"shop.example; {bad}", "authorized_senders": "", "sender_mode": "block"})
+    for bad, reason in (
+        ("*.example", "would cover every domain under .example"),
+        ("news.*.example", "a * may only begin an entry"),
+    ):
+        response = client.form(
+            f"/senders/accounts/{account.id}",
+            {"authorized_domains": f"shop.example; {bad}", "authorized_senders": "", "sender_mode": "block"},
+        )
         body = response.get_data(as_text=True)
         assert response.status_code == 400 and reason in body and "Nothing was saved" in body
     assert SmtpAccount.get_by_id(account.id).authorized_domains == ""

@@ -49,8 +49,10 @@ def test_logout_does_not_end_the_session_a_copied_cookie_stops_working_after_log
 def test_logout_does_not_end_the_session_a_copied_cookie_stops_working_after_a_password_change(app, client):
     thief = _copy_of(app, client)
     assert thief.get("/").status_code == 200
-    response = client.form("/password", {"current_password": ADMIN[1], "new_password": "a new long secret",
-                                          "confirm_password": "a new long secret"})
+    response = client.form(
+        "/password",
+        {"current_password": ADMIN[1], "new_password": "a new long secret", "confirm_password": "a new long secret"},
+    )
     assert response.status_code == 302
     assert client.get("/").status_code == 200  # the session that changed it goes on
     assert thief.get("/").status_code == 302

@@ -10,16 +10,15 @@ import pyotp
 
 from appliance import admins
 
-from .conftest import ADMIN
-from .test_browser import ARGS, CHROMIUM, live_url, page, playwright_api, shot, sign_in  # noqa: F401  (browser fixtures)
+from .conftest import ADMIN, shot, sign_in
 
 
-def sign_out(page) -> None:  # noqa: F811
+def sign_out(page) -> None:
     page.click("button:text('Sign out')")
     page.wait_for_selector("text=You are signed out.")
 
 
-def enrol(page) -> tuple[str, list[str]]:  # noqa: F811
+def enrol(page) -> tuple[str, list[str]]:
     """On the two-factor page: check the QR code is drawn, read the key as a person would type it."""
     page.wait_for_selector("img.qr")
     assert page.evaluate("document.querySelector('img.qr').naturalWidth") > 0  # the CSP let the data: image in
@@ -30,7 +29,7 @@ def enrol(page) -> tuple[str, list[str]]:  # noqa: F811
     return secret, page.locator("#recovery-codes code").all_inner_texts()
 
 
-def test_a_user_sets_up_totp_signs_in_with_a_code_and_a_recovery_code_works_once(app, page):  # noqa: F811
+def test_a_user_sets_up_totp_signs_in_with_a_code_and_a_recovery_code_works_once(app, page):
     with app.app_context():
         admins.create(*ADMIN)
     sign_in(page, *ADMIN)
@@ -68,7 +67,7 @@ def test_a_user_sets_up_totp_signs_in_with_a_code_and_a_recovery_code_works_once
     assert [e for e in page.console_errors if "status of 401" not in e] == []
 
 
-def test_a_user_without_two_factor_is_sent_to_enrol_once_an_admin_requires_it(app, page, live_url):  # noqa: F811
+def test_a_user_without_two_factor_is_sent_to_enrol_once_an_admin_requires_it(app, page, live_url):
     with app.app_context():
         admins.create(*ADMIN)
     sign_in(page, *ADMIN)
@@ -111,7 +110,7 @@ def test_a_user_without_two_factor_is_sent_to_enrol_once_an_admin_requires_it(ap
     assert page.console_errors == []
 
 
-def test_the_audit_log_shows_the_changes(app, page):  # noqa: F811
+def test_the_audit_log_shows_the_changes(app, page):
     with app.app_context():
         admins.create(*ADMIN)
     sign_in(page, *ADMIN)

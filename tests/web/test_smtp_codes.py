@@ -11,8 +11,32 @@ from appliance.models import Attempt, Delivery
 from appliance.web import smtp_codes
 
 # mySMTP's knowledge base, "SMTP Status Codes and Their Meanings" and its limits table.
-KNOWLEDGE_BASE_CODES = (200, 211, 214, 220, 221, 250, 251, 334, 354, 400, 421, 450, 451, 452,
-                        500, 501, 502, 503, 504, 550, 551, 552, 553, 554)
+KNOWLEDGE_BASE_CODES = (
+    200,
+    211,
+    214,
+    220,
+    221,
+    250,
+    251,
+    334,
+    354,
+    400,
+    421,
+    450,
+    451,
+    452,
+    500,
+    501,
+    502,
+    503,
+    504,
+    550,
+    551,
+    552,
+    553,
+    554,
+)
 
 
 def test_the_reference_page_lists_every_class_and_code_of_the_knowledge_base_with_what_to_do(client):
@@ -33,12 +57,33 @@ def test_every_code_in_a_timeline_links_to_its_entry_and_an_unlisted_one_to_its_
     delivery = Delivery.get(Delivery.message == message_id)
     started = dt.datetime(2025, 6, 2, 12, 0)
     with db.atomic_write():
-        Attempt.create(delivery=delivery, started_at=started, outcome="deferred", code=421, enhanced_code="4.7.28",
-                       text="421 4.7.28 unusual rate of mail", mx_host="mx.example.com")
-        Attempt.create(delivery=delivery, started_at=started, outcome="bounced", code=550, enhanced_code="5.1.1",
-                       text="550 5.1.1 no such user", mx_host="mx.example.com")
-        Attempt.create(delivery=delivery, started_at=started, outcome="bounced", code=599, enhanced_code="",
-                       text="599 something new", mx_host="mx.example.com")
+        Attempt.create(
+            delivery=delivery,
+            started_at=started,
+            outcome="deferred",
+            code=421,
+            enhanced_code="4.7.28",
+            text="421 4.7.28 unusual rate of mail",
+            mx_host="mx.example.com",
+        )
+        Attempt.create(
+            delivery=delivery,
+            started_at=started,
+            outcome="bounced",
+            code=550,
+            enhanced_code="5.1.1",
+            text="550 5.1.1 no such user",
+            mx_host="mx.example.com",
+        )
+        Attempt.create(
+            delivery=delivery,
+            started_at=started,
+            outcome="bounced",
+            code=599,
+            enhanced_code="",
+            text="599 something new",
+            mx_host="mx.example.com",
+        )
     page = client.get(f"/messages/{message_id}").get_data(as_text=True)
     links = re.findall(r'<a class="code-link" href="([^"]+)"', page)
     assert "/smtp-codes/#code-421" in links and "/smtp-codes/#class-4" in links  # 4.7.28 is not listed

@@ -7,21 +7,20 @@ import pytest
 from appliance import accounts, admins
 from tests.conftest import wait_for
 
-from .conftest import ADMIN
-from .test_browser import CHROMIUM, delivering, live_url, page, shot, sign_in  # noqa: F401 (fixtures)
+from .conftest import ADMIN, CHROMIUM, shot, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
 
-def test_a_bounce_code_in_the_timeline_opens_its_meaning_and_what_to_do(
-        delivering, app, page, relay, sending_domain):  # noqa: F811 (the imported fixtures)
+def test_a_bounce_code_in_the_timeline_opens_its_meaning_and_what_to_do(delivering, app, page, relay, sending_domain):
     with app.app_context():
         admins.create(*ADMIN)
         account, password = accounts.create("Web shop")
     with relay.smtp.submission() as client:
         client.login(account.username, password)
-        client.sendmail("shop@shop.test", ["unknown@example.com"],
-                        b"From: shop@shop.test\r\nSubject: Order 9\r\n\r\nThanks\r\n")
+        client.sendmail(
+            "shop@shop.test", ["unknown@example.com"], b"From: shop@shop.test\r\nSubject: Order 9\r\n\r\nThanks\r\n"
+        )
 
     sign_in(page, *ADMIN)
     page.wait_for_selector("h1:text('Overview')")

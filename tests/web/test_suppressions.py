@@ -21,10 +21,13 @@ def test_adding_an_address_lowercases_it_and_lists_it(client):
     assert "bob@example.com" in page and "asked" in page
 
 
-@pytest.mark.parametrize(("address", "message"), [
-    ("not-an-address", "Write a whole e-mail address"),
-    ("@example.com", "Write a whole e-mail address"),
-])
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("not-an-address", "Write a whole e-mail address"),
+        ("@example.com", "Write a whole e-mail address"),
+    ],
+)
 def test_a_bad_address_is_refused_with_a_message(client, address, message):
     response = client.form("/suppressions/", {"address": address})
     assert response.status_code == 400
@@ -78,14 +81,21 @@ def test_the_cli_and_the_dashboard_refuse_the_same_address_with_the_same_sentenc
 
 def test_an_address_added_through_either_edge_is_stored_and_audited_the_same(client, run_cli):
     assert run_cli("suppressions", "add", "Cli <Cli@Example.com>", "--reason", "asked by phone").exit_code == 0
-    assert client.form("/suppressions/", {"address": "Web <Web@Example.com>", "reason": "asked by phone"}
-                       ).status_code == 302
+    assert (
+        client.form("/suppressions/", {"address": "Web <Web@Example.com>", "reason": "asked by phone"}).status_code
+        == 302
+    )
     rows = {s.address: (s.source, s.reason, s.stream, s.domain) for s in Suppression.select()}
-    assert rows == {"cli@example.com": ("manual", "asked by phone", "", ""),
-                    "web@example.com": ("manual", "asked by phone", "", "")}
+    assert rows == {
+        "cli@example.com": ("manual", "asked by phone", "", ""),
+        "web@example.com": ("manual", "asked by phone", "", ""),
+    }
     entries = {e.subject: (e.action, e.detail) for e in AuditEntry.select()}
-    assert entries["address cli@example.com"] == entries["address web@example.com"] == (
-        "suppression.add", "asked by phone")
+    assert (
+        entries["address cli@example.com"]
+        == entries["address web@example.com"]
+        == ("suppression.add", "asked by phone")
+    )
     web_row = Suppression.get(Suppression.address == "web@example.com")
     assert run_cli("suppressions", "remove", "cli@example.com").exit_code == 0
     assert client.form(f"/suppressions/{web_row.id}/delete", {}).status_code == 302

@@ -14,8 +14,7 @@ from appliance import admins
 from tests.conftest import relay_overrides, wait_for
 from tests.test_tracking import events_of, newsletter, send
 
-from .conftest import ADMIN
-from .test_browser import page, sign_in  # noqa: F401  (page is a fixture)
+from .conftest import ADMIN, sign_in
 
 pytest.importorskip("playwright.sync_api")
 
@@ -45,7 +44,14 @@ def live_url(app):
 
 
 def test_a_reader_clicks_a_link_of_the_received_message_and_the_admin_sees_it_in_the_timeline_and_the_chart(
-    app, relay, account, dns_server, sink_mx, shop_domain, live_url, page  # noqa: F811
+    app,
+    relay,
+    account,
+    dns_server,
+    sink_mx,
+    shop_domain,
+    live_url,
+    page,
 ):
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")
@@ -54,8 +60,9 @@ def test_a_reader_clicks_a_link_of_the_received_message_and_the_admin_sees_it_in
         admins.create(*ADMIN)
     msg = newsletter()
     target = f"{live_url}/health"  # a link on loopback, so the browser can follow it to its end
-    msg.get_body(("html",)).set_content(f'<html><body><p><a id="go" href="{target}">Our sale</a></p></body></html>',
-                                        subtype="html")
+    msg.get_body(("html",)).set_content(
+        f'<html><body><p><a id="go" href="{target}">Our sale</a></p></body></html>', subtype="html"
+    )
     send(relay, account, msg)
     (received,) = wait_for(lambda: sink.messages)
     body = email.message_from_bytes(received.data, policy=email.policy.default).get_body(("html",))
