@@ -39,12 +39,12 @@ def test_the_layers_and_no_cycle_contracts_hold_on_the_tree():
 def test_an_upward_import_breaks_the_layers_contract(tmp_path):
     shutil.copytree(ROOT / "appliance", tmp_path / "appliance", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    models = tmp_path / "appliance" / "models.py"
-    models.write_text(models.read_text() + "\nfrom . import alerts  # upward: models may not know who mails\n")
+    models = tmp_path / "appliance" / "models" / "mail.py"
+    models.write_text(models.read_text() + "\nfrom .. import alerts  # upward: models may not know who mails\n")
     result = lint_imports(tmp_path)
     assert result.returncode == 1
     assert "appliance.models is not allowed to import appliance.alerts" in result.stdout
-    assert "appliance.models -> appliance.alerts" in result.stdout
+    assert "appliance.models.mail -> appliance.alerts" in result.stdout
 
 
 def test_an_import_cycle_inside_a_package_breaks_the_no_cycle_contract(tmp_path):
