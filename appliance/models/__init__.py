@@ -21,6 +21,7 @@ from .base import (
     SUPPRESSED,
     BaseModel,
 )
+from .campaigns import Campaign, GroupedCount
 from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount
 from .mail import (
     Attempt,
@@ -58,6 +59,8 @@ MODELS = (
     WebSession,
     AuditEntry,
     DashboardSetting,
+    Campaign,
+    GroupedCount,
 )
 
 __all__ = [
@@ -71,6 +74,7 @@ __all__ = [
     "BaseModel",
     "CANCELLED",
     "CRITICAL",
+    "Campaign",
     "Claimed",
     "DEFERRED",
     "DELIVERED",
@@ -81,6 +85,7 @@ __all__ = [
     "Event",
     "EventCount",
     "FAILED",
+    "GroupedCount",
     "HELD",
     "INFO",
     "MODELS",
