@@ -11,8 +11,10 @@ import pytest
 
 from appliance import campaigns, dkim
 from appliance.models import Alert, Campaign, Message
-from tests.conftest import cli_json, relay_overrides, wait_for
-from tests.test_dkim_delivery import assert_both_signatures_verify, signed_route
+from tests.support.dkim import assert_both_signatures_verify, signed_route
+from tests.support.process import cli_json
+from tests.support.relay import relay_overrides
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
