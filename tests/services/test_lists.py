@@ -9,9 +9,11 @@ import pytest
 
 from appliance import accounts, campaigns, lists, suppressions
 from appliance.models import Alert, ListMember, MailingList, Message, SmtpAccount
-from tests.conftest import cli_json, relay_overrides, wait_for
-from tests.test_campaigns import mail, send
-from tests.test_dkim_delivery import signed_route
+from tests.support.dkim import signed_route
+from tests.support.filing import mail, send
+from tests.support.process import cli_json
+from tests.support.relay import relay_overrides
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
