@@ -25,9 +25,9 @@ from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 from peewee import Case
 
-from . import clock, db, delivery, events, guard, retention
+from . import clock, db, delivery, events, fanout, guard, retention
 from .delivery.sessions import SessionCounter
-from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
+from .models import CANCELLED, DEFERRED, EXPANDING, HELD, QUEUED, SENDING, Claimed, Delivery, Message, refresh_messages
 from .policy import quotas
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Runtime:
     slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
     retention_task: object = field(default=None)
+    expand_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
         """Enqueue (id, domain, priority) rows as tasks of up to BATCH ids per domain and priority."""
@@ -90,6 +91,12 @@ def init(settings: dict) -> Runtime:
         _deliver_task(rt, domain, ids)
 
     rt.deliver_task = huey.task(name="deliver")(deliver)
+
+    def expand(message_id: str) -> None:
+        _expand_task(rt, message_id)
+
+    # A list send's members, added before the deliveries of the mail that waits (priority 6, above all).
+    rt.expand_task = huey.task(name="expand", priority=6)(expand)
 
     def purge() -> retention.Report | None:
         return _retention_task(rt)
@@ -173,6 +180,17 @@ def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
         rt.slots.release(domain)
 
 
+def _expand_task(rt: Runtime, message_id: str) -> None:
+    """Huey task: add a list send's members as deliveries, a batch per transaction, enqueueing each
+    batch's deliveries after its commit (a crash between the two leaves them to the sweeps)."""
+    db.connect_worker()
+    while True:
+        batch = fanout.expand_batch(message_id, rt.settings["LIST_BATCH"])
+        rt.enqueue(batch.queued)
+        if batch.done:
+            return
+
+
 def _retention_task(rt: Runtime) -> retention.Report | None:
     """Huey periodic task: purge old bodies and messages (appliance/retention.py); None when another
     worker is running the purge already."""
@@ -196,7 +214,13 @@ def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
         .order_by(Delivery.id)
         .tuples()
     )
-    return rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
+    tasks = rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
+    for (message_id,) in (
+        Message.select(Message.id).where(Message.id.in_(message_ids), Message.status == EXPANDING).tuples()
+    ):
+        rt.expand_task(message_id)  # a list send: its members become deliveries in a worker
+        tasks += 1
+    return tasks
 
 
 def sweep(rt: Runtime, *, startup: bool = False) -> int:
@@ -212,6 +236,8 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     retention.check_disk(settings)
     released = quotas.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
     rt.enqueue(released)
+    for message_id in fanout.pending():  # list sends a crash or a lost task left halfway
+        rt.expand_task(message_id)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
     if startup and db.is_sqlite():
         stale = Delivery.status == SENDING
