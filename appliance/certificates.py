@@ -287,11 +287,17 @@ def _explain(settings: dict, exc: Exception, response: requests.Response | None)
             f"the CA could not fetch http://{hostname}{CHALLENGE_PATH}…: {details}. HOSTNAME must resolve to this "
             f"machine and port 80 there must reach ACME_HTTP_LISTEN ({settings['ACME_HTTP_LISTEN']})"
         )
-    if isinstance(exc, messages.Error):
-        if exc.code == "rateLimited":
-            retry = _retry_after(response) or clock.now() + dt.timedelta(seconds=RATE_LIMIT_WAIT)
-            return AcmeError(f"the CA's rate limit: {exc.detail or exc} (not before {retry:%Y-%m-%d %H:%M} UTC)", retry)
-        return AcmeError(f"the CA refused the order: {exc.detail or exc}", _retry_after(response))
+    if isinstance(exc, messages.Error | errors.ClientError):
+        status = response.status_code if response is not None else None
+        retry = _retry_after(response)
+        if isinstance(exc, messages.Error):
+            said = exc.detail or str(exc)
+        else:
+            said = f"HTTP {status}" if status is not None and status >= 400 else str(exc)
+        if status == 429 or (isinstance(exc, messages.Error) and exc.code == "rateLimited"):
+            retry = retry or clock.now() + dt.timedelta(seconds=RATE_LIMIT_WAIT)
+            return AcmeError(f"the CA's rate limit: {said} (not before {retry:%Y-%m-%d %H:%M} UTC)", retry)
+        return AcmeError(f"the CA refused the order: {said}", retry)
     if isinstance(exc, errors.IssuanceError):
         return AcmeError(f"the CA did not issue the certificate: {exc.error.detail or exc.error}")
     if isinstance(exc, errors.TimeoutError):
@@ -302,8 +308,6 @@ def _explain(settings: dict, exc: Exception, response: requests.Response | None)
         )
     if isinstance(exc, requests.exceptions.RequestException):
         return AcmeError(f"cannot reach ACME_DIRECTORY {directory}: {exc}")
-    if isinstance(exc, errors.ClientError) and response is not None and response.status_code in (429, 503):
-        return AcmeError(f"the CA answered HTTP {response.status_code}", _retry_after(response))
     return AcmeError(f"the order failed: {exc}")
 
 

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from appliance import certificates, create_app, tls
 from appliance.config import ConfigError
+from appliance.doctor import OK, WARN, check_certificate
 from appliance.models import Alert
 from appliance.serve import start_acme, start_https, start_smtp
 
@@ -240,6 +241,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the redirect itself is the answer looked at
 
 
+@pytest.mark.parametrize("where", ["untrusted", "unreachable"])
+def test_a_directory_that_cannot_be_used_is_said_in_a_sentence(overrides, pebble, where):
+    if where == "untrusted":  # pebble's HTTPS without ACME_CA_FILE: certifi's CAs do not know its CA
+        overrides = {**overrides, "ACME_CA_FILE": ""}
+        expected = f"the certificate of {pebble.directory} is not trusted .*set ACME_CA_FILE"
+    else:
+        overrides = {**overrides, "ACME_DIRECTORY": f"https://127.0.0.1:{free_port()}/dir"}
+        expected = "cannot reach ACME_DIRECTORY https://127.0.0.1:"
+    app = create_app(overrides)
+    with app.app_context(), pytest.raises(certificates.AcmeError, match=expected):
+        certificates.renew(app.config)
+    assert certificates.load_state(app.config).failures == 1
+
+
 def _start(overrides: dict, log: Path) -> subprocess.Popen:
     """Start app.py with its output in ``log``; return once its banner is printed."""
     proc = subprocess.Popen(
@@ -328,10 +343,21 @@ def test_status_and_renew_through_the_cli_against_a_running_appliance_process(ov
 
 
 def test_renew_without_a_running_appliance_serves_its_own_challenges(run_cli, app, pebble):
+    tls.ensure(app.config)  # as a first start leaves it: the local-CA pair until ACME's first certificate
+    before = check_certificate(app.config)
+    assert before.status == WARN and "ACME has not issued a certificate yet" in before.detail
+    assert json.loads(run_cli("tls", "status", "--json").output)["due"] == "no ACME certificate yet"
+
     result = run_cli("tls", "renew")
     assert result.exit_code == 0, result.output
     info = json.loads(run_cli("tls", "status", "--json").output)
     assert info["source"] == "acme" and f"serial {info['serial']}" in result.output
+    after = check_certificate(app.config)
+    assert after.status == OK
+    assert after.detail.endswith(
+        f"ACME certificate valid for {HOSTNAME} until {info['not_after'][:10]} (issued by {info['issuer']}), "
+        f"renewed from {info['next_renewal'][:10]}"
+    )
 
 
 def test_tls_commands_with_acme_off(tmp_path):
