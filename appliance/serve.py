@@ -389,7 +389,7 @@ def bind_challenge_listener(settings: dict):
         server = create_server(
             certificates.challenge_app(settings),
             listen=certificates.listen_spec(settings),
-            threads=2,
+            threads=4,
             asyncore_use_poll=True,
             ident="appliance",
         )
