@@ -1,7 +1,7 @@
 """Integration guides on an account's pages: each client's settings filled in with the account's real
 host, port and username, a sender it may use, and its password on the page that shows it once.
 
-The snippets follow docs/clients.md, whose clients tests/test_real_clients.py drives for real;
+The snippets follow docs/clients.md, whose clients tests/smtp/test_real_clients.py drives for real;
 tests/web/test_guides.py runs every snippet that can run here (Symfony Mailer with the Laravel and
 Symfony forms, PHPMailer, Django, Ghost's Nodemailer settings, Nodemailer, msmtp, swaks, curl)
 exactly as a page shows it, and checks the fields of the settings screens that cannot.

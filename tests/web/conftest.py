@@ -13,7 +13,8 @@ import pytest
 from appliance import admins, intake
 from appliance.db import atomic_write
 from appliance.models import Domain
-from tests.conftest import relay_overrides
+from tests.support import ROOT
+from tests.support.relay import relay_overrides
 
 ADMIN = ("admin@relay.test", "correct horse battery")
 VIEWER = ("viewer@relay.test", "read only staple 42")
@@ -117,7 +118,7 @@ def store_message(app):
 
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # see docs/dashboard.md
+SCREENSHOTS = ROOT / "tests" / "screenshots"  # see docs/dashboard.md
 ARGS = [
     "--headless",
     "--no-sandbox",
