@@ -77,8 +77,8 @@ def tls_renew() -> None:
             cert = certificates.renew(settings)
         except certificates.AcmeError as exc:
             hint = (
-                f" (ACME_HTTP_LISTEN {settings['ACME_HTTP_LISTEN']} is held by another process: "
-                "if it is not this appliance, the CA cannot fetch the challenge there)"
+                f" (this command could not listen on ACME_HTTP_LISTEN {settings['ACME_HTTP_LISTEN']}: {not_here}; "
+                "only a running appliance listening there serves the challenge)"
                 if not_here
                 else ""
             )

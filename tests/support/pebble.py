@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -75,8 +76,12 @@ class Pebble:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
-        (self.workdir / "root.pem").write_text(self._get(f"https://127.0.0.1:{self.management_port}/roots/0"))
+        try:
+            self._wait_ready()
+            (self.workdir / "root.pem").write_text(self._get(f"https://127.0.0.1:{self.management_port}/roots/0"))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _get(self, url: str) -> str:
@@ -85,8 +90,6 @@ class Pebble:
             return response.read().decode()
 
     def _wait_ready(self) -> None:
-        import time
-
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
