@@ -46,7 +46,7 @@ from .models import CRITICAL, WARNING
 log = logging.getLogger(__name__)
 
 RENEW_AT = 2 / 3  # share of a certificate's lifetime after which it is renewed
-CHECK_INTERVAL = 60.0  # seconds between two looks at the certificate (reading two small files)
+CHECK_INTERVAL = 60.0  # seconds between two looks at the certificate (a few small files read)
 BACKOFF_FIRST = 300  # seconds before the first retry of a failed order; doubles with each failure
 BACKOFF_MAX = 24 * 3600
 RATE_LIMIT_WAIT = 3600  # seconds to wait after a rate-limit answer that gave no Retry-After
