@@ -260,9 +260,11 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     with db.atomic_write():
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            # A stale `sending` row goes back to waiting: its send may or may not have happened.
+            # A stale `sending` row goes back to waiting: its send may or may not have happened. The rows
+            # were read outside this transaction: one claimed by a worker since (status `sending`, a new
+            # lease) is not stale, and is left to that worker.
             Delivery.update(status=Case(None, ((Delivery.attempts == 0, QUEUED),), DEFERRED), updated_at=now).where(
-                Delivery.id.in_(chunk) & (Delivery.status == SENDING)
+                Delivery.id.in_(chunk) & stale
             ).execute()
             Delivery.update(lease_until=lease).where(Delivery.id.in_(chunk)).execute()
     rt.enqueue(rows)
