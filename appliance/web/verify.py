@@ -1,13 +1,14 @@
 """The public end of sender verification: the signed, expiring link mailed to a new sender.
 
 Opening the link shows a button; only its POST verifies. Mail filters and link scanners that fetch
-every link in a message (a GET) then verify nothing on the owner's behalf."""
+every link in a message (a GET) then verify nothing on the owner's behalf. Once verified, the
+sender's link mails still waiting in the queue (a resend, a deferred first one) are cancelled."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
-from .. import senders
+from .. import queue, senders
 from .permissions import public
 
 bp = Blueprint("verify", __name__, url_prefix="/verify")
@@ -20,6 +21,7 @@ def verify_show(token: str):
     try:
         if request.method == "POST":
             sender = senders.verify_token(current_app.config, token)
+            queue.cancel(senders.pending_links(sender), by="sender verified")  # a resent link, still queued
         else:
             sender = senders.sender_for_token(current_app.config, token)
     except senders.SenderError as exc:
