@@ -21,7 +21,17 @@ from .base import (
     SUPPRESSED,
     BaseModel,
 )
-from .campaigns import Campaign, GroupedCount
+from .campaigns import (
+    COMPLAINED,
+    MEMBER_STATUSES,
+    SUBSCRIBED,
+    UNSUBSCRIBED,
+    Campaign,
+    GroupedCount,
+    ListAccount,
+    ListMember,
+    MailingList,
+)
 from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount
 from .mail import (
     Attempt,
@@ -61,6 +71,9 @@ MODELS = (
     DashboardSetting,
     Campaign,
     GroupedCount,
+    MailingList,
+    ListAccount,
+    ListMember,
 )
 
 __all__ = [
@@ -73,6 +86,7 @@ __all__ = [
     "BOUNCED",
     "BaseModel",
     "CANCELLED",
+    "COMPLAINED",
     "CRITICAL",
     "Campaign",
     "Claimed",
@@ -88,7 +102,11 @@ __all__ = [
     "GroupedCount",
     "HELD",
     "INFO",
+    "ListAccount",
+    "ListMember",
+    "MEMBER_STATUSES",
     "MODELS",
+    "MailingList",
     "Message",
     "MessageBody",
     "PARTIAL",
@@ -98,12 +116,14 @@ __all__ = [
     "RECEIVED",
     "RecoveryCode",
     "SENDING",
+    "SUBSCRIBED",
     "SUPPRESSED",
     "SendCount",
     "Sender",
     "Sent",
     "SmtpAccount",
     "Suppression",
+    "UNSUBSCRIBED",
     "WARNING",
     "WarmupPlan",
     "WebSession",

@@ -8,7 +8,7 @@ from flask import Flask, g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .. import audit
+from .. import audit, tls
 from ..db import database
 from . import (
     accounts,
@@ -98,9 +98,9 @@ def init_app(app: Flask) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.is_secure and app.config["TLS_CERT"] and app.config["HSTS_MAX_AGE"] > 0:
-            # A certificate browsers trust: the generated local-CA one gets no HSTS, which would lock
-            # a browser out of the dashboard until it trusts that CA.
+        if request.is_secure and tls.publicly_trusted(app.config) and app.config["HSTS_MAX_AGE"] > 0:
+            # A certificate browsers trust (TLS_CERT, or ACME's once issued): the generated local-CA one
+            # gets no HSTS, which would lock a browser out of the dashboard until it trusts that CA.
             response.headers["Strict-Transport-Security"] = f"max-age={app.config['HSTS_MAX_AGE']}"
         return response
 

@@ -22,7 +22,7 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock
+from .. import accounts, clock, tls
 from ..models import Message, SmtpAccount
 from ..policy import quotas
 from . import connection, guides
@@ -81,7 +81,7 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
 def accounts_ca_certificate():
     """The local CA's certificate (public), for clients that must trust the generated certificate."""
     ca = Path(current_app.config["DATA_DIR"]) / "tls" / "ca.pem"
-    if current_app.config["TLS_CERT"] or not ca.is_file():
+    if tls.publicly_trusted(current_app.config) or not ca.is_file():
         abort(404)
     return send_file(ca, mimetype="application/x-pem-file", as_attachment=True, download_name="appliance-ca.pem")
 

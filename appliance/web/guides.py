@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .. import senders
+from .. import senders, tls
 from ..models import Domain, Sender, SmtpAccount
 from ..policy import acceptance
 from . import connection
@@ -54,7 +54,7 @@ def values(settings: dict, account: SmtpAccount, password: str | None) -> Values
         username=account.username,
         password=password or PASSWORD_PLACEHOLDER,
         sender=example_sender(account),
-        own_ca=not settings["TLS_CERT"],
+        own_ca=not tls.publicly_trusted(settings),
     )
 
 

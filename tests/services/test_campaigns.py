@@ -12,6 +12,7 @@ import pytest
 from appliance import campaigns, dkim
 from appliance.models import Alert, Campaign, Message
 from tests.support.dkim import assert_both_signatures_verify, signed_route
+from tests.support.filing import mail, send
 from tests.support.process import cli_json
 from tests.support.relay import relay_overrides
 from tests.support.wait import wait_for
@@ -20,29 +21,6 @@ from tests.support.wait import wait_for
 @pytest.fixture
 def overrides(overrides, dns_server, delivery_port):
     return relay_overrides(overrides, dns_server, delivery_port)
-
-
-def mail(subject: str, *headers: str, to: str = "alice@example.test", body: str = "Thank you.") -> bytes:
-    lines = [
-        "From: Shop <orders@shop.test>",
-        f"To: {to}",
-        f"Subject: {subject}",
-        "Message-ID: <m-1@shop.test>",
-        "Date: Fri, 04 Dec 2026 10:00:00 +0000",
-        *headers,
-    ]
-    return ("\r\n".join(lines) + f"\r\n\r\n{body}\r\n").encode()
-
-
-def send(relay, account, data: bytes, rcpts=("alice@example.test",)) -> str:
-    with relay.smtp.submission() as client:
-        client.login(*account)
-        client.mail("orders@shop.test")
-        for rcpt in rcpts:
-            client.rcpt(rcpt)
-        code, reply = client.data(data)
-    assert code == 250, reply
-    return reply.decode().rsplit(" ", 1)[-1]
 
 
 def filed_under(app, message_id: str) -> str | None:
