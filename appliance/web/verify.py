@@ -6,7 +6,7 @@ sender's link mails still waiting in the queue (a resend, a deferred first one) 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from .. import queue, senders
 from .permissions import public
@@ -22,8 +22,8 @@ def verify_show(token: str):
         if request.method == "POST":
             sender = senders.verify_token(current_app.config, token)
             queue.cancel(senders.pending_links(sender), by="sender verified")  # a resent link, still queued
-        else:
-            sender = senders.sender_for_token(current_app.config, token)
+            return redirect(url_for("verify.verify_show", token=token), 303)  # a reload repeats nothing
+        sender = senders.sender_for_token(current_app.config, token)
     except senders.SenderError as exc:
         return render_template("verify/show.html", sender=None, error=str(exc)), 400
     return render_template("verify/show.html", sender=sender, error=None)
