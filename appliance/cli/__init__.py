@@ -24,6 +24,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     serve,
     stats,
     suppressions,
+    webhooks,
 )
 from .base import cli
 

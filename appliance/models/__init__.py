@@ -35,6 +35,7 @@ from .mail import (
     sent_facts,
 )
 from .policy import AccountQuota, AccountReputation, ProviderGroup, SendCount, WarmupPlan
+from .webhooks import Webhook, WebhookCall, WebhookDelivery
 
 MODELS = (
     AdminUser,
@@ -58,6 +59,9 @@ MODELS = (
     WebSession,
     AuditEntry,
     DashboardSetting,
+    Webhook,
+    WebhookDelivery,
+    WebhookCall,
 )
 
 __all__ = [
@@ -102,6 +106,9 @@ __all__ = [
     "WARNING",
     "WarmupPlan",
     "WebSession",
+    "Webhook",
+    "WebhookCall",
+    "WebhookDelivery",
     "message_status",
     "refresh_messages",
     "sent_facts",
