@@ -367,7 +367,9 @@ def replay(delivery_id: int | str) -> WebhookDelivery:
 def recent_calls(webhook_id: int, limit: int = 50) -> list[dict[str, Any]]:
     """The endpoint's latest calls, newest first, each with its delivery's event type and status."""
     rows = (
-        WebhookCall.select(WebhookCall, WebhookDelivery.event_type, WebhookDelivery.status, WebhookDelivery.message)
+        WebhookCall.select(
+            WebhookCall, WebhookDelivery.id, WebhookDelivery.event_type, WebhookDelivery.status, WebhookDelivery.message
+        )
         .join(WebhookDelivery)
         .where(WebhookCall.webhook == webhook_id)
         .order_by(WebhookCall.at.desc(), WebhookCall.id.desc())
