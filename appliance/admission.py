@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import accounts, guard, intake, senders
+from . import accounts, campaigns, guard, intake, senders
 from .models import SmtpAccount
 from .policy import quotas
 
@@ -45,7 +45,8 @@ def admit(
     """Prepare a message for storing (the writer thread, right before it is stored): From: and
     Sender: of an account's mail are held to the same rule as MAIL FROM (``allowed``: the senders
     the session already passed), a MAIL FROM verdict to hold is put on it, and mail to a return
-    path of ours is read by its ``arrival`` (bounces.Arrival). Raises intake.Refused."""
+    path of ours is read by its ``arrival`` (bounces.Arrival), and an account's mail is filed under its
+    campaign (campaigns.file). Raises intake.Refused."""
     item = prepare()
     if account_id is not None:
         for name, addresses in (("From:", item.from_addresses), ("Sender:", item.sender_addresses)):
@@ -56,6 +57,7 @@ def admit(
                 decision = senders.check(settings, account_id, unknown, header=True, field=name)
                 if decision:
                     raise intake.Refused(decision.reply)
+        campaigns.file(settings, item)
     if hold is not None:
         item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at
     return arrival.read(item) if arrival else item

@@ -20,7 +20,7 @@ from peewee import EXCLUDED, fn
 
 from . import clock, db
 from . import models as m
-from .models import Delivery, Event, EventCount, Message
+from .models import Delivery, Event, EventCount, GroupedCount, Message
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +165,25 @@ def domain_of(recipient: str) -> str:
 
 
 class _Tally:
-    """Increments of EventCount rows: (count, uniques) per key."""
+    """Increments of EventCount rows: (count, uniques) per key; and of GroupedCount rows, for the
+    messages filed under a campaign (``groups``: each message's (kind, group) pairs)."""
 
-    def __init__(self, providers: Providers) -> None:
+    def __init__(self, providers: Providers, groups: dict[str, list[tuple[str, str]]] | None = None) -> None:
         self.providers = providers
         self.rows: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+        self.groups = groups or {}
+        self.grouped: dict[tuple[str, str, str, dt.datetime], list[int]] = defaultdict(lambda: [0, 0])
 
-    def add(self, fact: Fact, domain: str, metric: str, hour: dt.datetime, n: int = 1, unique: int = 0) -> None:
+    def add(
+        self, fact: Fact, domain: str, metric: str, hour: dt.datetime, n: int = 1, unique: int = 0, message_id: str = ""
+    ) -> None:
         row = self.rows[(*fact, self.providers(domain), metric, hour)]
         row[0] += n
         row[1] += unique
+        for kind, group in self.groups.get(message_id, ()):
+            grouped = self.grouped[(kind, group, metric, hour)]
+            grouped[0] += n
+            grouped[1] += unique
 
     def event(
         self, fact: Fact, message_id: str, type_: str, recipient: str, at: dt.datetime, details: dict, seen: set
@@ -182,7 +191,7 @@ class _Tally:
         """Count one event of ``_ROLLED`` but ACCEPTED; ``seen`` holds the (message, recipient, type)
         that already have a human open or click, and gains this one's."""
         if type_ == CANCELLED:
-            self.add(fact, domain_of(recipient), "sent", fact[0], -1)
+            self.add(fact, domain_of(recipient), "sent", fact[0], -1, message_id=message_id)
             return
         metric, unique = type_, 0
         if type_ in (OPENED, CLICKED):
@@ -192,7 +201,29 @@ class _Tally:
                 who = (message_id, recipient.lower(), type_)
                 unique = int(who not in seen)
                 seen.add(who)
-        self.add(fact, domain_of(recipient), metric, hour_of(at), 1, unique)
+        self.add(fact, domain_of(recipient), metric, hour_of(at), 1, unique, message_id)
+
+    def write_grouped(self) -> None:
+        """Add the increments to GroupedCount, as ``write`` does to EventCount."""
+        names = ("kind", "group", "metric", "hour")
+        rows = [
+            {**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
+            for key, (c, u) in sorted(self.grouped.items())
+            if c or u
+        ]
+        target = [getattr(GroupedCount, n) for n in names]
+        for start in range(0, len(rows), _CHUNK):
+            (
+                GroupedCount.insert_many(rows[start : start + _CHUNK])
+                .on_conflict(
+                    conflict_target=target,
+                    update={
+                        GroupedCount.count: GroupedCount.count + EXCLUDED.count,
+                        GroupedCount.uniques: GroupedCount.uniques + EXCLUDED.uniques,
+                    },
+                )
+                .execute()
+            )
 
     def write(self, fresh: bool = False) -> int:
         """Add the increments to EventCount: one upsert per chunk, rows in key order (so that two
@@ -225,24 +256,27 @@ class _Tally:
 
 
 def _roll_up(events: list[Occurred]) -> None:
-    """Add the events of outbound messages to EventCount (in record's transaction, before the Event rows)."""
+    """Add the events of outbound messages to EventCount, and of those filed under a campaign to
+    GroupedCount (in record's transaction, before the Event rows)."""
     wanted = [e for e in events if e.type in _ROLLED]
     if not wanted:
         return
-    facts: dict[str, Fact] = {
-        mid: (hour_of(received), account or 0, stream)
-        for mid, received, account, stream in Message.select(
-            Message.id, Message.received_at, Message.account, Message.stream
-        )
+    facts: dict[str, Fact] = {}
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for mid, received, account, stream, campaign in (
+        Message.select(Message.id, Message.received_at, Message.account, Message.stream, Message.campaign)
         .where(Message.id.in_(list({e.message_id for e in wanted})), Message.direction == "outbound")
         .tuples()
-    }
+    ):
+        facts[mid] = (hour_of(received), account or 0, stream)
+        if campaign:
+            groups[mid] = [("campaign", campaign)]
     wanted = [e for e in wanted if e.message_id in facts]
     if not wanted:
         return
     if not _providers:
         raise RuntimeError("events.name_providers was not called (create_app does)")
-    tally = _Tally(_providers[0]())
+    tally = _Tally(_providers[0](), groups)
     accepted = [e.message_id for e in wanted if e.type == ACCEPTED]
     if accepted:
         sent = (
@@ -252,12 +286,13 @@ def _roll_up(events: list[Occurred]) -> None:
             .tuples()
         )
         for mid, domain, n in sent:
-            tally.add(facts[mid], domain.lower(), "sent", facts[mid][0], n)
+            tally.add(facts[mid], domain.lower(), "sent", facts[mid][0], n, message_id=mid)
     seen = _human_before({e.message_id for e in wanted if e.type in (OPENED, CLICKED) and not e.details.get("machine")})
     for e in wanted:
         if e.type != ACCEPTED:
             tally.event(facts[e.message_id], e.message_id, e.type, e.recipient, e.at, e.details, seen)
     tally.write()
+    tally.write_grouped()
 
 
 def _human_before(message_ids: set[str]) -> set[tuple[str, str, str]]:

@@ -51,6 +51,10 @@ class Incoming:
     track_opens: bool = False
     track_clicks: bool = False
     from_domain: str = ""  # of the From: address, lower-cased: what an unsubscribe is scoped to
+    campaign_ref: str = ""  # the campaign id its campaign_guid (or X-Campaign-ID) header named ("": none)
+    list_ref: str = ""  # the list id its mailing_list_id header named ("": none)
+    campaign_id: str | None = None  # the campaign it is filed under (appliance/campaigns.py)
+    subject: str = ""  # its Subject:, decoded and whole (the campaigns' subject rule compares it)
 
     @property
     def personal(self) -> bool:
@@ -108,7 +112,8 @@ def prepare(
 ) -> Incoming:
     """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage).
 
-    The relay's own headers (X-Stream, X-Track-Opens, X-Track-Clicks) are read and removed."""
+    The relay's own headers (X-Stream, X-Track-Opens, X-Track-Clicks, campaign_guid, X-Campaign-ID,
+    mailing_list_id) are read and removed."""
     data = message_bytes.normalise_line_endings(raw)
     fields, _ = message_bytes.parse_header_block(data)
     lower: dict[str, str] = {}
@@ -128,9 +133,11 @@ def prepare(
         chosen = acceptance.stream_and_tracking(lower, account_stream, account_track_opens, account_track_clicks)
     except ValueError as exc:
         raise message_bytes.MalformedMessage(str(exc)) from None
+    campaign_ref, list_ref = acceptance.campaign_and_list(lower)
     if any(name in lower for name in acceptance.RELAY_HEADERS):
         data = message_bytes.without_fields(data, set(acceptance.RELAY_HEADERS))
     from_addresses = acceptance.header_addresses(lower["from"])
+    subject = message_bytes.decode_words(lower.get("subject", ""))
     message_id = str(ULID())
     extra = b""
     if "message-id" not in lower:
@@ -164,8 +171,11 @@ def prepare(
         track_opens=chosen.opens and direction == "outbound",
         track_clicks=chosen.clicks and direction == "outbound",
         from_domain=acceptance.split_address(from_addresses[0])[1].lower() if from_addresses else "",
+        campaign_ref=campaign_ref if direction == "outbound" else "",
+        list_ref=list_ref if direction == "outbound" else "",
+        subject=subject,
         summary={
-            "subject": message_bytes.decode_words(lower.get("subject", ""))[:255],
+            "subject": subject[:255],
             "from_header": message_bytes.decode_words(lower["from"])[:255],
             "message_id_header": lower["message-id"][:255],
         },
@@ -214,6 +224,7 @@ def store_many(items: list[Incoming]) -> list[str]:
                 "stream": item.stream,
                 "track_opens": item.track_opens,
                 "track_clicks": item.track_clicks,
+                "campaign": item.campaign_id,
             }
         )
         bodies.append({"message": item.id, "data": item.data})

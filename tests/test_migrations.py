@@ -137,7 +137,7 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
             (type_, f"2025-03-10 {at}:00", details),
         )
 
-    assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0014_event_counts"  # and any later one
+    assert Runner(db, directory=str(MIGRATIONS_DIR)).up()[0] == "0014_event_counts"  # then the later ones
     query = (
         'SELECT "received", "hour", "account", "stream", "provider", "metric", "count", "uniques" FROM "event_count"'
     )

@@ -13,6 +13,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     admins,
     alerts,
     backup,
+    campaigns,
     doctor,
     domains,
     messages,

@@ -21,6 +21,7 @@ from .base import (
     SUPPRESSED,
     BaseModel,
 )
+from .campaigns import Campaign, GroupedCount
 from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount
 from .mail import (
     Attempt,
@@ -59,6 +60,8 @@ MODELS = (
     WebSession,
     AuditEntry,
     DashboardSetting,
+    Campaign,
+    GroupedCount,
     Webhook,
     WebhookDelivery,
     WebhookCall,
@@ -75,6 +78,7 @@ __all__ = [
     "BaseModel",
     "CANCELLED",
     "CRITICAL",
+    "Campaign",
     "Claimed",
     "DEFERRED",
     "DELIVERED",
@@ -85,6 +89,7 @@ __all__ = [
     "Event",
     "EventCount",
     "FAILED",
+    "GroupedCount",
     "HELD",
     "INFO",
     "MODELS",

@@ -76,6 +76,9 @@ class Message(BaseModel):
     stream = CharField(default="transactional")
     track_opens = BooleanField(default=False)
     track_clicks = BooleanField(default=False)
+    # The id of the Campaign it is filed under (appliance/campaigns.py); None: not an account's mail.
+    # A plain column: campaigns are archived, never deleted.
+    campaign = CharField(null=True)
 
     class Meta:
         # The message log's keyset pages under each filter (migrations/0003_message_log_indexes.py).

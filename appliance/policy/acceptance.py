@@ -222,7 +222,9 @@ def effective_priority(account_priority: int, headers: dict[str, str]) -> int:
 
 # Per-message choices an app makes in headers that the relay reads and removes (DESIGN §8).
 STREAM_HEADER, TRACK_OPENS_HEADER, TRACK_CLICKS_HEADER = "x-stream", "x-track-opens", "x-track-clicks"
-RELAY_HEADERS = (STREAM_HEADER, TRACK_OPENS_HEADER, TRACK_CLICKS_HEADER)
+# The campaign and list a message is filed under (Moosend's names; docs/campaigns-and-lists.md).
+CAMPAIGN_HEADERS, LIST_HEADER = ("campaign_guid", "x-campaign-id"), "mailing_list_id"
+RELAY_HEADERS = (STREAM_HEADER, TRACK_OPENS_HEADER, TRACK_CLICKS_HEADER, *CAMPAIGN_HEADERS, LIST_HEADER)
 STREAMS = ("transactional", "broadcast")
 _YES_NO = {"yes": True, "no": False}
 
@@ -231,6 +233,16 @@ class Tracking(NamedTuple):
     stream: str
     opens: bool
     clicks: bool
+
+
+def campaign_and_list(headers: dict[str, str]) -> tuple[str, str]:
+    """The campaign id (campaign_guid, else X-Campaign-ID) and the list id (mailing_list_id) a message
+    names, lower-cased without spaces or braces ("": none named)."""
+
+    def read(name: str) -> str:
+        return headers.get(name, "").strip().strip("{}<>").strip().lower()
+
+    return read(CAMPAIGN_HEADERS[0]) or read(CAMPAIGN_HEADERS[1]), read(LIST_HEADER)
 
 
 def stream_and_tracking(headers: dict[str, str], stream: str, opens: bool | None, clicks: bool | None) -> Tracking:
