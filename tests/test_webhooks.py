@@ -255,3 +255,36 @@ def test_every_other_event_type_reaches_the_receiver(app, relay, account, sink, 
     assert all(signature_ok(hook["secret"], c) for c in receiver.calls)
     assert run_cli("webhooks", "delete", str(hook["id"])).exit_code == 0
     assert WebhookDelivery.select().count() == 0 and WebhookCall.select().count() == 0
+
+
+def test_a_failed_call_is_retried_by_the_workers_when_its_delay_is_over(relay, receiver, run_cli):
+    receiver.answer = lambda n, body: 500 if n == 0 else 200
+    hook = create(run_cli, receiver.url)
+    run_cli("webhooks", "test", str(hook["id"]))
+    # No sweep and no clock moved: the worker's own delayed task makes the second call (after 5 s).
+    assert wait_for(lambda: WebhookDelivery.get().status == "delivered", timeout=30)
+    assert [c.answered for c in receiver.calls] == [500, 200]
+    assert receiver.calls[0].headers["webhook-id"] == receiver.calls[1].headers["webhook-id"]
+
+
+def test_the_events_of_one_commit_are_written_with_one_insert(
+    app, relay, account, sink, receiver, run_cli, monkeypatch
+):
+    create(run_cli, receiver.url)
+    create(run_cli, receiver.url.replace("t1", "t2"))
+    message_id = submit(relay, account, "alice@example.test")
+    wait_for(lambda: Message.get_by_id(message_id).status == "delivered")
+    wait_for(lambda: WebhookDelivery.select().count() == 4)
+    inserts = []
+    real = webhooks.insert_pending
+
+    def counted(batches):
+        inserts.append(sum(len(b) for b in batches))
+        return real(batches)
+
+    monkeypatch.setattr(webhooks, "insert_pending", counted)
+    types = ["opened", "clicked", "opened", "unsubscribed", "complained"]
+    with db.atomic_write():
+        events.record([events.occurred(message_id, t, "alice@example.test") for t in types])
+    assert wait_for(lambda: inserts) == [10]  # five events for two endpoints, one statement (on the writer)
+    assert wait_for(lambda: len(receiver.accepted()) == 14)

@@ -251,6 +251,9 @@ class Next(NamedTuple):
 def _finish(row: Claimed, got: Answer, at: dt.datetime) -> tuple[list[Next], Webhook | None]:
     """Record a call (inside the writer's transaction); return what to enqueue next and the endpoint
     if this call turned it off."""
+    hook = Webhook.get_or_none(Webhook.id == row.webhook_id)
+    if hook is None:  # deleted during the call: its rows are gone with it
+        return [], None
     WebhookCall.create(
         delivery=row.id,
         webhook=row.webhook_id,
@@ -268,7 +271,6 @@ def _finish(row: Claimed, got: Answer, at: dt.datetime) -> tuple[list[Next], Web
     else:
         changes.update(status=DELIVERED if got.ok else FAILED, finished_at=at)
     WebhookDelivery.update(**changes).where(WebhookDelivery.id == row.id).execute()
-    hook = Webhook.get_by_id(row.webhook_id)
     turned_off = None
     if got.ok:
         hook.failing_since, hook.last_success_at = None, at
