@@ -288,3 +288,17 @@ def test_the_events_of_one_commit_are_written_with_one_insert(
         events.record([events.occurred(message_id, t, "alice@example.test") for t in types])
     assert wait_for(lambda: inserts) == [10]  # five events for two endpoints, one statement (on the writer)
     assert wait_for(lambda: len(receiver.accepted()) == 14)
+
+
+def test_a_lazy_write_shares_the_next_jobs_commit_or_commits_alone_when_none_comes(app):
+    writer = db.GroupWriter()
+    writer.start()
+    try:
+        lazy = writer.submit(db.run_each, lambda: "rows", lazy=30)
+        urgent = writer.submit(db.run_each, lambda: "mail")
+        assert (urgent.result(timeout=10), lazy.result(timeout=10)) == ("mail", "rows")
+        assert writer.commits == 1
+        alone = writer.submit(db.run_each, lambda: "rows", lazy=0.05)
+        assert alone.result(timeout=10) == "rows" and writer.commits == 2
+    finally:
+        writer.stop()
