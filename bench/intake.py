@@ -297,10 +297,14 @@ def _settle(app: Appliance, seconds: float = 3.0) -> float:
 
 def _stored(app: Appliance) -> int:
     """Count messages in the appliance's database (read-only), to check every 250 was stored."""
+    return _count(app, "message")
+
+
+def _count(app: Appliance, table: str) -> int:
     assert app.data_dir is not None
     con = sqlite3.connect(f"file:{app.data_dir / 'appliance.db'}?mode=ro", uri=True, timeout=30)
     try:
-        return con.execute("select count(*) from message").fetchone()[0]
+        return con.execute(f'select count(*) from "{table}"').fetchone()[0]
     finally:
         con.close()
 
@@ -357,6 +361,10 @@ def _starttls_with_webhook(args, webhook: bool) -> Result:
         asyncio.run(_closed_loop(app, account, res, args.messages or 6000, args.size))
         res.rss_after = app.rss()
         _check_stored(app, res)
+        if webhook:  # every accepted message made its pending webhook delivery
+            rows = _count(app, "webhook_delivery")
+            if rows != res.ok:
+                raise RuntimeError(f"{rows} webhook deliveries written for {res.ok} accepted messages")
     return res
 
 

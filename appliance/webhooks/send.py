@@ -106,8 +106,7 @@ def insert_pending(batches: list[list[dict[str, Any]]]) -> list[list[str]]:
     """Job kind of ``db.write_many``: insert the rows of several commits with one statement (rows of
     an endpoint deleted or turned off meanwhile are left out); return each batch's ``msg_id``s."""
     wanted = {r["webhook"] for batch in batches for r in batch}
-    live = set(Webhook.select(Webhook.id).where(Webhook.id.in_(list(wanted)), Webhook.active).tuples())
-    live = {i for (i,) in live}
+    live = {i for (i,) in Webhook.select(Webhook.id).where(Webhook.id.in_(list(wanted)), Webhook.active).tuples()}
     kept = [[r for r in batch if r["webhook"] in live] for batch in batches]
     db.insert_rows(WebhookDelivery, [r for batch in kept for r in batch])
     return [[r["msg_id"] for r in batch] for batch in kept]
@@ -159,15 +158,17 @@ def claim(msg_ids: list[str], lease_seconds: int) -> list[Claimed]:
 def due(*, startup: bool = False, limit: int = 5000) -> list[str]:
     """The ``msg_id``s a sweep enqueues: rows due (or leased by a worker that is gone), each the
     first waiting event of its message for its endpoint. At start-up with SQLite (one process)
-    every `sending` row is stale."""
+    every `sending` row is stale: it waits again, due now."""
     now = clock.now()
-    p, at = db.database.param, WebhookDelivery.next_attempt_at.db_value(now)
-    where, params = _due(p), [PENDING, at, SENDING, at]
     if startup and db.is_sqlite():
-        where, params = f'(("status" = {p} AND "next_attempt_at" <= {p}) OR "status" = {p})', [PENDING, at, SENDING]
+        with db.atomic_write():
+            WebhookDelivery.update(status=PENDING, lease_until=None, next_attempt_at=now).where(
+                WebhookDelivery.status == SENDING
+            ).execute()
+    p, at = db.database.param, WebhookDelivery.next_attempt_at.db_value(now)
     cursor = db.database.execute_sql(
-        f'SELECT "msg_id" FROM "webhook_delivery" WHERE {where} AND {_ACTIVE} AND {_EARLIER} ORDER BY "id" LIMIT {p}',
-        (*params, limit),
+        f'SELECT "msg_id" FROM "webhook_delivery" WHERE {_due(p)} AND {_ACTIVE} AND {_EARLIER} ORDER BY "id" LIMIT {p}',
+        (PENDING, at, SENDING, at, limit),
     )
     return [row[0] for row in cursor.fetchall()]
 
