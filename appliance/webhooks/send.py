@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook as Signer
 from ulid import ULID
 
 from .. import alerts, audit, clock, db, events
-from ..models import Message, SmtpAccount, Webhook, WebhookCall, WebhookDelivery
+from ..models import Webhook, WebhookCall, WebhookDelivery
 from ..models.webhooks import DELIVERED, FAILED, PENDING, SENDING
 from . import endpoints
 
@@ -57,14 +57,16 @@ def pending_rows(occurred: list[events.Occurred]) -> list[dict[str, Any]]:
     subscribed = endpoints.subscriptions()
     if not subscribed or not occurred:
         return []
+    ids = list({e.message_id for e in occurred})
+    # Plain SQL: this runs after every commit with events, on the writer thread of intake.
     facts = {
-        mid: (account, username, mail_from, header)
-        for mid, account, username, mail_from, header in Message.select(
-            Message.id, Message.account, SmtpAccount.username, Message.mail_from, Message.message_id_header
-        )
-        .join(SmtpAccount)
-        .where(Message.id.in_(list({e.message_id for e in occurred})), Message.direction == "outbound")
-        .tuples()
+        row[0]: row[1:]
+        for row in db.database.execute_sql(
+            'SELECT "m"."id", "m"."account_id", "a"."username", "m"."mail_from", "m"."message_id_header" '
+            'FROM "message" AS "m" JOIN "smtp_account" AS "a" ON "a"."id" = "m"."account_id" '
+            f'WHERE "m"."id" IN ({db.marks(len(ids))}) AND "m"."direction" = {db.database.param}',
+            (*ids, "outbound"),
+        ).fetchall()
     }
     rows = []
     now = clock.now()
