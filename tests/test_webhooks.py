@@ -302,3 +302,19 @@ def test_a_lazy_write_shares_the_next_jobs_commit_or_commits_alone_when_none_com
         assert alone.result(timeout=10) == "rows" and writer.commits == 2
     finally:
         writer.stop()
+
+
+def test_a_message_purged_by_retention_takes_its_webhook_deliveries_and_calls(
+    relay, account, sink, receiver, run_cli, test_clock
+):
+    from appliance import retention
+
+    hook = create(run_cli, receiver.url)
+    message_id = submit(relay, account, "alice@example.test")
+    assert wait_for(lambda: len(receiver.accepted()) == 2)
+    assert wait_for(lambda: WebhookCall.select().count() == 2)
+    test_clock.advance(91 * 24 * 3600)  # past RETENTION_DAYS
+    retention.purge(relay.queue.settings)
+    assert Message.get_or_none(Message.id == message_id) is None
+    assert WebhookDelivery.select().count() == 0 and WebhookCall.select().count() == 0
+    assert cli_json(run_cli("webhooks", "show", str(hook["id"]), "--json"))["calls"] == []
