@@ -1,10 +1,12 @@
 """Campaigns: create, rename, archive, show with their figures; and the filing of each message of an
-account under one (docs/campaigns-and-lists.md).
+account under a campaign and a list (docs/campaigns-and-lists.md).
 
 A message is filed under the campaign its ``campaign_guid`` header names (also read as
 ``X-Campaign-ID``), else under the campaign whose subject equals its Subject: exactly, else under its
-account's "Transactional Campaign", made on first use. A named campaign that does not exist files
-nothing: the next rule applies and an alert says why.
+account's "Transactional Campaign", made on first use. Its recipients join the list its
+``mailing_list_id`` header names, else the account's "Transactional Campaign Recipients"
+(appliance/lists.py). A named campaign or list that does not exist files nothing: the next rule applies
+and an alert says why.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 
 from peewee import fn
 
-from . import alerts, audit, clock, db, intake
+from . import alerts, audit, clock, db, intake, lists
 from .models import Campaign, GroupedCount, SmtpAccount
 
 TRANSACTIONAL = "Transactional Campaign"  # the name of an account's default campaign (Moosend's)
 CAMPAIGN = "campaign"  # GroupedCount.kind of a campaign's figures
 CAMPAIGN_UNKNOWN = "campaign-unknown"  # alert kind: a campaign_guid named no campaign
+LIST_UNKNOWN = "list-unknown"  # alert kind: a mailing_list_id named no list
 # The figures shown for each campaign: those of the analytics (opened and clicked: first human ones).
 FIGURES = ("sent", "delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
 UNIQUE = ("opened", "clicked")
@@ -179,9 +182,31 @@ def _alert(settings: dict, kind: str, account_id: int, text: str) -> None:
 
 
 def file(settings: dict, item: intake.Incoming) -> None:
-    """Set the campaign an account's message is filed under (the writer thread, before it is stored)."""
+    """Set the campaign and the list an account's message is filed under, and the list its recipients
+    join (the writer thread, before it is stored)."""
     if item.account_id is None or item.direction != "outbound":
         return
+    _file_list(settings, item)
+    _file_campaign(settings, item)
+
+
+def _file_list(settings: dict, item: intake.Incoming) -> None:
+    if item.list_ref:
+        if lists.exists(item.list_ref):
+            item.list_id = item.members_list = item.list_ref
+            return
+        _alert(
+            settings,
+            LIST_UNKNOWN,
+            item.account_id,
+            f"mailing_list_id {item.list_ref[:60]!r} names no list: its recipients join the account's "
+            f"{lists.TRANSACTIONAL_RECIPIENTS} (a header never makes a list)",
+        )
+    item.members_list = lists.default_for(item.account_id)
+    item.list_id = lists.tied_list(item.account_id) or item.members_list
+
+
+def _file_campaign(settings: dict, item: intake.Incoming) -> None:
     if item.campaign_ref:
         if Campaign.select().where(Campaign.id == item.campaign_ref).exists():
             item.campaign_id = item.campaign_ref

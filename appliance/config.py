@@ -8,6 +8,7 @@ The README's configuration table is generated from SETTINGS (``python -m applian
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import socket
 import tomllib
@@ -70,8 +71,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HSTS_MAX_AGE",
         31536000,
-        "Seconds of the `Strict-Transport-Security` header on HTTPS responses, sent only with a supplied "
-        "certificate (TLS_CERT), never with the generated local-CA one. 0: never sent.",
+        "Seconds of the `Strict-Transport-Security` header on HTTPS responses, sent only with a trusted "
+        "certificate (TLS_CERT, or ACME's once issued), never with the generated local-CA one. 0: never sent.",
         int,
     ),
     Setting(
@@ -108,6 +109,31 @@ SETTINGS: tuple[Setting, ...] = (
         "Empty: generated from a local CA in DATA_DIR/tls.",
     ),
     Setting("TLS_KEY", "", "PEM private key for TLS_CERT."),
+    Setting(
+        "ACME_EMAIL",
+        "",
+        "Contact address of the ACME account: set, the appliance obtains and renews a certificate for HOSTNAME "
+        "by itself (HTTP-01 on ACME_HTTP_LISTEN; docs/tls.md). Cannot be combined with TLS_CERT/TLS_KEY. "
+        "Empty: ACME off.",
+    ),
+    Setting(
+        "ACME_DIRECTORY",
+        "https://acme-v02.api.letsencrypt.org/directory",
+        "Directory URL of the ACME certificate authority (Let's Encrypt's production one by default).",
+    ),
+    Setting(
+        "ACME_HTTP_LISTEN",
+        ":80",
+        "`[HOST]:PORT` of the plain-HTTP listener run while ACME_EMAIL is set: it answers the CA's "
+        "`/.well-known/acme-challenge/…` requests and redirects everything else to the HTTPS dashboard "
+        "(WEB_TLS_LISTEN). Not bound when ACME is off.",
+    ),
+    Setting(
+        "ACME_CA_FILE",
+        "",
+        "PEM file of a private CA that ACME_DIRECTORY's HTTPS certificate is verified against (a private "
+        "ACME server). Empty: the CAs of certifi, or the file in REQUESTS_CA_BUNDLE.",
+    ),
     Setting(
         "LOCAL_DOMAINS",
         "",
@@ -359,7 +385,40 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
     values["DATA_DIR"] = str(Path(values["DATA_DIR"]).resolve())
     if not values["HOSTNAME"]:
         values["HOSTNAME"] = _fqdn()
+    if values["ACME_EMAIL"]:
+        check_acme(values)
     return values
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def check_acme(values: dict[str, Any]) -> None:
+    """Refuse ACME settings that cannot give a certificate, with the setting to change."""
+    if values["TLS_CERT"] or values["TLS_KEY"]:
+        raise ConfigError(
+            "ACME_EMAIL and TLS_CERT/TLS_KEY are both set: ACME writes its own certificate in DATA_DIR/acme. "
+            "Empty ACME_EMAIL to serve your files, or TLS_CERT and TLS_KEY to let ACME obtain one"
+        )
+    if "@" not in values["ACME_EMAIL"].strip("@"):
+        raise ConfigError(f"ACME_EMAIL: expected an email address, got {values['ACME_EMAIL']!r}")
+    hostname = values["HOSTNAME"]
+    if "." not in hostname.strip(".") or _is_address(hostname):
+        raise ConfigError(
+            f"ACME_EMAIL is set but HOSTNAME {hostname!r} is not a DNS name a CA can validate: set HOSTNAME to "
+            "the name (pointing at this machine) that clients connect to"
+        )
+    spec = values["ACME_HTTP_LISTEN"]
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"ACME_HTTP_LISTEN: expected [HOST]:PORT (the CA reaches port 80 of HOSTNAME), got {spec!r}")
+    if not values["ACME_DIRECTORY"].startswith(("https://", "http://")):
+        raise ConfigError(f"ACME_DIRECTORY: expected the directory's https:// URL, got {values['ACME_DIRECTORY']!r}")
 
 
 def markdown_table() -> str:

@@ -166,7 +166,7 @@ def domain_of(recipient: str) -> str:
 
 class _Tally:
     """Increments of EventCount rows: (count, uniques) per key; and of GroupedCount rows, for the
-    messages filed under a campaign (``groups``: each message's (kind, group) pairs)."""
+    messages filed under a campaign or a list (``groups``: each message's (kind, group) pairs)."""
 
     def __init__(self, providers: Providers, groups: dict[str, list[tuple[str, str]]] | None = None) -> None:
         self.providers = providers
@@ -256,21 +256,24 @@ class _Tally:
 
 
 def _roll_up(events: list[Occurred]) -> None:
-    """Add the events of outbound messages to EventCount, and of those filed under a campaign to
-    GroupedCount (in record's transaction, before the Event rows)."""
+    """Add the events of outbound messages to EventCount, and of those filed under a campaign or a list
+    to GroupedCount (in record's transaction, before the Event rows)."""
     wanted = [e for e in events if e.type in _ROLLED]
     if not wanted:
         return
     facts: dict[str, Fact] = {}
     groups: dict[str, list[tuple[str, str]]] = {}
-    for mid, received, account, stream, campaign in (
-        Message.select(Message.id, Message.received_at, Message.account, Message.stream, Message.campaign)
+    for mid, received, account, stream, campaign, mailing_list in (
+        Message.select(
+            Message.id, Message.received_at, Message.account, Message.stream, Message.campaign, Message.mailing_list
+        )
         .where(Message.id.in_(list({e.message_id for e in wanted})), Message.direction == "outbound")
         .tuples()
     ):
         facts[mid] = (hour_of(received), account or 0, stream)
-        if campaign:
-            groups[mid] = [("campaign", campaign)]
+        filed = [(kind, group) for kind, group in (("campaign", campaign), ("list", mailing_list)) if group]
+        if filed:
+            groups[mid] = filed
     wanted = [e for e in wanted if e.message_id in facts]
     if not wanted:
         return

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ulid import ULID
 
 from . import clock, db, events, message_bytes, replies, tracking
-from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, Message, MessageBody, Suppression
+from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, ListMember, Message, MessageBody, Suppression
 from .policy import acceptance
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class Incoming:
     campaign_ref: str = ""  # the campaign id its campaign_guid (or X-Campaign-ID) header named ("": none)
     list_ref: str = ""  # the list id its mailing_list_id header named ("": none)
     campaign_id: str | None = None  # the campaign it is filed under (appliance/campaigns.py)
+    list_id: str | None = None  # the list its figures show under (appliance/lists.py)
+    members_list: str | None = None  # the list its recipients join as members
     subject: str = ""  # its Subject:, decoded and whole (the campaigns' subject rule compares it)
 
     @property
@@ -188,11 +190,12 @@ def store(item: Incoming) -> str:
 
 
 def store_many(items: list[Incoming]) -> list[str]:
-    """Insert messages, their bodies and one Delivery per recipient, one statement per table
-    (inside the caller's transaction); return their ids. Suppressed recipients are looked up once."""
+    """Insert messages, their bodies and one Delivery per recipient, one statement per table, and add the
+    recipients to the list they join (inside the caller's transaction); return their ids. Suppressed
+    recipients are looked up once."""
     now = clock.now()
     suppressed = Suppression.reasons_for([r for i in items if i.direction == "outbound" for r in i.rcpts])
-    messages, bodies, deliveries, occurred = [], [], [], []
+    messages, bodies, deliveries, occurred, members = [], [], [], [], []
     for item in items:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
@@ -225,12 +228,15 @@ def store_many(items: list[Incoming]) -> list[str]:
                 "track_opens": item.track_opens,
                 "track_clicks": item.track_clicks,
                 "campaign": item.campaign_id,
+                "mailing_list": item.list_id,
             }
         )
         bodies.append({"message": item.id, "data": item.data})
         occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
         if item.direction == "inbound":
             continue
+        if item.members_list:
+            members.extend((item.members_list, rcpt.lower()) for rcpt in item.rcpts)
         for rcpt in item.rcpts:
             reason = Suppression.applying(suppressed.get(rcpt.lower()), item.stream, item.from_domain)
             if reason is not None:
@@ -253,6 +259,7 @@ def store_many(items: list[Incoming]) -> list[str]:
     db.insert_rows(Message, messages)
     db.insert_rows(MessageBody, bodies)
     db.insert_rows(Delivery, deliveries)
+    ListMember.join(members, "mail", now)
     events.record(occurred)
     return [item.id for item in items]
 

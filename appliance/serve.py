@@ -20,7 +20,7 @@ from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
-from . import backup, db, domains, eventlog, intake, metrics, queue, tls
+from . import backup, certificates, checklist, db, domains, eventlog, intake, metrics, queue, tls
 from .listeners import Listener, parse_listeners
 from .smtp.context import ServerContext
 from .smtp.hooks import Handler
@@ -257,6 +257,7 @@ def _serve(app: Flask, settings, role: str) -> None:
         files = live.files
     if runs["smtp"]:
         service, files = start_smtp(settings, workers.on_committed, live)
+    acme = start_acme(settings) if live is not None and certificates.enabled(settings) else None
 
     web, web_url, secure = None, f"not run in this process (--role {role})", None
     if runs["web"]:
@@ -277,9 +278,12 @@ def _serve(app: Flask, settings, role: str) -> None:
     # Installed before the banner: whoever reads the banner may stop us at once.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        print(
-            startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"]), flush=True
+        with app.app_context():
+            todo = tuple(step.todo for step in checklist.steps(settings) if not step.done)
+        banner = startup_banner(
+            settings, service, files, first_admin, web_url=web_url, workers=runs["worker"], acme=acme, todo=todo
         )
+        print(banner, flush=True)
         if web is not None:
             web.run()
         else:
@@ -288,6 +292,8 @@ def _serve(app: Flask, settings, role: str) -> None:
         pass
     finally:
         checker.stopping.set()
+        if acme is not None:
+            acme.stop()
         if secure is not None:
             secure.stop()
         if service is not None:
@@ -351,6 +357,84 @@ def start_https(app: Flask, spec: str, live: tls.LiveContext):
     return server, f"https://{spec}/"
 
 
+class AcmeService:
+    """ACME in a process that serves TLS: the plain-HTTP listener of ACME_HTTP_LISTEN (the CA's
+    challenges, redirects to HTTPS) and the thread that renews the certificate when it is due."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.renewer = certificates.Renewer(settings)
+        self.http = None
+        self.failed = ""  # why ACME_HTTP_LISTEN is not listening ("" when it is)
+
+    def start(self) -> AcmeService:
+        self.http, self.failed = bind_challenge_listener(self.settings)
+        if self.http is not None:
+            self._http_thread = _run(self.http)
+        threading.Thread(target=self.renewer.run, name="acme-renewer", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.renewer.stopping.set()
+        if self.http is not None:
+            _close(self.http, self._http_thread)
+
+
+def start_acme(settings: dict) -> AcmeService:
+    return AcmeService(settings).start()
+
+
+def bind_challenge_listener(settings: dict):
+    """Bind ACME_HTTP_LISTEN with waitress (not started); return (server, "") or (None, why not)."""
+    from waitress import create_server
+
+    try:
+        server = create_server(
+            certificates.challenge_app(settings),
+            listen=certificates.listen_spec(settings),
+            threads=4,
+            asyncore_use_poll=True,
+            ident="appliance",
+        )
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EACCES:
+            reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        log.warning("ACME_HTTP_LISTEN %s NOT listening: %s", settings["ACME_HTTP_LISTEN"], reason)
+        return None, reason
+    return server, ""
+
+
+@contextlib.contextmanager
+def challenge_listener(settings: dict):
+    """ACME_HTTP_LISTEN for a command (`appliance tls renew`) while it orders: served here when the
+    port is free; when it is taken (the running appliance serves the same DATA_DIR/acme/challenges)
+    nothing is bound. Yields why it is not served here ("" when it is)."""
+    server, failed = bind_challenge_listener(settings)
+    if server is None:
+        yield failed
+        return
+    thread = _run(server)
+    try:
+        yield ""
+    finally:
+        _close(server, thread)
+
+
+def _run(server) -> threading.Thread:
+    thread = threading.Thread(target=server.run, name="acme-http", daemon=True)
+    thread.start()
+    return thread
+
+
+def _close(server, thread: threading.Thread) -> None:
+    """Stop a waitress server run in ``thread``: its task threads, its sockets, then its loop, which
+    holds the listening socket until its poll() returns (so the port is free once this returns)."""
+    server.task_dispatcher.shutdown()
+    server.close()
+    thread.join(timeout=5)
+
+
 def _serve_metrics(settings, create_server) -> None:
     """Serve this process's /metrics on METRICS_LISTEN (a process without the dashboard's /metrics)."""
     host, _, port = settings["METRICS_LISTEN"].rpartition(":")
@@ -376,7 +460,14 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 
 def startup_banner(
-    settings, service: SmtpService | None, files: tls.TlsFiles | None, first_admin, web_url: str, workers: bool = True
+    settings,
+    service: SmtpService | None,
+    files: tls.TlsFiles | None,
+    first_admin,
+    web_url: str,
+    workers: bool = True,
+    acme: AcmeService | None = None,
+    todo: tuple[str, ...] = (),
 ) -> str:
     """Say what listens where, what failed, and what to do next."""
     lines = [f"appliance {settings['HOSTNAME']} — data in {settings['DATA_DIR']}"]
@@ -394,7 +485,17 @@ def startup_banner(
             lines.append(f"  SMTP {listener} NOT listening: {reason}")
     lines.append(f"  delivery workers: {settings['WORKERS'] if workers else 'not run in this process'}")
     lines.append(f"  dashboard: {web_url}")
-    if files is not None:
+    if acme is not None:
+        http = settings["ACME_HTTP_LISTEN"]
+        lines.append(
+            f"  TLS: ACME certificate for {settings['HOSTNAME']} from {settings['ACME_DIRECTORY']}, renewed by itself"
+            f" ({files.cert}; appliance tls status)"
+        )
+        if acme.failed:
+            lines.append(f"  ACME HTTP NOT listening on {http}: {acme.failed} (the CA cannot validate HOSTNAME)")
+        else:
+            lines.append(f"  ACME HTTP listening on {http} (challenges; everything else redirects to HTTPS)")
+    elif files is not None:
         if files.ca:
             lines.append(
                 f"  TLS: certificate for {settings['HOSTNAME']} from the local CA {files.ca}"
@@ -407,8 +508,10 @@ def startup_banner(
         f'  the CLI from any folder: export PATH="{os.path.dirname(sys.executable)}:$PATH" '
         f'APPLIANCE_DATA_DIR="{settings["DATA_DIR"]}"'
     )
-    lines.append('  create an SMTP account: appliance accounts create "My shop"')
-    lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
+    # What is still to do (appliance/checklist.py), so that the hints change as the owner goes.
+    lines += [f"  next: {step}" for step in todo] or [
+        "  set-up: every first step is done; the overview shows the traffic"
+    ]
     # Last, where a terminal leaves it in view: the one line that is never shown again.
     if first_admin:
         email, password = first_admin

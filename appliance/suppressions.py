@@ -1,14 +1,15 @@
 """Suppressions as a service: the one place that adds and removes the addresses the relay never sends
 to. The dashboard and the CLI add and remove through ``add`` and ``remove`` (one validation, one audit
 entry); a hard bounce, a complaint and an unsubscribe are written by ``hard_bounce``, ``complaint`` and
-``unsubscribe`` inside the transaction of the outcome that caused them."""
+``unsubscribe`` inside the transaction of the outcome that caused them. Each of them gives the list members
+of the address the status its suppressions give it now (``ListMember.follow_suppressions``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from . import audit, clock
-from .models import Suppression
+from . import audit, clock, db
+from .models import ListMember, Suppression
 from .policy import acceptance
 
 
@@ -37,9 +38,11 @@ def add(address: str, reason: str = "") -> Suppression:
         raise SuppressionError(f"{exc}. Write a whole e-mail address, like bob@example.com") from None
     if Suppression.select().where(Suppression.every_stream(address)).exists():
         raise SuppressionError(f"{address} is already suppressed")
-    row = Suppression.create(
-        address=address, reason=reason.strip() or "added by an admin", source="manual", created_at=clock.now()
-    )
+    with db.atomic_write():
+        row = Suppression.create(
+            address=address, reason=reason.strip() or "added by an admin", source="manual", created_at=clock.now()
+        )
+        ListMember.follow_suppressions([address], row.created_at)
     audit.record("suppression.add", f"address {address}", row.reason)
     return row
 
@@ -48,7 +51,9 @@ def remove(address: str) -> int:
     """Stop suppressing ``address`` (every suppression of it: every stream and each unsubscribe);
     return how many rows went; raise SuppressionError when it was not suppressed."""
     address = address.strip().lower()
-    removed = Suppression.delete().where(Suppression.address == address).execute()
+    with db.atomic_write():
+        removed = Suppression.delete().where(Suppression.address == address).execute()
+        ListMember.follow_suppressions([address], clock.now())
     if not removed:
         raise SuppressionError(f"{address} is not suppressed")
     audit.record("suppression.remove", f"address {address}")
@@ -59,7 +64,9 @@ def remove_by_id(suppression_id: int) -> Suppression | None:
     """Remove one suppression row (the dashboard's button); None when it is already gone."""
     row = Suppression.get_or_none(Suppression.id == suppression_id)
     if row is not None:
-        row.delete_instance()
+        with db.atomic_write():
+            row.delete_instance()
+            ListMember.follow_suppressions([row.address], clock.now())
         audit.record("suppression.remove", f"address {row.address}")
     return row
 
@@ -70,6 +77,7 @@ def hard_bounce(address: str, reply: str, now: dt.datetime) -> None:
     Suppression.insert(
         address=address.lower(), reason=f"hard bounce: {reply}", source="bounce", created_at=now
     ).on_conflict_ignore().execute()
+    ListMember.follow_suppressions([address], now)
 
 
 def complaint(address: str, reason: str, now: dt.datetime) -> None:
@@ -79,6 +87,7 @@ def complaint(address: str, reason: str, now: dt.datetime) -> None:
         conflict_target=[Suppression.address, Suppression.stream, Suppression.domain],
         update={Suppression.source: "complaint", Suppression.reason: reason},
     ).execute()
+    ListMember.follow_suppressions([address], now)
 
 
 def unsubscribe(address: str, from_domain: str, reason: str, now: dt.datetime) -> None:
@@ -92,3 +101,4 @@ def unsubscribe(address: str, from_domain: str, reason: str, now: dt.datetime) -
         reason=reason,
         created_at=now,
     ).on_conflict_ignore().execute()
+    ListMember.follow_suppressions([address], now)

@@ -43,7 +43,7 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _pem_key(key) -> bytes:
+def pem_key(key) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -77,7 +77,7 @@ def _make_ca(tls_dir: Path, hostname: str) -> tuple[x509.Certificate, rsa.RSAPri
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(tls_dir / "ca.key", _pem_key(key))
+    _write_private(tls_dir / "ca.key", pem_key(key))
     (tls_dir / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
 
@@ -100,7 +100,7 @@ def _make_server(tls_dir: Path, hostname: str, ca_cert: x509.Certificate, ca_key
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(tls_dir / "server.key", _pem_key(key))
+    _write_private(tls_dir / "server.key", pem_key(key))
     (tls_dir / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -112,12 +112,84 @@ def _server_cert_fits(path: Path, hostname: str) -> bool:
     return hostname in names and cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
 
 
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` in one rename: a reader sees the old file or the new one, whole."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def acme_dir(settings: dict) -> Path:
+    """Where ACME keeps its account, state and certificate (appliance/certificates.py)."""
+    return Path(settings["DATA_DIR"]) / "acme"
+
+
+def acme_pair(settings: dict) -> Path:
+    """The one file, certificate chain then private key, that ACME replaces in one rename and every
+    listener serves: a certificate and a key in two files would, for an instant, not match."""
+    return acme_dir(settings) / "certificate.pem"
+
+
 def ensure(settings: dict) -> TlsFiles:
-    """Return the certificate to serve: the configured one, or a generated one (made once, reused)."""
+    """Return the certificate to serve: the configured one, ACME's (DATA_DIR/acme, which holds the
+    generated one until the first ACME certificate replaces it), or a generated one (made once, reused)."""
     if settings["TLS_CERT"] or settings["TLS_KEY"]:
         if not (settings["TLS_CERT"] and settings["TLS_KEY"]):
             raise ValueError("TLS_CERT and TLS_KEY must be set together")
         return TlsFiles(Path(settings["TLS_CERT"]), Path(settings["TLS_KEY"]), None, False)
+    local = _ensure_local(settings)
+    if not settings.get("ACME_EMAIL"):
+        return local
+    pair = acme_pair(settings)
+    if not pair.exists():
+        pair.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomically(pair, local.cert.read_bytes() + local.key.read_bytes())
+    return TlsFiles(pair, pair, None, False)
+
+
+def issued_by_local_ca(settings: dict, cert: x509.Certificate) -> bool:
+    """Tell whether ``cert`` comes from the generated local CA of DATA_DIR/tls (not from a public CA)."""
+    ca = Path(settings["DATA_DIR"]) / "tls" / "ca.pem"
+    try:
+        return cert.issuer == x509.load_pem_x509_certificate(ca.read_bytes()).subject
+    except (OSError, ValueError):
+        return False
+
+
+_trusted: dict[str, tuple] = {}  # ACME pair path → (its file state, whether a public CA issued it)
+
+
+def publicly_trusted(settings: dict) -> bool:
+    """Tell whether the certificate served is one clients trust without being told to: a supplied one
+    (TLS_CERT), or one ACME obtained (not the local-CA one served until the first issuance)."""
+    if settings["TLS_CERT"]:
+        return True
+    if not settings.get("ACME_EMAIL"):
+        return False
+    pair = acme_pair(settings)
+    state = _file_state(pair)
+    known = _trusted.get(str(pair))
+    if known is None or known[0] != state:
+        try:
+            cert = x509.load_pem_x509_certificate(pair.read_bytes())
+        except (OSError, ValueError):
+            known = (state, False)
+        else:
+            known = (state, not issued_by_local_ca(settings, cert))
+        _trusted[str(pair)] = known
+    return known[1]
+
+
+def _ensure_local(settings: dict) -> TlsFiles:
+    """The generated local CA and its certificate for HOSTNAME in DATA_DIR/tls (made once, reused)."""
     hostname = settings["HOSTNAME"]
     tls_dir = Path(settings["DATA_DIR"]) / "tls"
     tls_dir.mkdir(parents=True, exist_ok=True)

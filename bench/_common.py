@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.ports import free_port  # noqa: E402 — the same port picker as the tests (re-exported)
+from tests.support import ROOT
+
+sys.path.insert(0, str(ROOT))
+from tests.support.ports import free_port  # noqa: E402 — the same port picker as the tests (re-exported)
 
 HOSTNAME = "relay.test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -114,7 +115,7 @@ class Appliance:
     manager; on exit the process is stopped (SIGTERM, then SIGKILL) and the directory removed.
     """
 
-    repo: Path = REPO
+    repo: Path = ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()  # extra command-line arguments, e.g. ("--role", "smtp")
     extra_listen: str = ""  # more SMTP_LISTEN entries, e.g. "127.0.0.1:41025-45000/starttls"

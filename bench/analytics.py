@@ -7,7 +7,7 @@ delivered or bounced as the delivery's status says, an open for a quarter of the
 ten of those a machine's), a click for one in twenty-five (one of 20 links). Then times the report
 for the default range, one day, one account and one stream. The fill counts the hourly roll-up the
 way migration 0014 backfills it (events.rebuild_rollups); with --before the former scan of the
-events (tests/analytics_reference.py) is timed on the same data too. Usage:
+events (tests/support/analytics_reference.py) is timed on the same data too. Usage:
 
     python bench/analytics.py [--rows N] [--runs N] [--before]
 """
@@ -31,7 +31,7 @@ from _common import percentile  # noqa: E402
 from messages_log import fill  # noqa: E402
 
 from appliance import analytics, create_app, db, events  # noqa: E402
-from tests import analytics_reference  # noqa: E402
+from tests.support import analytics_reference  # noqa: E402
 
 TARGET_MS = 100  # the message log page's target (bench/messages_log.py); the issue names none
 END = dt.datetime(2025, 6, 1)  # messages_log.fill's "now"

@@ -23,7 +23,7 @@ import time
 
 from _common import HOSTNAME, Appliance, machine, print_table, wait_banner
 
-from tests.ports import free_port_range
+from tests.support.ports import free_port_range
 
 
 def open_fds(pid: int) -> int:

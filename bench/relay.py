@@ -39,7 +39,7 @@ from _common import REPO, Appliance, free_port, machine, percentile
 sys.path.insert(0, str(REPO))
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from tests.dnsserver import DnsServer  # noqa: E402
+from tests.support.dnsserver import DnsServer  # noqa: E402
 
 # The same variable as bench/intake.py; the default fits a checkout next to shared/ (not a worktree elsewhere).
 REFERENCE = Path(os.environ.get("POSTFIX_REFERENCE", REPO.parent / "shared" / "bench" / "postfix-reference.sh"))

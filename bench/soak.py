@@ -43,7 +43,7 @@ from _common import REPO, Appliance, free_port, machine, print_table
 sys.path.insert(0, str(REPO))
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from tests.dnsserver import DnsServer  # noqa: E402
+from tests.support.dnsserver import DnsServer  # noqa: E402
 
 SENDER, RECIPIENT = "a@src.test", "b@dst.test"
 

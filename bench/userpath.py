@@ -59,7 +59,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from intake import POSTFIX_SCRIPT, RECIPIENT, SENDER, Session, SmtpError, message_bytes  # noqa: E402
 from relay import TimingSink  # noqa: E402
 
-from tests.dnsserver import DnsServer  # noqa: E402
+from tests.support.dnsserver import DnsServer  # noqa: E402
 
 PF_BASE = Path(f"/tmp/postfix-reference-userpath-{os.getpid()}")
 PF_USER, PF_PASSWORD = "bench@bench.test", "benchpass"

@@ -30,7 +30,11 @@ def up(migrator, db):
     with db.bind_ctx([_EventCount]):
         db.create_tables([_EventCount])
     # The provider groups as they are now (their defaults on a database that has none yet).
-    found = [sending.Group(name, tuple(patterns.split())) for name, patterns in db.execute_sql(
-        'SELECT "name", "domain_patterns" FROM "provider_group" ORDER BY "position", "id"').fetchall()]
+    found = [
+        sending.Group(name, tuple(patterns.split()))
+        for name, patterns in db.execute_sql(
+            'SELECT "name", "domain_patterns" FROM "provider_group" ORDER BY "position", "id"'
+        ).fetchall()
+    ]
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
         events.rebuild_rollups(analytics.provider_names(found or list(sending.DEFAULT_GROUPS)))

@@ -18,7 +18,9 @@ class _Campaign(Model):
     id = CharField(primary_key=True, max_length=36)
     name = CharField()
     subject = CharField(null=True, index=True)
-    default_for = ForeignKeyField(_SmtpAccount, null=True, unique=True, on_delete="SET NULL", column_name="default_for_id")
+    default_for = ForeignKeyField(
+        _SmtpAccount, null=True, unique=True, on_delete="SET NULL", column_name="default_for_id"
+    )
     archived = BooleanField(default=False)
     created_at = DateTimeField()
 

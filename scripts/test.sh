@@ -3,17 +3,17 @@
 set -e
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-# Debian packages the tests drive for real (the mail clients: tests/test_real_clients.py and the guides of
+# Debian packages the tests drive for real (the mail clients: tests/smtp/test_real_clients.py and the guides of
 # tests/web/test_guides.py; PostgreSQL and Redis: tests/test_scaleout.py; systemd-analyze:
-# tests/test_install_service.py).
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl msmtp php-cli libphp-phpmailer php-symfony-mailer nodejs chromium postgresql redis-server systemd"
+# tests/cli/test_install_service.py; pebble, the ACME server: tests/services/test_acme.py).
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl msmtp php-cli libphp-phpmailer php-symfony-mailer nodejs chromium postgresql redis-server systemd pebble"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
-# Nodemailer for tests/test_real_clients.py. Debian's nodejs needs its npm package; NodeSource's
+# Nodemailer for tests/smtp/test_real_clients.py. Debian's nodejs needs its npm package; NodeSource's
 # nodejs bundles npm and conflicts with Debian's, so install it only when it is missing.
 if ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq

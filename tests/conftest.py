@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
-import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -16,11 +12,11 @@ from hypothesis import settings as hypothesis_settings
 from appliance import accounts, create_app
 from appliance.cli import cli
 from appliance.serve import start_smtp
-from tests.ports import free_port
+from tests.support import SCALEOUT
+from tests.support.ports import free_port
+from tests.support.relay import HOSTNAME, Relay, SmtpServer, smtp_ports, verify_domain
 
-HOSTNAME = "relay.test"
-
-# Fuzzing (tests/test_fuzz.py): a few examples per property in every run, many on demand with
+# Fuzzing (tests/smtp/test_fuzz.py): a few examples per property in every run, many on demand with
 # `--hypothesis-profile=long`; FUZZ_EXAMPLES=N sets the number for either (not an APPLIANCE_
 # variable: those are the appliance's settings).
 _FUZZ_EXAMPLES = os.environ.get("FUZZ_EXAMPLES")
@@ -29,14 +25,9 @@ hypothesis_settings.register_profile("long", max_examples=int(_FUZZ_EXAMPLES or 
 hypothesis_settings.load_profile("ci")
 
 
-# SCALEOUT_TESTS=1 runs the tests on PostgreSQL and Redis (DESIGN §5): each test gets a fresh
-# database on a private PostgreSQL cluster and an emptied redis-server, both started for the session.
-SCALEOUT = os.environ.get("SCALEOUT_TESTS") == "1"
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
-    from tests.servers import Postgres
+    from tests.support.servers import Postgres
 
     server = Postgres().start()
     yield server
@@ -45,7 +36,7 @@ def postgres_server():
 
 @pytest.fixture(scope="session")
 def redis_server():
-    from tests.servers import Redis
+    from tests.support.servers import Redis
 
     server = Redis().start()
     yield server
@@ -97,51 +88,11 @@ def run_cli(app):
     return invoke
 
 
-@dataclass
-class SmtpServer:
-    host: str
-    starttls_port: int
-    tls_port: int
-    mx_port: int
-    ca: Path
-    service: object
-
-    def client_context(self) -> ssl.SSLContext:
-        """A client TLS context that trusts only the appliance's generated CA (hostname checked)."""
-        return ssl.create_default_context(cafile=str(self.ca))
-
-    def submission(self, *, source_ip: str = "127.0.0.1", starttls: bool = True) -> smtplib.SMTP:
-        client = smtplib.SMTP(
-            self.host, self.starttls_port, local_hostname="client.test", source_address=(source_ip, 0), timeout=20
-        )
-        client.ehlo()
-        if starttls:
-            client.starttls(context=self.client_context())
-            client.ehlo()
-        return client
-
-    def implicit(self, *, source_ip: str = "127.0.0.1") -> smtplib.SMTP_SSL:
-        client = smtplib.SMTP_SSL(
-            self.host,
-            self.tls_port,
-            local_hostname="client.test",
-            source_address=(source_ip, 0),
-            context=self.client_context(),
-            timeout=20,
-        )
-        client.ehlo()
-        return client
-
-
-def _ports(spec: str) -> list[int]:
-    return [int(part.split(":")[1].split("/")[0]) for part in spec.split(",")]
-
-
 @pytest.fixture
 def smtp_server(app):
     """The appliance's real SMTP listeners (STARTTLS, implicit TLS, MX) on loopback."""
     service, files = start_smtp(app.config)
-    starttls, implicit, mx = _ports(app.config["SMTP_LISTEN"])
+    starttls, implicit, mx = smtp_ports(app.config["SMTP_LISTEN"])
     # HOSTNAME "relay.test" is in the certificate; connect by name so verification is real.
     yield SmtpServer(HOSTNAME, starttls, implicit, mx, files.ca, service)
     service.stop()
@@ -160,16 +111,6 @@ def _resolve_test_hostname(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def verify_domain(name: str):
-    """Make ``name`` a verified sending domain, as if its DKIM record had been found in DNS."""
-    from appliance import domains
-
-    domain = domains.add(name)
-    domain.verified = True
-    domain.save()
-    return domain
-
-
 @pytest.fixture
 def shop_domain(app):
     """shop.test as a verified sending domain: unverified senders are refused (README, decisions)."""
@@ -185,36 +126,11 @@ def account(app, shop_domain):
     return acc.username, password
 
 
-def process_env(overrides: dict) -> dict:
-    """Environment for running the appliance as a separate process with these settings."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env.update({f"APPLIANCE_{k}": str(v) for k, v in overrides.items()})
-    return env
-
-
-def read_banner(proc) -> str:
-    """Read an appliance process's output up to its start-up banner's dashboard line, printed once
-    every listener is bound; fail with what it printed when it exits before."""
-    banner = ""
-    for line in proc.stdout:
-        banner += line
-        if "dashboard:" in line:
-            return banner
-    raise AssertionError(f"the appliance did not start (exit {proc.wait()}):\n{banner}")
-
-
-def cli_json(result) -> object:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
-
-
 # -- delivery: a loopback DNS server, remote sinks, the queue's workers, a test clock ----
 @pytest.fixture
 def dns_server():
     """A DNS server on 127.0.0.1 that the appliance's resolver is pointed at (DNS_SERVERS)."""
-    from tests.dnsserver import DnsServer
+    from tests.support.dnsserver import DnsServer
 
     server = DnsServer().start()
     yield server
@@ -225,21 +141,6 @@ def dns_server():
 def delivery_port() -> int:
     """The DELIVERY_PORT every sink listens on, each on its own 127.0.0.x address."""
     return free_port()
-
-
-def relay_overrides(overrides: dict, dns_server, delivery_port: int, **extra) -> dict:
-    """Settings that route outbound mail to the test's DNS server and sinks (for `overrides`)."""
-    return {
-        **overrides,
-        "DNS_SERVERS": dns_server.spec,
-        "DELIVERY_PORT": delivery_port,
-        "DNS_TIMEOUT": 1,
-        "WORKERS": 2,
-        "WORKER_POLL_INTERVAL": 0.05,
-        "CONNECT_TIMEOUT": 5,
-        "COMMAND_TIMEOUT": 10,
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -254,7 +155,7 @@ def tls_ca(tmp_path):
 @pytest.fixture
 def sink_mx(delivery_port, tls_ca):
     """Start aiosmtpd sinks on 127.0.0.x:DELIVERY_PORT: ``sink_mx("127.0.0.3", starttls=True)``."""
-    from tests.sinks import Sink
+    from tests.support.sinks import Sink
 
     started = []
 
@@ -295,16 +196,6 @@ def test_clock():
     clock.set_clock(None)
 
 
-@dataclass
-class Relay:
-    smtp: SmtpServer
-    workers: object  # appliance.serve.QueueService
-
-    @property
-    def queue(self):
-        return self.workers.rt
-
-
 @pytest.fixture
 def relay(app):
     """The appliance's SMTP listeners plus its delivery workers, wired like `appliance serve`."""
@@ -313,19 +204,7 @@ def relay(app):
     workers = QueueService(app.config)
     workers.start()
     service, files = start_smtp(app.config, workers.on_committed)
-    starttls, implicit, mx = _ports(app.config["SMTP_LISTEN"])
+    starttls, implicit, mx = smtp_ports(app.config["SMTP_LISTEN"])
     yield Relay(SmtpServer(HOSTNAME, starttls, implicit, mx, files.ca, service), workers)
     service.stop()
     workers.stop()
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; return it (or the last falsy value)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from appliance import delivery
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

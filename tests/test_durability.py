@@ -16,11 +16,9 @@ import pytest
 
 from appliance import intake
 from appliance.models import Delivery, Message
-
-from .conftest import SCALEOUT, process_env, read_banner
-from .smtputil import authenticated_raw
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, SCALEOUT
+from tests.support.process import process_env, read_banner
+from tests.support.smtputil import authenticated_raw
 
 
 def start_process(overrides: dict) -> subprocess.Popen:

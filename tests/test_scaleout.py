@@ -11,8 +11,10 @@ import pytest
 
 from appliance import db
 from appliance.models import Attempt, Delivery, Message
-from tests.conftest import _ports, cli_json, free_port, relay_overrides, wait_for
-from tests.test_roles import start
+from tests.support.ports import free_port
+from tests.support.process import cli_json, start
+from tests.support.relay import relay_overrides, smtp_ports
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -51,8 +53,8 @@ def test_two_smtp_front_ends_and_a_worker_process_share_postgresql_and_redis(
         for settings in (overrides, second):  # behind a load balancer these would share one address
             proc, banner = start(settings, "smtp")
             procs.append(proc)
-        send(_ports(overrides["SMTP_LISTEN"])[0], ca, account, "ann@example.test", "one")
-        send(_ports(second["SMTP_LISTEN"])[0], ca, account, "bob@example.test", "two")
+        send(smtp_ports(overrides["SMTP_LISTEN"])[0], ca, account, "ann@example.test", "one")
+        send(smtp_ports(second["SMTP_LISTEN"])[0], ca, account, "bob@example.test", "two")
         assert sorted(m.subject for m in Message.select()) == ["one", "two"]
         assert {d.status for d in Delivery.select()} == {"queued"}  # no worker yet
 
@@ -83,7 +85,7 @@ def test_a_bounce_on_postgresql_is_recorded_suppressed_and_answered_with_a_dsn(
     ca = Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
     proc, _ = start(overrides, "all")
     try:
-        send(_ports(overrides["SMTP_LISTEN"])[0], ca, account, "unknown.user@example.test", "invoice")
+        send(smtp_ports(overrides["SMTP_LISTEN"])[0], ca, account, "unknown.user@example.test", "invoice")
         assert wait_for(lambda: sender_mx.messages), "no DSN arrived"
         (row,) = Delivery.select().where(Delivery.rcpt == "unknown.user@example.test")
         assert row.status == "bounced" and row.last_code == 550

@@ -16,6 +16,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     campaigns,
     doctor,
     domains,
+    lists,
     messages,
     policy,
     queue,
@@ -25,6 +26,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     serve,
     stats,
     suppressions,
+    tls,
     webhooks,
 )
 from .base import cli

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from .. import certificates, tls
 from .base import FAIL, OK, WARN, Result
 
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -62,6 +63,9 @@ def check_certificate(settings: dict, now: dt.datetime | None = None) -> Result:
         )
     cert_path = tls_dir / "server.pem" if generated else Path(settings["TLS_CERT"])
     key_path = tls_dir / "server.key" if generated else Path(settings["TLS_KEY"])
+    acme = bool(settings["ACME_EMAIL"])
+    if acme:  # the chain and its key in one file, that ACME replaces (appliance/certificates.py)
+        cert_path = key_path = tls.acme_pair(settings)
 
     def result(status: str, detail: str, hint: str = "") -> Result:
         return Result("certificate", str(cert_path), status, f"{cert_path}: {detail}", hint)
@@ -72,6 +76,8 @@ def check_certificate(settings: dict, now: dt.datetime | None = None) -> Result:
             "not generated yet: start the appliance once",
             f"`appliance serve` (or the service) makes it in {tls_dir}",
         )
+    if acme:
+        return _check_acme(settings, now, result)
     try:
         cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
     except OSError as exc:
@@ -116,4 +122,26 @@ def check_certificate(settings: dict, now: dt.datetime | None = None) -> Result:
         detail += (
             f"; clients must trust {tls_dir / 'ca.pem'} (or set TLS_CERT/TLS_KEY to a certificate from a public CA)"
         )
+    return result(OK, detail)
+
+
+def _check_acme(settings: dict, now: dt.datetime, result) -> Result:
+    """ACME's certificate: issued (not the local-CA one served until then), in date, not failing."""
+    cert = certificates.served(settings)
+    state = certificates.load_state(settings)
+    error = f" The last order failed: {state.last_error}" if state.last_error else ""
+    if cert is None or tls.issued_by_local_ca(settings, cert):
+        return result(
+            FAIL if state.last_error else WARN,
+            f"ACME has not issued a certificate yet: clients get the local-CA one.{error}",
+            "`appliance tls renew` orders one now and says why it fails; HOSTNAME must resolve to this machine "
+            "and port 80 reach ACME_HTTP_LISTEN",
+        )
+    until = cert.not_valid_after_utc
+    if until <= now:
+        return result(FAIL, f"expired on {until:%Y-%m-%d %H:%M} UTC.{error}", "`appliance tls renew` says why")
+    detail = f"ACME certificate valid for {', '.join(_certificate_names(cert))} until {until:%Y-%m-%d}"
+    detail += f" (issued by {_issuer(cert)}), renewed from {certificates.renewal_time(cert):%Y-%m-%d}"
+    if state.last_error:
+        return result(WARN, f"{detail}.{error}", "`appliance tls status`; `appliance tls renew` tries again now")
     return result(OK, detail)

@@ -79,6 +79,8 @@ class Message(BaseModel):
     # The id of the Campaign it is filed under (appliance/campaigns.py); None: not an account's mail.
     # A plain column: campaigns are archived, never deleted.
     campaign = CharField(null=True)
+    # The id of the MailingList its figures show under (the same: lists are not deleted while mail names them).
+    mailing_list = CharField(null=True)
 
     class Meta:
         # The message log's keyset pages under each filter (migrations/0003_message_log_indexes.py).

@@ -1,7 +1,7 @@
 """Integration guides on an account's pages: each client's settings filled in with the account's real
 host, port and username, a sender it may use, and its password on the page that shows it once.
 
-The snippets follow docs/clients.md, whose clients tests/test_real_clients.py drives for real;
+The snippets follow docs/clients.md, whose clients tests/smtp/test_real_clients.py drives for real;
 tests/web/test_guides.py runs every snippet that can run here (Symfony Mailer with the Laravel and
 Symfony forms, PHPMailer, Django, Ghost's Nodemailer settings, Nodemailer, msmtp, swaks, curl)
 exactly as a page shows it, and checks the fields of the settings screens that cannot.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .. import senders
+from .. import senders, tls
 from ..models import Domain, Sender, SmtpAccount
 from ..policy import acceptance
 from . import connection
@@ -54,7 +54,7 @@ def values(settings: dict, account: SmtpAccount, password: str | None) -> Values
         username=account.username,
         password=password or PASSWORD_PLACEHOLDER,
         sender=example_sender(account),
-        own_ca=not settings["TLS_CERT"],
+        own_ca=not tls.publicly_trusted(settings),
     )
 
 

@@ -13,7 +13,8 @@ import pytest
 from appliance import admins, intake
 from appliance.db import atomic_write
 from appliance.models import Domain
-from tests.conftest import relay_overrides
+from tests.support import ROOT
+from tests.support.relay import relay_overrides
 
 ADMIN = ("admin@relay.test", "correct horse battery")
 VIEWER = ("viewer@relay.test", "read only staple 42")
@@ -93,10 +94,12 @@ def sending_domain(app):
 
 @pytest.fixture
 def store_message(app):
-    """Store a message the way SMTP intake does; return its id."""
+    """Store a message the way SMTP intake does (``raw``: the whole message as given); return its id."""
 
-    def store(subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None, headers=""):
-        raw = f"From: {mail_from}\r\nSubject: {subject}\r\n{headers}\r\nbody\r\n".encode()
+    def store(
+        subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None, headers="", raw=None
+    ):
+        raw = raw or f"From: {mail_from}\r\nSubject: {subject}\r\n{headers}\r\nbody\r\n".encode()
         item = intake.prepare(
             raw,
             mail_from=mail_from,
@@ -117,7 +120,7 @@ def store_message(app):
 
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # see docs/dashboard.md
+SCREENSHOTS = ROOT / "tests" / "screenshots"  # see docs/dashboard.md
 ARGS = [
     "--headless",
     "--no-sandbox",

@@ -162,13 +162,13 @@ def test_an_unknown_account_is_a_404(client):
     assert client.get("/accounts/999").status_code == 404
 
 
-def _ports(app):
+def smtp_ports(app):
     return [int(spec.split(":")[1].split("/")[0]) for spec in app.config["SMTP_LISTEN"].split(",")]
 
 
 def test_the_connection_test_walks_every_step_and_logs_in_with_the_password(app, client, smtp_server):
     account, password = accounts.create("Shop")
-    starttls = _ports(app)[0]
+    starttls = smtp_ports(app)[0]
     response = client.form(
         f"/accounts/{account.id}/test", {"port": starttls, "password": password}, headers={"HX-Request": "true"}
     )
@@ -181,7 +181,7 @@ def test_the_connection_test_walks_every_step_and_logs_in_with_the_password(app,
 
 def test_the_connection_test_over_implicit_tls_reports_tls_then_auth(app, client, smtp_server):
     account, password = accounts.create("Shop")
-    response = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[1], "password": password})
+    response = client.form(f"/accounts/{account.id}/test", {"port": smtp_ports(app)[1], "password": password})
     page = response.get_data(as_text=True)
     assert "TLS: OK" in page and "AUTH: OK" in page
     assert "<fieldset" in page  # without htmx the whole account page comes back
@@ -189,21 +189,21 @@ def test_the_connection_test_over_implicit_tls_reports_tls_then_auth(app, client
 
 def test_the_connection_test_without_password_stops_before_auth_and_says_why(app, client, smtp_server):
     account, _ = accounts.create("Shop")
-    page = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0]}).get_data(as_text=True)
+    page = client.form(f"/accounts/{account.id}/test", {"port": smtp_ports(app)[0]}).get_data(as_text=True)
     assert "STARTTLS: OK" in page
     assert "AUTH: not tested" in page and "Needs the password" in page
 
 
 def test_the_connection_test_explains_a_refused_login(app, client, smtp_server):
     account, _ = accounts.create("Shop")
-    answer = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0], "password": "nope"})
+    answer = client.form(f"/accounts/{account.id}/test", {"port": smtp_ports(app)[0], "password": "nope"})
     page = answer.get_data(as_text=True)
     assert "AUTH: failed" in page and "535" in page and "not the dashboard password" in page
 
 
 def test_the_connection_test_says_when_nothing_listens(app, client):
     account, _ = accounts.create("Shop")
-    page = client.form(f"/accounts/{account.id}/test", {"port": _ports(app)[0]}).get_data(as_text=True)
+    page = client.form(f"/accounts/{account.id}/test", {"port": smtp_ports(app)[0]}).get_data(as_text=True)
     assert "Connect: failed" in page and "Nothing answers" in page
 
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from appliance import admins
-from tests.conftest import wait_for
+from tests.support.wait import wait_for
 
 from .conftest import ADMIN, CHROMIUM, shot, sign_in
 

@@ -7,7 +7,7 @@ import pytest
 
 from appliance import dkim, domains
 from appliance.models import Domain
-from tests.conftest import wait_for
+from tests.support.wait import wait_for
 
 
 @pytest.fixture

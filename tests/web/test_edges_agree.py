@@ -12,8 +12,7 @@ from markupsafe import escape
 from appliance import accounts, clock
 from appliance.models import AuditEntry, Delivery, SmtpAccount
 from appliance.web.messages import PAGE_SIZE
-
-from ..conftest import cli_json
+from tests.support.process import cli_json
 
 FORM = {"name": "Shop", "priority": "3", "note": "", "active": "on", "ip_rules": ""}
 

@@ -28,12 +28,15 @@ import pytest
 from appliance import accounts
 from appliance.models import Message, SmtpAccount
 from appliance.web.guides import CA_PATH, HOSTED, PASSWORD_PLACEHOLDER, RECIPIENT
-from tests.conftest import process_env, relay_overrides, wait_for
+from tests.support import ROOT
+from tests.support.process import process_env
+from tests.support.relay import relay_overrides
+from tests.support.wait import wait_for
 
 from .conftest import CHROMIUM, sign_in
 
 PASSWORD = re.compile(r'id="smtp-password" type="text" value="([A-Za-z0-9]{24})"')
-CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+CLIENTS = ROOT / "tests" / "clients"
 SYMFONY_MAILER = Path("/usr/share/php/Symfony/Component/Mailer/autoload.php")
 PHPMAILER = Path("/usr/share/php/libphp-phpmailer/autoload.php")
 SENDER = "noreply@shop.test"  # the verified domain gives the guides' sender

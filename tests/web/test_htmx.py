@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 PACKAGE = ROOT / "tests" / "clients" / "node_modules" / "htmx.org"
 CHECK = PACKAGE / "dist" / "scripts" / "upgrade-check.js"
 needs_node = pytest.mark.skipif(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from appliance import accounts, admins
-from tests.conftest import relay_overrides, wait_for
+from tests.support.relay import relay_overrides
+from tests.support.wait import wait_for
 
 from .conftest import ADMIN, CHROMIUM, shot, sign_in
 

@@ -11,7 +11,7 @@ from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
 # The second sign-in step and an invitation are reached before signing in; each checks its own
 # proof (a password checked minutes ago in this session; a signed, expiring, one-use link). The
 # tracking links of delivered mail are followed by its recipients: their signed token is the proof.
-# /metrics answers loopback or its bearer token only (tests/test_metrics.py).
+# /metrics answers loopback or its bearer token only (tests/events/test_metrics.py).
 PUBLIC_ENDPOINTS = {
     "auth.auth_login",
     "auth.auth_code",

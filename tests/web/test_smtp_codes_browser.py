@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance import accounts, admins
-from tests.conftest import wait_for
+from tests.support.wait import wait_for
 
 from .conftest import ADMIN, CHROMIUM, shot, sign_in
 

@@ -11,8 +11,10 @@ import threading
 import pytest
 
 from appliance import admins
-from tests.conftest import relay_overrides, wait_for
-from tests.test_tracking import events_of, newsletter, send
+from tests.support.mail import send
+from tests.support.relay import relay_overrides
+from tests.support.tracking import events_of, newsletter
+from tests.support.wait import wait_for
 
 from .conftest import ADMIN, sign_in
 

@@ -8,8 +8,8 @@ from markupsafe import escape
 
 from appliance import queue
 from appliance.models import AuditEntry, Webhook, WebhookDelivery
-from tests.conftest import wait_for
-from tests.webhook_receiver import Receiver, signature_ok
+from tests.support.wait import wait_for
+from tests.support.webhooks import Receiver, signature_ok
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from appliance import admins
-from tests.conftest import wait_for
-from tests.webhook_receiver import Receiver, signature_ok
+from tests.support.wait import wait_for
+from tests.support.webhooks import Receiver, signature_ok
 
 from .conftest import ADMIN, CHROMIUM, shot, sign_in
 
