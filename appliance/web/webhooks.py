@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 
 from .. import events, queue, webhooks
 from ..models import SmtpAccount
+from . import shown_once
 from .permissions import admin_required, viewer_required
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -49,17 +50,39 @@ def webhooks_create():
         hook = webhooks.create(current_app.config, form["url"], form["events"], form["accounts"])
     except webhooks.WebhookError as exc:
         return _list_page(f"{exc}.", form, 400)
-    return render_template("webhooks/created.html", hook=hook, describe=webhooks.describe), 201
+    # Post-redirect-get: the secret waits (encrypted, in the session) for the page it is shown on.
+    shown_once.keep("webhook-secret", hook.id, hook.secret)
+    return redirect(url_for("webhooks.webhooks_created", webhook_id=hook.id))
+
+
+@bp.get("/<int:webhook_id>/created")
+@admin_required
+def webhooks_created(webhook_id: int):
+    """Show the secret of the endpoint just made, this once; after that, its page."""
+    hook = _get(webhook_id)
+    kept = shown_once.take("webhook-secret", hook.id)
+    if kept is None:
+        flash("The signing secret was shown once, when the webhook was made. Delete it and add it again for a new one.")
+        return redirect(url_for("webhooks.webhooks_show", webhook_id=hook.id))
+    response = make_response(
+        render_template("webhooks/created.html", hook=hook, secret=kept[0], describe=webhooks.describe)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _get(webhook_id: int):
+    try:
+        return webhooks.get(webhook_id)
+    except webhooks.WebhookError:
+        abort(404)
 
 
 @bp.get("/<int:webhook_id>")
 @viewer_required
 def webhooks_show(webhook_id: int):
     """An endpoint, how its deliveries stand, and its latest calls."""
-    try:
-        hook = webhooks.get(webhook_id)
-    except webhooks.WebhookError:
-        abort(404)
+    hook = _get(webhook_id)
     return render_template(
         "webhooks/show.html",
         hook=hook,

@@ -41,10 +41,15 @@ def test_the_empty_page_says_what_webhooks_are_and_the_nav_links_it(client):
 
 def test_adding_a_webhook_shows_its_secret_once_and_lists_it(client, receiver):
     response = client.form("/webhooks/", {"url": receiver.url, "events": ["bounced", "complained"]})
-    assert response.status_code == 201
+    assert response.status_code == 302  # post-redirect-get: a reload repeats the GET, never the POST
     hook = Webhook.get()
-    page = response.get_data(as_text=True)
+    shown = client.get(response.headers["Location"])
+    assert shown.headers["Cache-Control"] == "no-store"
+    page = shown.get_data(as_text=True)
     assert hook.secret in page and "shown only this once" in page
+    again = client.get(response.headers["Location"], follow_redirects=True).get_data(as_text=True)
+    assert "The signing secret was shown once" in again and hook.secret not in again
+    assert Webhook.select().count() == 1
     assert hook.event_types == "bounced complained" and hook.account_ids == ""
     listed = client.get("/webhooks/").get_data(as_text=True)
     assert str(escape(receiver.url)) in listed and "bounced, complained; every account" in listed
