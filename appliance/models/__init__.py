@@ -47,6 +47,7 @@ from .mail import (
     sent_facts,
 )
 from .policy import AccountQuota, AccountReputation, ProviderGroup, SendCount, WarmupPlan
+from .webhooks import Webhook, WebhookCall, WebhookDelivery
 
 MODELS = (
     AdminUser,
@@ -75,6 +76,9 @@ MODELS = (
     MailingList,
     ListAccount,
     ListMember,
+    Webhook,
+    WebhookDelivery,
+    WebhookCall,
 )
 
 __all__ = [
@@ -129,6 +133,9 @@ __all__ = [
     "WARNING",
     "WarmupPlan",
     "WebSession",
+    "Webhook",
+    "WebhookCall",
+    "WebhookDelivery",
     "message_status",
     "refresh_messages",
     "sent_facts",
