@@ -37,7 +37,6 @@ COMPLAINED = "complained"  # a feedback-loop report: the recipient called it spa
 OPENED = "opened"  # the open pixel of the recipient's copy was fetched
 CLICKED = "clicked"  # a tracked link of the recipient's copy was followed (details: the url)
 UNSUBSCRIBED = "unsubscribed"  # the recipient left the broadcast stream of the sending domain
-EXPANDED = "expanded"  # a batch of a list send's members became deliveries (details: after, last, added, skipped)
 TYPES = (
     ACCEPTED,
     DELIVERED,
@@ -52,8 +51,10 @@ TYPES = (
     OPENED,
     CLICKED,
     UNSUBSCRIBED,
-    EXPANDED,
 )
+# The appliance's own bookkeeping, not an outcome: a batch of a list send's members became deliveries
+# (appliance/fanout.py; details: list, after, last, added, skipped). Not in TYPES: no log line, no webhook.
+EXPANDED = "expanded"
 
 
 class Occurred(NamedTuple):
