@@ -46,6 +46,7 @@ from .mail import (
     sent_facts,
 )
 from .policy import AccountQuota, AccountReputation, ProviderGroup, SendCount, WarmupPlan
+from .webhooks import Webhook, WebhookCall, WebhookDelivery
 
 MODELS = (
     AdminUser,
@@ -74,6 +75,9 @@ MODELS = (
     MailingList,
     ListAccount,
     ListMember,
+    Webhook,
+    WebhookDelivery,
+    WebhookCall,
 )
 
 __all__ = [
@@ -127,6 +131,9 @@ __all__ = [
     "WARNING",
     "WarmupPlan",
     "WebSession",
+    "Webhook",
+    "WebhookCall",
+    "WebhookDelivery",
     "message_status",
     "refresh_messages",
     "sent_facts",
