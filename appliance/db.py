@@ -432,11 +432,20 @@ def use_writer(writer: GroupWriter | None) -> None:
     _writer = writer
 
 
-def write_many(many: Many, arg: Any, after: After | None = None) -> concurrent.futures.Future:
-    """Run one job of kind ``many`` in a write transaction, on the writer if one runs."""
+def write_many(
+    many: Many, arg: Any, after: After | None = None, prepare: Callable[[], Any] | None = None
+) -> concurrent.futures.Future:
+    """Run one job of kind ``many`` in a write transaction, on the writer if one runs; ``prepare``
+    (optional) makes its argument right before, as GroupWriter.submit's does."""
     if _writer is not None and _writer.running:
-        return _writer.submit(many, arg, after=after)
+        return _writer.submit(many, arg, after=after, prepare=prepare)
     future: concurrent.futures.Future = concurrent.futures.Future()
+    if prepare is not None:
+        try:
+            arg = prepare()
+        except Exception as exc:  # noqa: BLE001 — this job's own failure, handed to its caller
+            future.set_exception(exc)
+            return future
     with atomic_write():
         (result,) = many([arg])
     future.set_result(result)

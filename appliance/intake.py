@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ulid import ULID
 
@@ -57,6 +58,7 @@ class Incoming:
     list_id: str | None = None  # the list its figures show under (appliance/lists.py)
     members_list: str | None = None  # the list its recipients join as members
     subject: str = ""  # its Subject:, decoded and whole (the campaigns' subject rule compares it)
+    tags: list[str] = field(default_factory=list)  # the HTTP API's tags, kept on the accepted event
 
     @property
     def personal(self) -> bool:
@@ -78,10 +80,19 @@ def _rfc5322_now() -> str:
 
 
 def received_header(
-    *, helo: str, ip: str, hostname: str, tls: str, username: str | None, message_id: str, rcpts: list[str]
+    *,
+    helo: str,
+    ip: str,
+    hostname: str,
+    tls: str,
+    username: str | None,
+    message_id: str,
+    rcpts: list[str],
+    protocol: str = "",
 ) -> bytes:
-    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848)."""
-    protocol = "ESMTP" + ("S" if tls else "") + ("A" if username else "")
+    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848, or ``protocol``:
+    HTTP or HTTPS for the HTTP API)."""
+    protocol = protocol or "ESMTP" + ("S" if tls else "") + ("A" if username else "")
     lines = [f"Received: from {helo or 'unknown'} ([{ip}])", f"\tby {hostname} (appliance) with {protocol}"]
     if tls:
         lines.append(f"\t({tls})")
@@ -111,6 +122,7 @@ def prepare(
     account_stream: str = "transactional",
     account_track_opens: bool | None = None,
     account_track_clicks: bool | None = None,
+    protocol: str = "",
 ) -> Incoming:
     """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage).
 
@@ -155,6 +167,7 @@ def prepare(
         username=username,
         message_id=message_id,
         rcpts=rcpts,
+        protocol=protocol,
     )
     return Incoming(
         id=message_id,
@@ -232,7 +245,8 @@ def store_many(items: list[Incoming]) -> list[str]:
             }
         )
         bodies.append({"message": item.id, "data": item.data})
-        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
+        accepted = {"via": item.via, "tags": item.tags} if item.tags else {"via": item.via}
+        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, accepted))
         if item.direction == "inbound":
             continue
         if item.members_list:
@@ -276,11 +290,13 @@ def _storage_reply(exc: BaseException | None) -> str:
 
 
 class Refused(Exception):
-    """The message is refused for a reason of policy; ``reply`` is the SMTP answer."""
+    """The message is refused for a reason of policy; ``reply`` is the SMTP answer, ``reason`` its
+    stable slug (a Decision's)."""
 
-    def __init__(self, reply: str):
+    def __init__(self, reply: str, reason: str = ""):
         super().__init__(reply)
         self.reply = reply
+        self.reason = reason
 
 
 class GroupCommitter:
@@ -318,3 +334,15 @@ class GroupCommitter:
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None
+
+
+def accept_blocking(prepare: Callable[[], Incoming], store: db.Many | None = None, after=None) -> Any:
+    """GroupCommitter.accept for a thread that may wait (the HTTP API's): prepare and store the
+    message on the process's writer when one runs (else here), and return what ``store`` gave for
+    it (store_many: its id) once durable; ``after`` gets the results after the commit. Raises as
+    accept does."""
+    try:
+        return db.write_many(store or store_many, None, after=after, prepare=prepare).result()
+    except db.WRITE_ERRORS as exc:
+        log.error("could not store a message: %s", exc)
+        raise StorageError(_storage_reply(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .addresses import Domain, Sender, Suppression
 from .admin import AdminUser, AuditEntry, DashboardSetting, RecoveryCode, WebSession
+from .api import MANAGE, READ, SCOPES, SEND, ApiKey, IdempotentAnswer
 from .base import (
     BOUNCED,
     CANCELLED,
@@ -74,12 +75,15 @@ MODELS = (
     MailingList,
     ListAccount,
     ListMember,
+    ApiKey,
+    IdempotentAnswer,
 )
 
 __all__ = [
     "AccountQuota",
     "AccountReputation",
     "AdminUser",
+    "ApiKey",
     "Alert",
     "Attempt",
     "AuditEntry",
@@ -101,9 +105,11 @@ __all__ = [
     "FAILED",
     "GroupedCount",
     "HELD",
+    "IdempotentAnswer",
     "INFO",
     "ListAccount",
     "ListMember",
+    "MANAGE",
     "MEMBER_STATUSES",
     "MODELS",
     "MailingList",
@@ -113,8 +119,11 @@ __all__ = [
     "PENDING_STATUSES",
     "ProviderGroup",
     "QUEUED",
+    "READ",
     "RECEIVED",
     "RecoveryCode",
+    "SCOPES",
+    "SEND",
     "SENDING",
     "SUBSCRIBED",
     "SUPPRESSED",

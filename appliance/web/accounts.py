@@ -22,8 +22,8 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock, tls
-from ..models import Message, SmtpAccount
+from .. import accounts, api_keys, clock, tls
+from ..models import SCOPES, Message, SmtpAccount
 from ..policy import quotas
 from . import connection, guides
 from .permissions import admin_required, admin_writes, viewer_required
@@ -73,6 +73,8 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
         "guides": guides.guides(filled),
         "guide_values": filled,
         "ca_path": guides.CA_PATH,
+        "api_keys": api_keys.listing(account.id),
+        "api_scopes": SCOPES,
     }
 
 
@@ -185,7 +187,7 @@ def accounts_reset_password(account_id: int):
     return _show_once(account, accounts.reset_password(account), created=False)
 
 
-def _fernet() -> Fernet:
+def fernet() -> Fernet:
     key = hashlib.sha256(b"appliance shown-once password\0" + current_app.secret_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
@@ -194,7 +196,7 @@ def _show_once(account: SmtpAccount, password: str, created: bool):
     session["shown_once"] = {
         "account": account.id,
         "created": created,
-        "password": _fernet().encrypt(password.encode()).decode(),
+        "password": fernet().encrypt(password.encode()).decode(),
     }
     return redirect(url_for("accounts.accounts_password", account_id=account.id))
 
@@ -207,7 +209,7 @@ def accounts_password(account_id: int):
     waiting = session.pop("shown_once", None) or {}
     try:
         password = (
-            _fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode()
+            fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode()
             if waiting.get("account") == account.id
             else None
         )
