@@ -1,10 +1,13 @@
 """The message log: search with keyset paging, newest first, and a message's detail (its deliveries,
-attempts and events). The dashboard's message pages and `appliance messages list` / `show` read the same."""
+attempts and events), and its content as the admins may read it. The dashboard's message pages and
+`appliance messages list` / `show` read the same."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import email
+import email.policy
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import JOIN, Tuple
@@ -17,6 +20,7 @@ from .models import (
     Attempt,
     Delivery,
     Message,
+    MessageBody,
     SmtpAccount,
 )
 from .policy import acceptance
@@ -166,3 +170,43 @@ def detail(message_id: str) -> Detail | None:
         .order_by(Attempt.started_at, Attempt.id)
     )
     return Detail(message, _deliveries([message])[message.id], list(attempts), events.timeline(message.id))
+
+
+# The content page shows this much of a text part and of the raw source; the whole message is a download.
+CONTENT_SHOWN = 256 * 1024
+
+
+@dataclass
+class Content:
+    """What a message says: its first text/plain and text/html parts (decoded), its attachments (file
+    name, type, size in bytes) and its raw source. ``raw`` is None once retention purged the body."""
+
+    raw: bytes | None
+    text: str | None = None
+    html: str | None = None
+    attachments: list[tuple[str, str, int]] = field(default_factory=list)
+    unreadable: str = ""  # why the MIME structure could not be read (the raw source still shows)
+
+
+def content(message: Message) -> Content:
+    """Read a stored message's parts; a malformed one gives its raw source and the reason."""
+    body = MessageBody.get_or_none(MessageBody.message == message.id)
+    if body is None:
+        return Content(raw=None)
+    found = Content(raw=bytes(body.data))
+    try:
+        parsed = email.message_from_bytes(found.raw, policy=email.policy.default)
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            kind, disposition = part.get_content_type(), part.get_content_disposition()
+            if disposition != "attachment" and kind == "text/plain" and found.text is None:
+                found.text = part.get_content()
+            elif disposition != "attachment" and kind == "text/html" and found.html is None:
+                found.html = part.get_content()
+            else:
+                payload = part.get_payload(decode=True) or b""
+                found.attachments.append((part.get_filename() or "(no name)", kind, len(payload)))
+    except (LookupError, ValueError, TypeError, AttributeError) as exc:  # an unknown charset, broken MIME
+        found.unreadable = f"{type(exc).__name__}: {exc}"
+    return found

@@ -3,12 +3,14 @@ and on the From: header (the rule itself is acceptance.sender_authorization)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from . import alerts, clock, notices
-from .models import Domain, Sender, SmtpAccount
+from .models import DEFERRED, HELD, QUEUED, Delivery, Domain, Message, Sender, SmtpAccount
 from .policy import acceptance
 
 BLOCK, ALERT = "block", "alert"
@@ -96,11 +98,51 @@ def _serializer(settings: dict) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings["SECRET_KEY"], salt="sender-verification")
 
 
+def _link_base(settings: dict) -> str:
+    return settings["PUBLIC_URL"].rstrip("/") or f"http://{settings['WEB_LISTEN']}"
+
+
+def link_problem(settings: dict) -> str | None:
+    """Why a verification link cannot be mailed now: its address opens only on this machine (a
+    loopback or wildcard address, or localhost), so the owner's phone could never open it."""
+    base = _link_base(settings)
+    host = (urlsplit(base).hostname or "").lower()
+    try:
+        local = ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        local = host == "localhost" or host.endswith(".localhost")
+    if not local:
+        return None
+    where = "PUBLIC_URL" if settings["PUBLIC_URL"] else "WEB_LISTEN (PUBLIC_URL is empty)"
+    return (
+        f"No link was mailed: it would point at {base}, from {where}, which only this machine can open. "
+        "Set PUBLIC_URL to the address people reach the dashboard at, or, if you own the address, "
+        "vouch for it (mark it verified) instead."
+    )
+
+
 def verification_url(settings: dict, sender: Sender) -> str:
     """Return the signed link that verifies ``sender`` (it expires after VERIFY_LINK_TTL seconds)."""
     token = _serializer(settings).dumps({"id": sender.id, "email": sender.email})
-    base = settings["PUBLIC_URL"].rstrip("/") or f"http://{settings['WEB_LISTEN']}"
-    return f"{base}/verify/{token}"
+    return f"{_link_base(settings)}/verify/{token}"
+
+
+def _link_subject(sender: Sender) -> str:
+    return f"Verify {sender.email} as a sender"
+
+
+def pending_links(sender: Sender) -> list[Delivery]:
+    """The verification mails to ``sender`` still waiting to go out: not needed once it is verified."""
+    return list(
+        Delivery.select()
+        .join(Message)
+        .where(
+            Message.account.is_null()
+            & (Message.subject == _link_subject(sender))
+            & (Delivery.rcpt == sender.email)
+            & Delivery.status.in_([QUEUED, DEFERRED, HELD])
+        )
+    )
 
 
 def sender_for_token(settings: dict, token: str) -> Sender:
@@ -123,7 +165,11 @@ def verify_token(settings: dict, token: str) -> Sender:
 
 
 def send_verification(settings: dict, sender: Sender) -> str:
-    """Mail ``sender`` a verification link through the appliance itself; return the message id."""
+    """Mail ``sender`` a verification link through the appliance itself; return the message id.
+    Raise SenderError (``link_problem``) when the link could not be opened anywhere but here."""
+    problem = link_problem(settings)
+    if problem:
+        raise SenderError(problem)
     hours = settings["VERIFY_LINK_TTL"] // 3600
     text = (
         f"Someone (we hope you) asked the mail relay {settings['HOSTNAME']} to send mail as {sender.email}.\n\n"
@@ -131,7 +177,7 @@ def send_verification(settings: dict, sender: Sender) -> str:
         f"{verification_url(settings, sender)}\n\n"
         "If you did not expect this, ignore this message: nothing is sent as you until the button is pressed.\n"
     )
-    message_id = notices.send(settings, [sender.email], f"Verify {sender.email} as a sender", text)
+    message_id = notices.send(settings, [sender.email], _link_subject(sender), text)
     sender.link_sent_at = clock.now()
     sender.save()
     return message_id

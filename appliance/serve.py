@@ -20,7 +20,7 @@ from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
-from . import backup, certificates, db, domains, eventlog, intake, metrics, queue, tls
+from . import backup, certificates, checklist, db, domains, eventlog, intake, metrics, queue, tls
 from .listeners import Listener, parse_listeners
 from .smtp.context import ServerContext
 from .smtp.hooks import Handler
@@ -277,10 +277,12 @@ def _serve(app: Flask, settings, role: str) -> None:
     # Installed before the banner: whoever reads the banner may stop us at once.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        print(
-            startup_banner(settings, service, files, first_admin, web_url=web_url, workers=runs["worker"], acme=acme),
-            flush=True,
+        with app.app_context():
+            todo = tuple(step.todo for step in checklist.steps(settings) if not step.done)
+        banner = startup_banner(
+            settings, service, files, first_admin, web_url=web_url, workers=runs["worker"], acme=acme, todo=todo
         )
+        print(banner, flush=True)
         if web is not None:
             web.run()
         else:
@@ -464,6 +466,7 @@ def startup_banner(
     web_url: str,
     workers: bool = True,
     acme: AcmeService | None = None,
+    todo: tuple[str, ...] = (),
 ) -> str:
     """Say what listens where, what failed, and what to do next."""
     lines = [f"appliance {settings['HOSTNAME']} — data in {settings['DATA_DIR']}"]
@@ -504,8 +507,10 @@ def startup_banner(
         f'  the CLI from any folder: export PATH="{os.path.dirname(sys.executable)}:$PATH" '
         f'APPLIANCE_DATA_DIR="{settings["DATA_DIR"]}"'
     )
-    lines.append('  create an SMTP account: appliance accounts create "My shop"')
-    lines.append("  verify who may send: appliance domains add DOMAIN, or appliance senders add ADDRESS")
+    # What is still to do (appliance/checklist.py), so that the hints change as the owner goes.
+    lines += [f"  next: {step}" for step in todo] or [
+        "  set-up: every first step is done; the overview shows the traffic"
+    ]
     # Last, where a terminal leaves it in view: the one line that is never shown again.
     if first_admin:
         email, password = first_admin

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import audit
+from .. import audit, queue
 from .. import senders as senders_service
 from ..models import (
     Sender,
@@ -50,9 +50,13 @@ def _get_sender(ref: str) -> Sender:
 def senders_add(email: str, verified: bool, as_json: bool) -> None:
     """Add a sender; without --verified, mail it a verification link through the appliance."""
     existing = senders_service.find(email)
+    problem = None if verified else senders_service.link_problem(current_app.config)
+    if problem:
+        raise click.ClickException(f"{problem} (appliance senders add {email} --verified)")
     try:
         if existing is not None and verified:
             sender = senders_service.mark_verified(existing, "admin")
+            queue.cancel(senders_service.pending_links(sender), by="sender verified")
         else:
             sender = senders_service.add(email, verified_by_admin=verified)
     except senders_service.SenderError as exc:
@@ -96,7 +100,10 @@ def senders_resend(ref: str, as_json: bool) -> None:
     sender = _get_sender(ref)
     if sender.verified:
         raise click.ClickException(f"{sender.email} is already verified")
-    message_id = senders_service.send_verification(current_app.config, sender)
+    try:
+        message_id = senders_service.send_verification(current_app.config, sender)
+    except senders_service.SenderError as exc:
+        raise click.ClickException(str(exc)) from None
     emit(
         sender_dict(Sender.get_by_id(sender.id)) | {"message": message_id},
         as_json,

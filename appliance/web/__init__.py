@@ -95,10 +95,11 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _security_headers(response):
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        # A view may set a stricter policy of its own (a message's HTML part for its sandboxed frame).
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("X-Frame-Options", "DENY")
         if request.is_secure and tls.publicly_trusted(app.config) and app.config["HSTS_MAX_AGE"] > 0:
             # A certificate browsers trust (TLS_CERT, or ACME's once issued): the generated local-CA one
             # gets no HSTS, which would lock a browser out of the dashboard until it trusts that CA.

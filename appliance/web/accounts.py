@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
 from flask import (
     Blueprint,
     abort,
@@ -17,7 +14,6 @@ from flask import (
     render_template,
     request,
     send_file,
-    session,
     url_for,
 )
 from peewee import fn
@@ -25,16 +21,11 @@ from peewee import fn
 from .. import accounts, api_keys, clock, tls
 from ..models import SCOPES, Message, SmtpAccount
 from ..policy import quotas
-from . import connection, guides
+from . import connection, guides, shown_once
 from .permissions import admin_required, admin_writes, viewer_required
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 
-# A new password is shown by a GET after the POST that made it (post-redirect-get: a reload repeats
-# nothing). It waits in the server-side session for at most SHOWN_ONCE_SECONDS, encrypted with a key
-# derived from SECRET_KEY so that the session's database row never holds it in clear, and the page
-# that shows it removes it.
-SHOWN_ONCE_SECONDS = 600
 PRIORITIES = {1: "1 · very high", 2: "2 · high", 3: "3 · normal", 4: "4 · low", 5: "5 · very low"}
 
 
@@ -187,17 +178,9 @@ def accounts_reset_password(account_id: int):
     return _show_once(account, accounts.reset_password(account), created=False)
 
 
-def fernet() -> Fernet:
-    key = hashlib.sha256(b"appliance shown-once password\0" + current_app.secret_key.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def _show_once(account: SmtpAccount, password: str, created: bool):
-    session["shown_once"] = {
-        "account": account.id,
-        "created": created,
-        "password": fernet().encrypt(password.encode()).decode(),
-    }
+    """Keep the new password for the page the browser is sent to (post-redirect-get)."""
+    shown_once.keep("account-password", account.id, password, created=created)
     return redirect(url_for("accounts.accounts_password", account_id=account.id))
 
 
@@ -206,23 +189,16 @@ def _show_once(account: SmtpAccount, password: str, created: bool):
 def accounts_password(account_id: int):
     """Show the password just made for this account, this once; after that, say how to get a new one."""
     account = _get(account_id)
-    waiting = session.pop("shown_once", None) or {}
-    try:
-        password = (
-            fernet().decrypt(waiting["password"].encode(), ttl=SHOWN_ONCE_SECONDS).decode()
-            if waiting.get("account") == account.id
-            else None
-        )
-    except InvalidToken:
-        password = None
-    if password is None:
+    kept = shown_once.take("account-password", account.id)
+    if kept is None:
         flash("The password was shown once, when it was made. Reset it for a new one.")
         return redirect(url_for("accounts.accounts_edit", account_id=account.id))
+    password, facts = kept
     return _no_store(
         render_template(
             "accounts/secret.html",
             password=password,
-            created=waiting["created"],
+            created=facts["created"],
             **_connection_context(account, password),
         )
     )

@@ -3,12 +3,11 @@ account's password is) and revoke."""
 
 from __future__ import annotations
 
-from cryptography.fernet import InvalidToken
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import api_keys
 from ..models import ApiKey, SmtpAccount
-from .accounts import SHOWN_ONCE_SECONDS, fernet
+from . import shown_once
 from .permissions import admin_required
 
 bp = Blueprint("api_keys", __name__, url_prefix="/accounts/<int:account_id>/api-keys")
@@ -35,11 +34,7 @@ def api_keys_create(account_id: int):
     except api_keys.ApiKeyError as exc:
         flash(f"No key was created: {exc}.")
         return _edit_page(account)
-    session["shown_once_key"] = {
-        "account": account.id,
-        "key_id": row.id,
-        "key": fernet().encrypt(key.encode()).decode(),
-    }
+    shown_once.keep("api-key", account.id, key, key_id=row.id)
     return redirect(url_for("api_keys.api_keys_new", account_id=account.id))
 
 
@@ -48,19 +43,12 @@ def api_keys_create(account_id: int):
 def api_keys_new(account_id: int):
     """Show the key just made, this once; after that, say that a new key is the way."""
     account = _account(account_id)
-    waiting = session.pop("shown_once_key", None) or {}
-    try:
-        key = (
-            fernet().decrypt(waiting["key"].encode(), ttl=SHOWN_ONCE_SECONDS).decode()
-            if waiting.get("account") == account.id
-            else None
-        )
-    except InvalidToken:
-        key = None
-    if key is None:
+    kept = shown_once.take("api-key", account.id)
+    if kept is None:
         flash("An API key is shown once, when it is made. Create a new one (and revoke the lost one).")
         return _edit_page(account)
-    row = ApiKey.get_by_id(waiting["key_id"])
+    key, facts = kept
+    row = ApiKey.get_by_id(facts["key_id"])
     page = render_template(
         "accounts/api_key_secret.html", account=account, row=row, key=key, base_url=current_app.config["PUBLIC_URL"]
     )

@@ -23,7 +23,7 @@ from flask_wtf.csrf import CSRFError
 from .. import admins, audit, twofactor
 from ..accounts import AccountError
 from ..models import AdminUser
-from . import sessions
+from . import sessions, shown_once
 from .permissions import SessionUser, public, safe_next, viewer_required
 
 bp = Blueprint("auth", __name__)
@@ -246,8 +246,22 @@ def _enrolment_page(error: str | None = None, status: int = 200):
     ), status
 
 
-def _codes_page(codes: list[str], first: bool):
-    return render_template("auth/recovery_codes.html", codes=codes, first=first), 200, NO_STORE
+def _show_codes(admin, codes: list[str], first: bool):
+    """Keep the new recovery codes for the page the browser is sent to (post-redirect-get)."""
+    shown_once.keep("recovery-codes", admin.id, codes, first=first)
+    return redirect(url_for("auth.auth_recovery_codes"))
+
+
+@bp.get("/two-factor/codes")
+@viewer_required
+def auth_recovery_codes():
+    """Show the recovery codes just made, this once; after that, say how to get new ones."""
+    kept = shown_once.take("recovery-codes", current_user.admin.id)
+    if kept is None:
+        flash("Recovery codes are shown once, when they are made. Make new ones below if you lost them.")
+        return redirect(url_for("auth.auth_two_factor"))
+    codes, facts = kept
+    return render_template("auth/recovery_codes.html", codes=codes, first=facts["first"]), 200, NO_STORE
 
 
 @bp.route("/two-factor", methods=["GET", "POST"])
@@ -263,14 +277,14 @@ def auth_two_factor():
             return _enrolment_page("That code is not right: type the 6 digits the app shows now.", 400)
         session.pop("totp_enrolment", None)
         audit.record("user.two_factor_on", f"user {admin.email}", "set up an authenticator app")
-        return _codes_page(codes, first=True)
+        return _show_codes(admin, codes, first=True)
     page = {"enrolled": True, "required": twofactor.required(), "left": twofactor.recovery_codes_left(admin)}
     action = request.form.get("action")
     if request.method == "GET" or action not in ("codes", "disable"):
         return render_template("auth/two_factor.html", **page)
     if action == "codes":
         audit.record("user.recovery_codes", f"user {admin.email}", "made new recovery codes")
-        return _codes_page(twofactor.new_recovery_codes(admin), first=False)
+        return _show_codes(admin, twofactor.new_recovery_codes(admin), first=False)
     if page["required"]:
         return render_template(
             "auth/two_factor.html", error="An admin requires two-factor sign-in for everyone.", **page

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import audit, message_log, queue
@@ -102,6 +102,55 @@ def messages_show(message_id: str):
         body_kept=body_kept,
         body_days=current_app.config["RETENTION_BODY_DAYS"],
     )
+
+
+# The HTML part is served to a sandboxed frame of the content page and may load nothing: no script,
+# no remote image (a tracking pixel would tell the sender the admin read it), no style sheet from
+# elsewhere; inline styles and data: images only.
+HTML_PART_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
+
+
+@bp.get("/<message_id>/content")
+@admin_required
+def messages_content(message_id: str):
+    """Show what the message says: its text, its HTML (sandboxed, nothing remote), attachments, raw source."""
+    message = _get(message_id)
+    found = message_log.content(message)
+    raw = found.raw[: message_log.CONTENT_SHOWN].decode("utf-8", "replace") if found.raw is not None else None
+    return render_template(
+        "messages/content.html",
+        message=message,
+        content=found,
+        raw=raw,
+        shown=message_log.CONTENT_SHOWN,
+        body_days=current_app.config["RETENTION_BODY_DAYS"],
+    )
+
+
+@bp.get("/<message_id>/content.html")
+@admin_required
+def messages_html_part(message_id: str):
+    """The HTML part alone, for the content page's sandboxed frame."""
+    found = message_log.content(_get(message_id))
+    if found.html is None:
+        abort(404)
+    response = Response(found.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = HTML_PART_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@bp.get("/<message_id>/raw")
+@admin_required
+def messages_raw(message_id: str):
+    """The whole message as it was received, as a .eml download."""
+    message = _get(message_id)
+    found = message_log.content(message)
+    if found.raw is None:
+        abort(404)
+    response = Response(found.raw, mimetype="message/rfc822")
+    response.headers["Content-Disposition"] = f'attachment; filename="{message.id}.eml"'
+    return response
 
 
 # The queue's admin actions, with the delivery statuses each one applies to (shown as buttons).

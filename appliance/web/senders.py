@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import audit, senders
+from .. import audit, queue, senders
 from ..models import Sender, SmtpAccount
 from .permissions import admin_required, viewer_required
 
@@ -37,6 +37,9 @@ def senders_create():
     """Add a sender: mail it a verification link, or mark it verified at once."""
     address = request.form.get("address", "")
     vouch = request.form.get("verified") == "on"
+    problem = None if vouch else senders.link_problem(current_app.config)
+    if problem:
+        return _list_page(problem, address, 400)
     try:
         sender = senders.add(address, verified_by_admin=vouch)
     except senders.SenderError as exc:
@@ -56,7 +59,10 @@ def senders_resend(sender_id: int):
     """Mail a new verification link."""
     sender = _get(sender_id)
     if not sender.verified:
-        senders.send_verification(current_app.config, sender)
+        try:
+            senders.send_verification(current_app.config, sender)
+        except senders.SenderError as exc:
+            return _list_page(str(exc), status=400)
         flash(f"A new verification link was mailed to {sender.email}.")
     return redirect(url_for("senders.senders_list"))
 
@@ -64,8 +70,10 @@ def senders_resend(sender_id: int):
 @bp.post("/<int:sender_id>/verify")
 @admin_required
 def senders_verify(sender_id: int):
-    """Mark a sender verified without its link (recorded as verified by an admin)."""
+    """Mark a sender verified without its link (recorded as verified by an admin); its links still
+    waiting to go out are cancelled."""
     sender = senders.mark_verified(_get(sender_id), "admin")
+    queue.cancel(senders.pending_links(sender), by="sender verified")
     audit.record("sender.verify", f"sender {sender.email}", "verified by the admin")
     flash(f"{sender.email} is verified (by you).")
     return redirect(url_for("senders.senders_list"))

@@ -1,13 +1,14 @@
 """The public end of sender verification: the signed, expiring link mailed to a new sender.
 
 Opening the link shows a button; only its POST verifies. Mail filters and link scanners that fetch
-every link in a message (a GET) then verify nothing on the owner's behalf."""
+every link in a message (a GET) then verify nothing on the owner's behalf. Once verified, the
+sender's link mails still waiting in the queue (a resend, a deferred first one) are cancelled."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from .. import senders
+from .. import queue, senders
 from .permissions import public
 
 bp = Blueprint("verify", __name__, url_prefix="/verify")
@@ -20,8 +21,9 @@ def verify_show(token: str):
     try:
         if request.method == "POST":
             sender = senders.verify_token(current_app.config, token)
-        else:
-            sender = senders.sender_for_token(current_app.config, token)
+            queue.cancel(senders.pending_links(sender), by="sender verified")  # a resent link, still queued
+            return redirect(url_for("verify.verify_show", token=token), 303)  # a reload repeats nothing
+        sender = senders.sender_for_token(current_app.config, token)
     except senders.SenderError as exc:
         return render_template("verify/show.html", sender=None, error=str(exc)), 400
     return render_template("verify/show.html", sender=sender, error=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -13,12 +14,13 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from appliance import senders
-from appliance.models import Delivery, Message, Sender
+from appliance.models import Delivery, Event, Message, Sender
 from tests.support.process import cli_json
 from tests.support.relay import relay_overrides
 from tests.support.wait import wait_for
 
-LINK = re.compile(r"http://[^\s]+/verify/[A-Za-z0-9_.\-]+")
+LINK = re.compile(r"https://relay\.test/verify/[A-Za-z0-9_.\-]+")
+PUBLIC = "https://relay.test"  # the dashboard's public address, as PUBLIC_URL
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -28,6 +30,12 @@ def verification_link(message_id: str) -> str:
     data = bytes(MessageBody.get_by_id(message_id).data)
     body = email.message_from_bytes(data, policy=email.policy.default).get_content()
     return LINK.search(body).group(0)
+
+
+@pytest.fixture
+def overrides(overrides):
+    """A public address for the dashboard: a link to it can be opened from the owner's phone."""
+    return {**overrides, "PUBLIC_URL": PUBLIC}
 
 
 class TestTheLinkThroughTheRelay:
@@ -58,10 +66,72 @@ class TestTheLinkThroughTheRelay:
         assert not Sender.get(Sender.email == "jo@owner.test").verified
         token = CSRF.search(page).group(1)
         done = browser.post(urlsplit(link).path, data={"csrf_token": token})
-        assert done.status_code == 200 and "jo@owner.test</strong> is verified" in done.get_data(as_text=True)
+        assert done.status_code == 303 and done.headers["Location"] == urlsplit(link).path  # post-redirect-get
+        assert "jo@owner.test</strong> is verified" in browser.get(urlsplit(link).path).get_data(as_text=True)
         sender = Sender.get(Sender.email == "jo@owner.test")
         assert sender.verified and sender.verified_by == "link"
         assert browser.post(urlsplit(link).path).status_code == 400  # the button's POST needs the page's token
+
+    def test_once_the_sender_is_verified_its_link_mails_still_waiting_are_cancelled(
+        self, app, relay, run_cli, dns_server
+    ):
+        dns_server.time_out("owner.test")  # the owner's MX cannot be found yet: the links wait
+        run_cli("senders", "add", "jo@owner.test")
+        resent = cli_json(run_cli("senders", "resend", "jo@owner.test", "--json"))
+        links = lambda: list(Delivery.select().where(Delivery.rcpt == "jo@owner.test"))  # noqa: E731
+        assert wait_for(lambda: [d.status for d in links()] == ["deferred", "deferred"])
+
+        browser = app.test_client()
+        path = urlsplit(verification_link(resent["message"])).path
+        token = CSRF.search(browser.get(path).get_data(as_text=True)).group(1)
+        assert browser.post(path, data={"csrf_token": token}).status_code == 303
+        assert [d.status for d in links()] == ["cancelled", "cancelled"]
+        cancelled = Event.select().where((Event.type == "cancelled") & (Event.recipient == "jo@owner.test"))
+        assert [json.loads(e.details) for e in cancelled] == [{"by": "sender verified"}] * 2
+
+
+class TestNoPublicAddress:
+    """PUBLIC_URL empty and the dashboard on loopback: a link would open only on this machine."""
+
+    @pytest.fixture
+    def overrides(self, overrides):
+        return {**overrides, "PUBLIC_URL": ""}
+
+    def test_no_link_is_mailed_the_reason_is_given_and_the_admin_may_vouch_instead(self, app, run_cli):
+        refused = run_cli("senders", "add", "jo@owner.test")
+        assert refused.exit_code == 1
+        assert f"it would point at http://{app.config['WEB_LISTEN']}, from WEB_LISTEN (PUBLIC_URL is empty)" in (
+            refused.output
+        )
+        assert "Set PUBLIC_URL" in refused.output and "senders add jo@owner.test --verified" in refused.output
+        assert not Sender.select().exists() and not Message.select().exists()
+
+        vouched = cli_json(run_cli("senders", "add", "jo@owner.test", "--verified", "--json"))
+        assert vouched["verified_by"] == "admin"
+
+    def test_resend_gives_the_reason_and_mails_nothing(self, run_cli):
+        senders.add("wait@office.test")
+        refused = run_cli("senders", "resend", "wait@office.test")
+        assert refused.exit_code == 1 and "only this machine can open" in refused.output
+        assert not Message.select().exists()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "refused"),
+    [
+        ("http://localhost:8025", True),
+        ("http://127.0.0.2", True),
+        ("http://[::1]:8025", True),
+        ("http://0.0.0.0:8025", True),
+        ("https://relay.example.com", False),
+        ("http://203.0.113.7:8025", False),
+    ],
+)
+def test_a_link_to_an_address_only_this_machine_can_open_is_not_mailed(app, public_url, refused):
+    problem = senders.link_problem({**app.config, "PUBLIC_URL": public_url})
+    assert (problem is not None) == refused
+    if refused:
+        assert f"it would point at {public_url}, from PUBLIC_URL" in problem
 
 
 def test_an_admin_can_mark_a_sender_verified_directly_and_it_is_recorded_as_such(run_cli):
@@ -82,7 +152,7 @@ def test_resend_mails_a_new_link_and_delete_removes_the_sender(app, run_cli):
     run_cli("senders", "add", "wait@office.test")
     resent = cli_json(run_cli("senders", "resend", "wait@office.test", "--json"))
     assert Message.select().where(Message.mail_from == "postmaster@relay.test").count() == 2
-    assert verification_link(resent["message"]).startswith(f"http://{app.config['WEB_LISTEN']}/verify/")
+    assert verification_link(resent["message"]).startswith(f"{PUBLIC}/verify/")
     deleted = run_cli("senders", "delete", "wait@office.test")
     assert deleted.exit_code == 0 and not Sender.select().exists()
 
@@ -91,7 +161,7 @@ def test_the_link_of_a_deleted_sender_no_longer_applies(app, run_cli):
     added = cli_json(run_cli("senders", "add", "gone@office.test", "--json"))
     link = verification_link(Message.get(Message.mail_from == "postmaster@relay.test").id)
     run_cli("senders", "delete", str(added["id"]))
-    page = app.test_client().get(link.split(app.config["WEB_LISTEN"], 1)[1])
+    page = app.test_client().get(urlsplit(link).path)
     assert page.status_code == 400 and "removed from the relay" in page.get_data(as_text=True)
 
 
@@ -101,7 +171,7 @@ def test_an_expired_link_does_not_verify(app, monkeypatch):
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: three_days_ago)
     url = senders.verification_url(app.config, sender)
     monkeypatch.undo()
-    page = app.test_client().get(url.split(app.config["WEB_LISTEN"], 1)[1])
+    page = app.test_client().get(urlsplit(url).path)
     assert page.status_code == 400 and "expired" in page.get_data(as_text=True)
     assert not Sender.get_by_id(sender.id).verified
 
@@ -109,7 +179,7 @@ def test_an_expired_link_does_not_verify(app, monkeypatch):
 def test_a_tampered_link_is_refused(app):
     sender = senders.add("x@office.test")
     url = senders.verification_url(app.config, sender)
-    page = app.test_client().get(url.split(app.config["WEB_LISTEN"], 1)[1][:-3] + "abc")
+    page = app.test_client().get(urlsplit(url).path[:-3] + "abc")
     assert page.status_code == 400 and "not valid" in page.get_data(as_text=True)
     assert not Sender.get_by_id(sender.id).verified
 

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from appliance import accounts, tls
 from appliance.listeners import Listener, parse_listeners
-from appliance.models import Message
+from appliance.models import Domain, Message
 from appliance.serve import start_smtp, startup_banner
 from tests.support import ROOT
 from tests.support.ports import free_port, free_port_range
@@ -202,6 +202,33 @@ def test_supplied_tls_cert_and_key_are_used_instead_of_generated_ones(tmp_path, 
         service.stop()
 
 
+@pytest.fixture
+def store_delivered(app):
+    """Record a message as delivered (the banner only asks whether one was)."""
+
+    def store() -> None:
+        from appliance import db, intake
+        from appliance.models import Delivery
+
+        item = intake.prepare(
+            b"From: shop@shop.test\r\nSubject: Hi\r\n\r\nhi\r\n",
+            mail_from="shop@shop.test",
+            rcpts=["bob@example.test"],
+            hostname=HOSTNAME,
+            client_ip="127.0.0.1",
+            client_helo="client.test",
+            tls="",
+            username=None,
+            account_id=None,
+            account_priority=3,
+        )
+        with db.atomic_write():
+            intake.store(item)
+        Delivery.update(status="delivered").execute()
+
+    return store
+
+
 def _start_and_read_banner(overrides: dict, prefix: tuple[str, ...] = ()) -> str:
     proc = subprocess.Popen(
         [*prefix, sys.executable, "app.py"],
@@ -219,6 +246,29 @@ def _start_and_read_banner(overrides: dict, prefix: tuple[str, ...] = ()) -> str
     proc.terminate()
     proc.wait(timeout=10)
     return "".join(lines)
+
+
+def test_the_banners_next_steps_follow_what_is_still_to_do(app, overrides, run_cli, store_delivered):
+    first = _start_and_read_banner(overrides)
+    steps = [line.strip() for line in first.splitlines() if line.strip().startswith("next: ")]
+    assert [s.split(":")[1].strip().split()[0] for s in steps] == ["set", "create", "verify", "send"]
+    assert "APPLIANCE_PUBLIC_URL" in steps[0] and "APPLIANCE_HOSTNAME" not in first  # relay.test is a real name
+
+    assert run_cli("accounts", "create", "Shop").exit_code == 0
+    assert run_cli("domains", "add", "shop.test").exit_code == 0
+    second = _start_and_read_banner({**overrides, "PUBLIC_URL": "https://relay.test"})
+    assert "APPLIANCE_PUBLIC_URL" not in second and "accounts create" not in second
+    assert "next: publish the DNS records of shop.test (appliance domains show shop.test)" in second
+
+    Domain.update(verified=True).where(Domain.name == "shop.test").execute()  # as if its DKIM record were found
+    store_delivered()
+    third = _start_and_read_banner({**overrides, "PUBLIC_URL": "https://relay.test"})
+    assert "next:" not in third and "set-up: every first step is done" in third
+
+
+def test_a_hostname_that_only_this_machine_knows_is_the_first_step(overrides):
+    banner = _start_and_read_banner({**overrides, "HOSTNAME": "localhost"})
+    assert "next: set APPLIANCE_HOSTNAME to this machine's public name (now localhost)" in banner
 
 
 def test_first_start_generates_keys_and_an_admin_and_a_second_start_reuses_them(overrides):

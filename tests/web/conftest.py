@@ -94,10 +94,12 @@ def sending_domain(app):
 
 @pytest.fixture
 def store_message(app):
-    """Store a message the way SMTP intake does; return its id."""
+    """Store a message the way SMTP intake does (``raw``: the whole message as given); return its id."""
 
-    def store(subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None, headers=""):
-        raw = f"From: {mail_from}\r\nSubject: {subject}\r\n{headers}\r\nbody\r\n".encode()
+    def store(
+        subject="Hello", mail_from="shop@shop.test", rcpts=("bob@example.com",), account_id=None, headers="", raw=None
+    ):
+        raw = raw or f"From: {mail_from}\r\nSubject: {subject}\r\n{headers}\r\nbody\r\n".encode()
         item = intake.prepare(
             raw,
             mail_from=mail_from,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from appliance import accounts, senders
-from appliance.models import Message, Sender, SmtpAccount
+from appliance.models import Delivery, Message, Sender, SmtpAccount
+
+
+@pytest.fixture
+def overrides(overrides):
+    """The dashboard's public address (PUBLIC_URL): verification links can be mailed."""
+    return {**overrides, "PUBLIC_URL": "https://relay.test"}
 
 
 def test_an_admin_adds_a_sender_and_a_verification_link_is_mailed(client):
@@ -28,12 +36,24 @@ def test_a_bad_address_is_refused_with_the_reason(client):
     assert response.status_code == 400 and "is not an email address" in response.get_data(as_text=True)
 
 
-def test_mark_verified_and_delete_change_the_sender(client):
+def test_mark_verified_and_delete_change_the_sender(app, client):
     sender = senders.add("wait@office.example")
+    senders.send_verification(app.config, sender)  # no workers run here: the link mail stays queued
     client.form(f"/senders/{sender.id}/verify")
     assert Sender.get_by_id(sender.id).verified_by == "admin"
+    assert Delivery.get(Delivery.rcpt == "wait@office.example").status == "cancelled"  # not needed any more
     client.form(f"/senders/{sender.id}/delete")
     assert not Sender.select().exists()
+
+
+def test_with_no_public_address_the_form_says_why_no_link_can_be_mailed_and_adds_nothing(app, client):
+    app.config["PUBLIC_URL"] = "http://localhost:8025"
+    response = client.form("/senders/", {"address": "orders@shop.example"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400 and "only this machine can open" in body and "vouch for it" in body
+    assert 'value="orders@shop.example"' in body  # the address stays in the form
+    assert not Sender.select().exists() and not Message.select().exists()
+    assert client.form("/senders/", {"address": "orders@shop.example", "verified": "on"}).status_code == 302
 
 
 def test_a_viewer_sees_senders_but_cannot_add_one(viewer_client):

@@ -21,8 +21,8 @@ def enrol(client: Dashboard) -> tuple[str, list[str]]:
     """Set up TOTP as a person would: read the key from the page, send the app's code."""
     secret = SECRET.search(client.get("/two-factor").get_data(as_text=True)).group(1)
     response = client.form("/two-factor", {"code": pyotp.TOTP(secret).now()})
-    assert response.status_code == 200
-    return secret, CODES.findall(response.get_data(as_text=True))
+    assert response.status_code == 302 and response.headers["Location"] == "/two-factor/codes"
+    return secret, CODES.findall(client.get("/two-factor/codes").get_data(as_text=True))
 
 
 def password_step(app, email=ADMIN[0], password=ADMIN[1]) -> Dashboard:
@@ -40,8 +40,10 @@ def test_enrolment_shows_a_qr_code_and_the_key_and_needs_a_right_code(client):
     wrong = client.form("/two-factor", {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
     assert wrong.status_code == 400 and b"That code is not right" in wrong.data
     right = client.form("/two-factor", {"code": pyotp.TOTP(secret).now()})
-    assert right.status_code == 200 and right.headers["Cache-Control"] == "no-store"
-    codes = CODES.findall(right.get_data(as_text=True))
+    assert right.status_code == 302 and right.headers["Location"] == "/two-factor/codes"
+    shown = client.get("/two-factor/codes")
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    codes = CODES.findall(shown.get_data(as_text=True))
     assert len(codes) == 10 and len(set(codes)) == 10
     admin = AdminUser.get(AdminUser.email == ADMIN[0])
     assert admin.totp_secret == secret
@@ -114,8 +116,19 @@ def test_turning_two_factor_off_needs_a_code_and_is_refused_while_required(clien
 def test_new_recovery_codes_replace_the_old_ones(app, client):
     _, old = enrol(client)
     response = client.form("/two-factor", {"action": "codes"})
-    new = CODES.findall(response.get_data(as_text=True))
+    assert response.status_code == 302
+    new = CODES.findall(client.get("/two-factor/codes").get_data(as_text=True))
     assert len(new) == 10 and not set(new) & set(old)
     dashboard = password_step(app)
     assert dashboard.form("/login/code", {"code": old[0]}).status_code == 401
     assert dashboard.form("/login/code", {"code": new[0]}).status_code == 302
+
+
+def test_reloading_the_recovery_codes_page_shows_them_no_more_and_makes_none(client):
+    enrol(client)
+    hashes = {row.code_hash for row in RecoveryCode.select()}
+    again = client.get("/two-factor/codes")  # a reload, or the back button
+    assert again.status_code == 302 and again.headers["Location"] == "/two-factor"
+    page = client.get("/two-factor").get_data(as_text=True)
+    assert "Recovery codes are shown once" in page and not CODES.findall(page)
+    assert {row.code_hash for row in RecoveryCode.select()} == hashes  # nothing was made again
