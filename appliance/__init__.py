@@ -45,10 +45,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .followups import connect as connect_followups
     from .metrics import connect as connect_metrics
     from .web import init_app as init_web
+    from .webhook_feed import connect as connect_webhook_feed
 
     connect_followups(app.config)
     events.name_providers(analytics.provider_names)
     connect_eventlog()
     connect_metrics()
+    connect_webhook_feed(app.config)
     init_web(app)
     return app

@@ -325,6 +325,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SWEEP_INTERVAL), well before a full disk makes intake answer 452 4.3.1. 0: no alert.",
         int,
     ),
+    Setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        False,
+        "Allow webhook URLs whose host is or resolves to a loopback, private, link-local, multicast or "
+        "unspecified address (an intranet receiver, tests). Off: such URLs are refused when an endpoint is "
+        "created and again at every call, so a webhook cannot reach the machine's own services.",
+        bool,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

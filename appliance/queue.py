@@ -25,7 +25,7 @@ from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 from peewee import Case
 
-from . import clock, db, delivery, events, guard, retention
+from . import clock, db, delivery, events, guard, retention, webhooks
 from .delivery.sessions import SessionCounter
 from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
 from .policy import quotas
@@ -46,6 +46,7 @@ class Runtime:
     slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
     retention_task: object = field(default=None)
+    webhook_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
         """Enqueue (id, domain, priority) rows as tasks of up to BATCH ids per domain and priority."""
@@ -59,6 +60,15 @@ class Runtime:
                 self.deliver_task(domain, ids[start : start + BATCH], priority=6 - priority)
                 tasks += 1
         return tasks
+
+    def enqueue_webhooks(self, follow: list[webhooks.Next]) -> None:
+        """Enqueue webhook deliveries by ``msg_id``: those due now together, each later one on its own."""
+        now = [n.msg_id for n in follow if n.delay <= 0]
+        for start in range(0, len(now), BATCH):
+            self.webhook_task(now[start : start + BATCH])
+        for n in follow:
+            if n.delay > 0:
+                self.webhook_task.schedule(([n.msg_id],), delay=n.delay)
 
 
 _runtime: Runtime | None = None
@@ -90,6 +100,12 @@ def init(settings: dict) -> Runtime:
         _deliver_task(rt, domain, ids)
 
     rt.deliver_task = huey.task(name="deliver")(deliver)
+
+    def call_webhooks(msg_ids: list[str]) -> None:
+        db.connect_worker()
+        rt.enqueue_webhooks(webhooks.deliver(settings, msg_ids))
+
+    rt.webhook_task = huey.task(name="webhook")(call_webhooks)
 
     def purge() -> retention.Report | None:
         return _retention_task(rt)
@@ -197,6 +213,14 @@ def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
         .tuples()
     )
     return rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
+
+
+def sweep_webhooks(rt: Runtime, *, startup: bool = False) -> int:
+    """Enqueue every webhook delivery that is due (its task lost, or a retry whose time has come);
+    return how many."""
+    due = webhooks.due(startup=startup)
+    rt.enqueue_webhooks([webhooks.Next(msg_id, 0) for msg_id in due])
+    return len(due)
 
 
 def sweep(rt: Runtime, *, startup: bool = False) -> int:
@@ -310,6 +334,7 @@ class Sweeper:
             try:
                 db.database.connect(reuse_if_open=True)
                 sweep(self.rt)
+                sweep_webhooks(self.rt)
             except Exception:  # the next sweep tries again; a crash here would stop all retries
                 log.exception("periodic sweep failed")
 

@@ -202,6 +202,7 @@ class QueueService:
         """Re-enqueue what a previous run left (start-up sweep), then start workers and sweeper."""
         with db.database.connection_context():
             queue.sweep(self.rt, startup=True)
+            queue.sweep_webhooks(self.rt, startup=True)
         self.consumer.start()
         self._thread = threading.Thread(target=self.sweeper.run, name="queue-sweeper", daemon=True)
         self._thread.start()

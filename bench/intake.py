@@ -11,6 +11,10 @@ Starts the appliance as a real process (`python app.py`) in a temporary DATA_DIR
             (../shared/bench/postfix-reference.sh); both fsync before 250. Prints ours/Postfix.
   rate      a fixed offered load (RATE messages/s for DURATION s) over STARTTLS + AUTH; p50/p99
             DATA-to-250 (target: p99 < 50 ms).
+  webhooks  the starttls load twice, on an appliance without any webhook and on one with an endpoint
+            that wants every event (intake then writes a pending webhook delivery per event, one
+            insert per commit): ours-with/ours-without (the endpoint is never called: `--role smtp`
+            runs no workers, and its URL is a closed loopback port).
 
 DATA-to-250 is measured from writing the DATA command to reading the final reply (it includes the
 354 round trip and sending the body). The load generator runs on the same machine and its own CPU
@@ -19,6 +23,7 @@ is shown too, because on two cores it competes with the appliance.
     python bench/intake.py                      # all three modes, once
     python bench/intake.py --mode plain --repeat 2
     python bench/intake.py --mode starttls --sessions 20 --messages 6000 --size 10240
+    python bench/intake.py --mode webhooks --repeat 3   # alternating who goes first
 """
 
 from __future__ import annotations
@@ -292,15 +297,19 @@ def _settle(app: Appliance, seconds: float = 3.0) -> float:
 
 def _stored(app: Appliance) -> int:
     """Count messages in the appliance's database (read-only), to check every 250 was stored."""
+    return _count(app, "message")
+
+
+def _count(app: Appliance, table: str) -> int:
     assert app.data_dir is not None
     con = sqlite3.connect(f"file:{app.data_dir / 'appliance.db'}?mode=ro", uri=True, timeout=30)
     try:
-        return con.execute("select count(*) from message").fetchone()[0]
+        return con.execute(f'select count(*) from "{table}"').fetchone()[0]
     finally:
         con.close()
 
 
-def _appliance(args) -> Appliance:
+def _appliance(args, **env: str) -> Appliance:
     """The appliance under test, as ``--role`` (default ``smtp``: the SMTP front end alone, which
     accepts and queues like Postfix's HOLD port; ``all`` adds the delivery workers). Delivery goes
     to a closed loopback port (SMARTHOST) and DNS to a dead loopback resolver: nothing leaves
@@ -312,6 +321,7 @@ def _appliance(args) -> Appliance:
         extra_env={
             "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
             "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
+            **env,
         },
     )
 
@@ -336,6 +346,34 @@ def run_starttls(args) -> list[Result]:
         res.rss_after = app.rss()
         _check_stored(app, res)
     return [res]
+
+
+WEBHOOK_CACHE_SECONDS = 5  # appliance/webhooks/endpoints.py: how soon another process sees a new endpoint
+
+
+def _starttls_with_webhook(args, webhook: bool) -> Result:
+    res = Result("starttls+auth", "with webhook" if webhook else "no webhook", args.sessions, load=os.getloadavg()[0])
+    with _appliance(args, APPLIANCE_WEBHOOK_ALLOW_PRIVATE="true") as app:
+        account = _prepare(app)
+        if webhook:
+            app.cli("webhooks", "create", f"http://127.0.0.1:{free_port()}/hook")
+        res.rss_idle = _settle(app, WEBHOOK_CACHE_SECONDS + 1)
+        asyncio.run(_closed_loop(app, account, res, args.messages or 6000, args.size))
+        res.rss_after = app.rss()
+        _check_stored(app, res)
+        if webhook:  # every accepted message made its pending webhook delivery (the last ones in ≤ 50 ms)
+            deadline = time.monotonic() + 5
+            while (rows := _count(app, "webhook_delivery")) < res.ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if rows != res.ok:
+                raise RuntimeError(f"{rows} webhook deliveries written for {res.ok} accepted messages")
+    return res
+
+
+def run_webhooks(args) -> list[Result]:
+    order = (False, True) if args.run % 2 else (True, False)  # alternate who goes first
+    results = {webhook: _starttls_with_webhook(args, webhook) for webhook in order}
+    return [results[False], results[True]]
 
 
 def run_rate(args) -> list[Result]:
@@ -489,7 +527,7 @@ def _plain_postfix(args) -> Result:
     return ref
 
 
-MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate}
+MODES = {"starttls": run_starttls, "plain": run_plain, "rate": run_rate, "webhooks": run_webhooks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    modes = list(MODES) if args.mode == "all" else [args.mode]
+    modes = [m for m in MODES if m != "webhooks"] if args.mode == "all" else [args.mode]
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {machine()} · repo {args.repo}")
     print(f"sessions {args.sessions}, size {args.size} B" + (f", messages {args.messages}" if args.messages else ""))
     rows = []
@@ -533,6 +571,15 @@ def main(argv: list[str] | None = None) -> int:
             ours, ref = float(plain["appliance"]["msg/s"]), float(plain["postfix"]["msg/s"])
             print(f"run {run}: plain, ours/Postfix = {ours:.0f}/{ref:.0f} msg/s = {ours / ref:.2f}")
             ratios.append(ours / ref)
+    hooked = []
+    for run in range(1, args.repeat + 1):
+        pair = {r["server"]: r for r in rows if r["run"] == run and r["mode"] == "starttls+auth"}
+        if {"no webhook", "with webhook"} <= pair.keys():
+            with_, without = float(pair["with webhook"]["msg/s"]), float(pair["no webhook"]["msg/s"])
+            print(f"run {run}: webhooks, with/without = {with_:.0f}/{without:.0f} msg/s = {with_ / without:.2f}")
+            hooked.append(with_ / without)
+    if len(hooked) > 1:
+        print(f"webhooks: median ratio with/without over {len(hooked)} runs {statistics.median(hooked):.2f}")
     if len(ratios) > 1:
         print(
             f"plain: median ratio ours/Postfix over {len(ratios)} runs {statistics.median(ratios):.2f} "

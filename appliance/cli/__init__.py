@@ -28,6 +28,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     stats,
     suppressions,
     tls,
+    webhooks,
 )
 from .base import cli
 

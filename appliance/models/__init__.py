@@ -47,6 +47,7 @@ from .mail import (
     sent_facts,
 )
 from .policy import AccountQuota, AccountReputation, ProviderGroup, SendCount, WarmupPlan
+from .webhooks import Webhook, WebhookCall, WebhookDelivery
 
 MODELS = (
     AdminUser,
@@ -77,6 +78,9 @@ MODELS = (
     ListMember,
     ApiKey,
     IdempotentAnswer,
+    Webhook,
+    WebhookDelivery,
+    WebhookCall,
 )
 
 __all__ = [
@@ -136,6 +140,9 @@ __all__ = [
     "WARNING",
     "WarmupPlan",
     "WebSession",
+    "Webhook",
+    "WebhookCall",
+    "WebhookDelivery",
     "message_status",
     "refresh_messages",
     "sent_facts",

@@ -30,6 +30,7 @@ from . import (
     tracking,
     users,
     verify,
+    webhooks,
 )
 from .permissions import forbidden_page, login_manager
 from .sessions import ServerSessionInterface
@@ -128,6 +129,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(users.bp)
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(smtp_codes.bp)
+    app.register_blueprint(webhooks.bp)
     # Mailbox providers send the one-click POST (RFC 8058): the signed link is the proof, no CSRF token.
     csrf.exempt(tracking.bp)
     app.register_blueprint(tracking.bp)

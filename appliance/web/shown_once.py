@@ -3,7 +3,8 @@ reload or the back button repeats nothing and shows nothing again).
 
 The POST keeps the secret in the server-side session, encrypted with a key derived from SECRET_KEY so
 that the session's database row never holds it in clear, for at most SHOWN_ONCE_SECONDS; the page
-that shows it takes it out. Used for an SMTP account's new password and a user's recovery codes."""
+that shows it takes it out. Used for an SMTP account's new password, a user's recovery codes and a
+webhook's signing secret."""
 
 from __future__ import annotations
 
