@@ -1,4 +1,4 @@
-"""Notices: the mail the appliance writes itself (sender verification links, alert mails).
+"""Notices: the mail the appliance writes itself (sender verification links, alert mails, test messages).
 
 A notice is stored through the same intake as a client's mail, in the caller's transaction when
 there is one, and handed to the queue by the events layer right after that transaction commits
@@ -12,6 +12,7 @@ import email.policy
 from email.message import EmailMessage
 
 from . import db, intake
+from .policy import acceptance
 
 SYSTEM_PRIORITY = 2  # ahead of normal mail: someone is waiting for a verification link
 
@@ -46,3 +47,23 @@ def send(settings: dict, to: list[str], subject: str, text: str) -> str:
     with db.atomic_write():
         intake.store(item)
     return item.id
+
+
+class NoticeError(ValueError):
+    """A notice that cannot be sent as asked (shown as is)."""
+
+
+def send_test(settings: dict, recipient: str) -> str:
+    """Store a test message to ``recipient`` (`appliance send-test`, the setup page); return its id.
+    It takes the queue, routing, DKIM signing and TLS that applications' mail takes."""
+    recipient = recipient.strip()
+    problem = acceptance.address_problem(recipient)
+    if problem:
+        raise NoticeError(f"{recipient!r} is not an email address: {problem}")
+    return send(
+        settings,
+        [recipient],
+        f"Test message from {settings['HOSTNAME']}",
+        f"This is a test message sent by the mail relay {settings['HOSTNAME']}.\n"
+        "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
+    )

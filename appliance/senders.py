@@ -98,14 +98,15 @@ def _serializer(settings: dict) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings["SECRET_KEY"], salt="sender-verification")
 
 
-def _link_base(settings: dict) -> str:
+def link_base(settings: dict) -> str:
+    """Where the links in the appliance's mail point: PUBLIC_URL, else the dashboard's WEB_LISTEN."""
     return settings["PUBLIC_URL"].rstrip("/") or f"http://{settings['WEB_LISTEN']}"
 
 
 def link_problem(settings: dict) -> str | None:
     """Why a verification link cannot be mailed now: its address opens only on this machine (a
     loopback or wildcard address, or localhost), so the owner's phone could never open it."""
-    base = _link_base(settings)
+    base = link_base(settings)
     host = (urlsplit(base).hostname or "").lower()
     try:
         local = ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
@@ -124,7 +125,7 @@ def link_problem(settings: dict) -> str | None:
 def verification_url(settings: dict, sender: Sender) -> str:
     """Return the signed link that verifies ``sender`` (it expires after VERIFY_LINK_TTL seconds)."""
     token = _serializer(settings).dumps({"id": sender.id, "email": sender.email})
-    return f"{_link_base(settings)}/verify/{token}"
+    return f"{link_base(settings)}/verify/{token}"
 
 
 def _link_subject(sender: Sender) -> str:

@@ -25,6 +25,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     send_test,
     senders,
     serve,
+    setup,
     stats,
     suppressions,
     tls,

@@ -10,7 +10,6 @@ from flask.cli import with_appcontext
 
 from .. import message_log, notices
 from ..models import DELIVERED, QUEUED, SENDING
-from ..policy import acceptance
 from .base import cli, emit
 from .messages import message_report
 
@@ -31,18 +30,10 @@ def send_test(recipient: str, wait_seconds: float, as_json: bool) -> None:
     """Send a test message through the queue, as any mail goes, and show what happened to it.
 
     Exits 0 when it was delivered, 1 otherwise (bounced, deferred, or still waiting)."""
-    settings = current_app.config
-    recipient = recipient.strip()
-    problem = acceptance.address_problem(recipient)
-    if problem:
-        raise click.ClickException(f"{recipient!r} is not an email address: {problem}")
-    message_id = notices.send(
-        settings,
-        [recipient],
-        f"Test message from {settings['HOSTNAME']}",
-        f"This is a test message sent by `appliance send-test` on {settings['HOSTNAME']}.\n"
-        "It went through the same queue, routing, DKIM signing and TLS as your applications' mail.\n",
-    )
+    try:
+        message_id = notices.send_test(current_app.config, recipient)
+    except notices.NoticeError as exc:
+        raise click.ClickException(str(exc)) from None
     deadline = time.monotonic() + wait_seconds
     while True:
         found = message_log.detail(message_id)

@@ -25,6 +25,7 @@ from . import (
     policy,
     proxies,
     senders,
+    setup,
     smtp_codes,
     suppressions,
     tracking,
@@ -123,6 +124,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(suppressions.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(senders.bp)
+    app.register_blueprint(setup.bp)
     app.register_blueprint(domains.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(policy.bp)

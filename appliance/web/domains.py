@@ -19,7 +19,8 @@ def _get(domain_id: int) -> Domain:
     return domain
 
 
-def _records_context(domain: Domain) -> dict:
+def records_context(domain: Domain) -> dict:
+    """What the records fragment shows: each record with its last check, and whether a check runs."""
     status = domain.statuses()
     rows = [
         (r, status.get(r.key, {"status": "unchecked", "error": ""}))
@@ -54,14 +55,14 @@ def domains_create():
 @viewer_required
 def domains_show(domain_id: int):
     """Show the records to publish and the last check of each."""
-    return render_template("domains/show.html", **_records_context(_get(domain_id)))
+    return render_template("domains/show.html", **records_context(_get(domain_id)))
 
 
 @bp.get("/<int:domain_id>/records")
 @viewer_required
 def domains_records(domain_id: int):
     """The records fragment (htmx polls it while a check runs)."""
-    return render_template("domains/_records.html", **_records_context(_get(domain_id)))
+    return render_template("domains/_records.html", **records_context(_get(domain_id)))
 
 
 @bp.post("/<int:domain_id>/check")
@@ -71,7 +72,7 @@ def domains_check(domain_id: int):
     domain = _get(domain_id)
     domains.check_in_background(domain.id, current_app.config)
     if request.headers.get("HX-Request"):
-        return render_template("domains/_records.html", **_records_context(domain))
+        return render_template("domains/_records.html", **records_context(domain))
     return redirect(url_for("domains.domains_show", domain_id=domain.id))
 
 

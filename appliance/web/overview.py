@@ -6,7 +6,7 @@ import datetime as dt
 
 from flask import Blueprint, current_app, render_template, request
 
-from .. import clock, retention, stats
+from .. import checklist, clock, retention, stats
 from ..models import Delivery, Message, SmtpAccount
 from ..stats import PERIODS, PROBLEMS
 from .charts import Bucket, bar_chart
@@ -64,6 +64,7 @@ def overview_show():
         has_accounts=SmtpAccount.select().exists(),
         has_messages=Message.select().exists(),
         storage=storage(current_app.config),
+        setup_left=sum(not step.done for step in checklist.steps(current_app.config)),
     )
 
 
