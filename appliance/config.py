@@ -161,6 +161,13 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting("MAX_RECIPIENTS", 100, "Recipients accepted per message.", int),
+    Setting(
+        "API_RATE_LIMIT",
+        600,
+        "Requests per minute one API key may make to the HTTP API (bursts up to as many); beyond it: 429 with "
+        "Retry-After. Counted by each process that serves the dashboard. 0: no limit.",
+        int,
+    ),
     Setting("MAX_CONNECTIONS", 200, "Concurrent SMTP connections across all listeners; beyond it: 421.", int),
     Setting(
         "MAX_CONNECTIONS_PER_IP",

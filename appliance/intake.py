@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ulid import ULID
 
@@ -69,6 +70,7 @@ class Incoming:
     members_list: str | None = None  # the list its recipients join as members
     list_send: str | None = None  # sent to this list's address: the workers add its members (appliance/fanout.py)
     subject: str = ""  # its Subject:, decoded and whole (the campaigns' subject rule compares it)
+    tags: list[str] = field(default_factory=list)  # the HTTP API's tags, kept on the accepted event
 
     @property
     def personal(self) -> bool:
@@ -90,10 +92,19 @@ def _rfc5322_now() -> str:
 
 
 def received_header(
-    *, helo: str, ip: str, hostname: str, tls: str, username: str | None, message_id: str, rcpts: list[str]
+    *,
+    helo: str,
+    ip: str,
+    hostname: str,
+    tls: str,
+    username: str | None,
+    message_id: str,
+    rcpts: list[str],
+    protocol: str = "",
 ) -> bytes:
-    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848)."""
-    protocol = "ESMTP" + ("S" if tls else "") + ("A" if username else "")
+    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848, or ``protocol``:
+    HTTP or HTTPS for the HTTP API)."""
+    protocol = protocol or "ESMTP" + ("S" if tls else "") + ("A" if username else "")
     lines = [f"Received: from {helo or 'unknown'} ([{ip}])", f"\tby {hostname} (appliance) with {protocol}"]
     if tls:
         lines.append(f"\t({tls})")
@@ -124,6 +135,7 @@ def prepare(
     account_track_opens: bool | None = None,
     account_track_clicks: bool | None = None,
     list_send: str | None = None,
+    protocol: str = "",
 ) -> Incoming:
     """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage).
 
@@ -169,6 +181,7 @@ def prepare(
         username=username,
         message_id=message_id,
         rcpts=rcpts,
+        protocol=protocol,
     )
     return Incoming(
         id=message_id,
@@ -249,8 +262,12 @@ def store_many(items: list[Incoming]) -> list[str]:
             }
         )
         bodies.append({"message": item.id, "data": item.data})
-        details = {"via": item.via, "list": item.list_send} if item.list_send else {"via": item.via}
-        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, details))
+        accepted: dict = {"via": item.via}
+        if item.tags:
+            accepted["tags"] = item.tags
+        if item.list_send:
+            accepted["list"] = item.list_send
+        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, accepted))
         if item.direction == "inbound" or item.list_send:
             continue
         if item.members_list:
@@ -294,11 +311,13 @@ def _storage_reply(exc: BaseException | None) -> str:
 
 
 class Refused(Exception):
-    """The message is refused for a reason of policy; ``reply`` is the SMTP answer."""
+    """The message is refused for a reason of policy; ``reply`` is the SMTP answer, ``reason`` its
+    stable slug (a Decision's)."""
 
-    def __init__(self, reply: str):
+    def __init__(self, reply: str, reason: str = ""):
         super().__init__(reply)
         self.reply = reply
+        self.reason = reason
 
 
 class GroupCommitter:
@@ -336,3 +355,15 @@ class GroupCommitter:
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None
+
+
+def accept_blocking(prepare: Callable[[], Incoming], store: db.Many | None = None, after=None) -> Any:
+    """GroupCommitter.accept for a thread that may wait (the HTTP API's): prepare and store the
+    message on the process's writer when one runs (else here), and return what ``store`` gave for
+    it (store_many: its id) once durable; ``after`` gets the results after the commit. Raises as
+    accept does."""
+    try:
+        return db.write_many(store or store_many, None, after=after, prepare=prepare).result()
+    except db.WRITE_ERRORS as exc:
+        log.error("could not store a message: %s", exc)
+        raise StorageError(_storage_reply(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .addresses import Domain, Sender, Suppression
 from .admin import AdminUser, AuditEntry, DashboardSetting, RecoveryCode, WebSession
+from .api import MANAGE, READ, SCOPES, SEND, ApiKey, IdempotentAnswer
 from .base import (
     BOUNCED,
     CANCELLED,
@@ -76,6 +77,8 @@ MODELS = (
     MailingList,
     ListAccount,
     ListMember,
+    ApiKey,
+    IdempotentAnswer,
     Webhook,
     WebhookDelivery,
     WebhookCall,
@@ -85,6 +88,7 @@ __all__ = [
     "AccountQuota",
     "AccountReputation",
     "AdminUser",
+    "ApiKey",
     "Alert",
     "Attempt",
     "AuditEntry",
@@ -107,9 +111,11 @@ __all__ = [
     "FAILED",
     "GroupedCount",
     "HELD",
+    "IdempotentAnswer",
     "INFO",
     "ListAccount",
     "ListMember",
+    "MANAGE",
     "MEMBER_STATUSES",
     "MODELS",
     "MailingList",
@@ -119,8 +125,11 @@ __all__ = [
     "PENDING_STATUSES",
     "ProviderGroup",
     "QUEUED",
+    "READ",
     "RECEIVED",
     "RecoveryCode",
+    "SCOPES",
+    "SEND",
     "SENDING",
     "SUBSCRIBED",
     "SUPPRESSED",
