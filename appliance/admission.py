@@ -56,7 +56,7 @@ def admit(
             if unknown or not addresses:
                 decision = senders.check(settings, account_id, unknown, header=True, field=name)
                 if decision:
-                    raise intake.Refused(decision.reply)
+                    raise intake.Refused(decision.reply, decision.reason)
         campaigns.file(settings, item)
     if hold is not None:
         item.hold_reply, item.hold_until = quotas.held_reply(hold), hold.release_at

@@ -191,6 +191,9 @@ def file(settings: dict, item: intake.Incoming) -> None:
 
 
 def _file_list(settings: dict, item: intake.Incoming) -> None:
+    if item.list_send:  # mail to a list address: its members are the recipients, nobody joins
+        item.list_id = item.list_send
+        return
     if item.list_ref:
         if lists.exists(item.list_ref):
             item.list_id = item.members_list = item.list_ref

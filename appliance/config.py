@@ -98,6 +98,19 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "PEM file of a private CA that the smarthost's certificate is verified against (empty: system CAs).",
     ),
+    Setting(
+        "LISTS_DOMAIN",
+        "",
+        "Domain of the list addresses `<list-id>@LISTS_DOMAIN`: mail to one from an account tied to the list goes "
+        "to each subscribed member (docs/campaigns-and-lists.md). Empty: `lists.` + HOSTNAME.",
+    ),
+    Setting(
+        "LIST_BATCH",
+        500,
+        "Members a worker adds to a list send per database transaction (small: other mail's intake never waits "
+        "long behind it).",
+        int,
+    ),
     Setting("DNS_SERVERS", "", "Resolver override, `ip[:port],…`. Empty: the system resolver."),
     Setting("DELIVERY_PORT", 25, "Port used on MX hosts (tests point it at a loopback sink).", int),
     Setting("DATABASE_URL", "", "Empty: SQLite in DATA_DIR. `postgresql://…` for the scale-out mode."),
@@ -148,6 +161,13 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting("MAX_RECIPIENTS", 100, "Recipients accepted per message.", int),
+    Setting(
+        "API_RATE_LIMIT",
+        600,
+        "Requests per minute one API key may make to the HTTP API (bursts up to as many); beyond it: 429 with "
+        "Retry-After. Counted by each process that serves the dashboard. 0: no limit.",
+        int,
+    ),
     Setting("MAX_CONNECTIONS", 200, "Concurrent SMTP connections across all listeners; beyond it: 421.", int),
     Setting(
         "MAX_CONNECTIONS_PER_IP",
@@ -385,6 +405,11 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
     values["DATA_DIR"] = str(Path(values["DATA_DIR"]).resolve())
     if not values["HOSTNAME"]:
         values["HOSTNAME"] = _fqdn()
+    if not values["LISTS_DOMAIN"]:
+        values["LISTS_DOMAIN"] = "lists." + values["HOSTNAME"]
+    values["LISTS_DOMAIN"] = values["LISTS_DOMAIN"].strip().lower().rstrip(".")
+    if values["LIST_BATCH"] < 1:
+        raise ConfigError(f"LIST_BATCH: expected a whole number of at least 1, got {values['LIST_BATCH']}")
     if values["ACME_EMAIL"]:
         check_acme(values)
     return values

@@ -440,12 +440,24 @@ def use_writer(writer: GroupWriter | None) -> None:
     _writer = writer
 
 
-def write_many(many: Many, arg: Any, after: After | None = None, lazy: float = 0.0) -> concurrent.futures.Future:
+def write_many(
+    many: Many,
+    arg: Any,
+    after: After | None = None,
+    lazy: float = 0.0,
+    prepare: Callable[[], Any] | None = None,
+) -> concurrent.futures.Future:
     """Run one job of kind ``many`` in a write transaction, on the writer if one runs (``lazy``:
-    see GroupWriter)."""
+    see GroupWriter); ``prepare`` (optional) makes its argument right before, as GroupWriter.submit's does."""
     if _writer is not None and _writer.running:
-        return _writer.submit(many, arg, after=after, lazy=lazy)
+        return _writer.submit(many, arg, after=after, lazy=lazy, prepare=prepare)
     future: concurrent.futures.Future = concurrent.futures.Future()
+    if prepare is not None:
+        try:
+            arg = prepare()
+        except Exception as exc:  # noqa: BLE001 — this job's own failure, handed to its caller
+            future.set_exception(exc)
+            return future
     with atomic_write():
         (result,) = many([arg])
     future.set_result(result)

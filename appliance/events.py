@@ -52,6 +52,9 @@ TYPES = (
     CLICKED,
     UNSUBSCRIBED,
 )
+# The appliance's own bookkeeping, not an outcome: a batch of a list send's members became deliveries
+# (appliance/fanout.py; details: list, after, last, added, skipped). Not in TYPES: no log line, no webhook.
+EXPANDED = "expanded"
 
 
 class Occurred(NamedTuple):
@@ -139,7 +142,8 @@ def timeline(message_id: str) -> list[dict[str, Any]]:
 
 # -- the analytics' hourly roll-up (EventCount, docs/analytics.md) -------------------------------
 COUNTED = (DELIVERED, BOUNCED, COMPLAINED, OPENED, CLICKED, UNSUBSCRIBED)  # the analytics' metrics
-_ROLLED = frozenset((*COUNTED, ACCEPTED, CANCELLED))  # ACCEPTED adds the sent, CANCELLED takes one off
+# ACCEPTED adds the sent (EXPANDED: those of a list send's batch), CANCELLED takes one off
+_ROLLED = frozenset((*COUNTED, ACCEPTED, EXPANDED, CANCELLED))
 _NOT_SENT = (m.SUPPRESSED, m.CANCELLED)  # deliveries that never go out are not "sent"
 _CHUNK = 500  # rows per upsert statement (9 parameters each, under SQLite's limit)
 
@@ -290,9 +294,26 @@ def _roll_up(events: list[Occurred]) -> None:
         )
         for mid, domain, n in sent:
             tally.add(facts[mid], domain.lower(), "sent", facts[mid][0], n, message_id=mid)
+    for e in wanted:
+        if e.type == EXPANDED:
+            batch = (
+                Delivery.select(Delivery.domain, fn.COUNT(Delivery.id))
+                .where(
+                    Delivery.message == e.message_id,
+                    Delivery.rcpt > e.details["after"],
+                    Delivery.rcpt <= e.details["last"],
+                    Delivery.status.not_in(_NOT_SENT),
+                )
+                .group_by(Delivery.domain)
+                .tuples()
+            )
+            for domain, n in batch:
+                tally.add(
+                    facts[e.message_id], domain.lower(), "sent", facts[e.message_id][0], n, message_id=e.message_id
+                )
     seen = _human_before({e.message_id for e in wanted if e.type in (OPENED, CLICKED) and not e.details.get("machine")})
     for e in wanted:
-        if e.type != ACCEPTED:
+        if e.type not in (ACCEPTED, EXPANDED):
             tally.event(facts[e.message_id], e.message_id, e.type, e.recipient, e.at, e.details, seen)
     tally.write()
     tally.write_grouped()

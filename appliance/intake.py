@@ -9,11 +9,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ulid import ULID
 
 from . import clock, db, events, message_bytes, replies, tracking
-from .models import HELD, QUEUED, RECEIVED, SUPPRESSED, Delivery, ListMember, Message, MessageBody, Suppression
+from .models import (
+    EXPANDING,
+    HELD,
+    QUEUED,
+    RECEIVED,
+    SUPPRESSED,
+    Delivery,
+    ListMember,
+    Message,
+    MessageBody,
+    Suppression,
+)
 from .policy import acceptance
 
 log = logging.getLogger(__name__)
@@ -56,7 +68,9 @@ class Incoming:
     campaign_id: str | None = None  # the campaign it is filed under (appliance/campaigns.py)
     list_id: str | None = None  # the list its figures show under (appliance/lists.py)
     members_list: str | None = None  # the list its recipients join as members
+    list_send: str | None = None  # sent to this list's address: the workers add its members (appliance/fanout.py)
     subject: str = ""  # its Subject:, decoded and whole (the campaigns' subject rule compares it)
+    tags: list[str] = field(default_factory=list)  # the HTTP API's tags, kept on the accepted event
 
     @property
     def personal(self) -> bool:
@@ -78,10 +92,19 @@ def _rfc5322_now() -> str:
 
 
 def received_header(
-    *, helo: str, ip: str, hostname: str, tls: str, username: str | None, message_id: str, rcpts: list[str]
+    *,
+    helo: str,
+    ip: str,
+    hostname: str,
+    tls: str,
+    username: str | None,
+    message_id: str,
+    rcpts: list[str],
+    protocol: str = "",
 ) -> bytes:
-    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848)."""
-    protocol = "ESMTP" + ("S" if tls else "") + ("A" if username else "")
+    """Build our Received: trace field (RFC 5321 §4.4; protocol names from RFC 3848, or ``protocol``:
+    HTTP or HTTPS for the HTTP API)."""
+    protocol = protocol or "ESMTP" + ("S" if tls else "") + ("A" if username else "")
     lines = [f"Received: from {helo or 'unknown'} ([{ip}])", f"\tby {hostname} (appliance) with {protocol}"]
     if tls:
         lines.append(f"\t({tls})")
@@ -111,11 +134,14 @@ def prepare(
     account_stream: str = "transactional",
     account_track_opens: bool | None = None,
     account_track_clicks: bool | None = None,
+    list_send: str | None = None,
+    protocol: str = "",
 ) -> Incoming:
     """Normalise and stamp a received message (pure; raises message_bytes.MalformedMessage).
 
     The relay's own headers (X-Stream, X-Track-Opens, X-Track-Clicks, campaign_guid, X-Campaign-ID,
-    mailing_list_id) are read and removed."""
+    mailing_list_id) are read and removed. Mail to a list address (``list_send``: the list's id) is
+    broadcast mail, whatever X-Stream says: each member gets a copy with its own unsubscribe link."""
     data = message_bytes.normalise_line_endings(raw)
     fields, _ = message_bytes.parse_header_block(data)
     lower: dict[str, str] = {}
@@ -155,6 +181,7 @@ def prepare(
         username=username,
         message_id=message_id,
         rcpts=rcpts,
+        protocol=protocol,
     )
     return Incoming(
         id=message_id,
@@ -169,7 +196,8 @@ def prepare(
         tls=tls,
         from_addresses=from_addresses,
         sender_addresses=acceptance.header_addresses(lower["sender"]) if "sender" in lower else None,
-        stream=chosen.stream if direction == "outbound" else "transactional",
+        stream="broadcast" if list_send else chosen.stream if direction == "outbound" else "transactional",
+        list_send=list_send,
         track_opens=chosen.opens and direction == "outbound",
         track_clicks=chosen.clicks and direction == "outbound",
         from_domain=acceptance.split_address(from_addresses[0])[1].lower() if from_addresses else "",
@@ -200,6 +228,8 @@ def store_many(items: list[Incoming]) -> list[str]:
         waiting = HELD if item.hold_reply else QUEUED
         if item.direction == "inbound":
             status = RECEIVED
+        elif item.list_send:
+            status = EXPANDING  # no deliveries yet: the workers add one per member
         elif item.rcpts and all(
             Suppression.applying(suppressed.get(r.lower()), item.stream, item.from_domain) is not None
             for r in item.rcpts
@@ -214,7 +244,7 @@ def store_many(items: list[Incoming]) -> list[str]:
                 "direction": item.direction,
                 "status": status,
                 "mail_from": item.mail_from,
-                "rcpt_count": len(item.rcpts),
+                "rcpt_count": 0 if item.list_send else len(item.rcpts),
                 "size": len(item.data),
                 "priority": item.priority,
                 "client_ip": item.client_ip,
@@ -232,8 +262,13 @@ def store_many(items: list[Incoming]) -> list[str]:
             }
         )
         bodies.append({"message": item.id, "data": item.data})
-        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, {"via": item.via}))
-        if item.direction == "inbound":
+        accepted: dict = {"via": item.via}
+        if item.tags:
+            accepted["tags"] = item.tags
+        if item.list_send:
+            accepted["list"] = item.list_send
+        occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, accepted))
+        if item.direction == "inbound" or item.list_send:
             continue
         if item.members_list:
             members.extend((item.members_list, rcpt.lower()) for rcpt in item.rcpts)
@@ -276,11 +311,13 @@ def _storage_reply(exc: BaseException | None) -> str:
 
 
 class Refused(Exception):
-    """The message is refused for a reason of policy; ``reply`` is the SMTP answer."""
+    """The message is refused for a reason of policy; ``reply`` is the SMTP answer, ``reason`` its
+    stable slug (a Decision's)."""
 
-    def __init__(self, reply: str):
+    def __init__(self, reply: str, reason: str = ""):
         super().__init__(reply)
         self.reply = reply
+        self.reason = reason
 
 
 class GroupCommitter:
@@ -318,3 +355,15 @@ class GroupCommitter:
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
             raise StorageError(_storage_reply(exc)) from None
+
+
+def accept_blocking(prepare: Callable[[], Incoming], store: db.Many | None = None, after=None) -> Any:
+    """GroupCommitter.accept for a thread that may wait (the HTTP API's): prepare and store the
+    message on the process's writer when one runs (else here), and return what ``store`` gave for
+    it (store_many: its id) once durable; ``after`` gets the results after the commit. Raises as
+    accept does."""
+    try:
+        return db.write_many(store or store_many, None, after=after, prepare=prepare).result()
+    except db.WRITE_ERRORS as exc:
+        log.error("could not store a message: %s", exc)
+        raise StorageError(_storage_reply(exc)) from None

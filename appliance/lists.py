@@ -18,7 +18,7 @@ from typing import Any
 
 from peewee import fn
 
-from . import audit, clock, db
+from . import audit, clock, db, replies
 from .models import MEMBER_STATUSES, ListAccount, ListMember, MailingList, SmtpAccount
 from .policy import acceptance
 
@@ -187,6 +187,17 @@ def tied_list(account_id: int) -> str | None:
         .order_by(ListAccount.created_at, ListAccount.id)
         .scalar()
     )
+
+
+def permission(account_id: int, address: str) -> tuple[str | None, str | None]:
+    """Whether an account may send to a list address, ``<list-id>@LISTS_DOMAIN``: (None, the list's id),
+    or (the refusal, None) when there is no such list or the account is not tied to it."""
+    list_id = acceptance.split_address(address)[0].strip().lower()
+    if not exists(list_id):
+        return replies.LIST_UNKNOWN.format(address=address), None
+    if not ListAccount.select().where(ListAccount.list == list_id, ListAccount.account == account_id).exists():
+        return replies.LIST_NOT_ALLOWED.format(list=list_id), None
+    return None, list_id
 
 
 def exists(list_id: str) -> bool:

@@ -84,6 +84,33 @@ def without_fields(data: bytes, names: set[str]) -> bytes:
     return b"".join(line + b"\r\n" for line in kept) + rest
 
 
+def with_to(data: bytes, address: str) -> bytes:
+    """Return the message with its To: field replaced by one naming ``address`` where the first one was
+    (at the end of the header section when there was none; later ones go); the body and every other field
+    are kept byte for byte."""
+    end = data.find(b"\r\n\r\n")
+    end = len(data) if end < 0 else end + 2
+    head, rest = data[:end], data[end:]
+    kept: list[bytes] = []
+    dropping = placed = False
+    new_field = f"To: {address}".encode()
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _FIELD.match(line)
+        dropping = bool(match) and match.group(1).lower() == b"to"
+        if dropping and not placed:
+            kept.append(new_field)
+            placed = True
+        elif not dropping:
+            kept.append(line)
+    if not placed:
+        kept.append(new_field)
+    return b"".join(line + b"\r\n" for line in kept) + rest
+
+
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (1001 with a stuffed dot).
 MAX_LINE = 999
 

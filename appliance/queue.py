@@ -25,9 +25,9 @@ from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 from peewee import Case
 
-from . import clock, db, delivery, events, guard, retention, webhooks
+from . import clock, db, delivery, events, fanout, guard, retention, webhooks
 from .delivery.sessions import SessionCounter
-from .models import CANCELLED, DEFERRED, HELD, QUEUED, SENDING, Claimed, Delivery, refresh_messages
+from .models import CANCELLED, DEFERRED, EXPANDING, HELD, QUEUED, SENDING, Claimed, Delivery, Message, refresh_messages
 from .policy import quotas
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Runtime:
     slots: SessionCounter  # sessions per destination domain
     deliver_task: object = field(default=None)
     retention_task: object = field(default=None)
+    expand_task: object = field(default=None)
     webhook_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
@@ -100,6 +101,12 @@ def init(settings: dict) -> Runtime:
         _deliver_task(rt, domain, ids)
 
     rt.deliver_task = huey.task(name="deliver")(deliver)
+
+    def expand(message_id: str) -> None:
+        _expand_task(rt, message_id)
+
+    # A list send's members, added before the deliveries of the mail that waits (priority 6, above all).
+    rt.expand_task = huey.task(name="expand", priority=6)(expand)
 
     def call_webhooks(msg_ids: list[str]) -> None:
         db.connect_worker()
@@ -189,6 +196,17 @@ def _deliver_task(rt: Runtime, domain: str, ids: list[int]) -> None:
         rt.slots.release(domain)
 
 
+def _expand_task(rt: Runtime, message_id: str) -> None:
+    """Huey task: add a list send's members as deliveries, a batch per transaction, enqueueing each
+    batch's deliveries after its commit (a crash between the two leaves them to the sweeps)."""
+    db.connect_worker()
+    while True:
+        batch = fanout.expand_batch(message_id, rt.settings["LIST_BATCH"])
+        rt.enqueue(batch.queued)
+        if batch.done:
+            return
+
+
 def _retention_task(rt: Runtime) -> retention.Report | None:
     """Huey periodic task: purge old bodies and messages (appliance/retention.py); None when another
     worker is running the purge already."""
@@ -212,7 +230,13 @@ def enqueue_messages(rt: Runtime, message_ids: list[str]) -> int:
         .order_by(Delivery.id)
         .tuples()
     )
-    return rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
+    tasks = rt.enqueue([(i, domain, priority) for i, domain, priority, status in rows if status == QUEUED])
+    for (message_id,) in (
+        Message.select(Message.id).where(Message.id.in_(message_ids), Message.status == EXPANDING).tuples()
+    ):
+        rt.expand_task(message_id)  # a list send: its members become deliveries in a worker
+        tasks += 1
+    return tasks
 
 
 def sweep_webhooks(rt: Runtime, *, startup: bool = False) -> int:
@@ -236,6 +260,8 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     retention.check_disk(settings)
     released = quotas.release_due_holds(now, settings["LEASE_SECONDS"])  # mail held by a quota whose window has opened
     rt.enqueue(released)
+    for message_id in fanout.pending():  # list sends a crash or a lost task left halfway
+        rt.expand_task(message_id)
     pending = Delivery.status.in_([QUEUED, DEFERRED]) & (Delivery.next_attempt_at <= now)
     if startup and db.is_sqlite():
         stale = Delivery.status == SENDING
@@ -258,9 +284,11 @@ def sweep(rt: Runtime, *, startup: bool = False) -> int:
     with db.atomic_write():
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            # A stale `sending` row goes back to waiting: its send may or may not have happened.
+            # A stale `sending` row goes back to waiting: its send may or may not have happened. The rows
+            # were read outside this transaction: one claimed by a worker since (status `sending`, a new
+            # lease) is not stale, and is left to that worker.
             Delivery.update(status=Case(None, ((Delivery.attempts == 0, QUEUED),), DEFERRED), updated_at=now).where(
-                Delivery.id.in_(chunk) & (Delivery.status == SENDING)
+                Delivery.id.in_(chunk) & stale
             ).execute()
             Delivery.update(lease_until=lease).where(Delivery.id.in_(chunk)).execute()
     rt.enqueue(rows)

@@ -41,6 +41,10 @@ FROM_NOT_AUTHORIZED_FOR_ACCOUNT = (
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 # An unsubscribe address (mailto: of List-Unsubscribe) whose token is not one of ours.
 UNSUBSCRIBE_UNKNOWN = "550 5.1.1 No such unsubscribe address"
+# A list address, <list-id>@LISTS_DOMAIN (docs/campaigns-and-lists.md#list-addresses).
+LIST_NOT_ALLOWED = "550 5.7.1 This account may not send to list {list}: it is not tied to the list"
+LIST_UNKNOWN = "550 5.1.1 No such list: {address}"
+LIST_ALONE = "452 4.5.3 A list address is the only recipient of its message: send to the others in another message"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds limit"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 QUOTA_EXCEEDED = "451 4.7.1 Sending quota exceeded, try later"

@@ -12,6 +12,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     accounts,
     admins,
     alerts,
+    api_keys,
     backup,
     campaigns,
     doctor,

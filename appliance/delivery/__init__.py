@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from itertools import groupby
 from typing import NamedTuple
 
-from .. import clock, db, tracking
+from .. import clock, db, fanout, message_bytes, tracking
 from ..models import Claimed, Delivery, Message, MessageBody
 from .pace import Gate
 from .record import Outcome, record_many
@@ -101,7 +101,7 @@ def _steps(rows: list[Claimed], settings: dict, more: Callable[[], list[Claimed]
                 for copy in copies:
                     started, t0 = clock.now(), time.monotonic()
                     mail_from, data = outgoing(
-                        settings, message_id, stored.mail_from, stored.copy_for(settings, copy[0].id)
+                        settings, message_id, stored.mail_from, stored.copy_for(settings, copy[0].id, copy[0].rcpt)
                     )  # 4. sign
                     replies = session.send(mail_from, [d.rcpt for d in copy], data)  # 5. send
                     outcomes.record(copy, replies, session.peer, started, t0)  # 6. record
@@ -123,18 +123,21 @@ class Stored(NamedTuple):
     opens: bool
     clicks: bool
     tracking_ids: dict[int, str]  # delivery id → tracking id, for a tracked or broadcast message
+    list_send: bool = False  # sent to a list address: each copy's To: is its member (appliance/fanout.py)
 
     @property
     def personal(self) -> bool:
         return bool(self.tracking_ids)
 
-    def copy_for(self, settings: dict, delivery_id: int) -> bytes:
-        """The bytes for one recipient: with its tracking links when it has them (before signing)."""
+    def copy_for(self, settings: dict, delivery_id: int, rcpt: str) -> bytes:
+        """The bytes for one recipient: with its tracking links when it has them, and a list send's
+        To: set to the member (before signing)."""
         tracking_id = self.tracking_ids.get(delivery_id)
         if tracking_id is None:
             return self.data
+        data = message_bytes.with_to(self.data, rcpt) if self.list_send else self.data
         return tracking.personalize(
-            settings, self.data, tracking_id, stream=self.stream, opens=self.opens, clicks=self.clicks
+            settings, data, tracking_id, stream=self.stream, opens=self.opens, clicks=self.clicks
         )
 
 
@@ -159,7 +162,10 @@ def _contents(message_ids: set[str]) -> dict[str, Stored]:
         )
         for message_id, delivery_id, tracking_id in tracked:
             ids.setdefault(message_id, {})[delivery_id] = tracking_id
+    list_sends = fanout.is_list_send(personal)
     return {
-        message_id: Stored(mail_from, bytes(data), stream, bool(opens), bool(clicks), ids.get(message_id, {}))
+        message_id: Stored(
+            mail_from, bytes(data), stream, bool(opens), bool(clicks), ids.get(message_id, {}), message_id in list_sends
+        )
         for message_id, mail_from, data, stream, opens, clicks in rows
     }

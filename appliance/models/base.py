@@ -15,6 +15,7 @@ RECEIVED = "received"  # inbound mail for a local domain: stored, not relayed
 DELIVERY_STATUSES = (QUEUED, SENDING, DEFERRED, DELIVERED, BOUNCED, FAILED, SUPPRESSED, HELD, CANCELLED)
 PENDING_STATUSES = (QUEUED, SENDING, DEFERRED, HELD)
 PARTIAL = "partial"  # Message status: finished, some recipients delivered and some not
+EXPANDING = "expanding"  # Message status: a list send whose members workers are still adding (appliance/fanout.py)
 
 
 class BaseModel(Model):

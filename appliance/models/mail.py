@@ -19,7 +19,20 @@ from peewee import (
 
 from .. import clock
 from ..db import database, marks
-from .base import BOUNCED, CANCELLED, DEFERRED, DELIVERED, FAILED, HELD, PARTIAL, QUEUED, SENDING, SUPPRESSED, BaseModel
+from .base import (
+    BOUNCED,
+    CANCELLED,
+    DEFERRED,
+    DELIVERED,
+    EXPANDING,
+    FAILED,
+    HELD,
+    PARTIAL,
+    QUEUED,
+    SENDING,
+    SUPPRESSED,
+    BaseModel,
+)
 
 
 class SmtpAccount(BaseModel):
@@ -162,8 +175,10 @@ def refresh_messages(message_ids: set[str]) -> None:
     p = database.param
     for status, ids in by_status.items():
         database.execute_sql(
-            f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({marks(len(ids))}) AND "direction" = {p}',
-            (status, *ids, "outbound"),
+            # A list send still being expanded keeps its status until its last member has a delivery.
+            f'UPDATE "message" SET "status" = {p} WHERE "id" IN ({marks(len(ids))}) AND "direction" = {p} '
+            f'AND "status" <> {p}',
+            (status, *ids, "outbound", EXPANDING),
         )
 
 

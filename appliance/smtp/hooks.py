@@ -8,7 +8,7 @@ import logging
 
 from aiosmtpd.smtp import TLSSetupException
 
-from .. import accounts, admission, bounces, engagement, intake, message_bytes, replies, returnpath, tracking
+from .. import accounts, admission, bounces, engagement, intake, lists, message_bytes, replies, returnpath, tracking
 from ..policy import acceptance, quotas
 from ..policy import sending as sp
 from .context import NULL_SENDER, ServerContext
@@ -49,6 +49,7 @@ class Handler:
         envelope.policy_hold = None
         envelope.reported = []  # ids of the messages whose return paths are recipients (bounces.py)
         envelope.unsubscribes = []  # the deliveries whose unsubscribe addresses are recipients
+        envelope.list_send = None  # the list whose address is the recipient (then the only one)
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
@@ -104,6 +105,18 @@ class Handler:
             envelope.rcpt_options.extend(rcpt_options)
             envelope.reported.append(returned)
             return replies.RCPT_OK
+        if account is not None and acceptance.split_address(address)[1] == self.ctx.settings["LISTS_DOMAIN"]:
+            if envelope.rcpt_tos:
+                return replies.LIST_ALONE
+            refusal, list_id = await server.run_blocking(lists.permission, account.id, address)
+            if refusal:
+                return refusal
+            envelope.list_send = list_id
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+            return replies.RCPT_OK
+        if envelope.list_send:
+            return replies.LIST_ALONE
         decision = acceptance.recipient(
             address,
             authenticated=account is not None,
@@ -143,6 +156,7 @@ class Handler:
             account_stream=account.stream if account else "transactional",
             account_track_opens=account.track_opens if account else None,
             account_track_clicks=account.track_clicks if account else None,
+            list_send=envelope.list_send,
         )
         # Mail to a return path of ours (a later bounce, a complaint) is applied as it is stored.
         arrival = bounces.Arrival(settings, envelope.reported) if envelope.reported else None

@@ -8,12 +8,13 @@ from flask import Flask, g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .. import audit, tls
+from .. import api, audit, tls
 from ..db import database
 from . import (
     accounts,
     alerts,
     analytics,
+    api_keys,
     audit_log,
     auth,
     domains,
@@ -82,7 +83,8 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _actor() -> None:
         # What this request changes is recorded in the audit log as done by the signed-in user.
-        if request.endpoint != "static":
+        # The API names its own actor, the API key (appliance/api): no session counts there.
+        if request.endpoint != "static" and request.blueprint != api.bp.name:
             name = current_user.email if current_user.is_authenticated else "anonymous"
             g.audit_token = audit.act_as(name, request.remote_addr or "")
 
@@ -133,3 +135,7 @@ def init_app(app: Flask) -> None:
     # Mailbox providers send the one-click POST (RFC 8058): the signed link is the proof, no CSRF token.
     csrf.exempt(tracking.bp)
     app.register_blueprint(tracking.bp)
+    app.register_blueprint(api_keys.bp)
+    # The HTTP API authenticates by API key alone, never by the session cookie: no CSRF to guard against.
+    csrf.exempt(api.bp)
+    api.init_app(app)

@@ -18,8 +18,8 @@ from flask import (
 )
 from peewee import fn
 
-from .. import accounts, clock, tls
-from ..models import Message, SmtpAccount
+from .. import accounts, api_keys, clock, tls
+from ..models import SCOPES, Message, SmtpAccount
 from ..policy import quotas
 from . import connection, guides, shown_once
 from .permissions import admin_required, admin_writes, viewer_required
@@ -64,6 +64,8 @@ def _connection_context(account: SmtpAccount, password: str | None = None) -> di
         "guides": guides.guides(filled),
         "guide_values": filled,
         "ca_path": guides.CA_PATH,
+        "api_keys": api_keys.listing(account.id),
+        "api_scopes": SCOPES,
     }
 
 

@@ -22,6 +22,7 @@ login_manager = LoginManager()
 login_manager.session_protection = "strong"
 
 PUBLIC, VIEWER, ADMIN, ADMIN_WRITES = "public", "viewer", "admin", "admin_writes"
+API_KEY = "api_key"  # the HTTP API's views (appliance/api): an API key, never a session
 
 
 # While a user who must enrol a second factor has none, these are the only pages they reach.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 
 import pytest
 
@@ -322,3 +323,30 @@ def test_a_message_purged_by_retention_takes_its_webhook_deliveries_and_calls(
     assert Message.get_or_none(Message.id == message_id) is None
     assert WebhookDelivery.select().count() == 0 and WebhookCall.select().count() == 0
     assert cli_json(run_cli("webhooks", "show", str(hook["id"]), "--json"))["calls"] == []
+
+
+@pytest.fixture
+def https_receiver(tls_ca):
+    """A receiver over HTTPS whose certificate (for 127.0.0.1) comes from the test's throwaway CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls_ca.cert), str(tls_ca.key))
+    server = Receiver(tls=context).start()
+    yield server
+    server.stop()
+
+
+def test_an_https_receiver_gets_the_event_when_its_certificate_is_trusted_and_none_when_not(
+    relay, https_receiver, run_cli, tls_ca, monkeypatch
+):
+    hook = create(run_cli, https_receiver.url)
+    run_cli("webhooks", "test", str(hook["id"]))
+    call = wait_for(lambda: WebhookCall.get_or_none(WebhookCall.webhook == hook["id"]))
+    assert call.status_code is None and "CERTIFICATE_VERIFY_FAILED" in call.excerpt  # the system CAs: untrusted
+    assert https_receiver.calls == []
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_ca.ca))  # what OpenSSL trusts by default, as an admin would add a CA
+    (row,) = WebhookDelivery.select()
+    assert run_cli("webhooks", "replay", str(row.id)).exit_code == 0
+    assert wait_for(lambda: WebhookDelivery.get().status == "delivered")
+    (received,) = https_receiver.calls
+    assert signature_ok(hook["secret"], received) and received.headers["host"] == f"127.0.0.1:{https_receiver.port}"

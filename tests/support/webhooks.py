@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,7 @@ class Receiver:
     """A threaded HTTP server that records every POST and answers as ``answer(call_number, body)`` says."""
 
     answer: object = None
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this context
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,8 +53,14 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client that refused our certificate: nothing to record
+
         self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -62,7 +70,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/mail?token=t1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hooks/mail?token=t1"
 
     def accepted(self) -> list[Call]:
         with self.lock:

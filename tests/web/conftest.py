@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from appliance import admins, intake
 from appliance.db import atomic_write
 from appliance.models import Domain
 from tests.support import ROOT
+from tests.support.browser import ARGS, CHROMIUM
 from tests.support.relay import relay_overrides
 
 ADMIN = ("admin@relay.test", "correct horse battery")
@@ -119,17 +119,7 @@ def store_message(app):
     return store
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "tests" / "screenshots"  # see docs/dashboard.md
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture

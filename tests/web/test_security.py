@@ -6,13 +6,16 @@ import re
 
 import pytest
 
-from appliance.web.permissions import ADMIN, ADMIN_WRITES, PUBLIC, VIEWER
+from appliance.web.permissions import ADMIN, ADMIN_WRITES, API_KEY, PUBLIC, VIEWER
 
 # The second sign-in step and an invitation are reached before signing in; each checks its own
 # proof (a password checked minutes ago in this session; a signed, expiring, one-use link). The
 # tracking links of delivered mail are followed by its recipients: their signed token is the proof.
-# /metrics answers loopback or its bearer token only (tests/events/test_metrics.py).
+# /metrics answers loopback or its bearer token only (tests/events/test_metrics.py). The HTTP API's
+# document and its reference page describe the API and hold nothing of any account.
 PUBLIC_ENDPOINTS = {
+    "api.api_openapi",
+    "api.api_docs",
     "auth.auth_login",
     "auth.auth_code",
     "auth.auth_invite",
@@ -38,7 +41,8 @@ def test_every_view_carries_one_permission_decorator(app):
     missing = [
         endpoint
         for endpoint, view in app.view_functions.items()
-        if endpoint != "static" and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES)
+        if endpoint != "static"
+        and getattr(view, "permission", None) not in (PUBLIC, VIEWER, ADMIN, ADMIN_WRITES, API_KEY)
     ]
     assert missing == []
 
@@ -55,8 +59,8 @@ def test_only_sign_in_health_static_files_invitations_verification_and_tracking_
 def test_every_other_endpoint_sends_a_stranger_to_the_login_page(app, anon):
     checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in PUBLIC_ENDPOINTS:
-            continue
+        if rule.endpoint in PUBLIC_ENDPOINTS or getattr(app.view_functions[rule.endpoint], "permission", "") == API_KEY:
+            continue  # the API's views answer 401 instead (tests/web/test_api_keys.py)
         url = _sample_url(rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             data = {"csrf_token": anon.token()} if method == "POST" else None
