@@ -149,7 +149,7 @@ def api_docs():
 _mark(api_openapi, PUBLIC)
 _mark(api_docs, PUBLIC)
 
-from . import messages  # noqa: E402,F401 — its views join the blueprint
+from . import messages, reading  # noqa: E402,F401 — their views join the blueprint
 
 
 def init_app(app: Flask) -> None:
