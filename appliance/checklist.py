@@ -5,10 +5,9 @@ the steps not yet done, each with the command that does it; once all are done it
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
-from . import senders
+from . import domains, senders
 from .models import DELIVERED, Delivery, Domain, Sender, SmtpAccount
 
 
@@ -17,14 +16,6 @@ class Step:
     name: str  # hostname | public-url | account | sender | first-message
     done: bool
     todo: str  # what to do, with the command, while it is not done
-
-
-def _local_name(name: str) -> bool:
-    name = name.strip("[]").lower()
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return name == "localhost" or name.endswith(".localhost") or "." not in name
 
 
 def steps(settings: dict) -> list[Step]:
@@ -46,7 +37,7 @@ def steps(settings: dict) -> list[Step]:
     return [
         Step(
             "hostname",
-            not _local_name(hostname),
+            domains.hostname_problem(hostname) is None,
             f"set APPLIANCE_HOSTNAME to this machine's public name (now {hostname}): its certificate, "
             "DNS records and bounces name it",
         ),

@@ -57,6 +57,22 @@ class Result:
     error: str = ""  # what is wrong, in plain words ("" when it passes)
 
 
+def hostname_problem(hostname: str) -> str | None:
+    """Why records that name ``hostname`` cannot work: it is a name only this machine knows (no dot,
+    localhost, a loopback address). The SPF and bounce MX records name HOSTNAME."""
+    name = hostname.strip("[]").lower().rstrip(".")
+    try:
+        local = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        local = name == "localhost" or name.endswith(".localhost") or "." not in name
+    if not local:
+        return None
+    return (
+        f"HOSTNAME is {hostname!r}, a name only this machine knows: the SPF and bounce MX records name it "
+        "and cannot work until HOSTNAME is this machine's public name (set APPLIANCE_HOSTNAME)"
+    )
+
+
 def normalize(name: str) -> str:
     """Lower-case a domain name and drop a trailing dot; raise DomainError when it is not one."""
     name = name.strip().lower().rstrip(".")

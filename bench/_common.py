@@ -19,10 +19,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import ROOT
-
-sys.path.insert(0, str(ROOT))
+# Run as `python bench/NAME.py`, the tree's root is not on sys.path yet: tests.support lives there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import ROOT  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402 — the same port picker as the tests (re-exported)
+
+REPO = ROOT  # the tree whose app.py the benchmarks run (their --repo default)
 
 HOSTNAME = "relay.test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -73,3 +73,67 @@ class ProblemDocument(BaseModel):
     reason: str
     smtp_reply: str | None = None
     errors: list[FieldError] | None = None
+
+
+class MessageQuery(BaseModel):
+    """The message log's filters (appliance/message_log.py), always within the key's account."""
+
+    rcpt: str | None = Field(None, description="A recipient address, or a domain for every recipient there.")
+    sender: str | None = Field(None, description="The envelope sender's address, or a domain.")
+    subject: str | None = Field(None, description="Text the subject contains.")
+    msgid: str | None = Field(None, description="The message's id or its Message-ID header.")
+    status: str | None = Field(None, description="queued, sending, deferred, delivered, bounced, failed, …")
+    stream: Literal["transactional", "broadcast"] | None = None
+    since: str | None = Field(None, description="Received on or after this day (2025-01-31).")
+    until: str | None = Field(None, description="Received on or before this day (2025-01-31).")
+    cursor: str | None = Field(None, description="The next_cursor of the previous page.")
+    limit: int = Field(50, ge=1, le=100, description="Messages per page.")
+
+
+class Recipient(BaseModel):
+    address: str
+    status: str
+    attempts: int
+    last_reply: str
+
+
+class MessageSummary(BaseModel):
+    id: str
+    status: str
+    mail_from: str
+    from_: str = Field(alias="from", description="The From: header.")
+    subject: str
+    message_id: str = Field(description="The Message-ID header.")
+    size: int
+    priority: int
+    stream: str
+    received_at: str = Field(description="UTC, ISO 8601.")
+    recipients: list[Recipient]
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageSummary]
+    next_cursor: str | None = Field(description="Ask for the next page with it; null on the last page.")
+
+
+class Attempt(BaseModel):
+    at: str
+    recipient: str
+    outcome: str
+    code: int | None
+    text: str
+    mx_host: str
+    tls: str
+    duration_ms: int | None
+
+
+class Event(BaseModel):
+    type: str
+    recipient: str
+    at: str
+    details: dict
+
+
+class MessageDetail(MessageSummary):
+    attempts: list[Attempt]
+    events: list[Event]

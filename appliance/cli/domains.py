@@ -26,6 +26,7 @@ def domain_dict(d: Domain, hostname: str) -> dict[str, Any]:
     return {
         "id": d.id,
         "name": d.name,
+        "warning": domains_service.hostname_problem(hostname) or "",
         "verified": d.verified,
         "selector": d.selector,
         "next_selector": d.next_selector,
@@ -53,6 +54,8 @@ def _domain_text(data: dict[str, Any]) -> str:
         f"{data['name']}: {'verified' if data['verified'] else 'NOT verified'}"
         f" (last checked {data['last_checked_at'] or 'never'})"
     ]
+    if data["warning"]:
+        lines.append(f"  WARNING: {data['warning']}")
     for r in data["records"]:
         lines.append(f"  [{r['status']}] {r['label']}: {r['type']} {r['name']}")
         shown = " ".join(f'"{part}"' for part in r["strings"]) if r["type"] == "TXT" else r["value"]

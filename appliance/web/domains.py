@@ -26,7 +26,12 @@ def records_context(domain: Domain) -> dict:
         (r, status.get(r.key, {"status": "unchecked", "error": ""}))
         for r in domains.records(domain, current_app.config["HOSTNAME"])
     ]
-    return {"domain": domain, "rows": rows, "checking": domains.checking(domain.id)}
+    return {
+        "domain": domain,
+        "rows": rows,
+        "checking": domains.checking(domain.id),
+        "hostname_warning": domains.hostname_problem(current_app.config["HOSTNAME"]),
+    }
 
 
 @bp.get("/")

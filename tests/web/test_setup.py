@@ -125,3 +125,16 @@ def test_in_the_browser_from_a_first_sign_in_to_a_verified_domain_and_a_delivere
     }
     assert flags == {"hostname": "true", "public-url": "false", "domain": "true", "account": "true", "test": "true"}
     shot(page, "setup")
+
+
+def test_records_for_a_host_name_only_this_machine_knows_come_with_a_warning(app, client, run_cli):
+    added = run_cli("domains", "add", "shop.test", "--json")
+    assert json.loads(added.output)["warning"] == ""  # relay.test is a name others can look up
+    assert 'id="hostname-warning"' not in client.get("/domains/1").get_data(as_text=True)
+
+    app.config["HOSTNAME"] = "localhost"
+    shown = run_cli("domains", "show", "shop.test")
+    assert "WARNING: HOSTNAME is 'localhost', a name only this machine knows" in shown.output
+    assert "v=spf1 a:localhost" in shown.output  # the records, and the warning above them
+    page = client.get("/domains/1").get_data(as_text=True)
+    assert 'id="hostname-warning"' in page and "set APPLIANCE_HOSTNAME" in page
