@@ -6,12 +6,14 @@ worker adds LIST_BATCH members at a time, in address order, each batch in one tr
 from the last address the message already has a delivery for: a batch is committed whole or not at all,
 so after a crash the next worker goes on from there and no member gets two deliveries or none. Two
 workers on one message wait for each other (SQLite's write lock; PostgreSQL: the message row's lock).
+A batch is written by the process's writer when one runs, in turn with accepted mail.
 Members not subscribed, and addresses suppressed for the message, get a `suppressed` delivery (counted,
 never sent) instead.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -60,66 +62,72 @@ def _from_domain(message_id: str) -> str:
 
 
 def expand_batch(message_id: str, size: int) -> Batch:
-    """Add the next ``size`` members of a list send as deliveries, in one transaction."""
-    with db.atomic_write():
-        query = Message.select(Message.status, Message.mailing_list, Message.priority).where(Message.id == message_id)
-        if not db.is_sqlite():
-            query = query.for_update()  # another worker on this message waits here
-        found = query.tuples().first()
-        if found is None or found[0] != EXPANDING:
-            return Batch([], True)
-        _, list_id, priority = found
-        after = Delivery.select(fn.MAX(Delivery.rcpt)).where(Delivery.message == message_id).scalar() or ""
-        members = list(
-            ListMember.select(ListMember.email, ListMember.status)
-            .where(ListMember.list == list_id, ListMember.email > after)
-            .order_by(ListMember.email)
-            .limit(size)
-            .tuples()
+    """Add the next ``size`` members of a list send as deliveries, in one transaction: on the process's
+    writer when one runs, where the batch takes its turn among the group commits of accepted mail (another
+    account's message waits at most one batch, never a run of them), else in a transaction of its own."""
+    return db.write(functools.partial(_expand, message_id, size)).result()
+
+
+def _expand(message_id: str, size: int) -> Batch:
+    """``expand_batch``'s writes, inside its transaction."""
+    query = Message.select(Message.status, Message.mailing_list, Message.priority).where(Message.id == message_id)
+    if not db.is_sqlite():
+        query = query.for_update()  # another worker on this message waits here
+    found = query.tuples().first()
+    if found is None or found[0] != EXPANDING:
+        return Batch([], True)
+    _, list_id, priority = found
+    after = Delivery.select(fn.MAX(Delivery.rcpt)).where(Delivery.message == message_id).scalar() or ""
+    members = list(
+        ListMember.select(ListMember.email, ListMember.status)
+        .where(ListMember.list == list_id, ListMember.email > after)
+        .order_by(ListMember.email)
+        .limit(size)
+        .tuples()
+    )
+    now = clock.now()
+    if not members:
+        _finish(message_id, now)
+        return Batch([], True)
+    from_domain = _from_domain(message_id)
+    suppressed = Suppression.reasons_for([email for email, _ in members])
+    rows, occurred = [], []
+    for email, status in members:
+        reason = None if status == SUBSCRIBED else f"member {status}"
+        if reason is None:
+            reason = Suppression.applying(suppressed.get(email), "broadcast", from_domain)
+        if reason is not None:
+            occurred.append(events.Occurred(message_id, events.SUPPRESSED, email, now, {"reason": reason}))
+        rows.append(
+            {
+                "message": message_id,
+                "rcpt": email,
+                "domain": acceptance.split_address(email)[1],
+                "status": QUEUED if reason is None else SUPPRESSED,
+                "priority": priority,
+                "next_attempt_at": now,
+                "updated_at": now,
+                "last_reply": "" if reason is None else f"suppressed: {reason}",
+                "tracking_id": tracking.new_id() if reason is None else None,
+            }
         )
-        now = clock.now()
-        if not members:
-            _finish(message_id, now)
-            return Batch([], True)
-        from_domain = _from_domain(message_id)
-        suppressed = Suppression.reasons_for([email for email, _ in members])
-        rows, occurred = [], []
-        for email, status in members:
-            reason = None if status == SUBSCRIBED else f"member {status}"
-            if reason is None:
-                reason = Suppression.applying(suppressed.get(email), "broadcast", from_domain)
-            if reason is not None:
-                occurred.append(events.Occurred(message_id, events.SUPPRESSED, email, now, {"reason": reason}))
-            rows.append(
-                {
-                    "message": message_id,
-                    "rcpt": email,
-                    "domain": acceptance.split_address(email)[1],
-                    "status": QUEUED if reason is None else SUPPRESSED,
-                    "priority": priority,
-                    "next_attempt_at": now,
-                    "updated_at": now,
-                    "last_reply": "" if reason is None else f"suppressed: {reason}",
-                    "tracking_id": tracking.new_id() if reason is None else None,
-                }
-            )
-        db.insert_rows(Delivery, rows)
-        Message.update(rcpt_count=Message.rcpt_count + len(rows)).where(Message.id == message_id).execute()
-        skipped = len(occurred)
-        details = {"list": list_id, "after": after, "last": members[-1][0], "added": len(rows) - skipped}
-        occurred.append(events.Occurred(message_id, events.EXPANDED, "", now, {**details, "skipped": skipped}))
-        events.record(occurred)
-        queued = (
-            Delivery.select(Delivery.id, Delivery.domain, Delivery.priority)
-            .where(
-                Delivery.message == message_id,
-                Delivery.rcpt > after,
-                Delivery.rcpt <= members[-1][0],
-                Delivery.status == QUEUED,
-            )
-            .tuples()
+    db.insert_rows(Delivery, rows)
+    Message.update(rcpt_count=Message.rcpt_count + len(rows)).where(Message.id == message_id).execute()
+    skipped = len(occurred)
+    details = {"list": list_id, "after": after, "last": members[-1][0], "added": len(rows) - skipped}
+    occurred.append(events.Occurred(message_id, events.EXPANDED, "", now, {**details, "skipped": skipped}))
+    events.record(occurred)
+    queued = (
+        Delivery.select(Delivery.id, Delivery.domain, Delivery.priority)
+        .where(
+            Delivery.message == message_id,
+            Delivery.rcpt > after,
+            Delivery.rcpt <= members[-1][0],
+            Delivery.status == QUEUED,
         )
-        return Batch(list(queued), False)
+        .tuples()
+    )
+    return Batch(list(queued), False)
 
 
 def _finish(message_id: str, now) -> None:

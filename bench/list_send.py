@@ -29,6 +29,15 @@ from bench._common import HOSTNAME, Appliance, free_port, machine, percentile, p
 SENDER = "news@shop.test"
 
 
+def _session(app: Appliance, account: dict) -> smtplib.SMTP:
+    """A signed-in STARTTLS session on 127.0.0.1 (the certificate names HOSTNAME)."""
+    client = smtplib.SMTP("127.0.0.1", app.submission_port, local_hostname="bench.test", timeout=60)
+    client._host = HOSTNAME  # the name STARTTLS checks the certificate against
+    client.starttls(context=app.client_context())
+    client.login(account["username"], account["password"])
+    return client
+
+
 def _status(app: Appliance, message_id: str) -> str:
     assert app.data_dir is not None
     con = sqlite3.connect(f"file:{app.data_dir / 'appliance.db'}?mode=ro", uri=True, timeout=30)
@@ -49,10 +58,9 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        client = smtplib.SMTP(HOSTNAME, self.app.submission_port, local_hostname="bench.test", timeout=60)
-        client.starttls(context=self.app.client_context())
-        client.login(self.account["username"], self.account["password"])
-        data = f"From: {SENDER}\r\nTo: alice@example.test\r\nSubject: order\r\n\r\n{'x' * 2000}\r\n".encode()
+        client = _session(self.app, self.account)
+        body = ("x" * 70 + "\r\n") * 30  # 2 KB in lines of 72 octets
+        data = f"From: {SENDER}\r\nTo: alice@example.test\r\nSubject: order\r\n\r\n{body}".encode()
         next_at = time.monotonic()
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -87,9 +95,7 @@ def run(args) -> dict:
         other = Sender(app, shop, args.rate)
         other.start()
         time.sleep(args.baseline)
-        client = smtplib.SMTP(HOSTNAME, app.submission_port, local_hostname="bench.test", timeout=60)
-        client.starttls(context=app.client_context())
-        client.login(news["username"], news["password"])
+        client = _session(app, news)
         body = f"From: {SENDER}\r\nTo: <{made['id']}@lists.{HOSTNAME}>\r\nSubject: news\r\n\r\nhello\r\n"
         client.mail(SENDER)
         client.rcpt(f"{made['id']}@lists.{HOSTNAME}")
