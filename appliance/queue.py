@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 from peewee import Case
 
-from . import clock, db, delivery, events, fanout, guard, retention, webhooks
+from . import clock, db, delivery, events, fanout, guard, lists, retention, webhooks
 from .delivery.sessions import SessionCounter
 from .models import CANCELLED, DEFERRED, EXPANDING, HELD, QUEUED, SENDING, Claimed, Delivery, Message, refresh_messages
 from .policy import quotas
@@ -47,6 +48,7 @@ class Runtime:
     deliver_task: object = field(default=None)
     retention_task: object = field(default=None)
     expand_task: object = field(default=None)
+    import_task: object = field(default=None)
     webhook_task: object = field(default=None)
 
     def enqueue(self, rows: list[tuple[int, str, int]]) -> int:
@@ -107,6 +109,11 @@ def init(settings: dict) -> Runtime:
 
     # A list send's members, added before the deliveries of the mail that waits (priority 6, above all).
     rt.expand_task = huey.task(name="expand", priority=6)(expand)
+
+    def import_members(job: str, list_id: str, data: bytes) -> None:
+        _import_task(rt, job, list_id, data)
+
+    rt.import_task = huey.task(name="list-import")(import_members)
 
     def call_webhooks(msg_ids: list[str]) -> None:
         db.connect_worker()
@@ -205,6 +212,44 @@ def _expand_task(rt: Runtime, message_id: str) -> None:
         rt.enqueue(batch.queued)
         if batch.done:
             return
+
+
+def _import_key(job: str) -> str:
+    return f"list-import:{job}"
+
+
+def start_import(rt: Runtime, list_id: str, data: bytes) -> str:
+    """Hand a CSV file of members to a worker (the dashboard's import); return the job's id, whose
+    state ``import_state`` reads (kept in Huey's storage: the web and the workers may be processes apart)."""
+    lists.find(list_id)
+    job = uuid.uuid4().hex
+    total = max(data.count(b"\n") - 1, 1)  # the rows, about: lines after the header
+    rt.huey.put(_import_key(job), {"list": list_id, "rows": 0, "total": total, "done": False})
+    rt.import_task(job, list_id, data)
+    return job
+
+
+def import_state(rt: Runtime, job: str) -> dict | None:
+    """An import's state: ``list``, ``rows`` read and about ``total``, ``done``, then ``report``
+    (ImportReport.as_dict) or ``error``; None for a job this queue does not know."""
+    return rt.huey.get(_import_key(job), peek=True)
+
+
+def _import_task(rt: Runtime, job: str, list_id: str, data: bytes) -> None:
+    """Huey task: import the members, putting how far it got after each batch."""
+    db.connect_worker()
+    key = _import_key(job)
+    state = rt.huey.get(key, peek=True) or {"list": list_id, "rows": 0, "total": 1}
+
+    def progress(rows: int) -> None:
+        rt.huey.put(key, {**state, "rows": rows, "total": max(state["total"], rows), "done": False})
+
+    try:
+        report = lists.import_csv(list_id, data, progress)
+    except lists.ListError as exc:
+        rt.huey.put(key, {**state, "done": True, "error": str(exc)})
+        return
+    rt.huey.put(key, {**state, "rows": report.rows, "total": report.rows, "done": True, "report": report.as_dict()})
 
 
 def _retention_task(rt: Runtime) -> retention.Report | None:

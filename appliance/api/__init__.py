@@ -12,6 +12,7 @@ import threading
 import time
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from .. import accounts, api_keys, audit, db, queue, replies
 from . import problems
@@ -152,8 +153,25 @@ _mark(api_docs, PUBLIC)
 from . import messages, reading  # noqa: E402,F401 — their views join the blueprint
 
 
+def _not_routed(exc: HTTPException):
+    """A path under /api/ that is no endpoint, or a method it does not take: a problem document
+    there (the dashboard keeps its own pages)."""
+    if not request.path.startswith(bp.url_prefix + "/"):
+        return exc
+    reason = "not-found" if exc.code == 404 else "method-not-allowed"
+    problem = problems.Problem(
+        exc.code or 500, reason, exc.name, f"{request.method} {request.path}: {exc.name.lower()}"
+    )
+    response = problem.response()
+    if exc.code == 405:
+        response.headers["Allow"] = exc.get_response().headers.get("Allow", "")
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Register the API on ``app`` (web.init_app calls it)."""
     app.extensions["api_rate"] = RateLimiter()
     app.extensions["api_enqueuer"] = Enqueuer(app.config)
     app.register_blueprint(bp)
+    app.register_error_handler(404, _not_routed)
+    app.register_error_handler(405, _not_routed)

@@ -17,8 +17,10 @@ from . import (
     api_keys,
     audit_log,
     auth,
+    campaigns,
     domains,
     health,
+    lists,
     messages,
     metrics,
     overview,
@@ -132,6 +134,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(smtp_codes.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(lists.bp)
+    app.register_blueprint(campaigns.bp)
     # Mailbox providers send the one-click POST (RFC 8058): the signed link is the proof, no CSRF token.
     csrf.exempt(tracking.bp)
     app.register_blueprint(tracking.bp)

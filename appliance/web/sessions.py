@@ -24,6 +24,7 @@ IDLE_TIMEOUT = dt.timedelta(hours=12)  # a signed-in session unused this long en
 MAX_LIFETIME = dt.timedelta(days=7)  # … and every session ends this long after sign-in
 ANONYMOUS_TIMEOUT = dt.timedelta(hours=1)  # the sign-in form's session (its CSRF token)
 TOUCH_EVERY = dt.timedelta(minutes=1)  # how often a request moves an unchanged session's expiry
+NO_SESSION_PREFIX = "/api/"  # the HTTP API's paths (appliance/api)
 
 
 def _digest(token: str) -> str:
@@ -51,7 +52,11 @@ class ServerSessionInterface(SessionInterface):
         # Secure whenever the dashboard is reached over TLS (and always with SESSION_COOKIE_SECURE).
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
-    def open_session(self, app: Flask, request: Request) -> ServerSession:
+    def open_session(self, app: Flask, request: Request):
+        if request.path.startswith(NO_SESSION_PREFIX):
+            # The HTTP API authenticates by API key alone: its requests read no session and write
+            # none (a dashboard cookie sent along is ignored, and its session is not extended).
+            return self.make_null_session(app)
         token = request.cookies.get(self.get_cookie_name(app))
         if token:
             row = WebSession.get_or_none(WebSession.id == _digest(token))

@@ -9,6 +9,8 @@ import email.policy
 import json
 import subprocess
 
+import requests
+
 from appliance.models import Event, Message, SmtpAccount
 from tests.support.dkim import assert_both_signatures_verify
 from tests.support.mail import settled
@@ -181,3 +183,25 @@ def test_a_disabled_account_and_a_client_outside_its_ip_rules_are_refused(app, r
     with app.app_context():
         SmtpAccount.update(ip_rules="", active=False).where(SmtpAccount.username == account[0]).execute()
     assert api.send(shop_key, ORDER).json()["reason"] == "account-disabled"
+
+
+def test_an_unknown_api_path_or_method_gets_a_problem_document_and_the_dashboard_its_page(api, web, shop_key):
+    missing = requests.get(f"{web}/api/v1/nothing", headers={"Authorization": f"Bearer {shop_key}"}, timeout=10)
+    assert missing.status_code == 404 and missing.headers["Content-Type"] == "application/problem+json"
+    assert missing.json()["reason"] == "not-found"
+    wrong = requests.delete(f"{web}/api/v1/messages", timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["reason"] == "method-not-allowed"
+    assert set(wrong.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    page = requests.get(f"{web}/no-such-page", timeout=10)
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
+
+
+def test_requests_with_one_idempotency_key_at_the_same_moment_create_one_message(app, relay, api, shop_key):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: api.send(shop_key, ORDER, headers={"Idempotency-Key": "burst"}), range(4)))
+    assert [a.status_code for a in answers] == [202] * 4
+    assert len({a.json()["id"] for a in answers}) == 1
+    with app.app_context():
+        assert Message.select().count() == 1

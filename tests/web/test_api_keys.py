@@ -64,6 +64,7 @@ def test_a_signed_in_dashboard_session_does_not_authenticate_the_api(app, client
     answer = client.post("/api/v1/messages", json={"from": "a@shop.test", "to": "b@example.test", "text": "x"})
     assert answer.status_code == 401 and answer.json["reason"] == "missing-api-key"
     assert answer.headers["Content-Type"] == "application/problem+json"
+    assert "Set-Cookie" not in answer.headers and "Cookie" not in answer.headers.get("Vary", "")
 
 
 def test_every_api_view_refuses_a_request_without_a_key(app, anon):
