@@ -11,7 +11,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from peewee import fn
+from peewee import JOIN, fn
 
 from . import events
 from .models import CANCELLED, SUPPRESSED, Delivery, Event, EventCount, Message
@@ -195,13 +195,21 @@ def _from_events(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dic
 
 
 def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tuple[str, int, int]]:
-    """The links clicked most by humans (a scan of the range's clicks, through the message and event indexes)."""
+    """The links clicked most by humans: the clicks since ``since`` (a range of the event index
+    ``(type, at)``: a message's clicks come after it was received), then their messages' scope."""
     links: Counter = Counter()
     clickers: dict[str, set] = defaultdict(set)
+    # A CROSS JOIN makes SQLite start from the clicks instead of every message of the range
+    # (PostgreSQL plans it as the inner join it is).
     rows = (
         Event.select(Event.message, Event.recipient, Event.details)
-        .join(Message)
-        .where(*_message_scope(since, until, scope), Event.type == events.CLICKED)
+        .join(Message, JOIN.CROSS)
+        .where(
+            Event.type == events.CLICKED,
+            Event.at >= since,
+            Event.message == Message.id,
+            *_message_scope(since, until, scope),
+        )
         .tuples()
         .iterator()
     )

@@ -12,12 +12,16 @@ session per sending thread) twice:
             process's writer), then gives the space back (PRAGMA incremental_vacuum in steps).
             With ``--via cli`` the purge is `appliance retention run` in a second process instead.
 
-The client is an IP-only account from 127.0.0.1, plain SMTP without TLS or AUTH (the cheapest
-path into intake, so that the figures show the database and not the TLS handshake). Deliveries
-go to a closed loopback port (SMARTHOST) and are deferred; that load is the same in both phases.
+The client takes the user's path by default (``--path user``): like a WordPress site, a new
+connection per message, STARTTLS verifying the appliance's certificate, AUTH with an SMTP account,
+From: a DKIM-verified domain (its records in a loopback DNS server); the time is connect to the
+250 after DATA. ``--path ip-only`` is the cheapest path into intake instead (an IP-only account,
+plain SMTP without TLS or AUTH, one persistent session per thread, MAIL FROM to 250), which shows
+the database rather than the handshakes: it measures something else. Deliveries go to a closed
+loopback port (SMARTHOST) and are deferred; that load is the same in both phases.
 
-    python bench/retention.py                  # 200000 old messages
-    python bench/retention.py 50000 --rate 50 --via cli
+    python bench/retention.py                  # 200000 old messages, the user's path
+    python bench/retention.py 50000 --rate 50 --via cli --path ip-only
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, Appliance, free_port, machine, percentile  # noqa: E402 — bench/ is not a package
+from userpath import dns_server, sign_as_src_test  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from appliance import config, queue  # noqa: E402
@@ -87,10 +92,12 @@ def fill(db_path: Path, count: int, body_size: int) -> None:
 
 
 class Load:
-    """RATE messages/s spread over SESSIONS threads, each on one persistent plain SMTP session."""
+    """RATE messages/s spread over SESSIONS threads: with ``login`` (the user's path) each message on
+    a new connection with STARTTLS and AUTH; without, each thread on one persistent plain session."""
 
-    def __init__(self, port: int, rate: float, sessions: int):
+    def __init__(self, port: int, rate: float, sessions: int, context=None, login: tuple[str, str] | None = None):
         self.port, self.rate, self.sessions = port, rate, sessions
+        self.context, self.login = context, login
         self.samples: list[tuple[float, float]] = []  # (start on the monotonic clock, seconds to 250)
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -111,8 +118,10 @@ class Load:
     def _run(self, index: int) -> None:
         interval = self.sessions / self.rate
         message = f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: fresh\r\n\r\nHello.\r\n".encode()
-        client = smtplib.SMTP("127.0.0.1", self.port, local_hostname="bench.test", timeout=60)
-        client.ehlo()
+        client = None
+        if self.login is None:
+            client = smtplib.SMTP("127.0.0.1", self.port, local_hostname="bench.test", timeout=60)
+            client.ehlo()
         due = time.monotonic() + index * interval / self.sessions
         while not self._stop.is_set():
             pause = due - time.monotonic()
@@ -120,15 +129,22 @@ class Load:
                 time.sleep(pause)
             started = time.monotonic()
             try:
-                client.sendmail(SENDER, [RECIPIENT], message)
-            except smtplib.SMTPException as exc:
+                if client is None:  # the user's path: connect, STARTTLS, AUTH, one message, QUIT
+                    with smtplib.SMTP("127.0.0.1", self.port, local_hostname="bench.test", timeout=60) as one:
+                        one.starttls(context=self.context)
+                        one.login(*self.login)
+                        one.sendmail(SENDER, [RECIPIENT], message)
+                else:
+                    client.sendmail(SENDER, [RECIPIENT], message)
+            except (OSError, smtplib.SMTPException) as exc:
                 with self._lock:
                     self.errors.append(str(exc))
             else:
                 with self._lock:
                     self.samples.append((started, time.monotonic() - started))
             due += interval
-        client.quit()
+        if client is not None:
+            client.quit()
 
     def between(self, start: float, end: float) -> list[float]:
         with self._lock:
@@ -155,17 +171,22 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--duration", type=float, default=30, help="seconds of the phase without a purge")
     parser.add_argument("--via", choices=("task", "cli"), default="task")
+    parser.add_argument("--path", choices=("user", "ip-only"), default="user", help="how the clients send")
     args = parser.parse_args()
     print(machine())
+    dns = dns_server()
     app = Appliance(
-        extra_env={
-            "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
-            "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
-        }
+        extra_env={"APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}", "APPLIANCE_DNS_SERVERS": dns.spec}
     )
     with app:
-        app.create_account("bench", "--ip", "127.0.0.0/8", "--ip-only")
-        app.cli("senders", "add", SENDER, "--verified")
+        login = None
+        if args.path == "user":
+            created = app.create_account("bench")
+            login = (created["username"], created["password"])
+            sign_as_src_test(app, dns)  # From: src.test is DKIM-signed
+        else:
+            app.create_account("bench", "--ip", "127.0.0.0/8", "--ip-only")
+            app.cli("senders", "add", SENDER, "--verified")
         db_path = app.data_dir / "appliance.db"
         started = time.monotonic()
         fill(db_path, args.count, args.body_size)
@@ -175,7 +196,10 @@ def main() -> int:
             f"database {size_full / 1e6:.0f} MB"
         )
 
-        load = Load(app.submission_port, args.rate, args.sessions)
+        load = Load(app.submission_port, args.rate, args.sessions, app.client_context(), login)
+        print(
+            f"path: {args.path}" + (" (STARTTLS, AUTH, DKIM-verified From:, a connection per message)" if login else "")
+        )
         load.start()
         time.sleep(2)  # sessions open, the writer warm
         quiet_start = time.monotonic()
@@ -223,6 +247,7 @@ def main() -> int:
             print(f"{len(load.errors)} errors, first: {load.errors[0]}")
         left = sqlite3.connect(db_path).execute("SELECT count(*) FROM message WHERE id LIKE '00OLD%'").fetchone()[0]
         print(f"old messages left: {left}")
+    dns.stop()
     return 0
 
 

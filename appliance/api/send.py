@@ -148,4 +148,10 @@ def submit(
     except intake.Refused as exc:
         raise problems.from_reply(exc.reply, exc.reason) from None
     except intake.StorageError as exc:
+        # Two requests with one Idempotency-Key at the same moment (PostgreSQL: two transactions;
+        # SQLite writes one at a time): the second's answer row breaks the unique index, and the
+        # first one's answer is the one to give.
+        found = api_keys.answered(idempotency.key_id, idempotency.key) if idempotency else None
+        if found is not None:
+            return Stored(found.message_id, True, found.request_hash)
         raise problems.from_reply(exc.reply, headers={"Retry-After": "60"}) from None

@@ -194,3 +194,14 @@ def test_an_unknown_api_path_or_method_gets_a_problem_document_and_the_dashboard
     assert set(wrong.headers["Allow"].split(", ")) >= {"GET", "POST"}
     page = requests.get(f"{web}/no-such-page", timeout=10)
     assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
+
+
+def test_requests_with_one_idempotency_key_at_the_same_moment_create_one_message(app, relay, api, shop_key):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: api.send(shop_key, ORDER, headers={"Idempotency-Key": "burst"}), range(4)))
+    assert [a.status_code for a in answers] == [202] * 4
+    assert len({a.json()["id"] for a in answers}) == 1
+    with app.app_context():
+        assert Message.select().count() == 1
