@@ -4,8 +4,6 @@ the OpenAPI document."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,6 +14,7 @@ from appliance.api.spec import document
 from tests.support.dkim import signed_route
 from tests.support.openapi import OpenApiChecker
 from tests.support.relay import relay_overrides
+from tests.support.web import served
 
 
 @pytest.fixture
@@ -26,19 +25,8 @@ def overrides(overrides, dns_server, delivery_port):
 @pytest.fixture
 def web(app):
     """The appliance's web server (dashboard and API) on a free loopback port."""
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-
-    def run() -> None:
-        with contextlib.suppress(OSError):  # the loop's select() on the socket that close() just closed
-            server.run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture

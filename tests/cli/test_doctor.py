@@ -16,6 +16,7 @@ from appliance import doctor, serve, tls
 from appliance.doctor import address
 from tests.support.ports import free_port
 from tests.support.relay import HOSTNAME, relay_overrides
+from tests.support.web import served
 
 OUT_IP = "127.0.0.5"  # the "public" address mail leaves from, given with --ip
 MX_IP = "127.0.0.3"  # the probe domain's MX
@@ -53,15 +54,8 @@ def stopped(app, good_dns, probe_mx):
 @pytest.fixture
 def dashboard(app):
     """The dashboard on WEB_LISTEN, served by waitress as `appliance serve` does."""
-    from waitress import create_server
-
-    host, port = app.config["WEB_LISTEN"].rsplit(":", 1)
-    server = create_server(app, host=host, port=int(port), threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield server
-    server.close()
-    thread.join(timeout=5)
+    with served(app, app.config["WEB_LISTEN"], threads=2) as url:
+        yield url
 
 
 def run_doctor(run_cli, *args: str, ip: str | None = OUT_IP) -> tuple[int, list[dict]]:

@@ -3,9 +3,7 @@ server that tracked links point at, and a known mix of traffic for the analytics
 
 from __future__ import annotations
 
-import contextlib
 import html
-import threading
 import urllib.request
 
 import pytest
@@ -16,6 +14,7 @@ from tests.support.mail import send
 from tests.support.relay import relay_overrides
 from tests.support.tracking import CLICK, PIXEL, events_of, fetch, newsletter, parts, unsubscribe_links
 from tests.support.wait import wait_for
+from tests.support.web import served
 
 
 @pytest.fixture
@@ -26,20 +25,8 @@ def overrides(overrides, dns_server, delivery_port):
 @pytest.fixture
 def web(app):
     """The web server on WEB_LISTEN (the links point there: TRACKING_URL and PUBLIC_URL are empty)."""
-    from waitress import create_server
-
-    host, port = app.config["WEB_LISTEN"].rsplit(":", 1)
-    server = create_server(app, host=host, port=int(port), threads=4)
-
-    def run() -> None:
-        with contextlib.suppress(OSError):  # the loop's select() on the socket that close() just closed
-            server.run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield f"http://{app.config['WEB_LISTEN']}"
-    server.close()
-    thread.join(timeout=5)
+    with served(app, app.config["WEB_LISTEN"]) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Playwright from PyPI) for the browser tests."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
@@ -15,6 +14,7 @@ from appliance.models import Domain
 from tests.support import ROOT
 from tests.support.browser import ARGS, CHROMIUM
 from tests.support.relay import relay_overrides
+from tests.support.web import served
 
 ADMIN = ("admin@relay.test", "correct horse battery")
 VIEWER = ("viewer@relay.test", "read only staple 42")
@@ -125,14 +125,8 @@ SCREENSHOTS = ROOT / "tests" / "screenshots"  # see docs/dashboard.md
 @pytest.fixture
 def live_url(app):
     """Serve the app with waitress on a free loopback port in a background thread."""
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@ shows in the message page and on the analytics chart."""
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import threading
 
 import pytest
 
@@ -15,6 +13,7 @@ from tests.support.mail import send
 from tests.support.relay import relay_overrides
 from tests.support.tracking import events_of, newsletter
 from tests.support.wait import wait_for
+from tests.support.web import served
 
 from .conftest import ADMIN, sign_in
 
@@ -29,20 +28,8 @@ def overrides(overrides, dns_server, delivery_port):
 @pytest.fixture
 def live_url(app):
     """The web server on WEB_LISTEN, where the message's tracking links point."""
-    from waitress import create_server
-
-    host, port = app.config["WEB_LISTEN"].rsplit(":", 1)
-    server = create_server(app, host=host, port=int(port), threads=4)
-
-    def run() -> None:
-        with contextlib.suppress(OSError):  # the loop's select() on the socket that close() just closed
-            server.run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield f"http://{app.config['WEB_LISTEN']}"
-    server.close()
-    thread.join(timeout=5)
+    with served(app, app.config["WEB_LISTEN"]) as url:
+        yield url
 
 
 def test_a_reader_clicks_a_link_of_the_received_message_and_the_admin_sees_it_in_the_timeline_and_the_chart(
