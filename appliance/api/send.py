@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import admission, api_keys, intake, message_bytes, replies
+from .. import admission, api_keys, intake, lists, message_bytes, replies
 from ..models import SmtpAccount
 from ..policy import acceptance
 from ..policy import sending as sp
@@ -91,7 +91,15 @@ def submit(
     if verdict is not None and verdict.action != sp.HOLD:
         raise problems.from_reply(verdict.reply, verdict.reason)
     domains = local_domains(settings)
+    list_send = None  # a list's id: the message goes to its address, <list-id>@LISTS_DOMAIN, as over SMTP
     for count, (rcpt, where) in enumerate(zip(message.rcpts, message.fields, strict=True)):
+        if acceptance.split_address(rcpt)[1] == settings["LISTS_DOMAIN"]:
+            if len(message.rcpts) > 1:
+                raise problems.from_reply(replies.LIST_ALONE, field=where)
+            refusal, list_send = lists.permission(account.id, rcpt)
+            if refusal:
+                raise problems.from_reply(refusal, field=where)
+            continue
         decision = acceptance.recipient(
             rcpt, authenticated=True, local_domains=domains, count=count, limit=settings["MAX_RECIPIENTS"]
         )
@@ -128,6 +136,7 @@ def submit(
             account_track_opens=account.track_opens,
             account_track_clicks=account.track_clicks,
             protocol="HTTPS" if secure else "HTTP",
+            list_send=list_send,
         )
         item.via, item.tags = "api", list(message.tags)
         return item

@@ -205,3 +205,28 @@ def test_requests_with_one_idempotency_key_at_the_same_moment_create_one_message
     assert len({a.json()["id"] for a in answers}) == 1
     with app.app_context():
         assert Message.select().count() == 1
+
+
+def test_a_list_address_sends_each_subscribed_member_a_copy_as_over_smtp(app, relay, sink, api, shop_key, account):
+    from appliance import accounts, lists, suppressions
+
+    with app.app_context():
+        made = lists.create("Newsletter", [accounts.find(account[0])])
+        lists.import_csv(made.id, b"email\nann@example.test\nbob@example.test\ncat@example.test\n")
+        suppressions.add("cat@example.test")
+        other = lists.create("Other", [])
+    address = f"{made.id}@lists.relay.test"
+    response = api.send(shop_key, ORDER | {"to": [address], "subject": "News"})
+    assert response.status_code == 202
+    wait_for(lambda: len(_recipients(sink)) == 2, timeout=30)
+    assert _recipients(sink) == ["ann@example.test", "bob@example.test"]  # cat is suppressed: skipped
+    assert {_parsed(m.data)["To"] for m in sink.messages} == {"ann@example.test", "bob@example.test"}
+    with app.app_context():
+        assert Message.get_by_id(response.json()["id"]).mailing_list == made.id
+
+    refused = api.send(shop_key, ORDER | {"to": [f"{other.id}@lists.relay.test"]})
+    assert refused.status_code == 403 and "is not tied to the list" in refused.json()["detail"]
+    assert refused.json()["smtp_reply"].startswith("550 5.7.1")  # what SMTP answers at RCPT TO
+    mixed = api.send(shop_key, ORDER | {"to": [address, "ann@example.test"]})
+    assert mixed.status_code == 422 and "the only recipient" in mixed.json()["detail"]
+    assert mixed.json()["errors"][0]["field"] == "to[0]"
