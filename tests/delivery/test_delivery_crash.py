@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from appliance.models import Delivery
-from tests.support import ROOT, SCALEOUT
-from tests.support.process import process_env
+from tests.support import SCALEOUT
+from tests.support.process import start_logged
 from tests.support.relay import HOSTNAME, SmtpServer, relay_overrides, smtp_ports
 from tests.support.wait import wait_for
 
@@ -28,25 +26,6 @@ def overrides(overrides, dns_server, delivery_port):
     return relay_overrides(overrides, dns_server, delivery_port, WORKERS=2, SWEEP_INTERVAL=2, **lease)
 
 
-def start_process(overrides: dict, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=process_env(overrides),
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    port = smtp_ports(overrides["SMTP_LISTEN"])[0]
-
-    def listening() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    assert wait_for(listening, timeout=30), log.read_text()
-    return proc
-
-
 def test_a_sigkill_mid_batch_loses_nothing_and_duplicates_only_what_was_in_flight(
     app, account, overrides, dns_server, sink_mx, tmp_path
 ):
@@ -54,7 +33,7 @@ def test_a_sigkill_mid_batch_loses_nothing_and_duplicates_only_what_was_in_fligh
     dns_server.a("mx.example.test", "127.0.0.3")
     sink = sink_mx("127.0.0.3", delay=0.05)  # a slow remote keeps a batch in flight
     log = tmp_path / "appliance.log"
-    proc = start_process(overrides, log)
+    proc = start_logged(overrides, log)
     try:
         ca = Path(overrides["DATA_DIR"]) / "tls" / "ca.pem"
         server = SmtpServer(HOSTNAME, *smtp_ports(overrides["SMTP_LISTEN"]), ca, None)
@@ -80,7 +59,7 @@ def test_a_sigkill_mid_batch_loses_nothing_and_duplicates_only_what_was_in_fligh
     not_done = [d for d in rows if d.status != "delivered"]
     assert not_done, "the kill came too late to interrupt anything"
 
-    proc = start_process(overrides, log)
+    proc = start_logged(overrides, log)
     try:
         done = wait_for(lambda: Delivery.select().where(Delivery.status == "delivered").count() == COUNT, timeout=60)
         assert done, log.read_text()

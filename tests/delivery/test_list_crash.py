@@ -5,9 +5,7 @@ exactly one copy."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,9 +13,9 @@ import pytest
 
 from appliance import accounts, lists
 from appliance.models import EXPANDING, Delivery, Message
-from tests.support import ROOT, SCALEOUT
+from tests.support import SCALEOUT
 from tests.support.filing import mail
-from tests.support.process import process_env
+from tests.support.process import start_logged
 from tests.support.relay import HOSTNAME, SmtpServer, relay_overrides, smtp_ports
 from tests.support.wait import wait_for
 
@@ -33,25 +31,6 @@ def overrides(overrides, dns_server, delivery_port):
     return relay_overrides(
         overrides, dns_server, delivery_port, WORKERS=2, SWEEP_INTERVAL=2, LIST_BATCH=5, RETRY_SCHEDULE="1", **lease
     )
-
-
-def start_process(overrides: dict, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=process_env(overrides),
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    port = smtp_ports(overrides["SMTP_LISTEN"])[0]
-
-    def listening() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    assert wait_for(listening, timeout=30), log.read_text()
-    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -72,7 +51,7 @@ def test_a_sigkill_halfway_through_a_list_send_gives_every_subscribed_member_exa
     dns_server.mx("example.test", (10, "mx.example.test"))
     dns_server.a("mx.example.test", "127.0.0.3")  # nothing listens there before the restart
     log = tmp_path / "appliance.log"
-    proc = start_process(overrides, log)
+    proc = start_logged(overrides, log)
     try:
         server = SmtpServer(
             HOSTNAME, *smtp_ports(overrides["SMTP_LISTEN"]), Path(overrides["DATA_DIR"]) / "tls" / "ca.pem", None
@@ -97,7 +76,7 @@ def test_a_sigkill_halfway_through_a_list_send_gives_every_subscribed_member_exa
     assert 0 < added < MEMBERS, "the kill came too late to interrupt the expansion"
 
     sink = sink_mx("127.0.0.3")
-    proc = start_process(overrides, log)
+    proc = start_logged(overrides, log)
     try:
         done = wait_for(lambda: len(sink.messages) >= MEMBERS, timeout=180)
         assert done, log.read_text()

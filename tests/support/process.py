@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support import ROOT
+from tests.support.relay import smtp_ports
+from tests.support.wait import wait_for
 
 
 def process_env(overrides: dict) -> dict:
@@ -45,3 +49,23 @@ def start(overrides: dict, role: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     return proc, read_banner(proc)
+
+
+def start_logged(overrides: dict, log: Path) -> subprocess.Popen:
+    """Start `python app.py` with its output appended to ``log``; return once its first SMTP port listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    port = smtp_ports(overrides["SMTP_LISTEN"])[0]
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    assert wait_for(listening, timeout=30), log.read_text()
+    return proc
