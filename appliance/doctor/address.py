@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import socket
 
-from .. import dns
+from .. import dns, domains
 from .base import FAIL, OK, WARN, Result
 
 # DNSBLs that big receivers consult, free for low-volume queries. Barracuda's answers only
@@ -29,7 +29,7 @@ _ROUTE_PROBES = (("192.0.2.1", socket.AF_INET), ("2001:db8::1", socket.AF_INET6)
 def check_dns(settings: dict) -> Result:
     """Check that HOSTNAME is a public name with an address (A or AAAA)."""
     hostname = settings["HOSTNAME"]
-    if "." not in hostname.strip(".") or hostname.lower().rstrip(".").endswith("localhost"):
+    if domains.hostname_problem(hostname):  # the one rule the records, the set-up and the banner use
         return Result(
             "dns",
             hostname,
