@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import accounts, campaigns, guard, intake, senders
+from . import accounts, campaigns, guard, intake, lists, message_bytes, senders
 from .models import SmtpAccount
-from .policy import quotas
+from .policy import acceptance, quotas
+from .policy import sending as sp
 
 
 def mail_from(settings: dict, account_id: int, sender: str, sender_known: bool, version: int | None):
@@ -31,6 +32,35 @@ def mail_from(settings: dict, account_id: int, sender: str, sender_known: bool, 
             return None, decision, None, False
         cacheable = bool(sender) and SmtpAccount.get_by_id(account_id).sender_mode != "alert"
     return None, None, guard.check_mail(settings, account_id), cacheable
+
+
+def send_verdict(
+    settings: dict, account_id: int, account_stream: str, data: bytes, list_send: str | None, hold: Any
+) -> sp.QuotaDecision | None:
+    """DATA of an account's message (executor thread, when quotas.needs_send_check says so): the quotas
+    of its stream (X-Stream over the account's), and for a list send every quota with the list's
+    subscribed members counted. Return the verdict to answer with (reject or defer), else the hold to
+    store it with: MAIL FROM's ``hold`` or this one, whichever is released last."""
+    if list_send:
+        stream, adding = "broadcast", lists.subscribed_count(list_send)
+    else:
+        stream, adding = _stream(data, account_stream), 1
+    decision, alarms = quotas.check_send(account_id, stream, adding, list_send=bool(list_send))
+    guard.raise_alarms(settings, alarms)
+    if decision is not None and decision.action != sp.HOLD:
+        return decision
+    return sp.later_hold(hold, decision)
+
+
+def _stream(data: bytes, account_stream: str) -> str:
+    """The stream a message names in X-Stream, else the account's (a malformed message or value is
+    refused later, by intake.prepare)."""
+    try:
+        fields, _ = message_bytes.parse_header_block(message_bytes.normalise_line_endings(data))
+        headers = {name.lower(): value for name, value in reversed(fields)}
+        return acceptance.stream_and_tracking(headers, account_stream, None, None).stream
+    except (message_bytes.MalformedMessage, ValueError):
+        return account_stream
 
 
 def admit(

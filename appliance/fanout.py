@@ -13,7 +13,9 @@ never sent) instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import json
 import logging
 from typing import NamedTuple
 
@@ -22,6 +24,7 @@ from peewee import fn
 from . import clock, db, events, message_bytes, tracking
 from .models import (
     EXPANDING,
+    HELD,
     QUEUED,
     SUBSCRIBED,
     SUPPRESSED,
@@ -90,6 +93,8 @@ def _expand(message_id: str, size: int) -> Batch:
         _finish(message_id, now)
         return Batch([], True)
     from_domain = _from_domain(message_id)
+    held, until = _hold(message_id, now)
+    waiting = HELD if held else QUEUED
     suppressed = Suppression.reasons_for([email for email, _ in members])
     rows, occurred = [], []
     for email, status in members:
@@ -98,16 +103,18 @@ def _expand(message_id: str, size: int) -> Batch:
             reason = Suppression.applying(suppressed.get(email), "broadcast", from_domain)
         if reason is not None:
             occurred.append(events.Occurred(message_id, events.SUPPRESSED, email, now, {"reason": reason}))
+        elif held:
+            occurred.append(events.Occurred(message_id, events.HELD, email, now, {"reason": held}))
         rows.append(
             {
                 "message": message_id,
                 "rcpt": email,
                 "domain": acceptance.split_address(email)[1],
-                "status": QUEUED if reason is None else SUPPRESSED,
+                "status": waiting if reason is None else SUPPRESSED,
                 "priority": priority,
-                "next_attempt_at": now,
+                "next_attempt_at": until,
                 "updated_at": now,
-                "last_reply": "" if reason is None else f"suppressed: {reason}",
+                "last_reply": held if reason is None else f"suppressed: {reason}",
                 "tracking_id": tracking.new_id() if reason is None else None,
             }
         )
@@ -128,6 +135,23 @@ def _expand(message_id: str, size: int) -> Batch:
         .tuples()
     )
     return Batch(list(queued), False)
+
+
+def _hold(message_id: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+    """The hold a list send was accepted under (a quota's or the reputation guard's, in its `accepted`
+    event) and when its deliveries may go: ("", now) when it was not held."""
+    details = (
+        Event.select(Event.details)
+        .where(Event.message == message_id, Event.type == events.ACCEPTED)
+        .order_by(Event.id)
+        .limit(1)
+        .scalar()
+    )
+    accepted = json.loads(details or "{}")
+    if not accepted.get("held"):
+        return "", now
+    until = accepted.get("until")
+    return accepted["held"], dt.datetime.fromisoformat(until) if until else now
 
 
 def _finish(message_id: str, now) -> None:

@@ -267,6 +267,9 @@ def store_many(items: list[Incoming]) -> list[str]:
             accepted["tags"] = item.tags
         if item.list_send:
             accepted["list"] = item.list_send
+            if item.hold_reply:  # its members' deliveries are added held (fanout.py)
+                accepted["held"] = item.hold_reply
+                accepted["until"] = item.hold_until.isoformat() if item.hold_until else None
         occurred.append(events.Occurred(item.id, events.ACCEPTED, "", now, accepted))
         if item.direction == "inbound" or item.list_send:
             continue

@@ -19,7 +19,7 @@ from typing import Any
 from peewee import fn
 
 from . import audit, clock, db, replies
-from .models import MEMBER_STATUSES, ListAccount, ListMember, MailingList, SmtpAccount
+from .models import MEMBER_STATUSES, SUBSCRIBED, ListAccount, ListMember, MailingList, SmtpAccount
 from .policy import acceptance
 
 TRANSACTIONAL_RECIPIENTS = "Transactional Campaign Recipients"  # an account's default list (Moosend's name)
@@ -198,6 +198,12 @@ def permission(account_id: int, address: str) -> tuple[str | None, str | None]:
     if not ListAccount.select().where(ListAccount.list == list_id, ListAccount.account == account_id).exists():
         return replies.LIST_NOT_ALLOWED.format(list=list_id), None
     return None, list_id
+
+
+def subscribed_count(list_id: str) -> int:
+    """How many members of a list are subscribed: what a send to its address counts against quotas
+    (those suppressed since are skipped when it expands, and counted then as they are sent: not at all)."""
+    return ListMember.select().where(ListMember.list == list_id, ListMember.status == SUBSCRIBED).count()
 
 
 def exists(list_id: str) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .. import admission, api_keys, intake, lists, message_bytes, replies
 from ..models import SmtpAccount
-from ..policy import acceptance
+from ..policy import acceptance, quotas
 from ..policy import sending as sp
 from . import problems
 from .compose import Composed
@@ -119,6 +119,10 @@ def submit(
         )
     if refusal:
         raise problems.from_reply(refusal)
+    if quotas.needs_send_check(account.id, bool(list_send)):
+        verdict = admission.send_verdict(settings, account.id, account.stream, data, list_send, verdict)
+        if verdict is not None and verdict.action != sp.HOLD:
+            raise problems.from_reply(verdict.reply, verdict.reason)
 
     def prepare() -> intake.Incoming:
         item = intake.prepare(

@@ -43,9 +43,13 @@ def quota_rows(account: SmtpAccount) -> list[dict[str, Any]]:
     ]
 
 
+def _counted(row: dict[str, Any]) -> str:
+    return f"{row['period']} ({row['stream']} mail)" if row["stream"] else f"{row['period']} (all mail)"
+
+
 @cli.group("quotas")
 def quotas_group() -> None:
-    """Sending quotas per SMTP account: recipients per minute, hour, day or month."""
+    """Sending quotas per SMTP account: recipients per minute, hour, day or month, of all its mail or of one stream."""
 
 
 @quotas_group.command("set")
@@ -54,8 +58,9 @@ def quotas_group() -> None:
     "--per",
     "specs",
     multiple=True,
-    metavar="PERIOD=LIMIT[:ACTION]",
-    help="e.g. hour=100:defer, day=1000:hold, month=20000:reject (repeatable; replaces all quotas).",
+    metavar="[STREAM/]PERIOD=LIMIT[:ACTION]",
+    help="e.g. hour=100:defer, day=1000:hold, month=20000:reject; broadcast/day=5000:hold counts only the "
+    "broadcast stream (repeatable; replaces all quotas).",
 )
 @click.option("--clear", is_flag=True, help="Remove every quota of the account.")
 @with_appcontext
@@ -63,7 +68,7 @@ def quotas_set(ref: str, specs: tuple[str, ...], clear: bool) -> None:
     """Set an account's quotas: over one, new mail is deferred (451), held, or rejected (550)."""
     account = get_account(ref)
     if not specs and not clear:
-        raise click.ClickException("give --per PERIOD=LIMIT[:ACTION] (repeatable), or --clear")
+        raise click.ClickException("give --per [STREAM/]PERIOD=LIMIT[:ACTION] (repeatable), or --clear")
     try:
         quotas.set_quotas(account.id, [] if clear else [sp.parse_quota(s) for s in specs])
     except sp.PolicyError as exc:
@@ -82,7 +87,7 @@ def quotas_show(ref: str, as_json: bool) -> None:
     rows = quota_rows(account)
     text = (
         "\n".join(
-            f"{r['period']:<6} {r['used']:>7} / {r['limit']:<7} ({r['percent']:>3} %)  over it: {r['action']}"
+            f"{_counted(r):<22} {r['used']:>7} / {r['limit']:<7} ({r['percent']:>3} %)  over it: {r['action']}"
             for r in rows
         )
         or f"{account.username}: no quotas"
@@ -304,7 +309,11 @@ def policy_show(as_json: bool) -> None:
     ]
     lines += [f"  {r['account']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else "") for r in standing]
     lines += [
-        f"quotas of {name}: " + ", ".join(f"{q['period']}={q['limit']}:{q['action']} ({q['used']} used)" for q in rows)
+        f"quotas of {name}: "
+        + ", ".join(
+            f"{q['stream'] + '/' if q['stream'] else ''}{q['period']}={q['limit']}:{q['action']} ({q['used']} used)"
+            for q in rows
+        )
         for name, rows in data["quotas"].items()
     ]
     emit(data, as_json, "\n".join(lines))

@@ -19,16 +19,18 @@ from .mail import SmtpAccount
 
 
 class AccountQuota(BaseModel):
-    """One quota of an SMTP account: recipients per minute, hour, day or month, and what happens over it."""
+    """One quota of an SMTP account: recipients per minute, hour, day or month (of all its mail or of one
+    stream), and what happens over it."""
 
     id = AutoField()
     account = ForeignKeyField(SmtpAccount, backref="quotas", on_delete="CASCADE")
     period = CharField()  # minute | hour | day | month
     limit = IntegerField()
     action = CharField(default="defer")  # defer | hold | reject
+    stream = CharField(default="")  # the stream whose mail it counts (transactional | broadcast); "": all
 
     class Meta:
-        indexes = ((("account", "period"), True),)
+        indexes = ((("account", "stream", "period"), True),)
 
 
 class ProviderGroup(BaseModel):

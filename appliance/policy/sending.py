@@ -37,21 +37,39 @@ class PolicyError(ValueError):
     """A limit written in a way that cannot be used; the text says how to write it."""
 
 
+STREAMS = ("transactional", "broadcast")  # policy/acceptance.py reads them from X-Stream
+
+
 @dataclass(frozen=True)
 class Quota:
     period: str  # minute | hour | day | month
     limit: int  # recipients per window
     action: str  # defer | hold | reject
+    stream: str = ""  # the stream whose mail it counts; "": all the account's mail
 
     def __str__(self) -> str:
-        return f"{self.period}={self.limit}:{self.action}"
+        return f"{self.stream + '/' if self.stream else ''}{self.period}={self.limit}:{self.action}"
+
+    @property
+    def slug(self) -> str:
+        """The reason slug of a decision it makes: quota-hour, quota-broadcast-day."""
+        return f"quota-{self.stream + '-' if self.stream else ''}{self.period}"
+
+    @property
+    def per(self) -> str:
+        """Its window in words: "hour", "day of broadcast mail"."""
+        return f"{self.period} of {self.stream} mail" if self.stream else self.period
 
 
 def parse_quota(text: str) -> Quota:
-    """Read ``PERIOD=LIMIT[:ACTION]`` (``hour=100:defer``; the action defaults to defer)."""
+    """Read ``[STREAM/]PERIOD=LIMIT[:ACTION]`` (``hour=100:defer``, ``broadcast/day=5000:hold``; the
+    action defaults to defer; without a stream the quota counts all the account's mail)."""
     period, _, rest = text.strip().partition("=")
+    stream, slash, period = period.rpartition("/")
     limit, _, action = rest.partition(":")
-    period, action = period.strip().lower(), (action.strip().lower() or DEFER)
+    stream, period, action = stream.strip().lower(), period.strip().lower(), (action.strip().lower() or DEFER)
+    if slash and stream not in STREAMS:
+        raise PolicyError(f"{text!r}: the stream is {' or '.join(STREAMS)} (like broadcast/day=5000:hold)")
     if period not in PERIODS:
         raise PolicyError(f"{text!r}: the period is one of {', '.join(PERIODS)} (like hour=100:defer)")
     if action not in ACTIONS:
@@ -62,7 +80,7 @@ def parse_quota(text: str) -> Quota:
         raise PolicyError(f"{text!r}: the limit is a whole number of recipients") from None
     if number < 0:
         raise PolicyError(f"{text!r}: the limit cannot be negative")
-    return Quota(period, number, action)
+    return Quota(period, number, action, stream)
 
 
 def window(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -90,24 +108,39 @@ class QuotaDecision(NamedTuple):
     release_at: dt.datetime | None = None  # hold: when the window opens again (None: an admin releases)
 
 
-def quota_decision(quotas: list[Quota], usage: dict[str, int], now: dt.datetime) -> QuotaDecision | None:
-    """Decide a new message of an account that already sent ``usage[period]`` recipients per window.
+def quota_decision(
+    quotas: list[Quota], usage: dict[tuple[str, str], int], now: dt.datetime, adding: int = 1
+) -> QuotaDecision | None:
+    """Decide a new send of an account that already sent ``usage[stream, period]`` recipients in the
+    current window of each quota (stream "": all its mail). A message counts as one (its recipients
+    are not known at MAIL FROM: a message is refused once the quota is used up, not when it would
+    cross it); a list send counts as its ``adding`` members, so a list larger than what is left of a
+    quota is refused, or held, as a whole.
 
     Of several quotas reached, the strictest action wins (reject, then defer, then hold); held mail is
     released when the last reached hold window opens again.
     """
-    reached = [q for q in quotas if usage.get(q.period, 0) >= q.limit]
+    reached = [q for q in quotas if usage.get((q.stream, q.period), 0) + adding > q.limit]
     if not reached:
         return None
     by_action = {a: [q for q in reached if q.action == a] for a in ACTIONS}
     if by_action[REJECT]:
         q = by_action[REJECT][0]
-        return QuotaDecision(replies.QUOTA_REJECTED.format(period=q.period, limit=q.limit), f"quota-{q.period}", REJECT)
+        return QuotaDecision(replies.QUOTA_REJECTED.format(period=q.per, limit=q.limit), q.slug, REJECT)
     if by_action[DEFER]:
         q = by_action[DEFER][0]
-        return QuotaDecision(replies.QUOTA_EXCEEDED, f"quota-{q.period}", DEFER)
+        return QuotaDecision(replies.QUOTA_EXCEEDED, q.slug, DEFER)
     latest = max(by_action[HOLD], key=lambda q: window(q.period, now)[1])
-    return QuotaDecision(replies.MAIL_OK, f"quota-{latest.period}", HOLD, window(latest.period, now)[1])
+    return QuotaDecision(replies.MAIL_OK, latest.slug, HOLD, window(latest.period, now)[1])
+
+
+def later_hold(first: QuotaDecision | None, second: QuotaDecision | None) -> QuotaDecision | None:
+    """Of two holds (either may be None), the one released last: an admin's release (no time) last of all."""
+    if first is None or second is None:
+        return first or second
+    if first.release_at is None or (second.release_at is not None and first.release_at >= second.release_at):
+        return first
+    return second
 
 
 def alert_level(quota: Quota, used: int) -> int | None:

@@ -158,6 +158,20 @@ class Handler:
             account_track_clicks=account.track_clicks if account else None,
             list_send=envelope.list_send,
         )
+        hold = envelope.policy_hold
+        if account is not None and quotas.needs_send_check(account.id, bool(envelope.list_send)):
+            verdict = await server.run_blocking(
+                admission.send_verdict,
+                settings,
+                account.id,
+                account.stream,
+                envelope.original_content,
+                envelope.list_send,
+                hold,
+            )
+            if verdict is not None and verdict.action != sp.HOLD:
+                return verdict.reply
+            hold = verdict
         # Mail to a return path of ours (a later bounce, a complaint) is applied as it is stored.
         arrival = bounces.Arrival(settings, envelope.reported) if envelope.reported else None
         admit = functools.partial(
@@ -166,7 +180,7 @@ class Handler:
             prepare,
             account_id=account.id if account else None,
             allowed=frozenset(server.allowed_senders),
-            hold=envelope.policy_hold,
+            hold=hold,
             arrival=arrival,
         )
 

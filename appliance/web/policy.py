@@ -137,19 +137,22 @@ def policy_warmup_edit():
 @bp.post("/quotas/<int:account_id>")
 @admin_required
 def policy_quotas_edit(account_id: int):
-    """Save an account's quotas (one optional limit and action per period)."""
+    """Save an account's quotas (one optional limit and action per period, for all mail and per stream)."""
     account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
     if account is None:
         abort(404)
     wanted, problems = [], []
-    for period in sp.PERIODS:
-        raw = request.form.get(f"limit_{period}", "").strip()
-        if not raw:
-            continue
-        try:
-            wanted.append(sp.parse_quota(f"{period}={raw}:{request.form.get(f'action_{period}', sp.DEFER)}"))
-        except sp.PolicyError:
-            problems.append(f"per {period}: a whole number of recipients")
+    for stream in ("", *sp.STREAMS):
+        for period in sp.PERIODS:
+            field = f"{stream}_{period}" if stream else period
+            raw = request.form.get(f"limit_{field}", "").strip()
+            if not raw:
+                continue
+            action = request.form.get(f"action_{field}", sp.DEFER)
+            try:
+                wanted.append(sp.parse_quota(f"{stream + '/' if stream else ''}{period}={raw}:{action}"))
+            except sp.PolicyError:
+                problems.append(f"per {period}{f' of {stream} mail' if stream else ''}: a whole number of recipients")
     if problems:
         return render_template("policy/quotas_error.html", account=account, problems=problems), 400
     quotas.set_quotas(account.id, wanted)

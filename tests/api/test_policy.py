@@ -41,6 +41,15 @@ def test_a_hold_quota_accepts_and_stores_the_deliveries_held(app, api, account, 
         assert [r.status for r in rows] == ["held", "held"] and rows[0].last_reply.startswith("held: quota-minute")
 
 
+def test_a_quota_of_the_broadcast_stream_refuses_only_broadcast_mail(app, api, account, shop_key):
+    with app.app_context():
+        quotas.set_quotas(_account_id(app, account), [sp.Quota("hour", 0, "defer", "broadcast")])
+    refused = api.send(shop_key, ORDER | {"stream": "broadcast"})
+    assert refused.status_code == 429 and refused.json()["reason"] == "quota-broadcast-hour"
+    assert refused.json()["smtp_reply"] == "451 4.7.1 Sending quota exceeded, try later"
+    assert api.send(shop_key, ORDER).status_code == 202  # transactional, the account's stream
+
+
 def test_a_suppressed_recipient_is_accepted_and_recorded_as_suppressed(app, api, shop_key):
     with app.app_context():
         suppressions.add("bea@example.test", "complained")

@@ -133,3 +133,55 @@ def test_the_cli_sets_shows_and_clears_quotas(run_cli, account, account_id):
     assert bad.exit_code != 0 and "period is one of" in bad.output
     assert run_cli("quotas", "set", account[0], "--clear").exit_code == 0
     assert quotas.quotas_of(account_id) == []
+
+
+BROADCAST = b"X-Stream: broadcast\r\n"
+
+
+def test_a_quota_of_the_broadcast_stream_refuses_newsletters_after_data_and_never_an_order(
+    smtp_server, account, account_id, clock_at_noon
+):
+    quotas.set_quotas(account_id, [sp.Quota("day", 2, "reject", "broadcast")])
+    with session(smtp_server, account) as client:
+        assert transaction(client, ["a@example.test", "b@example.test"], BROADCAST)[0] == 250
+        code, text, _ = transaction(client, headers=BROADCAST)  # MAIL FROM passes: X-Stream comes with DATA
+        assert (code, text) == (
+            550,
+            "5.7.1 Sending quota exceeded: this account may send 2 recipients per day of broadcast mail",
+        )
+        orders = [transaction(client)[0] for _ in range(3)]  # the account's default stream: transactional
+    assert orders == [250, 250, 250]
+    assert Message.select().where(Message.stream == "broadcast").count() == 1
+    rows = {(r["stream"], r["period"]): r["used"] for r in quotas.usage_rows(account_id, clock_at_noon.value)}
+    assert rows == {("broadcast", "day"): 2}
+
+
+def test_a_quota_of_all_mail_and_one_of_a_stream_apply_together_and_the_later_hold_wins(
+    smtp_server, account, account_id, clock_at_noon
+):
+    quotas.set_quotas(account_id, [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 1, "hold", "broadcast")])
+    with session(smtp_server, account) as client:
+        assert transaction(client, headers=BROADCAST)[0] == 250  # nothing used yet
+        code, _, held_id = transaction(client, headers=BROADCAST)  # both reached: held until 13:00
+        clock_at_noon.advance(60)  # 12:01:30: the minute has turned, the broadcast hour has not
+        order = transaction(client)
+    assert code == 250 and order[0] == 250
+    assert (
+        Delivery.get(Delivery.message == held_id).last_reply == "held: quota-broadcast-hour until 2025-06-02 13:00 UTC"
+    )
+    assert Delivery.get(Delivery.message == order[2]).status == "queued"
+
+
+def test_the_cli_sets_quotas_of_one_stream(run_cli, account, account_id):
+    result = run_cli("quotas", "set", account[0], "--per", "day=1000:defer", "--per", "broadcast/day=200:hold")
+    assert result.exit_code == 0, result.output
+    assert quotas.quotas_of(account_id) == [sp.Quota("day", 1000, "defer"), sp.Quota("day", 200, "hold", "broadcast")]
+    from tests.support.process import cli_json
+
+    shown = cli_json(run_cli("quotas", "show", account[0], "--json"))
+    assert [(q["stream"], q["period"], q["limit"]) for q in shown["quotas"]] == [
+        ("", "day", 1000),
+        ("broadcast", "day", 200),
+    ]
+    twice = run_cli("quotas", "set", account[0], "--per", "broadcast/day=1", "--per", "broadcast/day=2")
+    assert twice.exit_code != 0 and "at most once" in twice.output

@@ -30,7 +30,31 @@ def test_a_quota_is_read_from_period_limit_and_action_and_the_action_defaults_to
     assert str(sp.Quota("month", 9, "reject")) == "month=9:reject"
 
 
-@pytest.mark.parametrize("text", ["week=1", "hour=x", "hour=5:bounce", "hour=-1"])
+def test_a_quota_may_count_one_stream_only():
+    assert sp.parse_quota("Broadcast/day=5000:hold") == sp.Quota("day", 5000, "hold", "broadcast")
+    assert str(sp.Quota("day", 5000, "hold", "broadcast")) == "broadcast/day=5000:hold"
+    quotas = [sp.Quota("day", 10, "reject", "broadcast")]
+    decision = sp.quota_decision(quotas, {("broadcast", "day"): 10}, NOW)
+    assert (decision.reason, decision.action) == ("quota-broadcast-day", "reject")
+    assert "10 recipients per day of broadcast mail" in decision.reply
+    assert sp.quota_decision(quotas, {("", "day"): 10, ("broadcast", "day"): 9}, NOW) is None
+
+
+def test_a_list_send_counts_its_members_and_is_refused_when_they_would_cross_a_quota():
+    quotas = [sp.Quota("day", 100, "reject")]
+    assert sp.quota_decision(quotas, {("", "day"): 40}, NOW, adding=60) is None
+    assert sp.quota_decision(quotas, {("", "day"): 40}, NOW, adding=61).reason == "quota-day"
+
+
+def test_of_two_holds_the_one_released_last_is_kept():
+    early = sp.QuotaDecision("250", "quota-hour", "hold", dt.datetime(2025, 3, 14, 16))
+    late = sp.QuotaDecision("250", "quota-day", "hold", dt.datetime(2025, 3, 15))
+    by_admin = sp.QuotaDecision("250", "reputation-hold", "hold", None)
+    assert sp.later_hold(early, late) is late and sp.later_hold(late, early) is late
+    assert sp.later_hold(early, by_admin) is by_admin and sp.later_hold(None, early) is early
+
+
+@pytest.mark.parametrize("text", ["week=1", "hour=x", "hour=5:bounce", "hour=-1", "bulk/day=5", "/day=5:hold"])
 def test_a_quota_that_cannot_be_read_says_how_to_write_it(text):
     with pytest.raises(sp.PolicyError):
         sp.parse_quota(text)
@@ -38,20 +62,20 @@ def test_a_quota_that_cannot_be_read_says_how_to_write_it(text):
 
 def test_below_every_quota_a_message_passes():
     quotas = [sp.Quota("hour", 10, "reject"), sp.Quota("day", 50, "defer")]
-    assert sp.quota_decision(quotas, {"hour": 9, "day": 49}, NOW) is None
+    assert sp.quota_decision(quotas, {("", "hour"): 9, ("", "day"): 49}, NOW) is None
 
 
 def test_of_several_quotas_reached_the_strictest_action_wins():
     quotas = [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 1, "defer"), sp.Quota("day", 5, "reject")]
-    assert sp.quota_decision(quotas, {"minute": 1, "hour": 1}, NOW).reply.startswith("451 4.7.1")
-    decision = sp.quota_decision(quotas, {"minute": 1, "hour": 1, "day": 5}, NOW)
+    assert sp.quota_decision(quotas, {("", "minute"): 1, ("", "hour"): 1}, NOW).reply.startswith("451 4.7.1")
+    decision = sp.quota_decision(quotas, {("", "minute"): 1, ("", "hour"): 1, ("", "day"): 5}, NOW)
     assert (decision.action, decision.reason) == ("reject", "quota-day")
     assert decision.reply.startswith("550 5.7.1") and "5 recipients per day" in decision.reply
 
 
 def test_held_mail_is_released_when_the_last_reached_hold_window_opens():
     quotas = [sp.Quota("minute", 1, "hold"), sp.Quota("hour", 3, "hold")]
-    decision = sp.quota_decision(quotas, {"minute": 1, "hour": 3}, NOW)
+    decision = sp.quota_decision(quotas, {("", "minute"): 1, ("", "hour"): 3}, NOW)
     assert (decision.action, decision.reason, decision.release_at) == (
         "hold",
         "quota-hour",

@@ -127,3 +127,41 @@ def test_list_addresses_refuse_an_account_not_tied_an_unknown_list_and_other_rec
         client.mail("orders@shop.test")
         assert client.rcpt("alice@example.test")[0] == 250
         assert client.rcpt(address)[0] == 452
+
+
+def test_a_list_send_counts_its_subscribed_members_against_the_quotas_all_at_once(
+    app, relay, account, shop_domain, dns_server, sink_mx, newsletter
+):
+    """ann and eve are the newsletter's subscribed members: a day quota of 1 refuses the send whole
+    (MAIL FROM saw nothing used), and once it holds instead, both members' deliveries are held."""
+    from appliance.policy import quotas
+    from appliance.policy import sending as sp
+
+    sink = signed_route(app, shop_domain, dns_server, sink_mx)
+    address = f"{newsletter.id}@lists.{HOSTNAME}"
+    with app.app_context():
+        shop = accounts.find(account[0])
+        quotas.set_quotas(shop.id, [sp.Quota("day", 1, "reject")])
+    with relay.smtp.submission() as client:
+        client.login(*account)
+        assert client.mail("orders@shop.test")[0] == 250
+        assert client.rcpt(address)[0] == 250
+        code, reply = client.data(mail("Spring news", to=address))
+    assert (code, reply.decode()) == (550, "5.7.1 Sending quota exceeded: this account may send 1 recipients per day")
+    with app.app_context():
+        assert not Message.select().exists()
+        quotas.set_quotas(shop.id, [sp.Quota("day", 1, "hold", "broadcast")])
+    with relay.smtp.submission() as client:
+        client.login(*account)
+        client.mail("orders@shop.test")
+        client.rcpt(address)
+        code, reply = client.data(mail("Spring news", to=address))
+    assert code == 250, reply
+    message_id = reply.decode().rsplit(" ", 1)[-1]
+    with app.app_context():
+        assert wait_for(lambda: Message.get_by_id(message_id).status == "held")
+        held = {d.rcpt: d.last_reply for d in Delivery.select().where(Delivery.status == "held")}
+        tomorrow = Message.get_by_id(message_id).received_at.date() + dt.timedelta(days=1)
+    assert sorted(held) == ["ann@example.test", "eve@example.test"]
+    assert set(held.values()) == {f"held: quota-broadcast-day until {tomorrow} 00:00 UTC"}
+    assert sink.messages == []

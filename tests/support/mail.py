@@ -42,15 +42,16 @@ def send(relay, account, msg: EmailMessage, to: str = "alice@example.test") -> N
         client.sendmail("news@shop.test", [to], msg.as_bytes(policy=email.policy.SMTP))
 
 
-def transaction(client, rcpts=("bob@example.test",)) -> tuple[int, str, str | None]:
-    """One mail transaction; return the MAIL FROM reply and the queue id when accepted."""
+def transaction(client, rcpts=("bob@example.test",), headers: bytes = b"") -> tuple[int, str, str | None]:
+    """One mail transaction (``headers``: more header lines, CRLF-ended); return the MAIL FROM reply
+    when it refuses, else the DATA reply and the queue id when accepted."""
     code, text = client.mail("orders@shop.test")
     if code != 250:
         client.rset()
         return code, text.decode(), None
     for rcpt in rcpts:
         client.rcpt(rcpt)
-    code, text = client.data(b"From: orders@shop.test\r\nSubject: Order\r\n\r\nThanks.\r\n")
+    code, text = client.data(b"From: orders@shop.test\r\nSubject: Order\r\n" + headers + b"\r\nThanks.\r\n")
     return code, text.decode(), text.decode().rsplit(" ", 1)[-1]
 
 

@@ -92,3 +92,22 @@ def test_quotas_are_set_and_their_usage_shown_on_the_account_page(app, client, s
     bad = client.form(f"/policy/quotas/{account.id}", {"limit_hour": "ten"})
     assert bad.status_code == 400 and "per hour: a whole number of recipients" in bad.get_data(as_text=True)
     assert SmtpAccount.get_by_id(account.id).quotas.count() == 2
+
+
+def test_quotas_of_one_stream_are_set_on_the_account_page(app, client):
+    account, _ = accounts.create("Shop")
+    saved = client.form(
+        f"/policy/quotas/{account.id}",
+        {
+            "limit_hour": "10",
+            "action_hour": "defer",
+            "limit_transactional_day": "50",
+            "action_transactional_day": "reject",
+        },
+    )
+    assert saved.status_code == 302
+    assert [str(q) for q in quotas.quotas_of(account.id)] == ["hour=10:defer", "transactional/day=50:reject"]
+    page = client.get(f"/accounts/{account.id}").get_data(as_text=True)
+    assert 'name="limit_transactional_day" value="50"' in page and "transactional only" in page
+    bad = client.form(f"/policy/quotas/{account.id}", {"limit_broadcast_hour": "lots"})
+    assert bad.status_code == 400 and "per hour of broadcast mail: a whole number" in bad.get_data(as_text=True)
