@@ -4,9 +4,9 @@ account under a campaign and a list (docs/campaigns-and-lists.md).
 A message is filed under the campaign its ``campaign_guid`` header names (also read as
 ``X-Campaign-ID``), else under the campaign whose subject equals its Subject: exactly, else under its
 account's "Transactional Campaign", made on first use. Its recipients join the list its
-``mailing_list_id`` header names, else the account's "Transactional Campaign Recipients"
-(appliance/lists.py). A named campaign or list that does not exist files nothing: the next rule applies
-and an alert says why.
+``mailing_list_id`` header names, else the list connected to its campaign (Moosend's rule), else the
+account's "Transactional Campaign Recipients" (appliance/lists.py). A named campaign or list that does
+not exist files nothing: the next rule applies and an alert says why.
 """
 
 from __future__ import annotations
@@ -60,19 +60,30 @@ def _check_subject(subject: str, except_id: str | None = None) -> None:
         raise CampaignError(f"campaign {other.name!r} ({other.id}) already has the subject {subject!r}")
 
 
-def create(name: str, subject: str | None = None) -> Campaign:
+def create(name: str, subject: str | None = None, mailing_list: str = "") -> Campaign:
     """Make a campaign; mail is filed under it by its id (campaign_guid) and, when ``subject`` is given,
-    by that exact Subject:. Raise CampaignError when the name or subject cannot be used, or another
-    campaign that is not archived has that subject."""
+    by that exact Subject:; the recipients of its mail join ``mailing_list`` (its connected list; "":
+    none). Raise CampaignError when the name or subject cannot be used, another campaign that is not
+    archived has that subject, or there is no such list."""
     name = _text(name, "name", required=True)
     subject = _text(subject or "", "subject", required=False) or None
     if subject is not None:
         _check_subject(subject)
-    row = Campaign.create(id=new_id(), name=name, subject=subject, created_at=clock.now())
+    connected = _list(mailing_list)
+    row = Campaign.create(id=new_id(), name=name, subject=subject, mailing_list=connected, created_at=clock.now())
     audit.record(
-        "campaign.create", f"campaign {row.id}", f"name {name!r}" + (f", subject {subject!r}" if subject else "")
+        "campaign.create",
+        f"campaign {row.id}",
+        f"name {name!r}" + (f", subject {subject!r}" if subject else "") + (f", list {connected}" if connected else ""),
     )
     return row
+
+
+def _list(list_id: str) -> str | None:
+    list_id = list_id.strip().lower()
+    if list_id and not lists.exists(list_id):
+        raise CampaignError(f"there is no list {list_id!r} (`appliance lists list` shows them)")
+    return list_id or None
 
 
 def find(campaign_id: str) -> Campaign:
@@ -100,6 +111,16 @@ def set_subject(campaign_id: str, subject: str) -> Campaign:
     row.subject = subject or None
     row.save()
     audit.record("campaign.subject", f"campaign {row.id}", f"subject {subject!r}")
+    return row
+
+
+def connect(campaign_id: str, list_id: str) -> Campaign:
+    """Connect a list to a campaign ("": none): the recipients of its mail join the list, unless their
+    message names one in mailing_list_id. Raise CampaignError when there is no such list."""
+    row = find(campaign_id)
+    row.mailing_list = _list(list_id)
+    row.save()
+    audit.record("campaign.list", f"campaign {row.id}", f"list {row.mailing_list}" if row.mailing_list else "no list")
     return row
 
 
@@ -158,21 +179,31 @@ def describe(row: Campaign, counted: dict[str, int] | None = None) -> dict[str, 
         "subject": row.subject,
         "account": row.default_for_id,
         "archived": row.archived,
+        "list": row.mailing_list,
         "created_at": row.created_at.isoformat(sep=" ", timespec="seconds"),
         **(counted if counted is not None else figures(CAMPAIGN, [row.id])[row.id]),
     }
 
 
-def default_for(account_id: int) -> str:
+def default_for(account_id: int) -> tuple[str, str | None]:
     """The id of the account's "Transactional Campaign", made on first use (in a transaction of its own:
-    two front ends making it at once end with one)."""
-    found = Campaign.select(Campaign.id).where(Campaign.default_for == account_id).scalar()
+    two front ends making it at once end with one), and its connected list (None: none)."""
+
+    def read() -> tuple[str, str | None] | None:
+        return (
+            Campaign.select(Campaign.id, Campaign.mailing_list)
+            .where(Campaign.default_for == account_id)
+            .tuples()
+            .first()
+        )
+
+    found = read()
     if found is None:
         with db.atomic_write():
             Campaign.insert(
                 id=new_id(), name=TRANSACTIONAL, default_for=account_id, created_at=clock.now()
             ).on_conflict_ignore().execute()
-        found = Campaign.select(Campaign.id).where(Campaign.default_for == account_id).scalar()
+        found = read()
     return found
 
 
@@ -186,11 +217,11 @@ def file(settings: dict, item: intake.Incoming) -> None:
     join (the writer thread, before it is stored)."""
     if item.account_id is None or item.direction != "outbound":
         return
-    _file_list(settings, item)
-    _file_campaign(settings, item)
+    connected = _file_campaign(settings, item)
+    _file_list(settings, item, connected)
 
 
-def _file_list(settings: dict, item: intake.Incoming) -> None:
+def _file_list(settings: dict, item: intake.Incoming, connected: str | None) -> None:
     if item.list_send:  # mail to a list address: its members are the recipients, nobody joins
         item.list_id = item.list_send
         return
@@ -205,15 +236,17 @@ def _file_list(settings: dict, item: intake.Incoming) -> None:
             f"mailing_list_id {item.list_ref[:60]!r} names no list: its recipients join the account's "
             f"{lists.TRANSACTIONAL_RECIPIENTS} (a header never makes a list)",
         )
-    item.members_list = lists.default_for(item.account_id)
+    item.members_list = connected or lists.default_for(item.account_id)
     item.list_id = lists.tied_list(item.account_id) or item.members_list
 
 
-def _file_campaign(settings: dict, item: intake.Incoming) -> None:
+def _file_campaign(settings: dict, item: intake.Incoming) -> str | None:
+    """File the message under its campaign; return the campaign's connected list (None: none)."""
     if item.campaign_ref:
-        if Campaign.select().where(Campaign.id == item.campaign_ref).exists():
+        named = Campaign.select(Campaign.mailing_list).where(Campaign.id == item.campaign_ref).tuples().first()
+        if named is not None:
             item.campaign_id = item.campaign_ref
-            return
+            return named[0]
         _alert(
             settings,
             CAMPAIGN_UNKNOWN,
@@ -223,12 +256,14 @@ def _file_campaign(settings: dict, item: intake.Incoming) -> None:
         )
     if item.subject and len(item.subject) <= MAX_TEXT:
         matched = (
-            Campaign.select(Campaign.id)
+            Campaign.select(Campaign.id, Campaign.mailing_list)
             .where((Campaign.subject == item.subject) & ~Campaign.archived)
             .order_by(Campaign.created_at)
-            .scalar()
+            .tuples()
+            .first()
         )
         if matched is not None:
-            item.campaign_id = matched
-            return
-    item.campaign_id = default_for(item.account_id)
+            item.campaign_id = matched[0]
+            return matched[1]
+    item.campaign_id, connected = default_for(item.account_id)
+    return connected

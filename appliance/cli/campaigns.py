@@ -18,7 +18,8 @@ def _text(row: dict) -> str:
     shown = " ".join(f"{name}={row[name]}" for name in service.FIGURES)
     archived = " (archived)" if row["archived"] else ""
     subject = f" subject={row['subject']!r}" if row["subject"] else ""
-    return f"{row['id']}  {row['name']}{archived}{subject}\n    {shown}"
+    connected = f" list={row['list']}" if row["list"] else ""
+    return f"{row['id']}  {row['name']}{archived}{subject}{connected}\n    {shown}"
 
 
 def _run(action, *args):
@@ -31,11 +32,12 @@ def _run(action, *args):
 @campaigns.command("create")
 @click.argument("name")
 @click.option("--subject", default=None, help="File mail whose Subject: is exactly this under the campaign.")
+@click.option("--list", "list_id", default="", help="The list its mail's recipients join (its connected list).")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def campaigns_create(name: str, subject: str | None, as_json: bool) -> None:
+def campaigns_create(name: str, subject: str | None, list_id: str, as_json: bool) -> None:
     """Make a campaign; its id is what apps put in the campaign_guid header."""
-    row = service.describe(_run(service.create, name, subject))
+    row = service.describe(_run(service.create, name, subject, list_id))
     emit(row, as_json, _text(row))
 
 
@@ -94,3 +96,17 @@ def campaigns_archive(campaign_id: str, undo: bool) -> None:
     """Archive a campaign: its subject files no more mail (campaign_guid still does)."""
     row = _run(service.archive, campaign_id, not undo)
     click.echo(f"campaign {row.id} is {'archived' if row.archived else 'no longer archived'}")
+
+
+@campaigns.command("connect")
+@click.argument("campaign_id")
+@click.argument("list_id", metavar="LIST_ID")
+@with_appcontext
+def campaigns_connect(campaign_id: str, list_id: str) -> None:
+    """Connect a list to a campaign ("" for none): the recipients of its mail join the list, unless the
+    message names one in mailing_list_id."""
+    row = _run(service.connect, campaign_id, list_id)
+    click.echo(
+        f"campaign {row.id}: "
+        + (f"its mail's recipients join list {row.mailing_list}" if row.mailing_list else "no list")
+    )

@@ -29,6 +29,9 @@ class Campaign(BaseModel):
     default_for = ForeignKeyField(SmtpAccount, null=True, unique=True, on_delete="SET NULL")
     archived = BooleanField(default=False)  # no longer matched by subject; a campaign_guid still names it
     created_at = DateTimeField(default=clock.now)
+    # The connected list (a MailingList id; None: none): the recipients of its mail join it, unless the
+    # message's mailing_list_id names a list. A plain column: lists are not deleted while mail names them.
+    mailing_list = CharField(null=True)
 
 
 class MailingList(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from .. import campaigns
+from .. import campaigns, lists
 from .lists import daily_chart
 from .permissions import admin_required, viewer_required
 
@@ -50,6 +50,7 @@ def campaigns_show(campaign_id: str):
     return render_template(
         "campaigns/show.html",
         row=campaigns.describe(row),
+        lists=lists.listed(),
         figures=campaigns.FIGURES,
         chart=daily_chart(campaigns.CAMPAIGN, row.id, "Per day: sent, delivered, opened, clicked"),
     )
@@ -58,13 +59,16 @@ def campaigns_show(campaign_id: str):
 @bp.post("/<campaign_id>")
 @admin_required
 def campaigns_change(campaign_id: str):
-    """Rename (``name``), change the subject (``subject``), archive or bring back (``archived``)."""
+    """Rename (``name``), change the subject (``subject``) or the connected list (``list``), archive or
+    bring back (``archived``)."""
     form = request.form
     try:
         if "name" in form:
             campaigns.rename(campaign_id, form["name"])
         if "subject" in form:
             campaigns.set_subject(campaign_id, form["subject"])
+        if "list" in form:
+            campaigns.connect(campaign_id, form["list"])
         if "archived" in form:
             campaigns.archive(campaign_id, form["archived"] == "1")
         flash("Campaign saved.")

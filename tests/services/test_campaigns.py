@@ -9,8 +9,8 @@ import email
 
 import pytest
 
-from appliance import campaigns, dkim
-from appliance.models import Alert, Campaign, Message
+from appliance import accounts, campaigns, dkim, lists
+from appliance.models import Alert, Campaign, ListMember, Message
 from tests.support.dkim import assert_both_signatures_verify, signed_route
 from tests.support.filing import mail, send
 from tests.support.process import cli_json
@@ -154,6 +154,47 @@ def test_a_campaigns_figures_count_its_deliveries_bounces_and_opens(
     listed = {c["name"]: c for c in cli_json(run_cli("campaigns", "list", "--json"))}
     assert listed["Launch"]["delivered"] == 1
     assert listed["Transactional Campaign"]["sent"] == listed["Transactional Campaign"]["delivered"] == 1
+
+
+def test_the_recipients_of_a_campaigns_mail_join_its_connected_list_unless_the_message_names_one(
+    app, relay, account, shop_domain, dns_server, sink_mx
+):
+    """Moosend's rule: a campaign matched by subject (or named by campaign_guid) adds the recipients to
+    the list connected with it; mailing_list_id still wins; without a connection, the account's
+    Transactional Campaign Recipients."""
+    sink = signed_route(app, shop_domain, dns_server, sink_mx)
+    with app.app_context():
+        spring, vip = lists.create("Spring buyers"), lists.create("VIP")
+        launch = campaigns.create("Spring launch", "Spring is here", spring.id)
+        other = campaigns.create("Receipts", "Your receipt")
+    send(relay, account, mail("Spring is here"), rcpts=("ann@example.test",))
+    send(relay, account, mail("Late", f"campaign_guid: {launch.id}"), rcpts=("bob@example.test",))
+    send(relay, account, mail("Spring is here", f"mailing_list_id: {vip.id}"), rcpts=("cat@example.test",))
+    send(relay, account, mail("Your receipt"), rcpts=("dan@example.test",))
+    assert wait_for(lambda: len(sink.messages) == 4)
+    with app.app_context():
+        joined = {m.email: m.list_id for m in ListMember.select()}
+        default = lists.default_for(accounts.find(account[0]).id)
+    assert joined == {
+        "ann@example.test": spring.id,
+        "bob@example.test": spring.id,
+        "cat@example.test": vip.id,
+        "dan@example.test": default,
+    }
+    assert other.mailing_list is None
+
+
+def test_the_campaigns_commands_connect_a_list_and_refuse_an_unknown_one(run_cli, app):
+    with app.app_context():
+        spring = lists.create("Spring buyers")
+    made = cli_json(run_cli("campaigns", "create", "Launch", "--list", spring.id.upper(), "--json"))
+    assert made["list"] == spring.id
+    assert run_cli("campaigns", "connect", made["id"], "").exit_code == 0
+    assert cli_json(run_cli("campaigns", "show", made["id"], "--json"))["list"] is None
+    for args in (("campaigns", "connect", made["id"], "nope"), ("campaigns", "create", "X", "--list", "nope")):
+        result = run_cli(*args)
+        assert result.exit_code != 0 and "there is no list 'nope'" in result.output, result.output
+    assert [c["name"] for c in cli_json(run_cli("campaigns", "list", "--json"))] == ["Launch"]
 
 
 def test_the_campaigns_commands_create_rename_archive_and_refuse_bad_input(run_cli):

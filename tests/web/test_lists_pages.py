@@ -77,6 +77,20 @@ def test_a_campaign_is_made_renamed_and_archived_on_its_page(client):
     assert client.get("/campaigns/nope").status_code == 404
 
 
+def test_a_list_is_connected_to_a_campaign_on_its_page(client):
+    spring = lists.create("Spring buyers")
+    row = campaigns.create("Launch", "Spring is here")
+    page = client.get(f"/campaigns/{row.id}").get_data(as_text=True)
+    assert f'<option value="{spring.id}" >Spring buyers</option>' in page
+    assert client.form(f"/campaigns/{row.id}", {"list": spring.id}).status_code == 302
+    assert campaigns.find(row.id).mailing_list == spring.id
+    page = client.get(f"/campaigns/{row.id}").get_data(as_text=True)
+    assert "join the list" in page and f'<option value="{spring.id}" selected>' in page
+    refused = client.form(f"/campaigns/{row.id}", {"list": "nope"}, follow_redirects=True)
+    assert "there is no list &#39;nope&#39;" in refused.get_data(as_text=True)
+    assert campaigns.find(row.id).mailing_list == spring.id
+
+
 def test_viewers_see_the_pages_and_change_nothing(viewer_client):
     made = lists.create("Customers")
     assert viewer_client.get("/lists/").status_code == 200
