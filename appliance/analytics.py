@@ -1,8 +1,9 @@
 """Analytics: what became of the messages received in a date range, per stream and account; rates
 over human opens and clicks only (machine ones are counted apart), charts by hour and by day, the
 links clicked most, and the same figures per recipient provider (the dashboard's analytics page,
-its CSV export and `appliance stats` read the same). The figures come from the hourly roll-up that
-the events layer keeps (EventCount, docs/analytics.md), not from the events themselves."""
+its CSV export and `appliance stats` read the same). The figures come from the roll-ups that the
+events layer keeps (EventDay for whole days, EventCount for whole hours, LinkDay for the top links;
+docs/analytics.md), not from the events themselves, but for the parts of an hour at a range's ends."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from peewee import JOIN, fn
 
 from . import events
-from .models import CANCELLED, SUPPRESSED, Delivery, Event, EventCount, Message
+from .models import CANCELLED, SUPPRESSED, Delivery, Event, EventCount, EventDay, LinkDay, Message
 from .policy import groups
 from .policy import sending as sp
 
@@ -114,39 +115,99 @@ class _Sums:
             if unique:
                 f.counts[_UNIQUE[metric]] += unique
 
-    def chart(self, hour: dt.datetime, metric: str, n: int) -> None:
-        if hour in self.hourly:
+    def chart(self, hour: dt.datetime, metric: str, n: int, *, hourly: bool = True, daily: bool = True) -> None:
+        if hourly and hour in self.hourly:
             self.hourly[hour][metric] += n
-        if hour.date() in self.daily:
+        if daily and hour.date() in self.daily:
             self.daily[hour.date()][metric] += n
 
 
-def _from_rollups(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dict) -> None:
-    """Add the EventCount rows of the messages received in these whole hours."""
-    where = [EventCount.received >= since, EventCount.received < until]
+def _scoped(model, since: dt.datetime, until: dt.datetime, scope: dict) -> list:
+    """The conditions of a roll-up's rows for the messages received in [since, until) of the scope."""
+    where = [model.received >= since, model.received < until]
     if scope["account_id"] is not None:
-        where.append(EventCount.account == scope["account_id"])
+        where.append(model.account == scope["account_id"])
     if scope["stream"] is not None:
-        where.append(EventCount.stream == scope["stream"])
-    count, uniques = fn.SUM(EventCount.count), fn.SUM(EventCount.uniques)
+        where.append(model.stream == scope["stream"])
+    return where
+
+
+def _from_rollups(sums: _Sums, first: dt.datetime, last: dt.datetime, scope: dict) -> None:
+    """Add the messages received in the whole hours [first, last): the whole days among them from
+    EventDay (its rows grow with the days, not with the messages), the hours either side from EventCount."""
+    day_start = events.day_of(first) + (dt.timedelta(days=1) if first != events.day_of(first) else dt.timedelta())
+    day_end = events.day_of(last)
+    if day_start >= day_end:
+        _from_hours(sums, first, last, scope)
+        return
+    _from_days(sums, day_start, day_end, scope)
+    if first < day_start:
+        _from_hours(sums, first, day_start, scope)
+    if day_end < last:
+        _from_hours(sums, day_end, last, scope)
+
+
+def _add_totals(sums: _Sums, model, where: list) -> None:
+    count, uniques = fn.SUM(model.count), fn.SUM(model.uniques)
     totals = (
-        EventCount.select(EventCount.provider, EventCount.metric, count, uniques)
+        model.select(model.provider, model.metric, count, uniques)
         .where(*where)
-        .group_by(EventCount.provider, EventCount.metric)
+        .group_by(model.provider, model.metric)
         .having((count != 0) | (uniques != 0))
         .tuples()
     )
     for provider, metric, n, unique in totals:
         sums.add(provider, metric, n, unique)
-    first, end = (dt.datetime.combine(d, dt.time()) for d in (sums.days[0], sums.days[-1] + dt.timedelta(days=1)))
+
+
+def _chart_range(sums: _Sums) -> tuple[dt.datetime, dt.datetime]:
+    return dt.datetime.combine(sums.days[0], dt.time()), dt.datetime.combine(sums.days[-1], dt.time()) + dt.timedelta(
+        days=1
+    )
+
+
+def _from_hours(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dict) -> None:
+    """Add the EventCount rows of the messages received in these whole hours."""
+    where = _scoped(EventCount, since, until, scope)
+    _add_totals(sums, EventCount, where)
+    first, end = _chart_range(sums)
     charted = (
-        EventCount.select(EventCount.hour, EventCount.metric, count)
+        EventCount.select(EventCount.hour, EventCount.metric, fn.SUM(EventCount.count))
         .where(*where, EventCount.metric.in_(CHARTED), EventCount.hour >= first, EventCount.hour < end)
         .group_by(EventCount.hour, EventCount.metric)
         .tuples()
     )
     for hour, metric, n in charted:
         sums.chart(hour, metric, n)
+
+
+def _from_days(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dict) -> None:
+    """Add the messages received in these whole days: totals and the daily chart from EventDay, the
+    last 24 hours' chart from the EventCount rows of those hours (index ``(hour, metric)``)."""
+    where = _scoped(EventDay, since, until, scope)
+    _add_totals(sums, EventDay, where)
+    first, end = _chart_range(sums)
+    by_day = (
+        EventDay.select(EventDay.day, EventDay.metric, fn.SUM(EventDay.count))
+        .where(*where, EventDay.metric.in_(CHARTED), EventDay.day >= first, EventDay.day < end)
+        .group_by(EventDay.day, EventDay.metric)
+        .tuples()
+    )
+    for day, metric, n in by_day:
+        sums.chart(day, metric, n, hourly=False)
+    by_hour = (
+        EventCount.select(EventCount.hour, EventCount.metric, fn.SUM(EventCount.count))
+        .where(
+            EventCount.hour >= sums.hours[0],
+            EventCount.hour <= sums.hours[-1],
+            EventCount.metric.in_(CHARTED),
+            *_scoped(EventCount, since, until, scope),
+        )
+        .group_by(EventCount.hour, EventCount.metric)
+        .tuples()
+    )
+    for hour, metric, n in by_hour:
+        sums.chart(hour, metric, n, daily=False)
 
 
 def _message_scope(since: dt.datetime, until: dt.datetime, scope: dict) -> list:
@@ -195,10 +256,36 @@ def _from_events(sums: _Sums, since: dt.datetime, until: dt.datetime, scope: dic
 
 
 def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tuple[str, int, int]]:
-    """The links clicked most by humans: the clicks since ``since`` (a range of the event index
-    ``(type, at)``: a message's clicks come after it was received), then their messages' scope."""
+    """The links clicked most by humans, with their unique clickers: the messages received on the whole
+    days of the range from LinkDay, those of the parts of a day at either end from their clicks."""
     links: Counter = Counter()
-    clickers: dict[str, set] = defaultdict(set)
+    clickers: Counter = Counter()
+    day_start = events.day_of(since) + (dt.timedelta(days=1) if since != events.day_of(since) else dt.timedelta())
+    day_end = events.day_of(until)
+    edges = [(since, until)]
+    if day_start < day_end:
+        rows = (
+            LinkDay.select(LinkDay.url, fn.SUM(LinkDay.count), fn.SUM(LinkDay.uniques))
+            .where(*_scoped(LinkDay, day_start, day_end, scope))
+            .group_by(LinkDay.link, LinkDay.url)
+            .tuples()
+        )
+        for url, n, unique in rows:
+            links[url] += n
+            clickers[url] += unique
+        edges = [(a, b) for a, b in ((since, day_start), (day_end, until)) if a < b]
+    for a, b in edges:
+        for url, (n, unique) in _clicked(a, b, scope).items():
+            links[url] += n
+            clickers[url] += unique
+    return [(url, n, clickers[url]) for url, n in links.most_common(TOP_LINKS)]
+
+
+def _clicked(since: dt.datetime, until: dt.datetime, scope: dict) -> dict[str, tuple[int, int]]:
+    """Each link's human clicks and unique clickers among the messages received in [since, until):
+    their clicks after ``since`` (a range of the event index ``(type, at)``: a message's clicks come
+    after it was received), then their messages' scope."""
+    counted: dict[str, list] = defaultdict(lambda: [0, set()])
     # A CROSS JOIN makes SQLite start from the clicks instead of every message of the range
     # (PostgreSQL plans it as the inner join it is).
     rows = (
@@ -216,9 +303,10 @@ def _top_links(since: dt.datetime, until: dt.datetime, scope: dict) -> list[tupl
     for message_id, recipient, details in rows:
         extra = json.loads(details or "{}")
         if not extra.get("machine"):
-            links[extra.get("url", "")] += 1
-            clickers[extra.get("url", "")].add((message_id, recipient.lower()))
-    return [(url, n, len(clickers[url])) for url, n in links.most_common(TOP_LINKS)]
+            row = counted[extra.get("url", "")]
+            row[0] += 1
+            row[1].add((message_id, recipient.lower()))
+    return {url: (n, len(who)) for url, (n, who) in counted.items()}
 
 
 def report(

@@ -10,6 +10,7 @@ Nothing here sends mail, and nothing below this layer imports anything that does
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -20,7 +21,7 @@ from peewee import EXCLUDED, fn
 
 from . import clock, db
 from . import models as m
-from .models import Delivery, Event, EventCount, GroupedCount, Message
+from .models import Delivery, Event, EventCount, EventDay, GroupedCount, LinkDay, Message
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,15 @@ def hour_of(at: dt.datetime) -> dt.datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(at: dt.datetime) -> dt.datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def link_hash(url: str) -> str:
+    """LinkDay.link: the URL's SHA-256, hex."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def domain_of(recipient: str) -> str:
     """The recipient's domain as Delivery.domain has it (policy.acceptance.split_address)."""
     return recipient.rpartition("@")[2].lower().rstrip(".")
@@ -177,6 +187,8 @@ class _Tally:
         self.rows: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
         self.groups = groups or {}
         self.grouped: dict[tuple[str, str, str, dt.datetime], list[int]] = defaultdict(lambda: [0, 0])
+        # LinkDay increments: (received day, account, stream, link hash) -> [clicks, uniques, url]
+        self.links: dict[tuple[dt.datetime, int, str, str], list] = {}
 
     def add(
         self, fact: Fact, domain: str, metric: str, hour: dt.datetime, n: int = 1, unique: int = 0, message_id: str = ""
@@ -205,7 +217,18 @@ class _Tally:
                 who = (message_id, recipient.lower(), type_)
                 unique = int(who not in seen)
                 seen.add(who)
+                if type_ == CLICKED:
+                    self.link(fact, message_id, recipient, details.get("url", ""), seen)
         self.add(fact, domain_of(recipient), metric, hour_of(at), 1, unique, message_id)
+
+    def link(self, fact: Fact, message_id: str, recipient: str, url: str, seen: set) -> None:
+        """Count a human click of ``url``; ``seen`` holds the (message, recipient, "link", url) already clicked."""
+        who = (message_id, recipient.lower(), "link", url)
+        key = (day_of(fact[0]), fact[1], fact[2], link_hash(url))
+        row = self.links.setdefault(key, [0, 0, url])
+        row[0] += 1
+        row[1] += int(who not in seen)
+        seen.add(who)
 
     def write_grouped(self) -> None:
         """Add the increments to GroupedCount, as ``write`` does to EventCount."""
@@ -229,34 +252,58 @@ class _Tally:
                 .execute()
             )
 
-    def write(self, fresh: bool = False) -> int:
-        """Add the increments to EventCount: one upsert per chunk, rows in key order (so that two
-        PostgreSQL transactions lock shared rows in the same order); into an emptied table
-        (``fresh``) as plain inserts. Return the rows written."""
-        names = ("received", "account", "stream", "provider", "metric", "hour")
-        rows = [
-            {**dict(zip(names, key, strict=True)), "count": c, "uniques": u}
-            for key, (c, u) in sorted(self.rows.items())
-            if c or u
-        ]
-        if fresh:
-            for start in range(0, len(rows), 10 * _CHUNK):
-                db.insert_rows(EventCount, rows[start : start + 10 * _CHUNK])
-            return len(rows)
-        target = [getattr(EventCount, n) for n in names]
-        for start in range(0, len(rows), _CHUNK):
-            (
-                EventCount.insert_many(rows[start : start + _CHUNK])
-                .on_conflict(
-                    conflict_target=target,
-                    update={
-                        EventCount.count: EventCount.count + EXCLUDED.count,
-                        EventCount.uniques: EventCount.uniques + EXCLUDED.uniques,
-                    },
-                )
-                .execute()
-            )
+    def write(self, fresh: bool = False, days: bool = True) -> int:
+        """Add the increments to EventCount and (``days``) to EventDay and LinkDay: one upsert per
+        chunk, rows in key order (so that two PostgreSQL transactions lock shared rows in the same
+        order); into emptied tables (``fresh``) as plain inserts. Return the EventCount rows written."""
+        written = _upsert(EventCount, (*_NAMES, "hour"), self.rows, fresh)
+        if days:
+            _upsert(EventDay, (*_NAMES, "day"), _by_day(self.rows.items()), fresh)
+            self.write_links(fresh)
+        return written
+
+    def write_links(self, fresh: bool = False) -> None:
+        """Add the link increments to LinkDay, as ``write`` does."""
+        links = {key: (c, u) for key, (c, u, _) in self.links.items()}
+        urls = {key: {"url": url} for key, (_, _, url) in self.links.items()}
+        _upsert(LinkDay, ("received", "account", "stream", "link"), links, fresh, urls)
+
+
+_NAMES = ("received", "account", "stream", "provider", "metric")  # the roll-ups' keys but their time of events
+
+
+def _by_day(hourly: Iterable[tuple[Key, Any]]) -> dict[tuple, list[int]]:
+    """EventCount's (key, (count, uniques)) added up by day: EventDay's."""
+    by_day: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for (received, account, stream, provider, metric, hour), (c, u) in hourly:
+        row = by_day[(day_of(received), account, stream, provider, metric, day_of(hour))]
+        row[0] += c
+        row[1] += u
+    return by_day
+
+
+def _upsert(model, names: tuple[str, ...], counts: dict, fresh: bool, extra: dict | None = None) -> int:
+    """Add ``counts`` ((count, uniques) per key of the columns ``names``) to a roll-up table."""
+    rows = [
+        {**dict(zip(names, key, strict=True)), **(extra[key] if extra else {}), "count": c, "uniques": u}
+        for key, (c, u) in sorted(counts.items())
+        if c or u
+    ]
+    if fresh:
+        for start in range(0, len(rows), 10 * _CHUNK):
+            db.insert_rows(model, rows[start : start + 10 * _CHUNK])
         return len(rows)
+    target = [getattr(model, n) for n in names]
+    for start in range(0, len(rows), _CHUNK):
+        (
+            model.insert_many(rows[start : start + _CHUNK])
+            .on_conflict(
+                conflict_target=target,
+                update={model.count: model.count + EXCLUDED.count, model.uniques: model.uniques + EXCLUDED.uniques},
+            )
+            .execute()
+        )
+    return len(rows)
 
 
 def _roll_up(events: list[Occurred]) -> None:
@@ -333,17 +380,22 @@ def _human_before(message_ids: set[str]) -> set[tuple[str, str, str]]:
         .where(Event.message.in_(ids), Event.type.in_((OPENED, CLICKED)))
         .tuples()
     )
-    return {
-        (mid, recipient.lower(), type_)
-        for mid, recipient, type_, details in rows
-        if not json.loads(details or "{}").get("machine")
-    }
+    seen: set = set()
+    for mid, recipient, type_, details in rows:
+        extra = json.loads(details or "{}")
+        if not extra.get("machine"):
+            seen.add((mid, recipient.lower(), type_))
+            if type_ == CLICKED:
+                seen.add((mid, recipient.lower(), "link", extra.get("url", "")))
+    return seen
 
 
-def rebuild_rollups(providers: Providers) -> int:
-    """Count EventCount anew from the Message, Delivery and Event rows, as ``record`` keeps it
-    (migration 0014's backfill, bench/analytics.py's fill); return the rows written."""
-    EventCount.delete().execute()
+def rebuild_rollups(providers: Providers, days: bool = True) -> int:
+    """Count EventCount and (``days``) EventDay and LinkDay anew from the Message, Delivery and Event
+    rows, as ``record`` keeps them (migration 0014's backfill of EventCount, bench/analytics.py's fill);
+    return the EventCount rows written."""
+    for model in (EventCount, EventDay, LinkDay) if days else (EventCount,):
+        model.delete().execute()
     tally = _Tally(providers)
     sent = (
         Delivery.select(Message.received_at, Message.account, Message.stream, Delivery.domain)
@@ -376,4 +428,35 @@ def rebuild_rollups(providers: Providers) -> int:
     for mid, type_, recipient, at, details, received, account, stream in rows:
         extra = json.loads(details or "{}") if type_ in (OPENED, CLICKED) else {}
         tally.event((hour_of(received), account or 0, stream), mid, type_, recipient, at, extra, seen)
-    return tally.write(fresh=True)
+    return tally.write(fresh=True, days=days)
+
+
+def rebuild_day_rollups() -> int:
+    """Fill EventDay from EventCount (which holds the counts of messages purged since) and LinkDay
+    from the clicks still stored (migration 0026's backfill); return the EventDay rows written."""
+    EventDay.delete().execute()
+    LinkDay.delete().execute()
+    fields = [getattr(EventCount, n) for n in (*_NAMES, "hour")]
+    hourly = (
+        (tuple(row[:6]), row[6:])
+        for row in EventCount.select(*fields, EventCount.count, EventCount.uniques).tuples().iterator()
+    )
+    written = _upsert(EventDay, (*_NAMES, "day"), _by_day(hourly), fresh=True)
+    tally = _Tally(lambda domain: "")
+    clicks = (
+        Event.select(
+            Event.message, Event.recipient, Event.details, Message.received_at, Message.account, Message.stream
+        )
+        .join(Message)
+        .where(Message.direction == "outbound", Event.type == CLICKED)
+        .order_by(Event.id)
+        .tuples()
+        .iterator()
+    )
+    seen: set = set()
+    for mid, recipient, details, received, account, stream in clicks:
+        extra = json.loads(details or "{}")
+        if not extra.get("machine"):
+            tally.link((hour_of(received), account or 0, stream), mid, recipient, extra.get("url", ""), seen)
+    tally.write_links(fresh=True)
+    return written

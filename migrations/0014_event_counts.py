@@ -37,4 +37,4 @@ def up(migrator, db):
         ).fetchall()
     ]
     with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
-        events.rebuild_rollups(analytics.provider_names(found or list(sending.DEFAULT_GROUPS)))
+        events.rebuild_rollups(analytics.provider_names(found or list(sending.DEFAULT_GROUPS)), days=False)

@@ -11,6 +11,7 @@ from hypothesis import settings as hypothesis_settings
 
 from appliance import accounts, create_app
 from appliance.cli import cli
+from appliance.policy import quotas
 from appliance.serve import start_smtp
 from tests.support import SCALEOUT
 from tests.support.ports import free_port
@@ -74,6 +75,9 @@ def overrides(tmp_path, request) -> dict:
 
 @pytest.fixture
 def app(overrides):
+    # Each test's database starts its account ids at 1 again: a policy cached for an account of the
+    # previous test in this process (POLICY_CACHE_SECONDS) would be another account's.
+    quotas.forget_policy()
     return create_app(overrides)
 
 

@@ -34,7 +34,7 @@ from .campaigns import (
     ListMember,
     MailingList,
 )
-from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount
+from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount, EventDay, LinkDay
 from .mail import (
     Attempt,
     Claimed,
@@ -68,6 +68,8 @@ MODELS = (
     AccountReputation,
     Event,
     EventCount,
+    EventDay,
+    LinkDay,
     RecoveryCode,
     WebSession,
     AuditEntry,
@@ -107,11 +109,13 @@ __all__ = [
     "Domain",
     "Event",
     "EventCount",
+    "EventDay",
     "EXPANDING",
     "FAILED",
     "GroupedCount",
     "HELD",
     "IdempotentAnswer",
+    "LinkDay",
     "INFO",
     "ListAccount",
     "ListMember",

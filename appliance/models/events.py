@@ -73,4 +73,44 @@ class EventCount(BaseModel):
     uniques = IntegerField(default=0)  # opened, clicked: the deliveries' first human open or click
 
     class Meta:
-        indexes = ((("received", "account", "stream", "provider", "metric", "hour"), True),)
+        indexes = (
+            (("received", "account", "stream", "provider", "metric", "hour"), True),
+            (("hour", "metric"), False),  # the last 24 hours' chart of a long range
+        )
+
+
+class EventDay(BaseModel):
+    """EventCount by day: the same counts with ``received`` and ``day`` (when the events happened) at
+    midnight UTC, kept beside it in the same transaction. A report of whole days reads these: their
+    number grows with the days, accounts, streams and providers, not with the messages."""
+
+    id = AutoField()
+    received = DateTimeField()  # the day the messages were received on (midnight UTC)
+    day = DateTimeField()  # the day the events happened on (midnight UTC); ``received`` for sent
+    account = IntegerField()
+    stream = CharField()
+    provider = CharField()
+    metric = CharField()
+    count = IntegerField(default=0)
+    uniques = IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("received", "account", "stream", "provider", "metric", "day"), True),)
+
+
+class LinkDay(BaseModel):
+    """The human clicks of each link by the day its messages were received on (the analytics' top
+    links), kept in the transaction of each click. ``link`` is the URL's SHA-256 (an index entry of
+    bounded size; a URL may be long), ``url`` the URL itself."""
+
+    id = AutoField()
+    received = DateTimeField()  # midnight UTC
+    account = IntegerField()
+    stream = CharField()
+    link = CharField(max_length=64)
+    url = TextField()
+    count = IntegerField(default=0)  # human clicks
+    uniques = IntegerField(default=0)  # recipients' first human click of this link in a message
+
+    class Meta:
+        indexes = ((("received", "account", "stream", "link"), True),)

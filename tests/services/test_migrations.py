@@ -107,7 +107,7 @@ def test_an_upgrade_gives_untouched_default_provider_groups_the_table_and_keeps_
 
 def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
     from appliance import analytics, events
-    from appliance.models import Delivery, Event, EventCount, Message
+    from appliance.models import Delivery, Event, EventCount, EventDay, LinkDay, Message
     from appliance.policy import sending
 
     db = _migrated_up_to(tmp_path, "0014")
@@ -149,9 +149,18 @@ def test_the_event_count_backfill_of_an_upgrade_equals_a_rebuild(tmp_path):
         ("11", "gmail", "machine_opened", 1, 0),
         ("11", "gmail", "opened", 1, 0),
     ]
-    with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount]):
+    days = 'SELECT "received", "day", "account", "stream", "provider", "metric", "count", "uniques" FROM "event_day"'
+    by_day = sorted(db.execute_sql(days).fetchall())  # migration 0026's, from event_count
+    assert [(r[1][:10], r[5], r[6], r[7]) for r in by_day] == [
+        ("2025-03-10", "delivered", 1, 0),
+        ("2025-03-10", "machine_opened", 1, 0),
+        ("2025-03-10", "opened", 2, 1),
+        ("2025-03-10", "sent", 1, 0),
+    ]
+    with db.atomic(), db.bind_ctx([Message, Delivery, Event, EventCount, EventDay, LinkDay]):
         events.rebuild_rollups(analytics.provider_names(list(sending.DEFAULT_GROUPS)))
     assert sorted(db.execute_sql(query).fetchall()) == backfilled
+    assert sorted(db.execute_sql(days).fetchall()) == by_day
 
 
 def test_an_upgrade_turns_on_incremental_vacuum_and_keeps_the_rows(tmp_path):

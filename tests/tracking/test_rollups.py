@@ -1,13 +1,14 @@
-"""The analytics' hourly roll-up (EventCount): the report read from it equals the scan of the events
-it replaced (tests/support/analytics_reference.py), for real traffic and for made-up histories, and counting
-it anew from the stored rows (migration 0014's backfill) gives the rows that recording kept."""
+"""The analytics' roll-ups (EventCount by hour, EventDay by day, LinkDay for the top links): the report
+read from them equals the scan of the events they replaced (tests/support/analytics_reference.py), for
+real traffic and for made-up histories, and counting them anew from the stored rows gives the rows that
+recording kept."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from appliance import accounts, analytics, clock, db, events, queue
-from appliance.models import CANCELLED, QUEUED, SUPPRESSED, Delivery, EventCount, Message
+from appliance.models import CANCELLED, QUEUED, SUPPRESSED, Delivery, EventCount, EventDay, LinkDay, Message
 from tests.support import analytics_reference
 from tests.support.tracking import events_of
 from tests.support.wait import wait_for
@@ -16,20 +17,17 @@ H = dt.timedelta(hours=1)
 
 
 def rollup_rows() -> list[tuple]:
-    return sorted(
-        EventCount.select(
-            EventCount.received,
-            EventCount.hour,
-            EventCount.account,
-            EventCount.stream,
-            EventCount.provider,
-            EventCount.metric,
-            EventCount.count,
-            EventCount.uniques,
-        )
-        .where((EventCount.count != 0) | (EventCount.uniques != 0))
-        .tuples()
-    )
+    """The rows of the three roll-ups (hourly, daily, links), each table's sorted."""
+    tables = []
+    for model, columns in (
+        (EventCount, ("received", "hour", "account", "stream", "provider", "metric")),
+        (EventDay, ("received", "day", "account", "stream", "provider", "metric")),
+        (LinkDay, ("received", "account", "stream", "link", "url")),
+    ):
+        fields = [getattr(model, c) for c in columns]
+        where = (model.count != 0) | (model.uniques != 0)
+        tables.append(sorted(model.select(*fields, model.count, model.uniques).where(where).tuples()))
+    return tables
 
 
 def assert_same_both_ways(ranges, scopes) -> None:
@@ -41,7 +39,7 @@ def assert_same_both_ways(ranges, scopes) -> None:
 
 def assert_rebuild_keeps_the_rows() -> None:
     kept = rollup_rows()
-    assert kept
+    assert all(kept)
     with db.atomic_write():
         events.rebuild_rollups(analytics.provider_names())
     assert rollup_rows() == kept
@@ -174,6 +172,10 @@ def test_a_made_up_history_gives_the_same_report_both_ways_and_a_rebuild_the_sam
             (base + dt.timedelta(minutes=6), base + dt.timedelta(days=2, minutes=31)),
             (base + 3 * H, base + 4 * H),
             (base + dt.timedelta(minutes=30), base + dt.timedelta(minutes=40)),
+            # whole days (the dashboard's ranges): the day roll-ups, then hours and events at the ends
+            (events.day_of(base), events.day_of(base) + dt.timedelta(days=3)),
+            (events.day_of(base) - dt.timedelta(days=45), events.day_of(base) + dt.timedelta(days=2, hours=1)),
+            (events.day_of(base), base + dt.timedelta(days=2, minutes=31)),
         ]
         scopes = [
             {},
