@@ -248,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
         "`/metrics`. Empty: not served there.",
     ),
     Setting(
+        "SPAMD_ADDRESS",
+        "",
+        "A spamd the deliverability checker asks for SpamAssassin's score, as `HOST:PORT`. Empty: the checker "
+        "runs Debian's `spamassassin` command itself, local tests only (docs/checker.md).",
+    ),
+    Setting(
         "SECRET_KEY", "", "Signs sessions and links. Empty: generated on first start and kept in DATA_DIR/secret_key."
     ),
     Setting(

@@ -107,3 +107,9 @@ def reverse_names(settings: dict, address: str) -> list[str]:
     """Return the PTR names of an IP address, fresh from DNS, without the final dot; [] when none."""
     name = ipaddress.ip_address(address).reverse_pointer
     return [r.target.to_text(omit_final_dot=True) for r in _query(settings, name, "PTR", cached=False)]
+
+
+def records(settings: dict, name: str, rdtype: str) -> list:
+    """Return the name's records of ``rdtype`` as dnspython rdata, fresh from DNS; [] when none (for
+    the libraries that take a lookup function: pyspf, dkimpy)."""
+    return _query(settings, name, rdtype, cached=False)

@@ -26,6 +26,7 @@ from html.parser import HTMLParser
 from . import message_bytes
 
 OPEN, CLICK, UNSUBSCRIBE = "o", "c", "u"  # what a token lets its link do
+CHECK = "k"  # a check address of the deliverability checker, and its result page (appliance/checker/)
 _PART = 16  # characters of the tracking id, and of the signature (80 bits each, base32)
 _TOKEN = re.compile(rf"[a-z2-7]{{{2 * _PART}}}")
 UNSUBSCRIBE_LOCAL = "unsubscribe"  # mailto:unsubscribe+TOKEN@HOSTNAME, read on port 25

@@ -15,6 +15,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     api_keys,
     backup,
     campaigns,
+    check,
     doctor,
     domains,
     lists,

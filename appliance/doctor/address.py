@@ -88,11 +88,11 @@ def _no_public_address(check: str, ip: str | None) -> Result | None:
     return None
 
 
-def check_ptr(settings: dict, ip: str | None, explicit: bool = False) -> Result:
-    """Check forward-confirmed reverse DNS: ip → PTR HOSTNAME → ip."""
+def check_ptr(settings: dict, ip: str | None, explicit: bool = False, hostname: str = "") -> Result:
+    """Check forward-confirmed reverse DNS: ip → PTR ``hostname`` (default HOSTNAME) → ip."""
     if (missing := _no_public_address("ptr", ip)) is not None:
         return missing
-    hostname = settings["HOSTNAME"]
+    hostname = hostname or settings["HOSTNAME"]
     result = functools.partial(Result, "ptr", ip)
     if not explicit and not is_public(ip):
         return result(

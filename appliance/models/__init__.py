@@ -34,6 +34,7 @@ from .campaigns import (
     ListMember,
     MailingList,
 )
+from .checks import CheckAddress
 from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount, EventDay, LinkDay
 from .mail import (
     Attempt,
@@ -84,6 +85,7 @@ MODELS = (
     Webhook,
     WebhookDelivery,
     WebhookCall,
+    CheckAddress,
 )
 
 __all__ = [
@@ -100,6 +102,7 @@ __all__ = [
     "COMPLAINED",
     "CRITICAL",
     "Campaign",
+    "CheckAddress",
     "Claimed",
     "DEFERRED",
     "DELIVERED",

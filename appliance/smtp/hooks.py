@@ -8,7 +8,19 @@ import logging
 
 from aiosmtpd.smtp import TLSSetupException
 
-from .. import accounts, admission, bounces, engagement, intake, lists, message_bytes, replies, returnpath, tracking
+from .. import (
+    accounts,
+    admission,
+    bounces,
+    checker,
+    engagement,
+    intake,
+    lists,
+    message_bytes,
+    replies,
+    returnpath,
+    tracking,
+)
 from ..policy import acceptance, quotas
 from ..policy import sending as sp
 from .context import NULL_SENDER, ServerContext
@@ -50,6 +62,7 @@ class Handler:
         envelope.reported = []  # ids of the messages whose return paths are recipients (bounces.py)
         envelope.unsubscribes = []  # the deliveries whose unsubscribe addresses are recipients
         envelope.list_send = None  # the list whose address is the recipient (then the only one)
+        envelope.check = None  # the check address that is the recipient (then the only one; appliance/checker/)
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
@@ -98,6 +111,16 @@ class Handler:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
             envelope.unsubscribes.append(found)
+            return replies.RCPT_OK
+        check = checker.token_of(self.ctx.settings, address) if server.mx else None
+        if check is not None or envelope.check:  # a check address of the deliverability checker
+            if envelope.rcpt_tos:
+                return replies.CHECK_ALONE
+            refused, envelope.check = await server.run_blocking(checker.refusal, self.ctx.settings, check)
+            if refused:
+                return refused
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
             return replies.RCPT_OK
         returned = returnpath.message_for(self.ctx.settings, address) if server.mx else None
         if returned and len(envelope.rcpt_tos) < limit:  # a later bounce or a complaint (bounces.py)
@@ -187,6 +210,16 @@ class Handler:
         store = arrival.store if arrival else None
         if envelope.unsubscribes:  # the unsubscribes are applied in the transaction that stores the mail
             store = engagement.storing_unsubscribes(envelope.unsubscribes, store or intake.store_many)
+        if envelope.check:  # graded before the reply, then stored with its grade (docs/checker.md)
+            facts = checker.Facts(
+                envelope.original_content,
+                mail_from=prepare.keywords["mail_from"],
+                client_ip=server.peer_ip,
+                helo=session.host_name or "",
+                tls=server.tls_info,
+            )
+            report = await server.run_blocking(checker.graded, settings, facts)
+            store = checker.storing(envelope.check, facts, report, store or intake.store_many)
         try:
             kind = {"store": store} if store else {}
             message_id = await self.ctx.committer.accept(admit, **kind)

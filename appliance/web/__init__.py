@@ -18,6 +18,7 @@ from . import (
     audit_log,
     auth,
     campaigns,
+    checker,
     domains,
     health,
     lists,
@@ -136,6 +137,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(lists.bp)
     app.register_blueprint(campaigns.bp)
+    app.register_blueprint(checker.bp)
     # Mailbox providers send the one-click POST (RFC 8058): the signed link is the proof, no CSRF token.
     csrf.exempt(tracking.bp)
     app.register_blueprint(tracking.bp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import audit, domains
+from .. import audit, checker, domains
 from ..models import Domain
 from .permissions import admin_required, viewer_required
 
@@ -92,3 +92,13 @@ def domains_rotate(domain_id: int):
         "signing switches to them once Check DNS finds them."
     )
     return redirect(url_for("domains.domains_show", domain_id=domain.id))
+
+
+@bp.get("/<int:domain_id>/reputation")
+@viewer_required
+def domains_reputation(domain_id: int):
+    """The BIMI record, and the PTR and blocklists of the outbound address (the doctor's checks), as a
+    fragment the page loads after it shows: the lookups take up to a few seconds."""
+    domain = _get(domain_id)
+    findings = checker.domain_findings(current_app.config, domain.name)
+    return render_template("domains/_reputation.html", domain=domain, findings=findings)
