@@ -5,9 +5,9 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 # Debian packages the tests drive for real (the mail clients: tests/smtp/test_real_clients.py and the guides of
 # tests/web/test_guides.py; PostgreSQL and Redis: tests/test_scaleout.py; systemd-analyze:
-# tests/cli/test_install_service.py; pebble, the ACME server: tests/services/test_acme.py; spamassassin, the
+# tests/cli/test_install_service.py; pebble, the ACME server: tests/services/test_acme.py; spamassassin and spamd, the
 # deliverability checker's spam score: tests/checker/).
-APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl msmtp php-cli libphp-phpmailer php-symfony-mailer nodejs chromium postgresql redis-server systemd pebble spamassassin"
+APT_PACKAGES="ca-certificates curl swaks libnet-ssleay-perl msmtp php-cli libphp-phpmailer php-symfony-mailer nodejs chromium postgresql redis-server systemd pebble spamassassin spamd"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "check-"  # check-<token>@HOSTNAME
 EXPIRES = dt.timedelta(hours=24)  # an unused check address takes no mail after this
-DNS_TIMEOUT = 5.0  # seconds per lookup while grading, whatever DNS_TIMEOUT delivery may take
+DNS_TIMEOUT = 2.0  # seconds per lookup while grading (the sender waits), whatever DNS_TIMEOUT delivery may take
 
 __all__ = ["FAIL", "PASS", "WARN", "CheckError", "Facts", "Finding", "Report", "grade_message", "new", "show"]
 

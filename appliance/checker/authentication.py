@@ -78,7 +78,7 @@ def spf_result(settings: dict, ip: str, mail_from: str, helo: str) -> SpfResult:
     domain = mail_from.rpartition("@")[2] if "@" in mail_from else helo
     _lookups.settings = settings
     try:
-        result, explanation = spf.check2(i=ip, s=mail_from or f"postmaster@{helo}", h=helo, querytime=20)
+        result, explanation = spf.check2(i=ip, s=mail_from or f"postmaster@{helo}", h=helo, querytime=10)
     finally:
         _lookups.settings = None
     return SpfResult(result, domain.lower(), explanation)

@@ -35,6 +35,5 @@ def ordered(findings: list[Finding]) -> list[Finding]:
 
 def grade(findings: list[Finding]) -> str:
     """The overall grade of the findings, A (nothing to fix) to F."""
-    left = 100 - sum(_cost(f) for f in findings)
-    band = max(0, min(len(GRADES) - 1, int((100 - left) // _BAND)))
-    return GRADES[band]
+    cost = sum(_cost(f) for f in findings)
+    return GRADES[min(len(GRADES) - 1, int(cost // _BAND))]

@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiospamc
+
 from .findings import FAIL, PASS, WARN, Finding
 
 COMMAND = "spamassassin"
@@ -64,15 +66,9 @@ def _run_local(settings: dict, data: bytes) -> str:
 
 
 def _ask_spamd(address: str, data: bytes) -> str:
-    import aiospamc
-
     host, _, port = address.rpartition(":")
-    timeout = aiospamc.Timeout(total=TIMEOUT)
-    response = asyncio.run(aiospamc.report(data, host=host.strip("[]") or "127.0.0.1", port=int(port), timeout=timeout))
-    score = response.headers.spam  # the Spam: header, True ; 15.3 / 5.0
-    return f"Content analysis details: ({score.score} points, {score.threshold} required)\n" + response.body.decode(
-        "utf-8", "replace"
-    )
+    ask = aiospamc.report(data, host=host.strip("[]") or "127.0.0.1", port=int(port), timeout=aiospamc.Timeout(TIMEOUT))
+    return asyncio.run(ask).body.decode("utf-8", "replace")  # the same report as the command's
 
 
 def scan(settings: dict, data: bytes) -> Scan | str:

@@ -10,6 +10,7 @@ import pytest
 
 from appliance import checker, replies, tracking
 from appliance.models import CheckAddress, Message
+from tests.support import spamd
 from tests.support.checker import SENDER_IP, by_key, graded, listening_as_mx, order_mail, publish_shop
 from tests.support.relay import relay_overrides
 from tests.support.smtputil import RawSMTP
@@ -166,3 +167,42 @@ def test_a_check_address_takes_one_message_alone_and_expires(app, relay, run_cli
     raw.close()
     assert show(run_cli, made["token"])["status"] == "graded"
     assert show(run_cli, unused["token"])["status"] == "expired"
+
+
+def send_direct(relay, rcpt: str, data: bytes) -> None:
+    raw = mx_session(relay)
+    assert raw.cmd("MAIL FROM:<orders@shop.test>")[0] == 250
+    assert raw.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
+    assert raw.cmd("DATA")[0] == 354
+    raw.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    assert raw.reply()[0] == 250
+    raw.close()
+
+
+@pytest.mark.skipif(not spamd.installed(), reason="Debian's spamd is not installed (scripts/test.sh installs it)")
+def test_spamd_at_spamd_address_scores_the_message(app, relay, run_cli, tmp_path):
+    server = spamd.Spamd(tmp_path / "spamd").start()
+    try:
+        app.config["SPAMD_ADDRESS"] = server.address
+        made = new_check(run_cli)
+        send_direct(relay, made["address"], order_mail(made["address"], text=False))
+    finally:
+        server.stop()
+    found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
+    assert "SpamAssassin scores it" in found["summary"] and "MIME_HTML_ONLY" in found["summary"]
+
+
+def test_the_checker_says_so_when_spamassassin_is_missing(app, relay, run_cli, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no spamassassin command to be found
+    made = new_check(run_cli)
+    send_direct(relay, made["address"], order_mail(made["address"]))
+    found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
+    assert found["status"] == "warn"
+    assert found["summary"] == "SpamAssassin is not installed here, so the spam score was not checked"
+    assert "apt install spamassassin" in found["fix"]
+
+    app.config["SPAMD_ADDRESS"] = "127.0.0.1:9"  # nothing listens there
+    made = new_check(run_cli)
+    send_direct(relay, made["address"], order_mail(made["address"]))
+    found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
+    assert found["status"] == "warn" and found["summary"].startswith("SpamAssassin could not be asked")

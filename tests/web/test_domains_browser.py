@@ -29,6 +29,8 @@ def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn
     page.wait_for_selector("h1:text('shop.example')")
     assert page.locator("#records tbody tr").count() == 6
     assert page.locator("#records [data-status=unchecked]").count() == 6
+    # BIMI, PTR and the blocklists load after the page (the doctor's lookups): here BIMI warns, none published
+    expect(page.locator("#reputation tr[data-key=bimi][data-status=warn]")).to_have_count(1, timeout=20_000)
     shot(page, "domain-records")
 
     domain = Domain.get(Domain.name == "shop.example")

@@ -27,6 +27,8 @@ PUBLIC_ENDPOINTS = {
     "tracking.tracking_click",
     "tracking.tracking_unsubscribe_show",
     "tracking.tracking_unsubscribe",
+    "checker.checker_result",  # a check's result page and its fragment: the signed token is the proof
+    "checker.checker_findings",
 }
 
 
@@ -47,7 +49,7 @@ def test_every_view_carries_one_permission_decorator(app):
     assert missing == []
 
 
-def test_only_sign_in_health_static_files_invitations_verification_and_tracking_links_are_public(app):
+def test_only_sign_in_health_static_files_invitations_verification_tracking_and_check_links_are_public(app):
     public = {
         endpoint
         for endpoint, view in app.view_functions.items()
