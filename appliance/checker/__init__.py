@@ -31,7 +31,7 @@ LOCAL_PREFIX = "check-"  # check-<token>@HOSTNAME
 EXPIRES = dt.timedelta(hours=24)  # an unused check address takes no mail after this
 DNS_TIMEOUT = 2.0  # seconds per lookup while grading (the sender waits), whatever DNS_TIMEOUT delivery may take
 
-__all__ = ["FAIL", "PASS", "WARN", "CheckError", "Facts", "Finding", "Report", "grade_message", "new", "show"]
+__all__ = ["FAIL", "PASS", "WARN", "CheckError", "Facts", "Finding", "Report", "grade_message", "new", "recent", "show"]
 
 
 class CheckError(Exception):
@@ -114,6 +114,16 @@ def show(settings: dict, token: str) -> dict:
     row = _find(settings, token)
     if row is None:
         raise CheckError("no such check address (a token from `appliance check new` or the Test my setup page)")
+    return _shown(settings, row)
+
+
+def recent(settings: dict, limit: int = 10) -> list[dict]:
+    """The newest check addresses, as ``show`` gives them (the Test my setup page lists them)."""
+    rows = CheckAddress.select().order_by(CheckAddress.created_at.desc(), CheckAddress.id.desc()).limit(limit)
+    return [_shown(settings, row) for row in rows]
+
+
+def _shown(settings: dict, row: CheckAddress) -> dict:
     token = tracking.token(settings, tracking.CHECK, row.tracking_id)
     graded = row.message_id is not None
     status = "graded" if graded else "expired" if row.expires_at <= clock.now() else "waiting"

@@ -3,6 +3,7 @@ replies."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 
@@ -218,7 +219,9 @@ class Handler:
                 helo=session.host_name or "",
                 tls=server.tls_info,
             )
-            report = await server.run_blocking(checker.graded, settings, facts)
+            # On the loop's default executor, not the sessions' (AUTH, lookups): grading reads no
+            # database and may take seconds (SpamAssassin, DNS) that other sessions must not wait for.
+            report = await asyncio.get_running_loop().run_in_executor(None, checker.graded, settings, facts)
             store = checker.storing(envelope.check, facts, report, store or intake.store_many)
         try:
             kind = {"store": store} if store else {}

@@ -26,7 +26,11 @@ def _shown(token: str) -> dict:
 @viewer_required
 def checker_index():
     """What a check does, and the button that makes a check address."""
-    return render_template("checker/index.html", expires_hours=int(checker.EXPIRES.total_seconds() // 3600))
+    return render_template(
+        "checker/index.html",
+        checks=checker.recent(current_app.config),
+        expires_hours=int(checker.EXPIRES.total_seconds() // 3600),
+    )
 
 
 @bp.post("/")

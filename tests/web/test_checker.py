@@ -53,6 +53,9 @@ def test_test_my_setup_makes_an_address_whose_page_shows_the_grade_without_login
     assert 'id="grade"' in fragment and 'data-key="subject" data-status="warn"' in fragment
     assert "free, win" in fragment
 
+    listed = client.get("/check/").get_data(as_text=True)
+    assert f'<a href="{path}">{address}</a>' in listed and '<tr data-status="graded">' in listed
+
     assert fetch(f"{live_url}/check/{'a' * 32}")[0] == 404  # a token that is not ours
     assert fetch(f"{live_url}/check/{token[:-1]}x")[0] == 404
 
