@@ -206,3 +206,38 @@ def test_the_checker_says_so_when_spamassassin_is_missing(app, relay, run_cli, m
     send_direct(relay, made["address"], order_mail(made["address"]))
     found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
     assert found["status"] == "warn" and found["summary"].startswith("SpamAssassin could not be asked")
+
+
+def test_broadcast_mail_through_a_broadcast_stream_has_one_click_unsubscribe(
+    app, relay, account, dns_server, shop_domain, run_cli
+):
+    publish_shop(app, dns_server, shop_domain)
+    app.config["TRACKING_URL"] = "https://relay.test"  # RFC 8058 wants an https link
+    made = new_check(run_cli)
+    data = order_mail(made["address"], subject="Our spring collection").replace(
+        b"From:", b"X-Stream: broadcast\r\nFrom:", 1
+    )
+    send_through_appliance(relay, account, made["address"], data)
+    found = by_key(graded(app, made["token"]))["list-unsubscribe"][0]
+    assert (found["status"], found["summary"]) == ("pass", "List-Unsubscribe with one-click (RFC 8058)")
+
+
+def test_a_newsletter_without_unsubscribe_of_pictures_linking_elsewhere(app, relay, run_cli):
+    made = new_check(run_cli)
+    html = (
+        "<html><body><a href='https://bit.example/x1'><img src='https://cdn.example/sale.png'></a>"
+        "<img src='https://cdn.example/more.png'><p>Spring sale</p>"
+        "<p><a href='https://shop.test/unsubscribe'>unsubscribe</a></p></body></html>"
+    )
+    data = (
+        b"From: news@shop.test\r\nSubject: Spring\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+        + html.encode()
+        + b"\r\n"
+    )
+    send_direct(relay, made["address"], data)
+    found = by_key(show(run_cli, made["token"]))
+    unsubscribe = found["list-unsubscribe"][0]
+    assert unsubscribe["status"] == "fail" and "stream is broadcast" in unsubscribe["fix"]
+    assert found["images"][0]["status"] == "fail" and "2 image(s)" in found["images"][0]["summary"]
+    links = found["links"][0]
+    assert links["status"] == "warn" and links["summary"].startswith("links go to bit.example, not to shop.test")
