@@ -11,7 +11,7 @@ import pytest
 from appliance import checker, replies, tracking
 from appliance.models import CheckAddress, Message
 from tests.support import spamd
-from tests.support.checker import SENDER_IP, by_key, graded, listening_as_mx, order_mail, publish_shop
+from tests.support.checker import SENDER_IP, by_key, graded, listening_as_mx, order_mail, publish_shop, send_direct
 from tests.support.relay import relay_overrides
 from tests.support.smtputil import RawSMTP
 
@@ -128,13 +128,8 @@ def test_a_broken_setup_gets_each_finding_with_its_fix(app, relay, account, dns_
 def test_mail_from_anywhere_is_graded_on_port_25(app, relay, dns_server, run_cli):
     """A message straight to port 25 (not through the appliance): no TLS, no DNS records at all."""
     made = new_check(run_cli)
-    raw = mx_session(relay)
-    assert raw.cmd("MAIL FROM:<someone@elsewhere.test>")[0] == 250
-    assert raw.cmd(f"RCPT TO:<{made['address']}>")[0] == 250
-    assert raw.cmd("DATA")[0] == 354
-    raw.send(b"From: someone@elsewhere.test\r\nSubject: hi\r\n\r\nhello\r\n.\r\n")
-    code, text = raw.reply()
-    raw.close()
+    data = b"From: someone@elsewhere.test\r\nSubject: hi\r\n\r\nhello\r\n"
+    code, text = send_direct(relay.smtp.mx_port, made["address"], data, "someone@elsewhere.test")
     assert code == 250 and "queued as" in text
 
     shown = show(run_cli, made["token"])
@@ -169,23 +164,13 @@ def test_a_check_address_takes_one_message_alone_and_expires(app, relay, run_cli
     assert show(run_cli, unused["token"])["status"] == "expired"
 
 
-def send_direct(relay, rcpt: str, data: bytes) -> None:
-    raw = mx_session(relay)
-    assert raw.cmd("MAIL FROM:<orders@shop.test>")[0] == 250
-    assert raw.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
-    assert raw.cmd("DATA")[0] == 354
-    raw.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-    assert raw.reply()[0] == 250
-    raw.close()
-
-
 @pytest.mark.skipif(not spamd.installed(), reason="Debian's spamd is not installed (scripts/test.sh installs it)")
 def test_spamd_at_spamd_address_scores_the_message(app, relay, run_cli, tmp_path):
     server = spamd.Spamd(tmp_path / "spamd").start()
     try:
         app.config["SPAMD_ADDRESS"] = server.address
         made = new_check(run_cli)
-        send_direct(relay, made["address"], order_mail(made["address"], text=False))
+        send_direct(relay.smtp.mx_port, made["address"], order_mail(made["address"], text=False))
     finally:
         server.stop()
     found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
@@ -195,7 +180,7 @@ def test_spamd_at_spamd_address_scores_the_message(app, relay, run_cli, tmp_path
 def test_the_checker_says_so_when_spamassassin_is_missing(app, relay, run_cli, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no spamassassin command to be found
     made = new_check(run_cli)
-    send_direct(relay, made["address"], order_mail(made["address"]))
+    send_direct(relay.smtp.mx_port, made["address"], order_mail(made["address"]))
     found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
     assert found["status"] == "warn"
     assert found["summary"] == "SpamAssassin is not installed here, so the spam score was not checked"
@@ -203,7 +188,7 @@ def test_the_checker_says_so_when_spamassassin_is_missing(app, relay, run_cli, m
 
     app.config["SPAMD_ADDRESS"] = "127.0.0.1:9"  # nothing listens there
     made = new_check(run_cli)
-    send_direct(relay, made["address"], order_mail(made["address"]))
+    send_direct(relay.smtp.mx_port, made["address"], order_mail(made["address"]))
     found = by_key(show(run_cli, made["token"]))["spamassassin"][0]
     assert found["status"] == "warn" and found["summary"].startswith("SpamAssassin could not be asked")
 
@@ -234,7 +219,7 @@ def test_a_newsletter_without_unsubscribe_of_pictures_linking_elsewhere(app, rel
         + html.encode()
         + b"\r\n"
     )
-    send_direct(relay, made["address"], data)
+    send_direct(relay.smtp.mx_port, made["address"], data)
     found = by_key(show(run_cli, made["token"]))
     unsubscribe = found["list-unsubscribe"][0]
     assert unsubscribe["status"] == "fail" and "stream is broadcast" in unsubscribe["fix"]

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 
 from appliance import checker, dkim, domains
 from appliance.models import Domain
+from tests.support.smtputil import RawSMTP
 from tests.support.wait import wait_for
 
 SENDER_IP = "127.0.0.1"  # where the appliance's own deliveries (and the tests' raw sessions) come from
@@ -65,3 +66,17 @@ def by_key(shown: dict) -> dict[str, list[dict]]:
     for finding in shown["findings"]:
         found.setdefault(finding["key"], []).append(finding)
     return found
+
+
+def send_direct(mx_port: int, rcpt: str, data: bytes, mail_from: str = "orders@shop.test") -> tuple[int, str]:
+    """Send ``data`` (ending in CRLF) straight to port 25, as from anywhere else; return the reply to DATA."""
+    raw = RawSMTP("127.0.0.1", mx_port)
+    try:
+        assert raw.cmd("EHLO client.test")[0] == 250
+        assert raw.cmd(f"MAIL FROM:<{mail_from}>")[0] == 250
+        assert raw.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
+        assert raw.cmd("DATA")[0] == 354
+        raw.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        return raw.reply()
+    finally:
+        raw.close()

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from appliance.models import AuditEntry, Domain
-from tests.support.smtputil import RawSMTP
+from tests.support.checker import send_direct
 
 
 @pytest.fixture
@@ -39,14 +39,8 @@ def test_test_my_setup_makes_an_address_whose_page_shows_the_grade_without_login
     assert status == 200 and f'value="{address}"' in page and 'data-status="waiting"' in page
     assert 'hx-trigger="every 3s"' in page
 
-    raw = RawSMTP("127.0.0.1", smtp_server.mx_port)
-    raw.cmd("EHLO client.test")
-    raw.cmd("MAIL FROM:<ann@elsewhere.test>")
-    assert raw.cmd(f"RCPT TO:<{address}>")[0] == 250
-    raw.cmd("DATA")
-    raw.send(b"From: ann@elsewhere.test\r\nSubject: Win a free prize\r\n\r\n<p>hi</p>\r\n.\r\n")
-    assert raw.reply()[0] == 250
-    raw.close()
+    data = b"From: ann@elsewhere.test\r\nSubject: Win a free prize\r\n\r\n<p>hi</p>\r\n"
+    assert send_direct(smtp_server.mx_port, address, data, "ann@elsewhere.test")[0] == 250
 
     status, fragment = fetch(f"{live_url}{path}/findings")
     assert status == 200 and 'data-status="graded"' in fragment and "hx-trigger" not in fragment

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from appliance import admins
-from tests.support.smtputil import RawSMTP
+from tests.support.checker import send_direct
 
 from .conftest import ADMIN, shot, sign_in
 
@@ -27,14 +27,8 @@ def test_the_result_page_waits_for_the_message_then_shows_its_grade(app, page, s
     assert address.startswith("check-") and address.endswith("@relay.test")
     assert page.is_visible("text=Waiting for the message")
 
-    raw = RawSMTP("127.0.0.1", smtp_server.mx_port)
-    raw.cmd("EHLO client.test")
-    raw.cmd("MAIL FROM:<ann@elsewhere.test>")
-    assert raw.cmd(f"RCPT TO:<{address}>")[0] == 250
-    raw.cmd("DATA")
-    raw.send(b"From: ann@elsewhere.test\r\nSubject: Hello\r\n\r\nHello\r\n.\r\n")
-    assert raw.reply()[0] == 250
-    raw.close()
+    data = b"From: ann@elsewhere.test\r\nSubject: Hello\r\n\r\nHello\r\n"
+    assert send_direct(smtp_server.mx_port, address, data, "ann@elsewhere.test")[0] == 250
 
     expect(page.locator("#grade")).to_be_visible(timeout=20_000)
     assert page.locator("#check-result tr[data-key=tls][data-status=fail]").count() == 1
