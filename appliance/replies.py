@@ -41,6 +41,14 @@ FROM_NOT_AUTHORIZED_FOR_ACCOUNT = (
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 # An unsubscribe address (mailto: of List-Unsubscribe) whose token is not one of ours.
 UNSUBSCRIBE_UNKNOWN = "550 5.1.1 No such unsubscribe address"
+# The DMARC report address, dmarc-reports@HOSTNAME (docs/dmarc.md): what is refused there, before the 250.
+DMARC_NOT_A_REPORT = (
+    "550 5.6.0 Not a DMARC report: {address} takes only DMARC aggregate reports "
+    "(RFC 7489 XML, zipped, gzipped or plain): {reason}"
+)
+DMARC_MALFORMED = "554 5.6.0 Malformed DMARC report: {reason}"
+DMARC_TOO_BIG = "552 5.3.4 DMARC report too big: {reason}"
+DMARC_ALONE = "452 4.5.3 The DMARC report address is the only recipient of its message: send to the others apart"
 # A list address, <list-id>@LISTS_DOMAIN (docs/campaigns-and-lists.md#list-addresses).
 LIST_NOT_ALLOWED = "550 5.7.1 This account may not send to list {list}: it is not tied to the list"
 LIST_UNKNOWN = "550 5.1.1 No such list: {address}"

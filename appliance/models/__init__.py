@@ -35,6 +35,7 @@ from .campaigns import (
     MailingList,
 )
 from .checks import CheckAddress
+from .dmarc import DmarcRecord, DmarcReport
 from .events import CRITICAL, INFO, WARNING, Alert, Event, EventCount, EventDay, LinkDay
 from .mail import (
     Attempt,
@@ -86,6 +87,8 @@ MODELS = (
     WebhookDelivery,
     WebhookCall,
     CheckAddress,
+    DmarcReport,
+    DmarcRecord,
 )
 
 __all__ = [
@@ -108,6 +111,8 @@ __all__ = [
     "DELIVERED",
     "DELIVERY_STATUSES",
     "DashboardSetting",
+    "DmarcRecord",
+    "DmarcReport",
     "Delivery",
     "Domain",
     "Event",

@@ -14,6 +14,7 @@ from .. import (
     admission,
     bounces,
     checker,
+    dmarc,
     engagement,
     intake,
     lists,
@@ -64,6 +65,7 @@ class Handler:
         envelope.unsubscribes = []  # the deliveries whose unsubscribe addresses are recipients
         envelope.list_send = None  # the list whose address is the recipient (then the only one)
         envelope.check = None  # the check address that is the recipient (then the only one; appliance/checker/)
+        envelope.dmarc_report = False  # the recipient is the DMARC report address (then the only one)
         if account is not None:
             sender = "" if address == NULL_SENDER else address
             known = sender.lower() in server.allowed_senders
@@ -102,6 +104,13 @@ class Handler:
         if address == NULL_SENDER:
             return replies.MALFORMED_ADDRESS
         limit = self.ctx.settings["MAX_RECIPIENTS"]
+        if server.mx and (envelope.dmarc_report or dmarc.is_address(self.ctx.settings, address)):
+            if envelope.rcpt_tos:  # a report is read, and refused or stored, as a whole: it goes alone
+                return replies.DMARC_ALONE
+            envelope.dmarc_report = True
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+            return replies.RCPT_OK
         unsubscribe = tracking.unsubscribe_token(self.ctx.settings, address) if server.mx else None
         if unsubscribe is not None and len(envelope.rcpt_tos) < limit:  # the mailto: of List-Unsubscribe
             found = await server.run_blocking(
@@ -164,6 +173,12 @@ class Handler:
         )
         if refusal:
             return refusal
+        report = None
+        if envelope.dmarc_report:  # read before the 250, off the loop: a bad report leaves nothing behind
+            try:
+                report = await server.run_blocking(dmarc.read_message, envelope.original_content, envelope.rcpt_tos[0])
+            except dmarc.ReportError as exc:
+                return exc.reply
         prepare = functools.partial(
             intake.prepare,
             envelope.original_content,
@@ -221,8 +236,10 @@ class Handler:
             )
             # On the loop's default executor, not the sessions' (AUTH, lookups): grading reads no
             # database and may take seconds (SpamAssassin, DNS) that other sessions must not wait for.
-            report = await asyncio.get_running_loop().run_in_executor(None, checker.graded, settings, facts)
-            store = checker.storing(envelope.check, facts, report, store or intake.store_many)
+            graded = await asyncio.get_running_loop().run_in_executor(None, checker.graded, settings, facts)
+            store = checker.storing(envelope.check, facts, graded, store or intake.store_many)
+        if report is not None:  # the report is stored in the transaction that stores its mail
+            store = dmarc.storing(report)
         try:
             kind = {"store": store} if store else {}
             message_id = await self.ctx.committer.accept(admit, **kind)
