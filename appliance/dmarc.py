@@ -36,7 +36,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree
 
-from . import db, dns, intake, replies
+from . import audit, db, dns, intake, replies
 from .models import DmarcRecord, DmarcReport
 
 log = logging.getLogger(__name__)
@@ -345,6 +345,10 @@ def import_file(data: bytes) -> tuple[Report, bool]:
     report = read_attachment(data) if bare else read_message(data, "the report address")
     with db.atomic_write():
         stored = store(report)
+        if stored is not None:
+            audit.record(
+                "dmarc.import", f"DMARC report {report.report_id}", f"from {report.org_name} for {report.domain}"
+            )
     return report, stored is not None
 
 
@@ -352,7 +356,7 @@ def import_file(data: bytes) -> tuple[Report, bool]:
 PTR_TTL = 3600.0  # seconds a source's PTR names are reused
 PTR_LOOKUPS = 64  # sources looked up for one page at most (the others show without a name)
 _PTR_CACHE_SIZE = 4096
-_ptr_cache: dict[str, tuple[float, list[str]]] = {}
+_ptr_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (DNS_SERVERS, ip): (until, names)
 _ptr_lock = threading.Lock()
 
 
@@ -364,7 +368,7 @@ def ptr_names(settings: dict, ips: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     with _ptr_lock:
         for ip in ips:
-            cached = _ptr_cache.get(ip)
+            cached = _ptr_cache.get((settings["DNS_SERVERS"], ip))
             if cached and cached[0] > now:
                 found[ip] = cached[1]
     missing = [ip for ip in dict.fromkeys(ips) if ip not in found][:PTR_LOOKUPS]
@@ -379,7 +383,7 @@ def ptr_names(settings: dict, ips: list[str]) -> dict[str, list[str]]:
             for future in done:
                 names = future.result()
                 if names is not None:
-                    _ptr_cache[futures[future]] = (now + PTR_TTL, names)
+                    _ptr_cache[settings["DNS_SERVERS"], futures[future]] = (now + PTR_TTL, names)
                     found[futures[future]] = names
     return {ip: found.get(ip, []) for ip in ips}
 

@@ -16,6 +16,7 @@ from . import (  # noqa: F401 — each module adds its commands to the group
     backup,
     campaigns,
     check,
+    dmarc,
     doctor,
     domains,
     lists,

@@ -19,6 +19,7 @@ from . import (
     auth,
     campaigns,
     checker,
+    dmarc,
     domains,
     health,
     lists,
@@ -129,6 +130,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(senders.bp)
     app.register_blueprint(setup.bp)
     app.register_blueprint(domains.bp)
+    app.register_blueprint(dmarc.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(policy.bp)
     app.register_blueprint(users.bp)

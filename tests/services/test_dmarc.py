@@ -1,16 +1,16 @@
 """DMARC aggregate reports mailed to dmarc-reports@HOSTNAME on port 25, as Google (zip) and Microsoft
-(gzip) send them: read, refused or stored before the 250, then shown by the DMARC page and the CLI.
+(gzip) send them: read, refused or stored before the 250; `appliance dmarc` lists, shows and imports
+them. (The DMARC page: tests/web/test_dmarc.py.)
 
-Everything runs for real: the reports go over SMTP with STARTTLS to the MX listener, the page is
-read over HTTP from the app served on loopback, the PTR names come from the test DNS server.
+The reports go over real SMTP with STARTTLS to the MX listener.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
-import re
-import smtplib
+import json
 import zipfile
 from email.message import EmailMessage
 
@@ -18,110 +18,16 @@ import pytest
 
 from appliance import dmarc
 from appliance.models import DmarcRecord, DmarcReport, Message
-from tests.support.relay import relay_overrides
-
-REPORT_ADDRESS = "dmarc-reports@relay.test"
-BEGIN, END = 1764806400, 1764892799  # 2025-12-04, a whole UTC day as Google reports it
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def record(ip: str, count: int, *, dkim="pass", spf="pass", header_from="shop.test", auth=None) -> str:
-    dkim_auth, spf_auth = auth or (("shop.test", dkim), ("shop.test", spf))
-    return f"""
-  <record>
-    <row>
-      <source_ip>{ip}</source_ip>
-      <count>{count}</count>
-      <policy_evaluated><disposition>none</disposition><dkim>{dkim}</dkim><spf>{spf}</spf></policy_evaluated>
-    </row>
-    <identifiers><header_from>{header_from}</header_from></identifiers>
-    <auth_results>
-      <dkim><domain>{dkim_auth[0]}</domain><result>{dkim_auth[1]}</result><selector>s1</selector></dkim>
-      <spf><domain>{spf_auth[0]}</domain><result>{spf_auth[1]}</result></spf>
-    </auth_results>
-  </record>"""
-
-
-def report_xml(org: str, report_id: str, records: list[str], domain: str = "shop.test") -> bytes:
-    return f"""<?xml version="1.0" encoding="UTF-8" ?>
-<feedback>
-  <report_metadata>
-    <org_name>{org}</org_name>
-    <email>noreply-dmarc-support@{org}</email>
-    <report_id>{report_id}</report_id>
-    <date_range><begin>{BEGIN}</begin><end>{END}</end></date_range>
-  </report_metadata>
-  <policy_published>
-    <domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf><p>none</p><sp>none</sp><pct>100</pct>
-  </policy_published>{"".join(records)}
-</feedback>""".encode()
-
-
-GOOGLE_RECORDS = [
-    record("192.0.2.10", 120),  # the appliance: aligned
-    record("198.51.100.7", 5, dkim="fail", spf="fail", auth=(("mailer.example", "pass"), ("mailer.example", "pass"))),
-    record("203.0.113.66", 3, dkim="fail", spf="fail", auth=(("shop.test", "fail"), ("shop.test", "fail"))),
-]
-
-
-def google_report(xml: bytes, report_id: str = "10923567354345811234") -> EmailMessage:
-    """A report as Google mails it: the message is the zip, `application/zip`, nothing else."""
-    buffer = io.BytesIO()
-    name = f"google.com!shop.test!{BEGIN}!{END}"
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"{name}.xml", xml)
-    message = EmailMessage()
-    message["From"] = "noreply-dmarc-support@google.com"
-    message["To"] = REPORT_ADDRESS
-    message["Subject"] = f"Report domain: shop.test Submitter: google.com Report-ID: {report_id}"
-    message.set_content(buffer.getvalue(), maintype="application", subtype="zip", filename=f"{name}.zip")
-    return message
-
-
-def microsoft_report(xml: bytes) -> EmailMessage:
-    """A report as Microsoft mails it: a text part, then the `.xml.gz` attachment."""
-    message = EmailMessage()
-    message["From"] = "DMARC Aggregate Report <dmarcreport@microsoft.com>"
-    message["To"] = REPORT_ADDRESS
-    message["Subject"] = "Report Domain: shop.test Submitter: protection.outlook.com Report-ID: 7d3c0e2a"
-    message.set_content("This is a DMARC aggregate report from Microsoft Corporation.\n")
-    message.add_attachment(
-        gzip.compress(xml),
-        maintype="application",
-        subtype="gzip",
-        filename=f"protection.outlook.com!shop.test!{BEGIN}!{END}.xml.gz",
-    )
-    return message
-
-
-def send(smtp_server, message: EmailMessage | bytes, rcpts=(REPORT_ADDRESS,)):
-    """Mail ``message`` to the MX listener as a reporter's MTA does; return the (code, text) of the
-    first refusal, or of the DATA reply."""
-    with smtplib.SMTP("relay.test", smtp_server.mx_port, local_hostname="mail.google.test", timeout=20) as client:
-        client.starttls(context=smtp_server.client_context())
-        client.ehlo()
-        client.mail("noreply-dmarc-support@google.com")
-        for rcpt in rcpts:
-            code, text = client.rcpt(rcpt)
-            if code != 250:
-                return code, text.decode()
-        code, text = client.data(message if isinstance(message, bytes) else message.as_bytes())
-        return code, text.decode()
-
-
-def stored() -> tuple[int, int, int]:
-    return DmarcReport.select().count(), DmarcRecord.select().count(), Message.select().count()
-
-
-@pytest.fixture
-def overrides(overrides, dns_server, delivery_port):
-    return relay_overrides(overrides, dns_server, delivery_port)
-
-
-@pytest.fixture
-def ptr(dns_server):
-    dns_server.ptr("192.0.2.10", "relay.shop.test")
-    dns_server.ptr("198.51.100.7", "o1.mailer.example")
+from tests.support.dmarc import (
+    GOOGLE_RECORDS,
+    REPORT_ADDRESS,
+    google_report,
+    microsoft_report,
+    record,
+    report_xml,
+    send,
+    stored,
+)
 
 
 def test_google_zip_and_microsoft_gzip_reports_are_stored(app, smtp_server):
@@ -222,3 +128,42 @@ def test_the_report_address_takes_no_other_recipient(app, smtp_server):
 def test_the_listener_still_serves_after_a_refused_report(app, smtp_server):
     assert send(smtp_server, attached(zip_bomb()))[0] == 552
     assert send(smtp_server, google_report(report_xml("google.com", "7", GOOGLE_RECORDS), "7"))[0] == 250
+
+
+def test_cli_lists_shows_and_imports_reports_as_json(app, run_cli, tmp_path, test_clock):
+
+    test_clock.value = dt.datetime(2025, 12, 5, 9, 0)
+    saved = tmp_path / "google.com!shop.test.zip"
+    saved.write_bytes(google_report(report_xml("google.com", "55", GOOGLE_RECORDS)).get_payload(decode=True))
+    result = run_cli("dmarc", "import", str(saved), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "report_id": "55",
+        "org_name": "google.com",
+        "domain": "shop.test",
+        "new": True,
+        "records": 3,
+        "messages": 128,
+    }
+    again = run_cli("dmarc", "import", str(saved))
+    assert again.exit_code == 0 and "already stored, nothing changed" in again.output
+    (listed,) = json.loads(run_cli("dmarc", "list", "--json").output)
+    assert (listed["org_name"], listed["messages"], listed["failing"], listed["records"]) == ("google.com", 128, 8, 3)
+    assert listed["begin"] == "2025-12-04T00:00:00Z" and listed["policy"]["p"] == "none"
+    shown = json.loads(run_cli("dmarc", "show", str(listed["id"]), "--json").output)
+    assert [(r["source_ip"], r["count"], r["dmarc"]) for r in shown["items"]] == [
+        ("192.0.2.10", 120, "pass"),
+        ("198.51.100.7", 5, "fail"),
+        ("203.0.113.66", 3, "fail"),
+    ]
+    (day,) = json.loads(run_cli("dmarc", "sources", "--days", "7", "--json").output)
+    assert (day["domain"], day["day"], day["failing"]) == ("shop.test", "2025-12-04", 8)
+    assert [s["source_ip"] for s in day["sources"] if not s["aligned"]] == ["198.51.100.7", "203.0.113.66"]
+    missing = run_cli("dmarc", "show", "999")
+    assert missing.exit_code == 1 and "no DMARC report 999" in missing.output
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(b"<feedback><oops></feedback>")
+    refused = run_cli("dmarc", "import", str(bad))
+    assert refused.exit_code == 1 and "554 5.6.0 Malformed DMARC report" in refused.output
+    with app.app_context():
+        assert DmarcReport.select().count() == 1
