@@ -64,9 +64,9 @@ class ReportError(Exception):
         self.reply = reply
 
 
-def address(settings: dict) -> str:
+def address(hostname: str) -> str:
     """The report address, the ``rua=mailto:`` of the DMARC record the domain page suggests."""
-    return f"{LOCAL_PART}@{settings['HOSTNAME']}"
+    return f"{LOCAL_PART}@{hostname}"
 
 
 def is_address(settings: dict, value: str) -> bool:

@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from . import alerts, clock, dkim, dns
+from . import alerts, clock, dkim, dmarc, dns
 from .db import database
 from .models import Domain
 from .policy import acceptance
@@ -135,9 +135,25 @@ def records(domain: Domain, hostname: str) -> list[Record]:
             "DMARC",
             "TXT",
             f"_dmarc.{d}",
-            f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{d}",
-            "A suggestion: start with p=quarantine, then p=reject once the reports look right.",
+            f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:{dmarc.address(hostname)}",
+            "A suggestion: start with p=quarantine, then p=reject once the reports look right. rua= sends "
+            "the mailbox providers' daily reports to this appliance: its DMARC page shows who sends as "
+            f"{d}. Keep any rua= address you already have beside it, separated by a comma.",
         ),
+    ]
+    if hostname.lower() != d and not hostname.lower().endswith(f".{d}"):  # the reports go to another domain
+        found.append(
+            Record(
+                "dmarc-report",
+                "DMARC report authorization",
+                "TXT",
+                f"{d}._report._dmarc.{hostname}",
+                "v=DMARC1",
+                f"In the zone of {hostname}, not of {d}: it allows receivers to send {d}'s reports to an "
+                f"address at {hostname}, which they otherwise drop (RFC 7489 §7.1).",
+            )
+        )
+    found += [
         Record(
             "bounce-mx",
             "Bounce MX",
@@ -293,6 +309,13 @@ def check_dmarc(settings: dict, name: str) -> Result:
     return Result(PASS)
 
 
+def check_dmarc_report(settings: dict, name: str) -> Result:
+    """RFC 7489 §7.1: the report address's domain says it takes the reports of another domain."""
+    if any(v.replace(" ", "").upper().startswith("V=DMARC1") for v in _txt(settings, name)):
+        return Result(PASS)
+    return Result(FAIL, f"missing: there is no v=DMARC1 record at {name}, so receivers drop the reports")
+
+
 def check_mx(settings: dict, name: str, hostname: str) -> Result:
     try:
         hosts = [host.lower() for _, host in dns.mx_records(settings, name, cached=False)]
@@ -313,6 +336,8 @@ def _check_one(settings: dict, record: Record, hostname: str) -> Result:
             return check_spf(settings, record.name, hostname)
         if record.key == "dmarc":
             return check_dmarc(settings, record.name)
+        if record.key == "dmarc-report":
+            return check_dmarc_report(settings, record.name)
         return check_mx(settings, record.name, hostname)
     except dns.DnsError as exc:
         return Result(ERROR, f"could not check: {exc}")

@@ -37,7 +37,7 @@ def dmarc_list(domain: str, as_json: bool) -> None:
 
 
 def _address() -> str:
-    return dmarc.address(current_app.config)
+    return dmarc.address(current_app.config["HOSTNAME"])
 
 
 @dmarc_group.command("show")

@@ -32,7 +32,7 @@ def dmarc_index():
         domain=domain,
         days=days,
         periods=PERIODS,
-        address=dmarc.address(current_app.config),
+        address=dmarc.address(current_app.config["HOSTNAME"]),
     )
 
 

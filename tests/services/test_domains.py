@@ -40,11 +40,17 @@ def check(app, domain: Domain) -> dict[str, domains.Result]:
 def test_adding_a_domain_generates_keys_and_the_records_to_publish(example):
     assert example.name == "example.test"
     records = {r.key: r for r in domains.records(example, "relay.test")}
-    assert list(records) == ["dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"]
+    assert list(records) == ["dkim", "dkim-ed25519", "spf", "dmarc", "dmarc-report", "bounce-mx", "bounce-spf"]
     assert records["dkim"].name == f"{example.selector}-rsa._domainkey.example.test"
     assert all(len(s.encode()) <= 255 for s in records["dkim"].strings) and len(records["dkim"].strings) > 1
     assert records["spf"].value == "v=spf1 a:relay.test ~all"
     assert records["dmarc"].name == "_dmarc.example.test" and "p=quarantine" in records["dmarc"].value
+    assert records["dmarc"].value.endswith("; rua=mailto:dmarc-reports@relay.test")
+    # The reports go to another domain than example.test's: RFC 7489 §7.1's authorization, in relay.test's zone.
+    assert (records["dmarc-report"].name, records["dmarc-report"].value) == (
+        "example.test._report._dmarc.relay.test",
+        "v=DMARC1",
+    )
     assert (records["bounce-mx"].name, records["bounce-mx"].value) == ("bounces.example.test", "10 relay.test.")
     assert not example.verified
 
@@ -91,6 +97,11 @@ BROKEN = {
         lambda dns, d: dns.add("_dmarc.example.test", "TXT", '"v=DMARC1; p=none"'),
         "DMARC policy none",
     ),
+    "no DMARC report authorization": (
+        "dmarc-report",
+        lambda dns, d: None,
+        "missing: there is no v=DMARC1 record at example.test._report._dmarc.relay.test, so receivers drop the reports",
+    ),
     "bounce MX elsewhere": (
         "bounce-mx",
         lambda dns, d: dns.add("bounces.example.test", "MX", "10 mx.other.test."),
@@ -134,6 +145,13 @@ def test_a_dns_timeout_is_reported_as_could_not_check_and_keeps_the_verification
     assert not Alert.select().exists()
 
 
+def test_the_report_authorization_is_asked_for_only_when_the_reports_go_to_another_domain(example):
+    assert "dmarc-report" in {r.key for r in domains.records(example, "relay.test")}
+    assert "dmarc-report" not in {r.key for r in domains.records(example, "relay.example.test")}
+    (suggested,) = [r for r in domains.records(example, "relay.example.test") if r.key == "dmarc"]
+    assert "rua=mailto:dmarc-reports@relay.example.test" in suggested.value
+
+
 def test_rotation_switches_to_the_new_selector_once_its_record_is_published(app, example, dns_server):
     publish(dns_server, example)
     check(app, example)
@@ -149,7 +167,7 @@ def test_rotation_switches_to_the_new_selector_once_its_record_is_published(app,
     publish(
         dns_server,
         Domain.get_by_id(example.id),
-        skip=("dkim", "dkim-ed25519", "spf", "dmarc", "bounce-mx", "bounce-spf"),
+        skip=("dkim", "dkim-ed25519", "spf", "dmarc", "dmarc-report", "bounce-mx", "bounce-spf"),
     )
     results = check(app, example)
     domain = Domain.get_by_id(example.id)

@@ -47,7 +47,7 @@ def test_check_dns_runs_in_the_background_and_the_fragment_turns_every_record_gr
     assert started.status_code == 200 and 'id="records"' in started.get_data(as_text=True)
     wait_for(lambda: not domains.checking(domain.id))
     fragment = client.get(f"/domains/{domain.id}/records").get_data(as_text=True)
-    assert fragment.count('data-status="pass"') == 6 and "hx-trigger" not in fragment
+    assert fragment.count('data-status="pass"') == 7 and "hx-trigger" not in fragment
     assert Domain.get_by_id(domain.id).verified
 
 

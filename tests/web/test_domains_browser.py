@@ -27,8 +27,8 @@ def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn
     page.fill("input[name=name]", "shop.example")
     page.click("button:text('Add domain')")
     page.wait_for_selector("h1:text('shop.example')")
-    assert page.locator("#records tbody tr").count() == 6
-    assert page.locator("#records [data-status=unchecked]").count() == 6
+    assert page.locator("#records tbody tr").count() == 7
+    assert page.locator("#records [data-status=unchecked]").count() == 7
     # BIMI, PTR and the blocklists load after the page (the doctor's lookups): here BIMI warns, none published
     expect(page.locator("#reputation tr[data-key=bimi][data-status=warn]")).to_have_count(1, timeout=20_000)
     shot(page, "domain-records")
@@ -40,7 +40,7 @@ def test_an_admin_adds_a_domain_publishes_its_records_and_watches_check_dns_turn
         dns_server.add(page.input_value(f"tr[data-record={record.key}] input"), record.type, shown)
 
     page.click("button:text('Check DNS')")
-    expect(page.locator("#records [data-status=pass]")).to_have_count(6, timeout=20_000)
+    expect(page.locator("#records [data-status=pass]")).to_have_count(7, timeout=20_000)
     assert page.is_visible("#records >> text=mail from shop.example is accepted and DKIM-signed")
     shot(page, "domain-checked")
     assert page.console_errors == [], page.console_errors
