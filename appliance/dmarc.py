@@ -3,7 +3,7 @@ and the figures the DMARC page and `appliance dmarc` show (docs/dmarc.md).
 
 A domain whose DMARC record says ``rua=mailto:dmarc-reports@HOSTNAME`` gets, once a day from each
 mailbox provider, an RFC 7489 Appendix C XML report of who sent mail with its domain in From:, as an
-attachment: zipped (Google, Yahoo), gzipped (Microsoft) or plain. The report arrives on port 25 and
+attachment: zipped (Google), gzipped (Microsoft) or plain. The report arrives on port 25 and
 is read before the 250: a message that is not a report, a malformed one and one over the limits
 below are refused with a 5xx reply and leave nothing behind; a good one is stored, with the mail it
 came in, in one transaction. A report id a reporter sends again is stored once (the mail is still
@@ -159,7 +159,8 @@ def _uncompressed(data: bytes) -> bytes:
         if data.startswith(b"\x1f\x8b"):
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
                 return _bounded(stream)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile does not know
         raise ReportError(replies.DMARC_MALFORMED.format(reason=f"the archive cannot be read ({exc})")) from None
     return data
 
@@ -192,14 +193,16 @@ def _required(parent: Element | None, *path: str) -> str:
     return value
 
 
-def _number(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 12:
-        raise ReportError(replies.DMARC_MALFORMED.format(reason=f"{what} {value[:40]!r} is not a number"))
+def _number(value: str, what: str, most: int = 2**31 - 1) -> int:
+    """A count or a time as a report gives it: digits, at most ``most`` (a column's integer)."""
+    if not value.isdigit() or len(value) > 12 or int(value) > most:
+        raise ReportError(replies.DMARC_MALFORMED.format(reason=f"{what} {value[:40]!r} is not a number up to {most}"))
     return int(value)
 
 
 def _moment(value: str, what: str) -> dt.datetime:
-    return dt.datetime.fromtimestamp(_number(value, what), dt.UTC).replace(tzinfo=None)
+    seconds = _number(value, what, most=253402300799)  # Unix time, up to the last second of 9999
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
 
 
 def _verdict(value: str) -> str:

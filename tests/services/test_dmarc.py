@@ -167,3 +167,30 @@ def test_cli_lists_shows_and_imports_reports_as_json(app, run_cli, tmp_path, tes
     assert refused.exit_code == 1 and "554 5.6.0 Malformed DMARC report" in refused.output
     with app.app_context():
         assert DmarcReport.select().count() == 1
+
+
+@pytest.mark.parametrize(
+    ("xml", "reason"),
+    [
+        (report_xml("g.example", "1", [record("192.0.2.1", 2**31)]), "<count> '2147483648' is not a number up to"),
+        (report_xml("g.example", "1", []).replace(b"1764806400", b"999999999999"), "<date_range/begin> '999999"),
+        (report_xml("g.example", "1", []).replace(b"<begin>1764806400", b"<begin>1764892800"), "ends before it begins"),
+        (report_xml("g.example", "1", []).replace(b"<org_name>g.example</org_name>", b""), "<org_name> is missing"),
+        (b"<?xml version='1.0'?><report/>", "the root element is <report>, not <feedback>"),
+        (b'<!DOCTYPE x SYSTEM "file:///etc/passwd"><feedback/>', "not well-formed XML or not allowed"),
+    ],
+    ids=["count-too-big", "time-too-big", "range-backwards", "no-org", "not-feedback", "external-dtd"],
+)
+def test_what_a_report_lacks_or_gets_wrong_is_named_in_the_reply(xml, reason):
+    with pytest.raises(dmarc.ReportError) as refused:
+        dmarc.parse_xml(xml)
+    assert refused.value.reply.startswith("554 5.6.0 Malformed DMARC report: ") and reason in refused.value.reply
+
+
+def test_a_report_of_the_dmarcbis_namespace_and_no_records_is_read():
+    xml = report_xml("g.example", "1", [record("2001:db8::1", 4)]).replace(
+        b"<feedback>", b'<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0">'
+    )
+    report = dmarc.parse_xml(xml)
+    assert (report.domain, report.records[0].source_ip, report.messages) == ("shop.test", "2001:db8::1", 4)
+    assert dmarc.parse_xml(report_xml("g.example", "2", [])).records == []
