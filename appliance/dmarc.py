@@ -30,7 +30,7 @@ import threading
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
@@ -287,32 +287,14 @@ def store(report: Report, message_id: str = "") -> DmarcReport | None:
     ):
         log.info("DMARC report %s from %s: already stored", report.report_id, report.org_name)
         return None
-    row = DmarcReport.create(
-        org_name=report.org_name,
-        email=report.email,
-        report_id=report.report_id,
-        domain=report.domain,
-        begin=report.begin,
-        end=report.end,
-        adkim=report.adkim,
-        aspf=report.aspf,
-        policy=report.policy,
-        subdomain_policy=report.subdomain_policy,
-        pct=report.pct,
-        message_id=message_id,
-    )
+    columns = {f.name: getattr(report, f.name) for f in fields(Report) if f.name != "records"}
+    row = DmarcReport.create(**columns, message_id=message_id)
     db.insert_rows(
         DmarcRecord,
         [
             {
+                **vars(r),
                 "report": row.id,
-                "source_ip": r.source_ip,
-                "count": r.count,
-                "disposition": r.disposition,
-                "dkim": r.dkim,
-                "spf": r.spf,
-                "header_from": r.header_from,
-                "envelope_from": r.envelope_from,
                 "dkim_results": json.dumps(r.dkim_results),
                 "spf_results": json.dumps(r.spf_results),
             }
