@@ -37,7 +37,7 @@ import defusedxml
 import defusedxml.ElementTree
 
 from . import audit, db, dns, intake, replies
-from .models import DmarcRecord, DmarcReport
+from .models import DmarcRecord, DmarcReport, Domain
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class Report:
 
 def read_message(data: bytes, to: str) -> Report:
     """The report a message to the report address ``to`` carries (in an attachment, or as its
-    body). Raises ReportError with the reply to give; never anything else."""
+    body), for one of the appliance's domains (a database read). Raises ReportError with the reply
+    to give."""
     try:
         message = email.message_from_bytes(data, policy=email.policy.compat32)
         found = None
@@ -127,7 +128,7 @@ def read_message(data: bytes, to: str) -> Report:
     if found is None:
         reason = "no attachment of type application/zip, application/gzip or text/xml"
         raise ReportError(replies.DMARC_NOT_A_REPORT.format(address=to, reason=reason))
-    return read_attachment(found)
+    return check_domain(read_attachment(found))
 
 
 def read_attachment(data: bytes) -> Report:
@@ -277,6 +278,16 @@ def _record(row: Element) -> Record:
 
 
 # -- storing ------------------------------------------------------------------------------------------
+def check_domain(report: Report) -> Report:
+    """The report, when its domain is a sending domain of the appliance or under one; else
+    ReportError. The report address takes mail from anyone: nobody else's figures fill its tables."""
+    labels = report.domain.split(".")
+    names = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    if not names or not Domain.select().where(Domain.name.in_(names)).exists():
+        raise ReportError(replies.DMARC_UNKNOWN_DOMAIN.format(domain=report.domain[:100]))
+    return report
+
+
 def store(report: Report, message_id: str = "") -> DmarcReport | None:
     """Store a report and its records (inside the caller's write transaction); None when the
     reporter's report id is already stored."""
@@ -327,7 +338,7 @@ def import_file(data: bytes) -> tuple[Report, bool]:
     """Store a report saved elsewhere (its zip, gzip or XML, or the whole mail); return it and
     whether it was new. Raises ReportError."""
     bare = data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"PK\x03\x04", b"\x1f\x8b", b"<"))
-    report = read_attachment(data) if bare else read_message(data, "the report address")
+    report = check_domain(read_attachment(data)) if bare else read_message(data, "the report address")
     with db.atomic_write():
         stored = store(report)
         if stored is not None:

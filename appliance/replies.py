@@ -48,6 +48,9 @@ DMARC_NOT_A_REPORT = (
 )
 DMARC_MALFORMED = "554 5.6.0 Malformed DMARC report: {reason}"
 DMARC_TOO_BIG = "552 5.3.4 DMARC report too big: {reason}"
+DMARC_UNKNOWN_DOMAIN = (
+    "550 5.7.1 DMARC reports for {domain} are not taken here: it is not a sending domain of this appliance"
+)
 DMARC_ALONE = "452 4.5.3 The DMARC report address is the only recipient of its message: send to the others apart"
 # A list address, <list-id>@LISTS_DOMAIN (docs/campaigns-and-lists.md#list-addresses).
 LIST_NOT_ALLOWED = "550 5.7.1 This account may not send to list {list}: it is not tied to the list"

@@ -30,6 +30,11 @@ from tests.support.dmarc import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _shop(shop_domain):
+    """shop.test, the domain of the reports, is a sending domain of the appliance."""
+
+
 def test_google_zip_and_microsoft_gzip_reports_are_stored(app, smtp_server):
     code, text = send(smtp_server, google_report(report_xml("google.com", "10923567354345811234", GOOGLE_RECORDS)))
     assert code == 250, text
@@ -194,3 +199,22 @@ def test_a_report_of_the_dmarcbis_namespace_and_no_records_is_read():
     report = dmarc.parse_xml(xml)
     assert (report.domain, report.records[0].source_ip, report.messages) == ("shop.test", "2001:db8::1", 4)
     assert dmarc.parse_xml(report_xml("g.example", "2", [])).records == []
+
+
+def test_reports_for_a_domain_the_appliance_does_not_send_for_are_refused(app, smtp_server, run_cli, tmp_path):
+    xml = report_xml("google.com", "3", GOOGLE_RECORDS, domain="other.example")
+    code, text = send(smtp_server, google_report(xml, "3"))
+    assert (code, text) == (
+        550,
+        "5.7.1 DMARC reports for other.example are not taken here: it is not a sending domain of this appliance",
+    )
+    saved = tmp_path / "other.xml"
+    saved.write_bytes(xml)
+    assert run_cli("dmarc", "import", str(saved)).exit_code == 1
+    # A subdomain's report is its sending domain's.
+    assert (
+        send(smtp_server, google_report(report_xml("google.com", "4", GOOGLE_RECORDS, domain="mail.shop.test")))[0]
+        == 250
+    )
+    with app.app_context():
+        assert [r.domain for r in DmarcReport.select()] == ["mail.shop.test"]

@@ -17,6 +17,11 @@ from tests.support.web import served
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@pytest.fixture(autouse=True)
+def _shop(shop_domain):
+    """shop.test, the domain of the reports, is a sending domain of the appliance."""
+
+
 @pytest.fixture
 def overrides(overrides, dns_server, delivery_port):
     return relay_overrides(overrides, dns_server, delivery_port)

@@ -14,6 +14,11 @@ from .conftest import ADMIN, CHROMIUM, shot, sign_in
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
 
+@pytest.fixture(autouse=True)
+def _shop(shop_domain):
+    """shop.test, the domain of the reports, is a sending domain of the appliance."""
+
+
 def test_an_admin_reads_who_sends_as_the_domain(app, smtp_server, admin, page, test_clock):
     test_clock.value = dt.datetime(2025, 12, 5, 9, 0)
     assert send(smtp_server, google_report(report_xml("google.com", "77", GOOGLE_RECORDS), "77"))[0] == 250
