@@ -45,6 +45,7 @@ LOCAL_PART = "dmarc-reports"  # the report address: dmarc-reports@HOSTNAME, read
 MAX_ATTACHMENT_SIZE = 10 * 1024 * 1024  # a report's attachment as mailed (compressed), in bytes
 MAX_XML_SIZE = 50 * 1024 * 1024  # its XML once uncompressed: a big provider's day is a few MB
 MAX_RECORDS = 20_000  # rows of one report
+_ELEMENTS_PER_RECORD = 40  # a record has some 20 elements; the report's head adds a few dozen
 _ZIP_MEMBERS = 16  # a report's zip holds one XML file; more than this many is not a report
 
 _ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/x-zip")
@@ -213,8 +214,15 @@ def _verdict(value: str) -> str:
 
 def parse_xml(xml: bytes) -> Report:
     """Parse RFC 7489 Appendix C XML. Raises ReportError (DTDs and entities are refused)."""
+    most = _ELEMENTS_PER_RECORD * (MAX_RECORDS + 1)  # a tree of tiny elements costs far more memory than its XML
+    root = None
     try:
-        root = defusedxml.ElementTree.fromstring(xml, forbid_dtd=True)
+        for count, (_event, element) in enumerate(
+            defusedxml.ElementTree.iterparse(io.BytesIO(xml), events=("start",), forbid_dtd=True)
+        ):
+            root = element if root is None else root
+            if count > most:
+                raise ReportError(replies.DMARC_TOO_BIG.format(reason=f"over {most} XML elements"))
     except (ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
         raise ReportError(
             replies.DMARC_MALFORMED.format(reason=f"not well-formed XML or not allowed ({exc})")

@@ -218,3 +218,10 @@ def test_reports_for_a_domain_the_appliance_does_not_send_for_are_refused(app, s
     )
     with app.app_context():
         assert [r.domain for r in DmarcReport.select()] == ["mail.shop.test"]
+
+
+def test_a_tree_of_many_tiny_elements_is_refused_before_it_fills_the_memory(monkeypatch):
+    monkeypatch.setattr(dmarc, "MAX_RECORDS", 2)  # then at most 120 elements
+    with pytest.raises(dmarc.ReportError) as refused:
+        dmarc.parse_xml(b"<feedback>" + b"<a/>" * 200 + b"</feedback>")
+    assert refused.value.reply == "552 5.3.4 DMARC report too big: over 120 XML elements"
