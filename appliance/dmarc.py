@@ -359,47 +359,47 @@ def import_file(data: bytes) -> tuple[Report, bool]:
 # -- what the reports say -------------------------------------------------------------------------
 PTR_TTL = 3600.0  # seconds a source's PTR names are reused
 PTR_LOOKUPS = 64  # sources looked up for one page at most (the others show without a name)
+PTR_WAIT = 3.0  # seconds a page waits for them at most (DNS_TIMEOUT, when shorter)
 _PTR_CACHE_SIZE = 4096
 _ptr_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (DNS_SERVERS, ip): (until, names)
 _ptr_lock = threading.Lock()
 
 
+def _cached(settings: dict, ips) -> dict[str, list[str]]:
+    now = time.monotonic()
+    with _ptr_lock:
+        entries = {ip: _ptr_cache.get((settings["DNS_SERVERS"], ip)) for ip in ips}
+    return {ip: entry[1] for ip, entry in entries.items() if entry and entry[0] > now}
+
+
 def ptr_names(settings: dict, ips: list[str]) -> dict[str, list[str]]:
     """The PTR names of each source IP: cached for PTR_TTL, looked up at most PTR_LOOKUPS at a time,
-    in parallel, and waited for at most DNS_TIMEOUT (a name not found in time is [] and looked up
-    again next time)."""
-    now = time.monotonic()
-    found: dict[str, list[str]] = {}
-    with _ptr_lock:
-        for ip in ips:
-            cached = _ptr_cache.get((settings["DNS_SERVERS"], ip))
-            if cached and cached[0] > now:
-                found[ip] = cached[1]
+    eight in parallel, waited for at most PTR_WAIT (a name found later is cached for the next view;
+    one not found in time shows as [])."""
+    found = _cached(settings, ips)
     missing = [ip for ip in dict.fromkeys(ips) if ip not in found][:PTR_LOOKUPS]
     if missing:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(missing)), thread_name_prefix="ptr")
-        futures = {pool.submit(_reverse, settings, ip): ip for ip in missing}
-        done, _ = concurrent.futures.wait(futures, timeout=float(settings["DNS_TIMEOUT"]))
+        futures = [pool.submit(_reverse, settings, ip) for ip in missing]
+        concurrent.futures.wait(futures, timeout=min(PTR_WAIT, float(settings["DNS_TIMEOUT"])))
         pool.shutdown(wait=False, cancel_futures=True)
-        with _ptr_lock:
-            if len(_ptr_cache) > _PTR_CACHE_SIZE:
-                _ptr_cache.clear()
-            for future in done:
-                names = future.result()
-                if names is not None:
-                    _ptr_cache[settings["DNS_SERVERS"], futures[future]] = (now + PTR_TTL, names)
-                    found[futures[future]] = names
+        found.update(_cached(settings, missing))
     return {ip: found.get(ip, []) for ip in ips}
 
 
-def _reverse(settings: dict, ip: str) -> list[str] | None:
-    """The PTR names of ``ip`` ([] for none), or None when DNS did not answer (not cached)."""
+def _reverse(settings: dict, ip: str) -> None:
+    """Look up the PTR names of ``ip`` and cache them ([] for none); a lookup DNS did not answer is
+    not cached."""
     try:
-        return dns.reverse_names(settings, ip)
+        names = dns.reverse_names(settings, ip)
     except dns.NoSuchDomain:
-        return []
+        names = []
     except dns.DnsError:
-        return None
+        return
+    with _ptr_lock:
+        if len(_ptr_cache) >= _PTR_CACHE_SIZE:
+            _ptr_cache.clear()
+        _ptr_cache[settings["DNS_SERVERS"], ip] = (time.monotonic() + PTR_TTL, names)
 
 
 def _passed(results: list[dict]) -> list[str]:
