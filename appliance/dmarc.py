@@ -7,7 +7,8 @@ attachment: zipped (Google), gzipped (Microsoft) or plain. The report arrives on
 is read before the 250: a message that is not a report, a malformed one and one over the limits
 below are refused with a 5xx reply and leave nothing behind; a good one is stored, with the mail it
 came in, in one transaction. A report id a reporter sends again is stored once (the mail is still
-accepted, so the reporter stops retrying).
+accepted, so the reporter stops retrying). Only reports for the appliance's sending domains (and
+their subdomains) are taken: the address takes mail from anyone.
 
 The XML is parsed by defusedxml, which refuses DTDs, entity declarations and external references:
 a report is data from anyone on the Internet, and a billion-laughs or an external entity must not
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_PART = "dmarc-reports"  # the report address: dmarc-reports@HOSTNAME, read on port 25
 MAX_ATTACHMENT_SIZE = 10 * 1024 * 1024  # a report's attachment as mailed (compressed), in bytes
-MAX_XML_SIZE = 50 * 1024 * 1024  # its XML once uncompressed: a big provider's day is a few MB
+MAX_XML_SIZE = 50 * 1024 * 1024  # its XML once uncompressed: room for MAX_RECORDS records of 2 KB each
 MAX_RECORDS = 20_000  # rows of one report
 _ELEMENTS_PER_RECORD = 40  # a record has some 20 elements; the report's head adds a few dozen
 _ZIP_MEMBERS = 16  # a report's zip holds one XML file; more than this many is not a report
@@ -153,7 +154,8 @@ def _uncompressed(data: bytes) -> bytes:
                 members = archive.infolist()
                 if len(members) > _ZIP_MEMBERS:
                     raise ReportError(replies.DMARC_MALFORMED.format(reason=f"the zip holds {len(members)} files"))
-                xml = [m for m in members if not m.is_dir() and m.filename.lower().endswith(".xml")]
+                files = [m for m in members if not m.is_dir()]
+                xml = [m for m in files if m.filename.lower().endswith(".xml")] if len(files) > 1 else files
                 if len(xml) != 1:
                     raise ReportError(replies.DMARC_MALFORMED.format(reason="the zip holds no single .xml file"))
                 with archive.open(xml[0]) as stream:
@@ -197,7 +199,7 @@ def _required(parent: Element | None, *path: str) -> str:
 
 def _number(value: str, what: str, most: int = 2**31 - 1) -> int:
     """A count or a time as a report gives it: digits, at most ``most`` (a column's integer)."""
-    if not value.isdigit() or len(value) > 12 or int(value) > most:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) > most:
         raise ReportError(replies.DMARC_MALFORMED.format(reason=f"{what} {value[:40]!r} is not a number up to {most}"))
     return int(value)
 
@@ -223,7 +225,7 @@ def parse_xml(xml: bytes) -> Report:
             root = element if root is None else root
             if count > most:
                 raise ReportError(replies.DMARC_TOO_BIG.format(reason=f"over {most} XML elements"))
-    except (ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
+    except (ParseError, defusedxml.DefusedXmlException, ValueError, LookupError) as exc:  # LookupError: encoding=
         raise ReportError(
             replies.DMARC_MALFORMED.format(reason=f"not well-formed XML or not allowed ({exc})")
         ) from None

@@ -15,6 +15,8 @@ import zipfile
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance import dmarc
 from appliance.models import DmarcRecord, DmarcReport, Message
@@ -182,9 +184,13 @@ def test_cli_lists_shows_and_imports_reports_as_json(app, run_cli, tmp_path, tes
         (report_xml("g.example", "1", []).replace(b"<begin>1764806400", b"<begin>1764892800"), "ends before it begins"),
         (report_xml("g.example", "1", []).replace(b"<org_name>g.example</org_name>", b""), "<org_name> is missing"),
         (b"<?xml version='1.0'?><report/>", "the root element is <report>, not <feedback>"),
+        (
+            report_xml("g.example", "1", [record("192.0.2.1", 1)]).replace(b"<count>1<", "<count>\u00b2<".encode()),
+            "<count> '\u00b2'",
+        ),
         (b'<!DOCTYPE x SYSTEM "file:///etc/passwd"><feedback/>', "not well-formed XML or not allowed"),
     ],
-    ids=["count-too-big", "time-too-big", "range-backwards", "no-org", "not-feedback", "external-dtd"],
+    ids=["count-too-big", "time-too-big", "range-backwards", "no-org", "not-feedback", "superscript", "external-dtd"],
 )
 def test_what_a_report_lacks_or_gets_wrong_is_named_in_the_reply(xml, reason):
     with pytest.raises(dmarc.ReportError) as refused:
@@ -225,3 +231,27 @@ def test_a_tree_of_many_tiny_elements_is_refused_before_it_fills_the_memory(monk
     with pytest.raises(dmarc.ReportError) as refused:
         dmarc.parse_xml(b"<feedback>" + b"<a/>" * 200 + b"</feedback>")
     assert refused.value.reply == "552 5.3.4 DMARC report too big: over 120 XML elements"
+
+
+def _mutated(data: bytes, flips: list[tuple[int, int]]) -> bytes:
+    buffer = bytearray(data)
+    for at, value in flips:
+        buffer[at % len(buffer)] = value
+    return bytes(buffer)
+
+
+_XML = report_xml("g.example", "1", GOOGLE_RECORDS)
+_SAMPLES = [_XML, gzip.compress(_XML), google_report(_XML).get_payload(decode=True)]
+
+
+@given(
+    sample=st.sampled_from(_SAMPLES),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(0, 10**6),
+)
+def test_a_damaged_report_is_read_or_refused_never_anything_else(sample, flips, cut):
+    damaged = _mutated(sample, flips)[: max(1, cut % (len(sample) + 1))]
+    try:
+        dmarc.read_attachment(damaged)
+    except dmarc.ReportError as exc:
+        assert exc.reply[:3] in {"552", "554"} and "\n" not in exc.reply
