@@ -37,7 +37,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree
 
-from . import audit, db, dns, intake, replies
+from . import audit, clock, db, dns, intake, replies
 from .models import DmarcRecord, DmarcReport, Domain
 
 log = logging.getLogger(__name__)
@@ -425,9 +425,10 @@ def verdict(source: dict) -> str:
     )
 
 
-def days(settings: dict, domain: str = "", since: dt.datetime | None = None, lookup: bool = True) -> list[dict]:
-    """Per domain and day (a report's begin, UTC), newest first: who sent as the domain (each source
-    IP with its PTR names and counts, failing sources first) and the totals."""
+def days(settings: dict, domain: str = "", last: int = 30) -> list[dict]:
+    """Per domain and day (a report's begin, UTC) over the ``last`` days up to today, newest first:
+    who sent as the domain (each source IP with its PTR names and counts, failing sources first)
+    and the totals."""
     query = (
         DmarcRecord.select(DmarcRecord, DmarcReport)
         .join(DmarcReport)
@@ -435,8 +436,8 @@ def days(settings: dict, domain: str = "", since: dt.datetime | None = None, loo
     )
     if domain:
         query = query.where(DmarcReport.domain == domain.lower())
-    if since is not None:
-        query = query.where(DmarcReport.begin >= since)
+    since = dt.datetime.combine(clock.now().date() - dt.timedelta(days=last - 1), dt.time())
+    query = query.where(DmarcReport.begin >= since)
     groups: dict[tuple[str, dt.date], dict[str, dict]] = {}
     for record in query:
         report = record.report
@@ -466,7 +467,7 @@ def days(settings: dict, domain: str = "", since: dt.datetime | None = None, loo
         source["spf_domains"].update(_passed(json.loads(record.spf_results)))
         source["dkim_domains"].update(_passed(json.loads(record.dkim_results)))
     ips = sorted({ip for sources in groups.values() for ip in sources})
-    names = ptr_names(settings, ips) if lookup and ips else {}
+    names = ptr_names(settings, ips) if ips else {}
     shown = []
     for (name, day), sources in groups.items():
         rows = []
@@ -488,6 +489,12 @@ def days(settings: dict, domain: str = "", since: dt.datetime | None = None, loo
             }
         )
     return shown
+
+
+def reported_domains() -> list[str]:
+    """The domains that reports were received for, by name."""
+    query = DmarcReport.select(DmarcReport.domain).distinct().order_by(DmarcReport.domain)
+    return [r.domain for r in query]
 
 
 def _report_summary(report: DmarcReport, messages: int, failing: int, records: int) -> dict:

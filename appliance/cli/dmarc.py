@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import clock, dmarc
+from .. import dmarc
 from .base import cli, emit
 
 
@@ -65,8 +64,7 @@ def dmarc_show(report_id: int, as_json: bool) -> None:
 @with_appcontext
 def dmarc_sources(domain: str, days: int, as_json: bool) -> None:
     """Per domain and day, who sent as the domain, failing sources first (the DMARC page)."""
-    since = dt.datetime.combine(clock.now().date() - dt.timedelta(days=days - 1), dt.time())
-    groups = dmarc.days(current_app.config, domain, since)
+    groups = dmarc.days(current_app.config, domain, days)
     lines = []
     for group in groups:
         lines.append(f"{group['domain']} {group['day']}: {group['messages']} messages, {group['failing']} failed DMARC")

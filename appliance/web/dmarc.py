@@ -3,12 +3,9 @@ reports (docs/dmarc.md), and each stored report."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, abort, current_app, render_template, request
 
-from .. import clock, dmarc
-from ..models import DmarcReport
+from .. import dmarc
 from .permissions import viewer_required
 
 bp = Blueprint("dmarc", __name__, url_prefix="/dmarc")
@@ -23,12 +20,11 @@ def dmarc_index():
     domain = request.args.get("domain", "").strip().lower()
     period = request.args.get("days", "30")
     days = int(period) if period in {str(p) for p in PERIODS} else 30
-    since = dt.datetime.combine(clock.now().date() - dt.timedelta(days=days - 1), dt.time())
     return render_template(
         "dmarc/index.html",
-        groups=dmarc.days(current_app.config, domain, since),
+        groups=dmarc.days(current_app.config, domain, days),
         reports=dmarc.listing(domain, limit=50),
-        domains=[r.domain for r in DmarcReport.select(DmarcReport.domain).distinct().order_by(DmarcReport.domain)],
+        domains=dmarc.reported_domains(),
         domain=domain,
         days=days,
         periods=PERIODS,
