@@ -11,7 +11,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,11 +242,11 @@ def run_each(jobs: list[Callable[[], Any]]) -> list[Any]:
 
 
 class _Entry:
-    __slots__ = ("many", "arg", "after", "prepare", "future", "loop", "lazy")
+    __slots__ = ("many", "arg", "after", "prepare", "future", "loop")
 
-    def __init__(self, many, arg, after, prepare, future, loop, lazy=0.0):
+    def __init__(self, many, arg, after, prepare, future, loop):
         self.many, self.arg, self.after, self.prepare = many, arg, after, prepare
-        self.future, self.loop, self.lazy = future, loop, lazy
+        self.future, self.loop = future, loop
 
 
 class GroupWriter:
@@ -260,9 +259,7 @@ class GroupWriter:
     accepted mail and delivery outcomes alike, shares one commit. ``prepare`` (optional) makes the
     argument on this thread before the transaction; if it raises, only that job fails. After a
     commit each distinct ``after`` hook gets the results of its jobs. Futures of an asyncio
-    ``loop`` are resolved with one wake-up of that loop per commit. A ``lazy`` job (seconds) needs
-    no commit of its own: when only lazy jobs wait, the writer waits up to that long for another job
-    to share their commit (the webhook rows of each commit ride on the next one, so they add no fsync).
+    ``loop`` are resolved with one wake-up of that loop per commit.
     """
 
     def __init__(self, max_batch: int = 64):
@@ -293,11 +290,10 @@ class GroupWriter:
         after: After | None = None,
         prepare: Callable[[], Any] | None = None,
         loop=None,
-        lazy: float = 0.0,
     ):
         """Queue a job; return a future (an asyncio one on ``loop``) for its committed result."""
         future = loop.create_future() if loop is not None else concurrent.futures.Future()
-        self._queue.put(_Entry(many, arg, after, prepare, future, loop, lazy))
+        self._queue.put(_Entry(many, arg, after, prepare, future, loop))
         return future
 
     def _run(self) -> None:
@@ -306,13 +302,9 @@ class GroupWriter:
             if first is None:
                 break
             batch, stopping = [first], False
-            deadline = time.monotonic() + first.lazy  # lazy jobs alone wait this long for company
             while len(batch) < self.max_batch:
                 try:
-                    if first.lazy > 0 and all(e.lazy > 0 for e in batch):
-                        nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    else:
-                        nxt = self._queue.get_nowait()
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -444,13 +436,12 @@ def write_many(
     many: Many,
     arg: Any,
     after: After | None = None,
-    lazy: float = 0.0,
     prepare: Callable[[], Any] | None = None,
 ) -> concurrent.futures.Future:
-    """Run one job of kind ``many`` in a write transaction, on the writer if one runs (``lazy``:
-    see GroupWriter); ``prepare`` (optional) makes its argument right before, as GroupWriter.submit's does."""
+    """Run one job of kind ``many`` in a write transaction, on the writer if one runs; ``prepare``
+    (optional) makes its argument right before, as GroupWriter.submit's does."""
     if _writer is not None and _writer.running:
-        return _writer.submit(many, arg, after=after, lazy=lazy, prepare=prepare)
+        return _writer.submit(many, arg, after=after, prepare=prepare)
     future: concurrent.futures.Future = concurrent.futures.Future()
     if prepare is not None:
         try:

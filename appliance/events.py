@@ -70,6 +70,7 @@ class Occurred(NamedTuple):
 
 Subscriber = Callable[[list[Occurred]], None]
 _subscribers: list[tuple[frozenset[str], Subscriber]] = []
+_writers: list[tuple[frozenset[str], Subscriber]] = []  # called inside the events' transaction
 
 
 def subscribe(types: Iterable[str], subscriber: Subscriber) -> None:
@@ -77,13 +78,22 @@ def subscribe(types: Iterable[str], subscriber: Subscriber) -> None:
     _subscribers.append((frozenset(types), subscriber))
 
 
+def subscribe_within(types: Iterable[str], subscriber: Subscriber) -> None:
+    """Hand events of these types to ``subscriber`` inside the transaction that stores them, after
+    their rows (what it writes commits with them, or not at all). It runs in a savepoint of its own:
+    if it fails, its writes are undone and the events are stored all the same."""
+    _writers.append((frozenset(types), subscriber))
+
+
 def unsubscribe(subscriber: Subscriber) -> None:
     _subscribers[:] = [(t, s) for t, s in _subscribers if s is not subscriber]
+    _writers[:] = [(t, s) for t, s in _writers if s is not subscriber]
 
 
 def unsubscribe_all() -> None:
     """Forget every subscriber (create_app binds a fresh set for its settings)."""
     _subscribers.clear()
+    _writers.clear()
 
 
 def occurred(
@@ -111,6 +121,14 @@ def record(events: list[Occurred]) -> None:
             for e in events
         ],
     )
+    for types, subscriber in list(_writers):
+        wanted = [e for e in events if e.type in types]
+        if wanted:
+            try:
+                with db.database.atomic():  # a savepoint: the subscriber's failure undoes only its writes
+                    subscriber(wanted)
+            except Exception:  # noqa: BLE001 — the events are stored; what the subscriber derives is not
+                log.exception("event subscriber %s failed", getattr(subscriber, "__name__", subscriber))
     if _subscribers:
         db.after_commit(_dispatch, events)
 

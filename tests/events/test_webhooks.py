@@ -291,22 +291,37 @@ def test_the_events_of_one_commit_are_written_with_one_insert(
     types = ["opened", "clicked", "opened", "unsubscribed", "complained"]
     with db.atomic_write():
         events.record([events.occurred(message_id, t, "alice@example.test") for t in types])
-    assert wait_for(lambda: inserts) == [10]  # five events for two endpoints, one statement (on the writer)
+    assert inserts == [10]  # five events for two endpoints, one statement, in the events' own transaction
     assert wait_for(lambda: len(receiver.accepted()) == 14)
 
 
-def test_a_lazy_write_shares_the_next_jobs_commit_or_commits_alone_when_none_comes(app):
-    writer = db.GroupWriter()
-    writer.start()
-    try:
-        lazy = writer.submit(db.run_each, lambda: "rows", lazy=30)
-        urgent = writer.submit(db.run_each, lambda: "mail")
-        assert (urgent.result(timeout=10), lazy.result(timeout=10)) == ("mail", "rows")
-        assert writer.commits == 1
-        alone = writer.submit(db.run_each, lambda: "rows", lazy=0.05)
-        assert alone.result(timeout=10) == "rows" and writer.commits == 2
-    finally:
-        writer.stop()
+def test_pending_webhooks_commit_with_their_events_or_not_at_all_and_a_failing_feed_stores_the_events(
+    app, relay, account, sink, receiver, run_cli, monkeypatch
+):
+    """No crash between the events' commit and their webhooks' rows can lose a webhook: the rows are
+    written in the same transaction (a savepoint of it), and roll back with it."""
+    create(run_cli, receiver.url)
+    message_id = submit(relay, account, "alice@example.test")
+    wait_for(lambda: Message.get_by_id(message_id).status == "delivered")
+    wait_for(lambda: WebhookDelivery.select().count() == 2)
+
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), db.atomic_write():
+        events.record([events.occurred(message_id, "opened", "alice@example.test")])
+        assert WebhookDelivery.select().count() == 3  # already there, before the commit
+        raise Abandoned
+    assert WebhookDelivery.select().count() == 2  # rolled back with the event
+
+    def broken(batches):
+        raise RuntimeError("the feed fails")
+
+    monkeypatch.setattr(webhooks, "insert_pending", broken)
+    with db.atomic_write():
+        events.record([events.occurred(message_id, "clicked", "alice@example.test", url="https://shop.test/")])
+    assert [e["type"] for e in events.timeline(message_id)][-1] == "clicked"  # the event is stored all the same
+    assert WebhookDelivery.select().count() == 2
 
 
 def test_a_message_purged_by_retention_takes_its_webhook_deliveries_and_calls(
