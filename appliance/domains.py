@@ -13,8 +13,9 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from . import alerts, clock, dkim, dmarc, dns
+from . import alerts, audit, clock, dkim, dmarc, dns
 from .db import database
 from .models import Domain
 from .policy import acceptance
@@ -383,6 +384,36 @@ def check(domain: Domain, settings: dict) -> dict[str, Result]:
     return results
 
 
+def describe(d: Domain, hostname: str) -> dict[str, Any]:
+    """A domain as `appliance domains show --json` and the API show it: its records to publish, each
+    with its last check (times as datetimes, for each edge to write)."""
+    status = d.statuses()
+    return {
+        "id": d.id,
+        "name": d.name,
+        "warning": hostname_problem(hostname) or "",
+        "verified": d.verified,
+        "selector": d.selector,
+        "next_selector": d.next_selector,
+        "created_at": d.created_at,
+        "last_checked_at": d.last_checked_at,
+        "records": [
+            {
+                "key": r.key,
+                "label": r.label,
+                "type": r.type,
+                "name": r.name,
+                "value": r.value,
+                "strings": r.strings,
+                "note": r.note,
+                "status": status.get(r.key, {}).get("status", "unchecked"),
+                "error": status.get(r.key, {}).get("error", ""),
+            }
+            for r in records(d, hostname)
+        ],
+    }
+
+
 # -- admin actions -----------------------------------------------------------------------------
 def find(name: str) -> Domain | None:
     """Find a domain by name (any case, trailing dot allowed) or by id."""
@@ -398,7 +429,9 @@ def add(name: str) -> Domain:
     if find(name):
         raise DomainError(f"{name} is already a sending domain")
     keys = dkim.generate(dkim.new_selector(clock.now().strftime("%Y%m")))
-    return Domain.create(name=name, selector=keys.selector, rsa_key=keys.rsa_pem, ed25519_key=keys.ed25519_seed)
+    domain = Domain.create(name=name, selector=keys.selector, rsa_key=keys.rsa_pem, ed25519_key=keys.ed25519_seed)
+    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
+    return domain
 
 
 def rotate(domain: Domain) -> Domain:
@@ -406,6 +439,7 @@ def rotate(domain: Domain) -> Domain:
     keys = dkim.generate(dkim.new_selector(clock.now().strftime("%Y%m")))
     domain.next_selector, domain.next_rsa_key, domain.next_ed25519_key = keys.selector, keys.rsa_pem, keys.ed25519_seed
     domain.save()
+    audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     return domain
 
 

@@ -143,8 +143,11 @@ def describe(rows: list[MailingList], figures: Callable[[str, list[str]], dict[s
     ]
 
 
-def members(list_id: str, *, status: str = "", search: str = "", limit: int | None = None) -> list[ListMember]:
-    """A list's members in address order: those of ``status`` and whose address contains ``search``."""
+def members(
+    list_id: str, *, status: str = "", search: str = "", limit: int | None = None, offset: int = 0
+) -> list[ListMember]:
+    """A list's members in address order: those of ``status`` and whose address contains ``search``
+    (``limit`` of them after the first ``offset``)."""
     row = find(list_id)
     if status and status not in MEMBER_STATUSES:
         raise ListError(f"a member's status is one of {', '.join(MEMBER_STATUSES)}, not {status!r}")
@@ -153,7 +156,7 @@ def members(list_id: str, *, status: str = "", search: str = "", limit: int | No
         query = query.where(ListMember.status == status)
     if search.strip():
         query = query.where(ListMember.email.contains(search.strip().lower()))
-    return list(query.limit(limit) if limit else query)
+    return list(query.limit(limit).offset(offset or None) if limit else query)
 
 
 def member_dict(m: ListMember) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from . import alerts, clock, notices
+from . import alerts, audit, clock, notices
 from .models import DEFERRED, HELD, QUEUED, Delivery, Domain, Message, Sender, SmtpAccount
 from .policy import acceptance
 
@@ -84,6 +84,25 @@ def add(address: str, *, verified_by_admin: bool = False) -> Sender:
         verified_at=now if verified_by_admin else None,
         verified_by="admin" if verified_by_admin else "",
     )
+
+
+def create(settings: dict, address: str, *, verified: bool = False) -> tuple[Sender, str | None]:
+    """Add a sender as an admin does (the dashboard, the CLI and the API): mail it a verification
+    link, or, ``verified``, vouch for it at once; return it and the link's message id (None when
+    vouched for). Raise SenderError when it is no address, is a sender already, or the link could
+    only be opened on this machine (``link_problem``)."""
+    problem = None if verified else link_problem(settings)
+    if problem:
+        raise SenderError(problem)
+    sender = add(address, verified_by_admin=verified)
+    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if verified else "link mailed")
+    return sender, None if verified else send_verification(settings, sender)
+
+
+def delete(sender: Sender) -> None:
+    """Delete a sender: mail from it is refused again unless its domain is verified."""
+    sender.delete_instance()
+    audit.record("sender.delete", f"sender {sender.email}")
 
 
 def mark_verified(sender: Sender, by: str) -> Sender:

@@ -17,12 +17,13 @@ class SuppressionError(ValueError):
     """A request to add or remove a suppression that cannot be done, saying why in a sentence."""
 
 
-def search(text: str = "", limit: int | None = None) -> list[Suppression]:
-    """Suppressions newest first, those whose address contains ``text`` (any case) when it is given."""
+def search(text: str = "", limit: int | None = None, offset: int = 0) -> list[Suppression]:
+    """Suppressions newest first, those whose address contains ``text`` (any case) when it is given;
+    ``limit`` of them after the first ``offset``."""
     query = Suppression.select().order_by(Suppression.created_at.desc(), Suppression.id.desc())
     if text.strip():
         query = query.where(Suppression.address.contains(text.strip().lower()))
-    return list(query.limit(limit) if limit else query)
+    return list(query.limit(limit).offset(offset or None) if limit else query)
 
 
 def count() -> int:

@@ -8,7 +8,6 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import audit
 from .. import domains as domains_service
 from ..models import (
     Domain,
@@ -22,31 +21,8 @@ def domains_group() -> None:
 
 
 def domain_dict(d: Domain, hostname: str) -> dict[str, Any]:
-    status = d.statuses()
-    return {
-        "id": d.id,
-        "name": d.name,
-        "warning": domains_service.hostname_problem(hostname) or "",
-        "verified": d.verified,
-        "selector": d.selector,
-        "next_selector": d.next_selector,
-        "created_at": ts(d.created_at),
-        "last_checked_at": ts(d.last_checked_at),
-        "records": [
-            {
-                "key": r.key,
-                "label": r.label,
-                "type": r.type,
-                "name": r.name,
-                "value": r.value,
-                "strings": r.strings,
-                "note": r.note,
-                "status": status.get(r.key, {}).get("status", "unchecked"),
-                "error": status.get(r.key, {}).get("error", ""),
-            }
-            for r in domains_service.records(d, hostname)
-        ],
-    }
+    data = domains_service.describe(d, hostname)
+    return data | {"created_at": ts(data["created_at"]), "last_checked_at": ts(data["last_checked_at"])}
 
 
 def _domain_text(data: dict[str, Any]) -> str:
@@ -82,7 +58,6 @@ def domains_add(name: str, as_json: bool) -> None:
         domain = domains_service.add(name)
     except domains_service.DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     emit(data, as_json, _domain_text(data) + f"\npublish these records, then: appliance domains check {domain.name}")
 
@@ -141,7 +116,6 @@ def domains_check(refs: tuple[str, ...], as_json: bool) -> None:
 def domains_rotate(ref: str, as_json: bool) -> None:
     """Make new DKIM keys under a new selector; signing switches to them once their record is found."""
     domain = domains_service.rotate(_get_domain(ref))
-    audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     data = domain_dict(domain, current_app.config["HOSTNAME"])
     emit(
         data,

@@ -50,21 +50,21 @@ def _get_sender(ref: str) -> Sender:
 def senders_add(email: str, verified: bool, as_json: bool) -> None:
     """Add a sender; without --verified, mail it a verification link through the appliance."""
     existing = senders_service.find(email)
+    if existing is not None and verified:
+        sender = senders_service.mark_verified(existing, "admin")
+        queue.cancel(senders_service.pending_links(sender), by="sender verified")
+        audit.record("sender.add", f"sender {sender.email}", "verified by the admin")
+        emit(sender_dict(sender), as_json, f"{sender.email}: verified by an admin")
+        return
     problem = None if verified else senders_service.link_problem(current_app.config)
     if problem:
         raise click.ClickException(f"{problem} (appliance senders add {email} --verified)")
     try:
-        if existing is not None and verified:
-            sender = senders_service.mark_verified(existing, "admin")
-            queue.cancel(senders_service.pending_links(sender), by="sender verified")
-        else:
-            sender = senders_service.add(email, verified_by_admin=verified)
+        sender, message_id = senders_service.create(current_app.config, email, verified=verified)
     except senders_service.SenderError as exc:
         raise click.ClickException(str(exc)) from None
-    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if verified else "link mailed")
     text = f"{sender.email}: verified by an admin"
-    if not sender.verified:
-        message_id = senders_service.send_verification(current_app.config, sender)
+    if message_id is not None:
         sender = Sender.get_by_id(sender.id)
         text = f"{sender.email}: a verification link was mailed (message {message_id})"
     emit(sender_dict(sender), as_json, text)
@@ -117,6 +117,5 @@ def senders_resend(ref: str, as_json: bool) -> None:
 def senders_delete(ref: str) -> None:
     """Delete a sender: mail from it is refused again (unless its domain is verified)."""
     sender = _get_sender(ref)
-    sender.delete_instance()
-    audit.record("sender.delete", f"sender {sender.email}")
+    senders_service.delete(sender)
     click.echo(f"deleted {sender.email}")

@@ -36,18 +36,8 @@ def stats_show(
     """Show messages accepted and deliveries per outcome in a period, and the queue now; and the
     analytics (sent, delivered, bounced, complained, opened, clicked, unsubscribed, human rates) of
     the messages received since then, for one account or stream if asked."""
-    now = clock.now()
-    start = stats.period_start(period, now)
-    data = {"period": period, "since": ts(start), "counts": stats.counts(start), "queue": stats.queue_depth()}
-    found = analytics.report(since or start, now, account_id=account_id, stream=stream)
-    data["analytics"] = {
-        "since": ts(since or start),
-        "account": account_id,
-        "stream": stream,
-        **found.total.as_dict(),
-        "providers": {n: f.as_dict() for n, f in sorted(found.providers.items())},
-        "top_links": [{"url": u, "clicks": n, "unique": k} for u, n, k in found.top_links],
-    }
+    data = stats.summary(period, clock.now(), account_id=account_id, stream=stream, since=since)
+    data["since"], data["analytics"]["since"] = ts(data["since"]), ts(data["analytics"]["since"])
     text = "\n".join(
         [
             f"since {data['since']} ({stats.PERIODS[period].lower()}):",

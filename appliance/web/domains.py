@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import audit, checker, domains
+from .. import checker, domains
 from ..models import Domain
 from .permissions import admin_required, viewer_required
 
@@ -51,7 +51,6 @@ def domains_create():
     except domains.DomainError as exc:
         rows = [(d, d.statuses()) for d in Domain.select().order_by(Domain.name)]
         return render_template("domains/list.html", rows=rows, error=str(exc), name=request.form.get("name", "")), 400
-    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     flash(f"{domain.name} was added: publish the records below at your DNS provider, then press Check DNS.")
     return redirect(url_for("domains.domains_show", domain_id=domain.id))
 
@@ -86,7 +85,6 @@ def domains_check(domain_id: int):
 def domains_rotate(domain_id: int):
     """Generate new DKIM keys under a new selector (used once their record is published)."""
     domain = domains.rotate(_get(domain_id))
-    audit.record("domain.rotate_keys", f"domain {domain.name}", f"new DKIM selector {domain.next_selector}")
     flash(
         f"New keys for {domain.name}: publish the two new DKIM records; "
         "signing switches to them once Check DNS finds them."

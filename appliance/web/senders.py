@@ -37,18 +37,13 @@ def senders_create():
     """Add a sender: mail it a verification link, or mark it verified at once."""
     address = request.form.get("address", "")
     vouch = request.form.get("verified") == "on"
-    problem = None if vouch else senders.link_problem(current_app.config)
-    if problem:
-        return _list_page(problem, address, 400)
     try:
-        sender = senders.add(address, verified_by_admin=vouch)
+        sender, _ = senders.create(current_app.config, address, verified=vouch)
     except senders.SenderError as exc:
         return _list_page(str(exc), address, 400)
-    audit.record("sender.add", f"sender {sender.email}", "verified by the admin" if vouch else "link mailed")
     if vouch:
         flash(f"{sender.email} is verified (by you).")
     else:
-        senders.send_verification(current_app.config, sender)
         flash(f"A verification link was mailed to {sender.email}; mail from it is accepted once it is opened.")
     return redirect(url_for("senders.senders_list"))
 
@@ -84,8 +79,7 @@ def senders_verify(sender_id: int):
 def senders_delete(sender_id: int):
     """Delete a sender: mail from it is refused again unless its domain is verified."""
     sender = _get(sender_id)
-    sender.delete_instance()
-    audit.record("sender.delete", f"sender {sender.email}")
+    senders.delete(sender)
     flash(f"{sender.email} was removed.")
     return redirect(url_for("senders.senders_list"))
 

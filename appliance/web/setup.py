@@ -60,7 +60,6 @@ def setup_domain():
         domain = domains.add(request.form.get("name", ""))
     except domains.DomainError as exc:
         return _page(domain_error=str(exc), status=400)
-    audit.record("domain.add", f"domain {domain.name}", f"DKIM selector {domain.selector}")
     domains.check_in_background(domain.id, current_app.config)
     flash(f"{domain.name} was added: publish its records below; each turns green once it is found.")
     return redirect(url_for("setup.setup_show") + "#domain")
