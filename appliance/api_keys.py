@@ -1,5 +1,7 @@
-"""API keys of the SMTP accounts (docs/api.md): create (the key is shown once), list, revoke, and the
-check of a key that the HTTP API makes on every request; the answers kept for Idempotency-Key.
+"""API keys (docs/api.md): an SMTP account's keys, which act for that account alone, and admin keys,
+owned by a dashboard admin, which act for the whole appliance; create (the key is shown once), list,
+revoke, and the check of a key that the HTTP API makes on every request; the answers kept for
+Idempotency-Key.
 
 A key reads ``ak_<prefix>_<secret>``: the prefix (12 random letters and digits) finds the row, the
 secret (32 random bytes) is checked against its hash. The secret is generated, never chosen, so it
@@ -14,15 +16,21 @@ import secrets
 import string
 from dataclasses import dataclass
 
+from peewee import JOIN
+
 from . import audit, clock, credentials
-from .models import MANAGE, READ, SCOPES, SEND, ApiKey, IdempotentAnswer, SmtpAccount
+from .models import MANAGE, READ, SCOPES, SEND, AdminUser, ApiKey, IdempotentAnswer, SmtpAccount
 
 KEY_PREFIX = "ak"
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _PREFIX_LENGTH = 12
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
-# What each scope lets a key do: a manage key may also send and read.
+# What each scope lets a key do: a manage key may also send and read. An admin key sends as no
+# account, so it has no send scope and its manage scope does not send.
 GRANTS = {SEND: frozenset({SEND}), READ: frozenset({READ}), MANAGE: frozenset({SEND, READ, MANAGE})}
+ADMIN_SCOPES = (READ, MANAGE)
+ADMIN_GRANTS = {READ: frozenset({READ}), MANAGE: frozenset({READ, MANAGE})}
+ADMIN_ROLE = "admin"  # the dashboard role (admins.py) an admin key's owner must keep
 
 
 class ApiKeyError(ValueError):
@@ -31,77 +39,109 @@ class ApiKeyError(ValueError):
 
 @dataclass
 class Checked:
-    """A key that authenticated: its row (with the account loaded)."""
+    """A key that authenticated: its row (with its account or its admin loaded)."""
 
     key: ApiKey
 
     @property
-    def account(self) -> SmtpAccount:
-        return self.key.account
+    def account(self) -> SmtpAccount | None:
+        """The account the key acts for; None for an admin key, which acts for every account."""
+        return self.key.account if self.key.account_id is not None else None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.key.account_id is None
 
     def allows(self, scope: str) -> bool:
-        return scope in GRANTS[self.key.scope]
+        return scope in (ADMIN_GRANTS if self.is_admin else GRANTS)[self.key.scope]
+
+
+def owner(key: ApiKey) -> str:
+    """Whose key it is, in words: ``account 3.shop.smtp`` or ``admin ann@example.com``."""
+    return f"account {key.account.username}" if key.account_id is not None else f"admin {key.admin.email}"
 
 
 def _new_prefix() -> str:
     return "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
 
 
-def create(account: SmtpAccount, scope: str, name: str = "") -> tuple[ApiKey, str]:
-    """Give ``account`` a key with ``scope``; return it and the key (the only time it exists in clear)."""
-    if scope not in SCOPES:
-        raise ApiKeyError(f"the scope is one of {', '.join(SCOPES)}, not {scope!r}")
+def _create(owner_field: dict, scope: str, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
+    if scope not in scopes:
+        raise ApiKeyError(f"the scope is one of {', '.join(scopes)}, not {scope!r}")
     name = name.strip()
     if len(name) > 100:
         raise ApiKeyError("the key's name is at most 100 characters")
     secret = secrets.token_urlsafe(32)
     row = ApiKey.create(
-        account=account.id, prefix=_new_prefix(), secret_hash=credentials.hash_secret(secret), scope=scope, name=name
+        prefix=_new_prefix(), secret_hash=credentials.hash_secret(secret), scope=scope, name=name, **owner_field
     )
-    audit.record("api_key.create", f"account {account.username}", f"key {row.prefix} scope {scope}")
+    row = _keys().where(ApiKey.id == row.id).get()
+    audit.record("api_key.create", owner(row), f"key {row.prefix} scope {scope}")
     return row, f"{KEY_PREFIX}_{row.prefix}_{secret}"
 
 
-def listing(account_id: int | None = None) -> list[ApiKey]:
-    """The keys (each with its account loaded), of one account or of all; newest first."""
-    query = ApiKey.select(ApiKey, SmtpAccount).join(SmtpAccount).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+def create(account: SmtpAccount, scope: str, name: str = "") -> tuple[ApiKey, str]:
+    """Give ``account`` a key with ``scope``; return it and the key (the only time it exists in clear)."""
+    return _create({"account": account.id}, scope, name, SCOPES)
+
+
+def create_admin(admin: AdminUser, scope: str = MANAGE, name: str = "") -> tuple[ApiKey, str]:
+    """Give a dashboard admin an admin key (scope read or manage) that acts for the whole appliance;
+    return it and the key (shown once). Only an active admin (not a viewer) may have one."""
+    if admin.role != ADMIN_ROLE or not admin.active:
+        raise ApiKeyError(f"{admin.email} is not an active admin: only admins may have an admin key")
+    return _create({"admin": admin.id}, scope, name, ADMIN_SCOPES)
+
+
+def _keys():
+    """Keys with their account or admin loaded."""
+    return (
+        ApiKey.select(ApiKey, SmtpAccount, AdminUser)
+        .join(SmtpAccount, JOIN.LEFT_OUTER)
+        .switch(ApiKey)
+        .join(AdminUser, JOIN.LEFT_OUTER)
+    )
+
+
+def listing(account_id: int | None = None, *, admins: bool = False) -> list[ApiKey]:
+    """The keys, of one account, or the admin keys (``admins``), or all; newest first."""
+    query = _keys().order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
     if account_id is not None:
         query = query.where(ApiKey.account == account_id)
+    elif admins:
+        query = query.where(ApiKey.account.is_null())
     return list(query)
 
 
 def find(ref: str) -> ApiKey | None:
     """A key by its id or its prefix."""
     ref = ref.strip()
-    query = ApiKey.select(ApiKey, SmtpAccount).join(SmtpAccount)
     if ref.isdigit():
-        return query.where(ApiKey.id == int(ref)).first()
-    return query.where(ApiKey.prefix == ref).first()
+        return _keys().where(ApiKey.id == int(ref)).first()
+    return _keys().where(ApiKey.prefix == ref).first()
 
 
 def revoke(key: ApiKey) -> bool:
     """Revoke a key: the next request with it is refused. Return False when it was revoked already."""
     changed = ApiKey.update(revoked_at=clock.now()).where((ApiKey.id == key.id) & ApiKey.revoked_at.is_null()).execute()
     if changed:
-        audit.record("api_key.revoke", f"account {key.account.username}", f"key {key.prefix}")
+        audit.record("api_key.revoke", owner(key), f"key {key.prefix}")
     return bool(changed)
 
 
 def check(presented: str) -> Checked | None:
-    """The key that ``presented`` is, if it is one that is not revoked (one indexed read); else None.
-    Whether its account may send (active, IP rules) is the caller's to ask, as at SMTP AUTH."""
+    """The key that ``presented`` is, if it is one that is not revoked (one indexed read), and for an
+    admin key, if its owner is still an active admin; else None. Whether an account's key may send
+    (active, IP rules) is the caller's to ask, as at SMTP AUTH."""
     head, _, rest = presented.strip().partition("_")
     prefix, _, secret = rest.partition("_")
     if head != KEY_PREFIX or len(prefix) != _PREFIX_LENGTH or not secret:
         return None
-    row = (
-        ApiKey.select(ApiKey, SmtpAccount)
-        .join(SmtpAccount)
-        .where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null())
-        .first()
-    )
+    row = _keys().where((ApiKey.prefix == prefix) & ApiKey.revoked_at.is_null()).first()
     matches, _ = credentials.check(row.secret_hash if row else credentials.DUMMY, secret)
     if row is None or not matches:
+        return None
+    if row.account_id is None and (row.admin.role != ADMIN_ROLE or not row.admin.active):
         return None
     return Checked(row)
 

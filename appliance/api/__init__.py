@@ -31,12 +31,20 @@ def _mark(view, permission: str):
     return view
 
 
-def needs(scope: str):
-    """Let a key whose scope grants ``scope`` reach this view (the key was checked before it)."""
+def needs(scope: str, *, admin: bool = False):
+    """Let a key whose scope grants ``scope`` reach this view (the key was checked before it);
+    ``admin``: only an admin key (what concerns the whole appliance, docs/api.md#who-may-do-what)."""
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
+            if admin and not g.api_key.is_admin:
+                raise problems.Problem(
+                    403,
+                    "admin-key-required",
+                    "This needs an admin key",
+                    "this concerns the whole appliance: it needs an admin key (appliance api-keys create --admin)",
+                )
             if not g.api_key.allows(scope):
                 raise problems.Problem(
                     403,
@@ -49,6 +57,12 @@ def needs(scope: str):
         return _mark(wrapper, API_KEY)
 
     return decorate
+
+
+def own_account_id() -> int | None:
+    """The account the request's key acts for, whose things alone it sees; None: an admin key, all."""
+    account = g.api_key.account
+    return None if account is None else account.id
 
 
 class RateLimiter:
@@ -109,9 +123,9 @@ def _authenticate() -> None:
     if checked is None:
         raise _unauthorized("invalid-api-key", "the API key is unknown or was revoked")
     account, ip = checked.account, request.remote_addr or ""
-    if not account.active:
+    if account is not None and not account.active:
         raise problems.from_reply(replies.ACCOUNT_DISABLED)
-    if not accounts.ip_allowed(account, ip):
+    if account is not None and not accounts.ip_allowed(account, ip):
         raise problems.from_reply(replies.IP_NOT_AUTHORIZED.format(ip=ip))
     wait = current_app.extensions["api_rate"].wait(checked.key.id, current_app.config["API_RATE_LIMIT"])
     if wait:
@@ -150,7 +164,7 @@ def api_docs():
 _mark(api_openapi, PUBLIC)
 _mark(api_docs, PUBLIC)
 
-from . import messages, reading  # noqa: E402,F401 — their views join the blueprint
+from . import addresses, groups, hooks, manage_accounts, messages, reading, stats  # noqa: E402,F401 — their views join the blueprint
 
 
 def _not_routed(exc: HTTPException):

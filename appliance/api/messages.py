@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, g, json, request
-from pydantic import ValidationError
+from flask import current_app, g, request
 from spectree import Response
 
 from .. import api_keys
 from ..models import SEND
 from . import bp, needs, problems
+from .common import json_body
 from .compose import build, from_raw
 from .schemas import Accepted, ProblemDocument, SendHeaders, SendRequest
 from .send import Idempotency, Stored, submit
@@ -21,17 +21,6 @@ _JSON_OVERHEAD = 64 * 1024
 REFUSALS = {f"HTTP_{s}": ProblemDocument for s in (400, 401, 403, 413, 415, 422, 429, 503)}
 
 
-def _field(location: tuple) -> str:
-    """A pydantic error location as the request names it: attachments[0].content, from, …"""
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part).rstrip("_")
-    return text or "body"
-
-
 def _read_body(limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise problems.Problem(413, "message-too-big", "Message size exceeds limit", f"the body is over {limit} bytes")
@@ -39,20 +28,6 @@ def _read_body(limit: int) -> bytes:
     if len(body) > limit:
         raise problems.Problem(413, "message-too-big", "Message size exceeds limit", f"the body is over {limit} bytes")
     return body
-
-
-def _parse_json(body: bytes) -> SendRequest:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise problems.Problem(400, "bad-json", "The body is not JSON", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise problems.Problem(400, "bad-json", "The body is not a JSON object", "send the message as a JSON object")
-    try:
-        return SendRequest.model_validate(payload)
-    except ValidationError as exc:
-        errors = [{"field": _field(e["loc"]), "detail": e["msg"]} for e in exc.errors(include_url=False)]
-        raise problems.invalid(errors) from None
 
 
 def _idempotency(body: bytes) -> Idempotency | None:
@@ -98,7 +73,7 @@ def api_send():
         found = api_keys.answered(idempotency.key_id, idempotency.key)
         if found is not None:
             return _answer(Stored(found.message_id, True, found.request_hash), idempotency)
-    composed = build(_parse_json(body)) if kind == "application/json" else from_raw(body)
+    composed = build(json_body(SendRequest, body)) if kind == "application/json" else from_raw(body)
     stored = submit(
         settings,
         g.api_key.account,

@@ -1,4 +1,4 @@
-"""`appliance` commands: API keys of the SMTP accounts (the HTTP API, docs/api.md)."""
+"""`appliance` commands: API keys of the SMTP accounts and the admins' keys (the HTTP API, docs/api.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from .. import api_keys as service
-from ..models import SCOPES, ApiKey
+from ..models import SCOPES, AdminUser, ApiKey
 from .accounts import get_account
 from .base import cli, emit, ts
 
@@ -23,7 +23,8 @@ def key_dict(k: ApiKey) -> dict[str, Any]:
         "id": k.id,
         "prefix": k.prefix,
         "account": k.account_id,
-        "username": k.account.username,
+        "username": k.account.username if k.account_id is not None else None,
+        "admin": k.admin.email if k.account_id is None else None,
         "scope": k.scope,
         "name": k.name,
         "created_at": ts(k.created_at),
@@ -33,21 +34,38 @@ def key_dict(k: ApiKey) -> dict[str, Any]:
 
 
 @api_keys.command("create")
-@click.argument("account")
-@click.option("--scope", type=click.Choice(SCOPES), default="send", show_default=True)
+@click.argument("account", required=False)
+@click.option(
+    "--admin",
+    "admin_email",
+    default=None,
+    metavar="EMAIL",
+    help="An admin key of this dashboard admin instead (scope read or manage, every account's things).",
+)
+@click.option(
+    "--scope", type=click.Choice(SCOPES), default=None, help="send, read or manage [default: send; admin: manage]."
+)
 @click.option("--name", default="", help="What the key is for, e.g. the app that uses it.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def api_keys_create(account: str, scope: str, name: str, as_json: bool) -> None:
-    """Give ACCOUNT (id or username) a key; the key is shown this once."""
+def api_keys_create(account: str | None, admin_email: str | None, scope: str | None, name: str, as_json: bool) -> None:
+    """Give ACCOUNT (id or username) a key, or the admin EMAIL an admin key; the key is shown this once."""
+    if (account is None) == (admin_email is None):
+        raise click.ClickException("name an ACCOUNT, or give --admin EMAIL for an admin key")
     try:
-        row, key = service.create(get_account(account), scope, name)
+        if admin_email is not None:
+            admin = AdminUser.get_or_none(AdminUser.email == admin_email.strip().lower())
+            if admin is None:
+                raise click.ClickException(f"no dashboard user {admin_email!r} (appliance admin create EMAIL)")
+            row, key = service.create_admin(admin, scope or "manage", name)
+        else:
+            row, key = service.create(get_account(account), scope or "send", name)
     except service.ApiKeyError as exc:
         raise click.ClickException(str(exc)) from None
     emit(
         key_dict(row) | {"key": key},
         as_json,
-        f"key {row.prefix} ({scope}) for {row.account.username} — shown once, keep it now:\n{key}",
+        f"key {row.prefix} ({row.scope}) of {service.owner(row)} — shown once, keep it now:\n{key}",
     )
 
 
@@ -60,7 +78,7 @@ def api_keys_list(account_ref: str | None, as_json: bool) -> None:
     account_id = get_account(account_ref).id if account_ref else None
     rows = [key_dict(k) for k in service.listing(account_id)]
     text = "\n".join(
-        f"{r['id']:>4} {r['prefix']} {r['scope']:<6} {r['username']:<30} "
+        f"{r['id']:>4} {r['prefix']} {r['scope']:<6} {r['username'] or 'admin ' + r['admin']:<30} "
         f"{'revoked ' + r['revoked_at'] if r['revoked_at'] else 'active'}  {r['name']}"
         for r in rows
     )
@@ -77,4 +95,4 @@ def api_keys_revoke(key_id: str) -> None:
         raise click.ClickException(f"no API key {key_id!r} (appliance api-keys list shows them)")
     if not service.revoke(row):
         raise click.ClickException(f"API key {row.prefix} was revoked already")
-    click.echo(f"revoked API key {row.prefix} of {row.account.username}")
+    click.echo(f"revoked API key {row.prefix} of {service.owner(row)}")

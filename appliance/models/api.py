@@ -1,10 +1,12 @@
-"""The HTTP API's tables: the API keys of the SMTP accounts, and the answers kept for idempotency keys."""
+"""The HTTP API's tables: the API keys of the SMTP accounts and of the dashboard's admins, and the
+answers kept for idempotency keys."""
 
 from __future__ import annotations
 
 from peewee import AutoField, CharField, DateTimeField, ForeignKeyField
 
 from .. import clock
+from .admin import AdminUser
 from .base import BaseModel
 from .mail import SmtpAccount
 
@@ -13,11 +15,13 @@ SCOPES = (SEND, READ, MANAGE)
 
 
 class ApiKey(BaseModel):
-    """A key of an SMTP account: ``prefix`` finds the row (it is in the key, in clear), ``secret_hash``
-    is credentials.hash_secret of the rest; a revoked key keeps its row (the dashboard shows it)."""
+    """A key of an SMTP account, or an admin key of a dashboard admin (``account`` None): ``prefix``
+    finds the row (it is in the key, in clear), ``secret_hash`` is credentials.hash_secret of the
+    rest; a revoked key keeps its row (the dashboard shows it)."""
 
     id = AutoField()
-    account = ForeignKeyField(SmtpAccount, backref="api_keys", on_delete="CASCADE")
+    account = ForeignKeyField(SmtpAccount, null=True, backref="api_keys", on_delete="CASCADE")
+    admin = ForeignKeyField(AdminUser, null=True, backref="api_keys", on_delete="CASCADE")
     prefix = CharField(unique=True, max_length=32)
     secret_hash = CharField()
     scope = CharField(default=SEND)  # send | read | manage

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from appliance import accounts, api_keys
+from appliance import accounts, admins, api_keys
 from appliance.api.spec import document
+from appliance.models import AdminUser
 from tests.support.dkim import signed_route
 from tests.support.openapi import OpenApiChecker
 from tests.support.relay import relay_overrides
@@ -45,6 +46,27 @@ def make_key(app):
             return api_keys.create(accounts.find(account_ref), scope)[1]
 
     return make
+
+
+@pytest.fixture
+def make_admin_key(app):
+    """``make_admin_key(email="root@example.test", scope="manage", role="admin")``: an admin key of
+    a dashboard user (made when it does not exist yet)."""
+
+    def make(email: str = "root@example.test", scope: str = "manage", role: str = "admin") -> str:
+        with app.app_context():
+            admin = AdminUser.get_or_none(AdminUser.email == email)
+            if admin is None:
+                admin = admins.create(email, "correct horse battery staple", role=role)
+            return api_keys.create_admin(admin, scope)[1]
+
+    return make
+
+
+@pytest.fixture
+def admin_key(make_admin_key) -> str:
+    """A manage admin key of the dashboard admin root@example.test."""
+    return make_admin_key()
 
 
 @pytest.fixture
