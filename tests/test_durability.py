@@ -13,6 +13,7 @@ from pathlib import Path
 
 import peewee
 import pytest
+import requests
 
 from appliance import intake
 from appliance.models import Delivery, Message
@@ -150,9 +151,14 @@ def _mount_tmpfs(path: Path, size: str, remount: bool = False) -> bool:
     return subprocess.run(args, capture_output=True).returncode == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-@pytest.mark.skipif(SCALEOUT, reason="the database is PostgreSQL's, not on DATA_DIR's disk")
-def test_a_full_disk_gets_452_keeps_what_was_accepted_and_recovers(tmp_path, overrides):
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+SQLITE_ONLY = pytest.mark.skipif(SCALEOUT, reason="the database is PostgreSQL's, not on DATA_DIR's disk")
+
+
+@pytest.fixture
+def small_disk(tmp_path, overrides):
+    """DATA_DIR on a 4 MiB tmpfs, with an account (its CLI JSON is yielded) that may send as
+    a@shop.test; ``_mount_tmpfs(DATA_DIR, "64m", remount=True)`` makes room again."""
     data_dir = tmp_path / "small"
     data_dir.mkdir()
     if not _mount_tmpfs(data_dir, "4m"):
@@ -161,38 +167,80 @@ def test_a_full_disk_gets_452_keeps_what_was_accepted_and_recovers(tmp_path, ove
         overrides["DATA_DIR"] = str(data_dir)
         account = cli(overrides, "accounts", "create", "Shop", "--json")
         cli(overrides, "senders", "add", "a@shop.test", "--verified", "--json")
-        proc = start_process(overrides)
-        try:
-            raw = authenticated_raw(Server(overrides), account["username"], account["password"])
-            body = b"From: a@shop.test\r\nSubject: filler\r\n\r\n" + (b"z" * 998 + b"\r\n") * 200
-            accepted, refusal = [], None
-            for _ in range(40):
-                raw.cmd("MAIL FROM:<a@shop.test>")
-                raw.cmd("RCPT TO:<b@example.test>")
-                raw.cmd("DATA")
-                raw.send(body + b".\r\n")
-                code, text = raw.reply()
-                if code != 250:
-                    refusal = (code, text)
-                    break
-                accepted.append(text.removeprefix("Ok: queued as "))
-            assert refusal == (452, "4.3.1 Insufficient system storage"), proc_output(proc)
-            assert accepted, "the disk should hold a few messages before filling up"
-            assert _mount_tmpfs(data_dir, "64m", remount=True)
-            time.sleep(0.2)
-            raw.cmd("RSET")
+        yield account
+    finally:
+        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
+
+
+def _stored_exactly(overrides: dict, accepted: list[str]) -> None:
+    listed = cli(overrides, "messages", "list", "--limit", "1000", "--json")
+    assert sorted(m["id"] for m in listed) == sorted(accepted)  # nothing half-stored, nothing lost
+    assert all(len(m["recipients"]) == 1 for m in listed)
+
+
+@NEEDS_ROOT
+@SQLITE_ONLY
+def test_a_full_disk_gets_452_keeps_what_was_accepted_and_recovers(overrides, small_disk):
+    proc = start_process(overrides)
+    try:
+        raw = authenticated_raw(Server(overrides), small_disk["username"], small_disk["password"])
+        body = b"From: a@shop.test\r\nSubject: filler\r\n\r\n" + (b"z" * 998 + b"\r\n") * 200
+        accepted, refusal = [], None
+        for _ in range(40):
             raw.cmd("MAIL FROM:<a@shop.test>")
             raw.cmd("RCPT TO:<b@example.test>")
             raw.cmd("DATA")
-            raw.send(b"From: a@shop.test\r\nSubject: after\r\n\r\nroom again\r\n.\r\n")
+            raw.send(body + b".\r\n")
             code, text = raw.reply()
-            assert code == 250
+            if code != 250:
+                refusal = (code, text)
+                break
             accepted.append(text.removeprefix("Ok: queued as "))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-        listed = cli(overrides, "messages", "list", "--limit", "1000", "--json")
-        assert sorted(m["id"] for m in listed) == sorted(accepted)  # nothing half-stored, nothing lost
-        assert all(len(m["recipients"]) == 1 for m in listed)
+        assert refusal == (452, "4.3.1 Insufficient system storage"), proc_output(proc)
+        assert accepted, "the disk should hold a few messages before filling up"
+        assert _mount_tmpfs(Path(overrides["DATA_DIR"]), "64m", remount=True)
+        time.sleep(0.2)
+        raw.cmd("RSET")
+        raw.cmd("MAIL FROM:<a@shop.test>")
+        raw.cmd("RCPT TO:<b@example.test>")
+        raw.cmd("DATA")
+        raw.send(b"From: a@shop.test\r\nSubject: after\r\n\r\nroom again\r\n.\r\n")
+        code, text = raw.reply()
+        assert code == 250
+        accepted.append(text.removeprefix("Ok: queued as "))
     finally:
-        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
+        proc.terminate()
+        proc.wait(timeout=10)
+    _stored_exactly(overrides, accepted)
+
+
+@NEEDS_ROOT
+@SQLITE_ONLY
+def test_a_full_disk_gets_the_api_a_503_storage_full_and_it_recovers(overrides, small_disk):
+    key = cli(overrides, "api-keys", "create", small_disk["username"], "--json")["key"]
+    proc = start_process(overrides)
+    url = f"http://{overrides['WEB_LISTEN']}/api/v1/messages"
+    mail = {"from": "a@shop.test", "to": ["b@example.test"], "subject": "filler", "text": ("z" * 998 + "\n") * 200}
+    try:
+        with requests.Session() as http:
+            http.headers["Authorization"] = f"Bearer {key}"
+            accepted, refusal = [], None
+            for _ in range(40):
+                answer = http.post(url, json=mail, timeout=30)
+                if answer.status_code != 202:
+                    refusal = answer
+                    break
+                accepted.append(answer.json()["id"])
+            assert refusal is not None and refusal.status_code == 503, proc_output(proc)
+            assert refusal.headers["Content-Type"] == "application/problem+json" and "Retry-After" in refusal.headers
+            assert refusal.json()["reason"] == "storage-full"
+            assert refusal.json()["smtp_reply"] == "452 4.3.1 Insufficient system storage"
+            assert accepted, "the disk should hold a few messages before filling up"
+            assert _mount_tmpfs(Path(overrides["DATA_DIR"]), "64m", remount=True)
+            again = http.post(url, json=mail | {"subject": "after", "text": "room again"}, timeout=30)
+            assert again.status_code == 202
+            accepted.append(again.json()["id"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    _stored_exactly(overrides, accepted)
