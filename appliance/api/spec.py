@@ -15,9 +15,10 @@ spec = SpecTree(
     "flask",
     title="Appliance HTTP API",
     version="1",
-    description="Send mail over HTTP through the same checks as SMTP, and read your messages. "
-    "Authenticate with an API key of an SMTP account: `Authorization: Bearer KEY`. Refusals are "
-    "RFC 9457 problem documents (`application/problem+json`).",
+    description="Send mail over HTTP through the same checks as SMTP, read the messages, and manage "
+    "what the dashboard manages. Authenticate with an API key: an SMTP account's, which acts for that "
+    "account alone, or an admin key, which acts for the whole appliance (`Authorization: Bearer KEY`). "
+    "Refusals are RFC 9457 problem documents (`application/problem+json`).",
     mode="strict",  # only the views decorated here: the dashboard is not part of the API
     # Schemas named as the models are (spectree adds a hash of their module by default); nested
     # models are shared by their own name. schemas.py holds each name once.

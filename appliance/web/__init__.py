@@ -144,6 +144,7 @@ def init_app(app: Flask) -> None:
     csrf.exempt(tracking.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(api_keys.bp)
+    app.register_blueprint(api_keys.admin_bp)
     # The HTTP API authenticates by API key alone, never by the session cookie: no CSRF to guard against.
     csrf.exempt(api.bp)
     api.init_app(app)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from appliance.api import API_KEY
 from tests.support.browser import ARGS, CHROMIUM
 
 
@@ -20,6 +21,20 @@ def test_the_document_is_openapi_3_1_and_lists_the_send_operation(api):
     }
     assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert not any(path.startswith("/accounts") for path in document["paths"])  # the dashboard is not the API
+
+
+def test_every_api_view_is_in_the_document_with_each_of_its_methods(app, api):
+    document = api.http.get(api.base + "/api/v1/openapi.json", timeout=10).json()
+    listed = 0
+    for rule in app.url_map.iter_rules():
+        if getattr(app.view_functions[rule.endpoint], "permission", "") != API_KEY:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = document["paths"][path][method.lower()]
+            assert operation["summary"] and "401" in operation["responses"], (method, path)
+            listed += 1
+    assert listed >= 25
 
 
 def test_the_docs_page_draws_the_reference_from_vendored_files(api):

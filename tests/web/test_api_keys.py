@@ -78,3 +78,32 @@ def test_every_api_view_refuses_a_request_without_a_key(app, anon):
             assert answer.status_code == 401, (method, rule.rule)
             checked += 1
     assert checked >= 1
+
+
+def test_an_admin_makes_an_admin_key_on_its_page_shown_once_and_any_admin_revokes_it(app, client):
+    created = client.form("/api-keys/", {"scope": "read", "name": "provisioning"})
+    assert created.status_code == 302 and created.headers["Location"].endswith("/api-keys/new")
+    shown = client.get(created.headers["Location"])
+    assert shown.headers["Cache-Control"] == "no-store"
+    key = _KEY.search(shown.get_data(as_text=True)).group(1)
+    with app.app_context():
+        checked = api_keys.check(key)
+        assert checked.is_admin and checked.key.admin.email == "admin@relay.test" and checked.key.scope == "read"
+        assert AuditEntry.get(AuditEntry.action == "api_key.create").subject == "admin admin@relay.test"
+    again = client.get(created.headers["Location"], follow_redirects=True).get_data(as_text=True)
+    assert "An API key is shown once" in again and key not in again
+    page = client.get("/api-keys/").get_data(as_text=True)
+    assert f"ak_{key.split('_')[1]}_…" in page and "provisioning" in page and key not in page
+
+    bad = client.form("/api-keys/", {"scope": "send"}, follow_redirects=True).get_data(as_text=True)
+    assert "No key was created: the scope is one of read, manage" in bad
+    assert client.form(f"/api-keys/{checked.key.id}/revoke").status_code == 302
+    with app.app_context():
+        assert api_keys.check(key) is None
+        assert ApiKey.select().count() == 1
+
+
+def test_a_viewer_has_no_admin_keys_page(app, viewer_client):
+    assert viewer_client.get("/api-keys/").status_code == 403
+    assert viewer_client.form("/api-keys/", {"scope": "manage"}).status_code == 403
+    assert "Admin API keys" not in viewer_client.get("/").get_data(as_text=True)
