@@ -58,6 +58,60 @@ def parse_senders(text: str) -> list[str]:
     return list(dict.fromkeys(normalize_address(p) for p in _SEPARATORS.split(text.strip()) if p))
 
 
+class AuthorizationError(SenderError):
+    """An account's sender authorization that cannot be saved; ``errors`` holds a sentence per
+    field (``authorized_domains``, ``authorized_senders``, ``sender_mode``), for forms."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def authorization(domains: str | None = None, addresses: str | None = None, mode: str | None = None) -> dict[str, str]:
+    """Check the sender authorization given (None: leave it): the authorized domains and senders
+    (separated by `;`, `,` or whitespace) and the mode (block or alert); return them as SmtpAccount
+    fields, or raise AuthorizationError naming each bad one. Nothing is saved."""
+    values, errors = {}, {}
+    for field, text, parse in (
+        ("authorized_domains", domains, parse_domains),
+        ("authorized_senders", addresses, parse_senders),
+    ):
+        if text is not None:
+            try:
+                values[field] = "\n".join(parse(text))
+            except SenderError as exc:
+                errors[field] = str(exc)
+    if mode is not None:
+        if mode in MODES:
+            values["sender_mode"] = mode
+        else:
+            errors["sender_mode"] = f"the mode is block or alert, not {mode!r}"
+    if errors:
+        raise AuthorizationError(errors)
+    return values
+
+
+def authorize(account: SmtpAccount, values: dict[str, str]) -> None:
+    """Save an account's sender authorization (checked by ``authorization``) and its audit entry."""
+    if not values:
+        return
+    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    shown = {k: v.replace("\n", ", ") or "-" for k, v in values.items()}
+    audit.record(
+        "account.authorization",
+        f"account {account.username}",
+        "; ".join(
+            f"{label} {shown[k]}"
+            for k, label in (
+                ("sender_mode", "mode"),
+                ("authorized_domains", "domains:"),
+                ("authorized_senders", "senders:"),
+            )
+            if k in shown
+        ),
+    )
+
+
 def lines(text: str) -> list[str]:
     """The stored form of a list (one item per line) as a list."""
     return [x for x in text.split() if x]

@@ -8,7 +8,6 @@ import click
 from flask.cli import with_appcontext
 
 from .. import accounts as accounts_service
-from .. import audit
 from .. import senders as senders_service
 from ..accounts import AccountError
 from ..models import (
@@ -136,7 +135,7 @@ def accounts_create(
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     if authorization:
-        SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
+        senders_service.authorize(account, authorization)
         account = SmtpAccount.get_by_id(account.id)
     data = account_dict(account) | {"password": password}
     shown = "(the password is shown only now; `appliance accounts reset-password` makes a new one)"
@@ -177,18 +176,11 @@ def accounts_show(ref: str, as_json: bool) -> None:
 
 
 def _authorization(domains: str | None, addresses: str | None, mode: str | None) -> dict[str, str]:
-    """Parse the sender authorization options that were given into SmtpAccount fields."""
-    values = {}
+    """The sender authorization options that were given, checked, as SmtpAccount fields."""
     try:
-        if domains is not None:
-            values["authorized_domains"] = "\n".join(senders_service.parse_domains(domains))
-        if addresses is not None:
-            values["authorized_senders"] = "\n".join(senders_service.parse_senders(addresses))
+        return senders_service.authorization(domains, addresses, mode)
     except senders_service.SenderError as exc:
         raise click.ClickException(str(exc)) from None
-    if mode is not None:
-        values["sender_mode"] = mode
-    return values
 
 
 @accounts.command("edit")
@@ -277,9 +269,7 @@ def accounts_edit(
             accounts_service.update(account, **settings)
         except AccountError as exc:
             raise click.ClickException(str(exc)) from None
-    if authorization:
-        SmtpAccount.update(**authorization).where(SmtpAccount.id == account.id).execute()
-        audit.record("account.authorization", f"account {account.username}", ", ".join(sorted(authorization)))
+    senders_service.authorize(account, authorization)
     data = account_dict(SmtpAccount.get_by_id(account.id))
     emit(
         data,

@@ -97,25 +97,17 @@ def senders_authorize(account_id: int):
         "authorized_senders": form.get("authorized_senders", ""),
         "sender_mode": form.get("sender_mode", senders.BLOCK),
     }
-    errors = {}
     try:
-        values["authorized_domains"] = "\n".join(senders.parse_domains(values["authorized_domains"]))
-    except senders.SenderError as exc:
-        errors["authorized_domains"] = f"{exc}. Separate domains with ;"
-    try:
-        values["authorized_senders"] = "\n".join(senders.parse_senders(values["authorized_senders"]))
-    except senders.SenderError as exc:
-        errors["authorized_senders"] = f"{exc}. Separate addresses with ;"
-    if values["sender_mode"] not in senders.MODES:
-        errors["sender_mode"] = "Choose block or alert."
-    if errors:
+        checked = senders.authorization(
+            values["authorized_domains"], values["authorized_senders"], values["sender_mode"]
+        )
+    except senders.AuthorizationError as exc:
+        hints = {
+            "authorized_domains": ". Separate domains with ;",
+            "authorized_senders": ". Separate addresses with ;",
+            "sender_mode": " (choose block or alert).",
+        }
+        errors = {k: v + hints[k] for k, v in exc.errors.items()}
         return render_template("senders/authorization.html", account=account, values=values, errors=errors), 400
-    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
-    audit.record(
-        "account.authorization",
-        f"account {account.username}",
-        f"mode {values['sender_mode']}; "
-        f"domains: {values['authorized_domains'].replace(chr(10), ', ') or '-'}; "
-        f"senders: {values['authorized_senders'].replace(chr(10), ', ') or '-'}",
-    )
+    senders.authorize(account, checked)
     return redirect(url_for("accounts.accounts_edit", account_id=account.id, saved=1) + "#sender-authorization")
