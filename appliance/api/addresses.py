@@ -88,6 +88,21 @@ def api_sender_delete(sender_id: int):
     return "", 204
 
 
+@bp.post("/senders/<int:sender_id>/resend")
+@needs(MANAGE, admin=True)
+@spec.validate(resp=Response(HTTP_200=SenderOut, **FOUND_REFUSALS), tags=["senders"], skip_validation=True)
+def api_sender_resend(sender_id: int):
+    """Mail a sender that is not verified yet a new verification link"""
+    sender = _sender(sender_id)
+    if sender.verified:
+        raise problems.invalid([{"field": "sender", "detail": f"{sender.email} is already verified"}])
+    try:
+        senders.send_verification(current_app.config, sender)
+    except senders.SenderError as exc:
+        raise _refused("sender", exc) from None
+    return shown(SenderOut, Sender.get_by_id(sender.id))
+
+
 # -- domains -----------------------------------------------------------------------------------
 def _domain(domain_id: int) -> Domain:
     row = Domain.get_or_none(Domain.id == domain_id)
@@ -147,6 +162,18 @@ def api_domain_check(domain_id: int):
     domain = _domain(domain_id)
     domains.check(domain, current_app.config)
     return _domain_out(Domain.get_by_id(domain.id))
+
+
+@bp.post("/domains/<int:domain_id>/rotate")
+@needs(MANAGE, admin=True)
+@spec.validate(resp=Response(HTTP_200=DomainOut, **FOUND_REFUSALS), tags=["domains"], skip_validation=True)
+def api_domain_rotate(domain_id: int):
+    """Make new DKIM keys under a new selector
+
+    The answer lists the new records to publish; signing switches to the new keys once a check
+    finds them.
+    """
+    return _domain_out(domains.rotate(_domain(domain_id)))
 
 
 # -- suppressions ------------------------------------------------------------------------------

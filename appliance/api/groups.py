@@ -13,6 +13,7 @@ from . import bp, needs, own_account_id, problems
 from .common import cut, json_body, not_found, paginate, query
 from .manage_accounts import CHANGE_REFUSALS, FOUND_REFUSALS, REFUSALS
 from .schemas import (
+    CampaignChange,
     CampaignCreate,
     CampaignOut,
     CampaignPage,
@@ -22,6 +23,7 @@ from .schemas import (
     MemberPage,
     MemberQuery,
     PageQuery,
+    ProblemDocument,
 )
 from .spec import spec
 
@@ -152,3 +154,59 @@ def api_campaign(campaign_id: str):
         return campaigns.describe(campaigns.find(campaign_id))
     except campaigns.CampaignError:
         raise not_found("campaign", campaign_id) from None
+
+
+@bp.patch("/campaigns/<campaign_id>")
+@needs(MANAGE, admin=True)
+@spec.validate(
+    json=CampaignChange,
+    resp=Response(HTTP_200=CampaignOut, **CHANGE_REFUSALS, HTTP_404=ProblemDocument),
+    tags=["campaigns"],
+    skip_validation=True,
+)
+def api_campaign_update(campaign_id: str):
+    """Rename a campaign, change the subject its mail is matched by, archive it or bring it back"""
+    try:
+        row = campaigns.find(campaign_id)
+    except campaigns.CampaignError:
+        raise not_found("campaign", campaign_id) from None
+    given = json_body(CampaignChange)
+    steps = (("name", campaigns.rename), ("subject", campaigns.set_subject), ("archived", campaigns.archive))
+    for field, change in steps:
+        value = getattr(given, field)
+        if field in given.model_fields_set and value is not None:
+            try:
+                change(row.id, value)
+            except campaigns.CampaignError as exc:
+                raise problems.invalid([{"field": field, "detail": str(exc)}]) from None
+    return campaigns.describe(campaigns.find(row.id))
+
+
+def _tied_account(account_id: int) -> SmtpAccount:
+    account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
+    if account is None:
+        raise not_found("account", account_id)
+    return account
+
+
+@bp.put("/lists/<list_id>/accounts/<int:account_id>")
+@needs(MANAGE, admin=True)
+@spec.validate(resp=Response(HTTP_200=ListOut, **FOUND_REFUSALS), tags=["lists"], skip_validation=True)
+def api_list_tie(list_id: str, account_id: int):
+    """Tie an account to a list: it may send to the list's address, its mail's figures show under it"""
+    row = lists.tie(_list(list_id).id, _tied_account(account_id))
+    (shown,) = lists.describe([row], campaigns.figures)
+    return shown
+
+
+@bp.delete("/lists/<list_id>/accounts/<int:account_id>")
+@needs(MANAGE, admin=True)
+@spec.validate(resp=Response(HTTP_200=ListOut, **FOUND_REFUSALS), tags=["lists"], skip_validation=True)
+def api_list_untie(list_id: str, account_id: int):
+    """Untie an account from a list"""
+    try:
+        row = lists.untie(_list(list_id).id, _tied_account(account_id))
+    except lists.ListError:
+        raise not_found("tie of that account to the list", account_id) from None
+    (shown,) = lists.describe([row], campaigns.figures)
+    return shown

@@ -9,12 +9,22 @@ from flask import current_app
 from spectree import Response
 
 from .. import queue, webhooks
-from ..models import MANAGE, READ, Webhook
+from ..models import MANAGE, READ, Webhook, WebhookDelivery
 from ..webhooks import endpoints
 from . import bp, needs, own_account_id, problems
 from .common import json_body, not_found, paginate, query
 from .manage_accounts import CHANGE_REFUSALS, FOUND_REFUSALS, REFUSALS
-from .schemas import PageQuery, WebhookCreate, WebhookOut, WebhookPage, WebhookTest, WebhookWithSecret
+from .schemas import (
+    PageQuery,
+    ProblemDocument,
+    WebhookCalls,
+    WebhookChange,
+    WebhookCreate,
+    WebhookOut,
+    WebhookPage,
+    WebhookTest,
+    WebhookWithSecret,
+)
 from .spec import spec
 
 
@@ -87,6 +97,53 @@ def api_webhooks_create():
 def api_webhook(webhook_id: int):
     """A webhook endpoint (never its secret)"""
     return _shown(_hook(webhook_id))
+
+
+@bp.patch("/webhooks/<int:webhook_id>")
+@needs(MANAGE)
+@spec.validate(
+    json=WebhookChange,
+    resp=Response(HTTP_200=WebhookOut, **CHANGE_REFUSALS, HTTP_404=ProblemDocument),
+    tags=["webhooks"],
+    skip_validation=True,
+)
+def api_webhook_update(webhook_id: int):
+    """Turn a webhook endpoint off or on (one the appliance turned off after days of failures, too)"""
+    hook = _hook(webhook_id)
+    return _shown(webhooks.set_active(hook.id, json_body(WebhookChange).active))
+
+
+@bp.get("/webhooks/<int:webhook_id>/calls")
+@needs(READ)
+@spec.validate(resp=Response(HTTP_200=WebhookCalls, **FOUND_REFUSALS), tags=["webhooks"], skip_validation=True)
+def api_webhook_calls(webhook_id: int):
+    """A webhook endpoint's latest calls: status code, time, duration, the answer's start"""
+    found = webhooks.recent_calls(_hook(webhook_id).id)
+    return WebhookCalls.model_validate({"calls": found}).model_dump(mode="json")
+
+
+@bp.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay")
+@needs(MANAGE)
+@spec.validate(
+    resp=Response(HTTP_202=WebhookTest, HTTP_409=ProblemDocument, **FOUND_REFUSALS),
+    tags=["webhooks"],
+    skip_validation=True,
+)
+def api_webhook_replay(webhook_id: int, delivery_id: int):
+    """Send a failed (or still retrying) event to its endpoint again now, with a fresh retry schedule"""
+    hook = _hook(webhook_id)
+    if (
+        not WebhookDelivery.select()
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook == hook.id)
+        .exists()
+    ):
+        raise not_found("delivery", delivery_id)
+    try:
+        row = webhooks.replay(delivery_id)
+    except webhooks.WebhookError as exc:  # delivered already, or being sent right now
+        raise problems.Problem(409, "not-replayable", "The event cannot be replayed now", str(exc)) from None
+    queue.runtime(current_app.config).enqueue_webhooks([webhooks.Next(row.msg_id, 0)])
+    return {"id": row.id, "msg_id": row.msg_id}, 202
 
 
 @bp.post("/webhooks/<int:webhook_id>/test")

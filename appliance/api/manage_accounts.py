@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from spectree import Response
 
-from .. import accounts
+from .. import accounts, senders
 from ..models import MANAGE, READ, SmtpAccount
 from . import bp, needs, own_account_id, problems
 from .common import json_body, not_found, paginate, query
@@ -40,7 +40,19 @@ def account_or_404(account_id: int) -> SmtpAccount:
     return row
 
 
-def _refused(exc: accounts.AccountError) -> problems.Problem:
+def _authorization(given) -> dict[str, str]:
+    """The sender authorization fields given, checked as the dashboard checks them (nothing saved)."""
+    try:
+        return senders.authorization(
+            None if given.authorized_domains is None else " ".join(given.authorized_domains),
+            None if given.authorized_senders is None else " ".join(given.authorized_senders),
+            given.sender_mode,
+        )
+    except senders.AuthorizationError as exc:
+        raise _refused(exc) from None
+
+
+def _refused(exc: accounts.AccountError | senders.AuthorizationError) -> problems.Problem:
     return problems.invalid(
         [{"field": k, "detail": v} for k, v in exc.errors.items()] or [{"field": "body", "detail": str(exc)}]
     )
@@ -79,6 +91,7 @@ def api_accounts_create():
     The answer has its password, this once (as the dashboard and `appliance accounts create` show it).
     """
     given = json_body(AccountCreate)
+    authorization = _authorization(given)
     try:
         account, password = accounts.create(
             given.name,
@@ -92,7 +105,8 @@ def api_accounts_create():
         )
     except accounts.AccountError as exc:
         raise _refused(exc) from None
-    data = shown(AccountOut, account) | {"password": password}
+    senders.authorize(account, authorization)
+    data = shown(AccountOut, SmtpAccount.get_by_id(account.id)) | {"password": password}
     return data, 201, {"Location": f"/api/v1/accounts/{account.id}"}
 
 
@@ -115,20 +129,26 @@ def api_account(account_id: int):
 def api_account_update(account_id: int):
     """Change an SMTP account
 
-    Only the fields given change, checked as the dashboard checks them; `active: false` disables it.
+    Only the fields given change, checked as the dashboard checks them (the sender authorization
+    too: `authorized_domains`, `authorized_senders`, `sender_mode`); `active: false` disables it.
     """
     account = account_or_404(account_id)
     given = json_body(AccountUpdate)
     changes = {k: getattr(given, k) for k in given.model_fields_set}
+    for field in ("authorized_domains", "authorized_senders", "sender_mode"):
+        changes.pop(field, None)
     if "ip_rules" in changes:
         changes["networks"] = changes.pop("ip_rules") or []
     unset = [k for k, v in changes.items() if v is None and k not in ("track_opens", "track_clicks")]
     if unset:
         raise problems.invalid([{"field": k, "detail": "leave it out to keep it; null is not a value"} for k in unset])
+    authorization = _authorization(given)
     try:
-        accounts.update(account, **changes)
+        if changes or not authorization:
+            accounts.update(account, **changes)
     except accounts.AccountError as exc:
         raise _refused(exc) from None
+    senders.authorize(account, authorization)
     return shown(AccountOut, SmtpAccount.get_by_id(account.id))
 
 

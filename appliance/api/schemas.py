@@ -209,6 +209,11 @@ class AccountChange(BaseModel):
     stream: str | None = Field(None, description="transactional or broadcast.")
     track_opens: bool | None = Field(None, description="null: the stream's default.")
     track_clicks: bool | None = Field(None, description="null: the stream's default.")
+    authorized_domains: list[str] | None = Field(
+        None, description="The domains it may send from (*.shop.example: and its subdomains); empty: any verified."
+    )
+    authorized_senders: list[str] | None = Field(None, description="The addresses it may send as; empty: any verified.")
+    sender_mode: str | None = Field(None, description="block or alert: what an unauthorized sender gets.")
 
 
 class AccountCreate(AccountChange):
@@ -456,3 +461,36 @@ class WebhookCreate(BaseModel):
 class WebhookTest(BaseModel):
     id: int = Field(description="The test event's delivery.")
     msg_id: str = Field(description="Its webhook-id header.")
+
+
+class WebhookChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool = Field(description="false: nothing is sent or recorded for it; true: its waiting events go out.")
+
+
+class WebhookCall(BaseModel):
+    id: int
+    delivery: int = Field(description="The event's delivery (replay it by this id).")
+    event: str
+    message_id: str | None
+    delivery_status: str = Field(description="pending, sending, delivered or failed.")
+    at: Timestamp
+    status_code: int | None = Field(description="The endpoint's answer; null: no answer (refused, timed out).")
+    ok: bool
+    duration_ms: int | None
+    excerpt: str = Field(description="The answer's first 200 characters.")
+
+
+class WebhookCalls(BaseModel):
+    calls: list[WebhookCall] = Field(description="The latest 50, newest first.")
+
+
+class CampaignChange(BaseModel):
+    """The fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    subject: str | None = Field(None, max_length=998, description='"": match no subject.')
+    archived: bool | None = Field(None, description="true: its subject matches no more mail (its id still does).")

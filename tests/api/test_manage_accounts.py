@@ -150,3 +150,30 @@ def test_only_an_active_admin_may_have_an_admin_key(app, run_cli):
     assert made.exit_code == 0 and '"admin": "root@example.test"' in made.output and '"scope": "manage"' in made.output
     with app.app_context():
         assert AuditEntry.get(AuditEntry.action == "api_key.create").subject == "admin root@example.test"
+
+
+def test_an_admin_key_sets_an_accounts_sender_authorization_checked_as_the_dashboard_does(app, api, admin_key):
+    with app.app_context():
+        made = accounts.create("Blog")[0]
+    path = f"/api/v1/accounts/{made.id}"
+    bad = api.request(
+        "PATCH", path, admin_key, json={"priority": 1, "authorized_domains": ["shop.example", "bad domain!"]}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"] == [
+        {"field": "authorized_domains", "detail": "'domain!' is not a domain name"}
+    ]
+    with app.app_context():
+        assert SmtpAccount.get_by_id(made.id).priority == 3  # nothing of a refused request is saved
+    mode = api.request("PATCH", path, admin_key, json={"sender_mode": "shout"})
+    assert mode.status_code == 422 and mode.json()["errors"][0]["field"] == "sender_mode"
+    saved = api.request(
+        "PATCH",
+        path,
+        admin_key,
+        json={"authorized_domains": ["Shop.example", "*.News.example"], "authorized_senders": ["Jo@Gmail.example"]},
+    ).json()
+    assert saved["authorized_domains"] == ["shop.example", "*.news.example"]
+    assert saved["authorized_senders"] == ["jo@gmail.example"] and saved["sender_mode"] == "block"
+    with app.app_context():
+        entry = AuditEntry.get(AuditEntry.action == "account.authorization")
+        assert entry.subject == f"account {made.username}" and "shop.example, *.news.example" in entry.detail

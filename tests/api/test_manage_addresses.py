@@ -35,6 +35,13 @@ def test_senders_are_added_vouched_for_or_mailed_a_link_and_deleted(app, api, ad
     bad = api.request("POST", "/api/v1/senders", admin_key, json={"address": "not an address", "verified": True})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "address"
 
+    resent = api.request("POST", f"/api/v1/senders/{linked['id']}/resend", admin_key)
+    assert resent.status_code == 200 and resent.json()["link_sent_at"] >= linked["link_sent_at"]
+    with app.app_context():
+        assert Delivery.select().where(Delivery.rcpt == "news@shop.test").count() == 2
+    vouched_again = api.request("POST", f"/api/v1/senders/{vouched.json()['id']}/resend", admin_key)
+    assert vouched_again.status_code == 422 and "already verified" in vouched_again.json()["detail"]
+
     listed = api.request("GET", "/api/v1/senders", admin_key).json()
     assert [s["email"] for s in listed["senders"]] == ["news@shop.test", "orders@shop.test"]
     assert api.request("GET", f"/api/v1/senders/{linked['id']}", admin_key).json()["email"] == "news@shop.test"
@@ -69,7 +76,10 @@ def test_a_domain_is_added_with_its_records_and_checked_in_dns(app, api, admin_k
     again = api.request("POST", "/api/v1/domains", admin_key, json={"name": "mail.example.test"})
     assert again.status_code == 422 and "already a sending domain" in again.json()["detail"]
     assert api.request("GET", "/api/v1/domains/9999", admin_key).status_code == 404
-    assert _actions(app, "domain.") == ["domain.add"]
+    rotated = api.request("POST", f"/api/v1/domains/{domain['id']}/rotate", admin_key).json()
+    assert rotated["next_selector"] and rotated["next_selector"] != rotated["selector"]
+    assert "dkim-next" in {r["key"] for r in rotated["records"]}
+    assert _actions(app, "domain.") == ["domain.add", "domain.rotate_keys"]
 
 
 def test_suppressions_are_added_searched_a_page_at_a_time_and_removed(app, api, admin_key):

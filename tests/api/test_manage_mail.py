@@ -6,14 +6,24 @@ from __future__ import annotations
 import pytest
 
 from appliance import accounts, lists, webhooks
-from appliance.models import ListMember, SmtpAccount, WebhookDelivery
+from appliance.models import AuditEntry, ListMember, SmtpAccount, WebhookDelivery
+from tests.support.wait import wait_for
+from tests.support.webhooks import Receiver
 
 ORDER = {"from": "orders@shop.test", "to": ["ann@example.test"], "subject": "Order 1", "text": "Thanks."}
 
 
 @pytest.fixture
 def overrides(overrides):
-    return {**overrides, "WEBHOOK_ALLOW_PRIVATE": True}  # the endpoints are on loopback
+    return {**overrides, "WEBHOOK_ALLOW_PRIVATE": True, "WORKER_POLL_INTERVAL": 0.05}  # endpoints on loopback
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback that answers its first call 500, the others 200."""
+    server = Receiver(answer=lambda n, _body: 500 if n == 0 else 200).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -169,3 +179,70 @@ def test_webhooks_an_accounts_key_manages_its_own_and_an_admin_key_all(app, api,
     assert api.request("GET", f"/api/v1/webhooks/{own['id']}", other_key).status_code == 404
     with app.app_context():
         assert SmtpAccount.select().count() == 2
+
+
+def test_an_endpoints_calls_show_and_a_failed_event_is_replayed_an_endpoint_turned_off(
+    app, relay, api, other, receiver, make_key
+):
+    other_account, other_key = other
+    hook = api.request("POST", "/api/v1/webhooks", other_key, json={"url": receiver.url}).json()
+    tested = api.request("POST", f"/api/v1/webhooks/{hook['id']}/test", other_key).json()
+    calls = wait_for(lambda: api.request("GET", f"/api/v1/webhooks/{hook['id']}/calls", other_key).json()["calls"])
+    assert [(c["delivery"], c["status_code"], c["ok"]) for c in calls] == [(tested["id"], 500, False)]
+    assert calls[0]["event"] == webhooks.TEST and calls[0]["delivery_status"] == "pending"
+
+    replayed = api.request("POST", f"/api/v1/webhooks/{hook['id']}/deliveries/{tested['id']}/replay", other_key)
+    assert replayed.status_code == 202 and replayed.json()["msg_id"] == tested["msg_id"]
+    wait_for(lambda: len(receiver.calls) == 2 and receiver.calls[1].answered == 200)
+    with app.app_context():
+        wait_for(lambda: WebhookDelivery.get_by_id(tested["id"]).status == "delivered")
+    again = api.request("POST", f"/api/v1/webhooks/{hook['id']}/deliveries/{tested['id']}/replay", other_key)
+    assert again.status_code == 409 and again.json()["reason"] == "not-replayable"
+    reader = make_key(other_account.username, "read")
+    assert api.request("GET", f"/api/v1/webhooks/{hook['id']}/calls", reader).status_code == 200
+    missing = api.request("POST", f"/api/v1/webhooks/{hook['id']}/deliveries/999/replay", other_key)
+    assert missing.status_code == 404
+
+    off = api.request("PATCH", f"/api/v1/webhooks/{hook['id']}", other_key, json={"active": False})
+    assert off.status_code == 200 and off.json()["active"] is False
+    with app.app_context():
+        assert [e.action for e in AuditEntry.select().order_by(AuditEntry.id) if e.action.startswith("webhook.")] == [
+            "webhook.create",
+            "webhook.test",
+            "webhook.replay",
+            "webhook.disable",
+        ]
+
+
+def test_an_admin_key_changes_campaigns_and_ties_accounts_to_lists(app, api, account, other, admin_key):
+    other_account, other_key = other
+    made = api.request("POST", "/api/v1/campaigns", admin_key, json={"name": "Spring", "subject": "Spring!"}).json()
+    path = f"/api/v1/campaigns/{made['id']}"
+    changed = api.request("PATCH", path, admin_key, json={"name": "Spring sale", "subject": "", "archived": True})
+    assert changed.status_code == 200
+    assert (changed.json()["name"], changed.json()["subject"], changed.json()["archived"]) == (
+        "Spring sale",
+        None,
+        True,
+    )
+    assert api.request("PATCH", path, admin_key, json={"name": ""}).json()["errors"][0]["field"] == "name"
+    assert api.request("PATCH", "/api/v1/campaigns/nope", admin_key, json={"name": "X"}).status_code == 404
+    assert api.request("PATCH", path, other_key, json={"name": "Mine"}).json()["reason"] == "admin-key-required"
+
+    news = api.request("POST", "/api/v1/lists", admin_key, json={"name": "News"}).json()
+    assert api.request("GET", f"/api/v1/lists/{news['id']}", other_key).status_code == 404
+    tied = api.request("PUT", f"/api/v1/lists/{news['id']}/accounts/{other_account.id}", admin_key)
+    assert tied.status_code == 200 and tied.json()["accounts"] == [other_account.username]
+    assert api.request("GET", f"/api/v1/lists/{news['id']}", other_key).status_code == 200
+    untied = api.request("DELETE", f"/api/v1/lists/{news['id']}/accounts/{other_account.id}", admin_key)
+    assert untied.status_code == 200 and untied.json()["accounts"] == []
+    assert (
+        api.request("DELETE", f"/api/v1/lists/{news['id']}/accounts/{other_account.id}", admin_key).status_code == 404
+    )
+    assert api.request("PUT", f"/api/v1/lists/{news['id']}/accounts/424242", admin_key).status_code == 404
+    with app.app_context():
+        assert [e.action for e in AuditEntry.select().order_by(AuditEntry.id) if e.action.startswith("list.")] == [
+            "list.create",
+            "list.tie",
+            "list.untie",
+        ]
