@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,17 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in shown:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |")
+
+
+def print_with_without(
+    title: str, times: dict[tuple[str, bool], list[float]], kinds: list[str], size: int, per: str
+) -> None:
+    """Print the median ms of each kind of transaction without and with the thing measured (``times``
+    keyed by (kind, with it)), the difference, and the difference per ``per`` (``size`` of them)."""
+    print(f"{title:<26}{'without ms':>12}{'with ms':>10}{'extra ms':>10}{'extra per ' + per + ' ms':>22}")
+    for kind in kinds:
+        without, with_ = (statistics.median(times[kind, w]) for w in (False, True))
+        print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}{(with_ - without) / size:>22.3f}")
 
 
 @dataclass

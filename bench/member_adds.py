@@ -13,13 +13,14 @@ the worst case), and addresses mailed before (already members: a shop's returnin
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import print_with_without  # noqa: E402
 
 from appliance import accounts, create_app, db, intake, lists  # noqa: E402
 
@@ -73,13 +74,8 @@ def main() -> int:
                 for kind, rcpts in (("new recipients", fresh), ("returning recipients", returning)):
                     batch = items(account.id, members if joining else None, rcpts)
                     times.setdefault((kind, joining), []).append(timed(batch))
-    print(
-        f"{'transaction of ' + str(args.size):<26}{'without ms':>12}{'with ms':>10}{'extra ms':>10}"
-        f"{'per message ms':>16}"
-    )
-    for kind in ("new recipients", "returning recipients"):
-        without, with_ = (statistics.median(times[kind, j]) for j in (False, True))
-        print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}{(with_ - without) / args.size:>16.3f}")
+    kinds = ["new recipients", "returning recipients"]
+    print_with_without(f"transaction of {args.size}", times, kinds, args.size, "message")
     return 0
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import print_with_without  # noqa: E402
 
 from appliance import create_app, db, events  # noqa: E402
 from appliance.models import QUEUED, Delivery, Message  # noqa: E402
@@ -88,13 +89,7 @@ def main() -> int:
                 times.setdefault(("intake", rolled), []).append(timed(intake))
                 times.setdefault(("delivery", rolled), []).append(timed(delivered))
         events._roll_up = roll_up
-    print(
-        f"{'transaction of ' + str(args.size):<26}{'without ms':>12}{'with ms':>10}{'extra ms':>10}"
-        f"{'extra per event ms':>20}"
-    )
-    for kind in ("intake", "delivery"):
-        without, with_ = (statistics.median(times[kind, r]) for r in (False, True))
-        print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}{(with_ - without) / args.size:>20.3f}")
+    print_with_without(f"transaction of {args.size}", times, ["intake", "delivery"], args.size, "event")
     return 0
 
 
