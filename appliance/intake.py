@@ -302,7 +302,8 @@ def store_many(items: list[Incoming]) -> list[str]:
     return [item.id for item in items]
 
 
-def _storage_reply(exc: BaseException | None) -> str:
+def storage_reply(exc: BaseException | None) -> str:
+    """The SMTP reply for a failed write or connection: STORAGE_FULL when the disk is full, else LOCAL_ERROR."""
     # SQLite rolls back by itself on SQLITE_FULL, so the error we catch may be the failed ROLLBACK
     # that followed; the cause is further down the exception context chain.
     while exc is not None:
@@ -357,7 +358,7 @@ class GroupCommitter:
             return await self.writer.submit(store or store_many, prepare=prepare, after=self.on_committed, loop=loop)
         except db.WRITE_ERRORS as exc:
             log.error("could not store a message: %s", exc)
-            raise StorageError(_storage_reply(exc)) from None
+            raise StorageError(storage_reply(exc)) from None
 
 
 def accept_blocking(prepare: Callable[[], Incoming], store: db.Many | None = None, after=None) -> Any:
@@ -369,4 +370,4 @@ def accept_blocking(prepare: Callable[[], Incoming], store: db.Many | None = Non
         return db.write_many(store or store_many, None, after=after, prepare=prepare).result()
     except db.WRITE_ERRORS as exc:
         log.error("could not store a message: %s", exc)
-        raise StorageError(_storage_reply(exc)) from None
+        raise StorageError(storage_reply(exc)) from None

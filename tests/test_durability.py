@@ -236,6 +236,9 @@ def test_a_full_disk_gets_the_api_a_503_storage_full_and_it_recovers(overrides, 
             assert refusal.json()["reason"] == "storage-full"
             assert refusal.json()["smtp_reply"] == "452 4.3.1 Insufficient system storage"
             assert accepted, "the disk should hold a few messages before filling up"
+            # The dashboard meanwhile: its page, or a 503 saying why (a new connection's pragmas may fail too)
+            page = requests.get(f"http://{overrides['WEB_LISTEN']}/login", timeout=30)
+            assert page.status_code in (200, 503), page.text
             assert _mount_tmpfs(Path(overrides["DATA_DIR"]), "64m", remount=True)
             again = http.post(url, json=mail | {"subject": "after", "text": "room again"}, timeout=30)
             assert again.status_code == 202

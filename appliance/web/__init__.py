@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from flask import Flask, g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .. import api, audit, tls
-from ..db import database
+from .. import api, audit, intake, tls
+from ..api import problems
+from ..db import WRITE_ERRORS, database
 from . import (
     accounts,
     alerts,
@@ -39,6 +41,8 @@ from . import (
 )
 from .permissions import forbidden_page, login_manager
 from .sessions import ServerSessionInterface
+
+log = logging.getLogger(__name__)
 
 csrf = CSRFProtect()
 _SECURE_FLAG = re.compile(r";\s*secure\s*(;|$)", re.IGNORECASE)
@@ -79,10 +83,20 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
 
     @app.before_request
-    def _connect() -> None:
+    def _connect():
         # The open pixel and tracked links read nothing (a query would connect on its own).
-        if request.endpoint not in tracking.NO_DATABASE:
+        if request.endpoint in tracking.NO_DATABASE:
+            return None
+        try:
             database.connect(reuse_if_open=True)
+        except WRITE_ERRORS as exc:  # a full disk fails even a new connection's pragmas
+            log.error("could not open the database for %s: %s", request.path, exc)
+            reply = intake.storage_reply(exc)
+            if request.blueprint == api.bp.name:
+                return problems.from_reply(reply, headers={"Retry-After": "60"}).response()
+            text = f"The mail relay cannot open its database ({reply}). Try again in a minute.\n"
+            return text, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "60"}
+        return None
 
     @app.before_request
     def _actor() -> None:
