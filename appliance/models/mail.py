@@ -114,7 +114,8 @@ class MessageBody(BaseModel):
 
 class Delivery(BaseModel):
     id = AutoField()
-    message = ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE")
+    # Indexed with rcpt and with status (Meta), which serve lookups by message alone too.
+    message = ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE", index=False)
     rcpt = CharField(index=True)
     domain = CharField(index=True)
     status = CharField(default=QUEUED)
@@ -131,7 +132,11 @@ class Delivery(BaseModel):
     tracking_id = CharField(null=True, unique=True)
 
     class Meta:
-        indexes = ((("status", "priority", "next_attempt_at"), False),)
+        indexes = (
+            (("status", "priority", "next_attempt_at"), False),
+            (("message", "rcpt"), False),  # a list send's expansion (appliance/fanout.py)
+            (("message", "status"), False),  # the statuses of a message's deliveries (refresh_messages)
+        )
 
 
 def message_status(statuses: list[str]) -> str:
@@ -163,8 +168,18 @@ def refresh_messages(message_ids: set[str]) -> None:
         return
     wanted = list(message_ids)
     by_message: dict[str, list[str]] = {m: [] for m in wanted}
+    # Each message's distinct statuses, one probe of the (message_id, status) index per status, not a
+    # read of every delivery: a list send's message has one per member.
     cursor = database.execute_sql(
-        f'SELECT "message_id", "status" FROM "delivery" WHERE "message_id" IN ({marks(len(wanted))})', wanted
+        'WITH RECURSIVE "found" ("message_id", "status") AS ('
+        ' SELECT "m"."id", (SELECT MIN("d"."status") FROM "delivery" AS "d" WHERE "d"."message_id" = "m"."id")'
+        f' FROM "message" AS "m" WHERE "m"."id" IN ({marks(len(wanted))})'
+        " UNION ALL"
+        ' SELECT "f"."message_id", (SELECT MIN("d"."status") FROM "delivery" AS "d"'
+        ' WHERE "d"."message_id" = "f"."message_id" AND "d"."status" > "f"."status")'
+        ' FROM "found" AS "f" WHERE "f"."status" IS NOT NULL'
+        ') SELECT "message_id", "status" FROM "found" WHERE "status" IS NOT NULL',
+        wanted,
     )
     for message_id, status in cursor.fetchall():
         by_message[message_id].append(status)
