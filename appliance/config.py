@@ -106,7 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "LIST_BATCH",
-        500,
+        200,
         "Members a worker adds to a list send per database transaction (small: other mail's intake never waits "
         "long behind it).",
         int,

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--members", type=int, default=100_000)
     p.add_argument("--rate", type=float, default=20, help="the other account's messages per second (default 20)")
-    p.add_argument("--batch", type=int, default=500, help="LIST_BATCH (default 500)")
+    p.add_argument("--batch", type=int, default=200, help="LIST_BATCH (default 200, the setting's)")
     p.add_argument("--baseline", type=float, default=5, help="seconds of the other account's mail before the send")
     args = p.parse_args(argv)
     print(machine())
