@@ -132,16 +132,28 @@ class _QuietLoginData(logging.Filter):
         return "login_data is deprecated" not in str(record.msg)
 
 
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands each record to the thread that writes the lines, to be formatted there: the logfmt
+    formatting is most of a line's cost, and the database writer thread logs every committed event."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.args:  # the message as its arguments are now (an event line is a fresh dict, no args)
+            record.msg, record.args = record.getMessage(), None
+        return record
+
+
 def configure_logging() -> logging.handlers.QueueListener:
     """logfmt lines on stderr, journald's way when systemd runs us (appliance/eventlog.py); return the
     thread that writes them (stop it last).
 
-    A line is formatted where it is logged and written by that thread, so a slow reader of stderr
-    (journald under load) never holds up the writer thread, which logs every committed event."""
+    A line is formatted and written by that thread, so neither the formatting nor a slow reader of
+    stderr (journald under load) holds up the thread that logs it (the writer thread logs every
+    committed event)."""
     line = eventlog.LineFormatter(journald=eventlog.under_journald(sys.stderr))
-    handoff = logging.handlers.QueueHandler(queue_module.SimpleQueue())
-    handoff.setFormatter(line)
-    writer = logging.handlers.QueueListener(handoff.queue, logging.StreamHandler())
+    handoff = _Handoff(queue_module.SimpleQueue())
+    output = logging.StreamHandler()
+    output.setFormatter(line)
+    writer = logging.handlers.QueueListener(handoff.queue, output)
     logging.basicConfig(level=logging.INFO, handlers=[handoff])
     # aiosmtpd logs every command at INFO; keep its warnings only.
     mail_log = logging.getLogger("mail.log")
