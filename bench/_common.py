@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,19 @@ def print_with_without(
     for kind in kinds:
         without, with_ = (statistics.median(times[kind, w]) for w in (False, True))
         print(f"{kind:<26}{without:>12.2f}{with_:>10.2f}{with_ - without:>10.2f}{(with_ - without) / size:>22.3f}")
+
+
+class CountingSink:
+    """aiosmtpd handler of a remote MX that accepts everything and counts the recipients it is given."""
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.count += len(envelope.rcpt_tos)
+        return "250 2.0.0 Ok"
 
 
 @dataclass

@@ -33,25 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests  # noqa: E402
-from _common import Appliance, free_port, machine, print_table  # noqa: E402
+from _common import Appliance, CountingSink, free_port, machine, print_table  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 from intake import RECIPIENT, SENDER  # noqa: E402
 from userpath import dns_server, one_per_connection, sign_as_src_test, wait_sink  # noqa: E402
 
 LINE = "Thank you for your order. This line is filler text of a transactional mail body.\n"
-
-
-class CountingSink:
-    """The MX of dst.test: counts the messages it is given."""
-
-    def __init__(self):
-        self.count = 0
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.count += len(envelope.rcpt_tos)
-        return "250 2.0.0 Ok"
 
 
 def payload(size: int, n: int) -> dict:

@@ -5,10 +5,11 @@ the same latency before the send.
 
 The appliance runs as a real process (`python app.py`, every role); its deliveries go to a closed
 loopback port (SMARTHOST), so they are tried and deferred, as a remote that is down would have them:
-the workers expand the list while they are also busy with its first delivery attempts. Nothing leaves
+the workers expand the list while they are also busy with its first delivery attempts. With
+``--remote sink`` they go to an aiosmtpd sink in this process that takes them all. Nothing leaves
 127.0.0.1.
 
-    python bench/list_send.py --members 100000 --rate 20
+    python bench/list_send.py --members 100000 --rate 20 [--remote closed|sink] [--batch N]
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import HOSTNAME, Appliance, free_port, machine, percentile, print_table  # noqa: E402
+from aiosmtpd.controller import Controller  # noqa: E402
+
+from bench._common import HOSTNAME, Appliance, CountingSink, free_port, machine, percentile, print_table  # noqa: E402
 
 SENDER = "news@shop.test"
 
@@ -75,8 +78,20 @@ class Sender(threading.Thread):
 
 
 def run(args) -> dict:
+    sink = None
+    if args.remote == "sink":  # a remote that takes every delivery, in this process
+        sink = Controller(CountingSink(), hostname="127.0.0.1", port=free_port())
+        sink.start()
+    try:
+        return _run(args, sink.port if sink else free_port())
+    finally:
+        if sink:
+            sink.stop()
+
+
+def _run(args, remote_port: int) -> dict:
     env = {
-        "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{free_port()}",
+        "APPLIANCE_SMARTHOST": f"smtp://127.0.0.1:{remote_port}",
         "APPLIANCE_DNS_SERVERS": f"127.0.0.1:{free_port()}",
         "APPLIANCE_LIST_BATCH": str(args.batch),
     }
@@ -113,6 +128,7 @@ def run(args) -> dict:
         before = other.latencies(0, sent_at)
         during = other.latencies(sent_at, queued_at)
         return {
+            "remote": args.remote,
             "members": args.members,
             "import s": round(import_s, 1),
             "250 of the list send ms": round(accepted_s * 1000, 1),
@@ -130,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--members", type=int, default=100_000)
     p.add_argument("--rate", type=float, default=20, help="the other account's messages per second (default 20)")
+    p.add_argument(
+        "--remote",
+        choices=("closed", "sink"),
+        default="closed",
+        help="closed: the deliveries' remote refuses connections (each tried and deferred); "
+        "sink: an aiosmtpd sink takes them all",
+    )
     p.add_argument("--batch", type=int, default=200, help="LIST_BATCH (default 200, the setting's)")
     p.add_argument("--baseline", type=float, default=5, help="seconds of the other account's mail before the send")
     args = p.parse_args(argv)

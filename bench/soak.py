@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import REPO, Appliance, free_port, machine, print_table
+from _common import REPO, Appliance, CountingSink, free_port, machine, print_table
 
 sys.path.insert(0, str(REPO))
 from aiosmtpd.controller import Controller  # noqa: E402
@@ -46,17 +46,6 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from tests.support.dnsserver import DnsServer  # noqa: E402
 
 SENDER, RECIPIENT = "a@src.test", "b@dst.test"
-
-
-class CountingSink:
-    """The remote MX: accepts everything and counts it."""
-
-    def __init__(self):
-        self.received = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received += 1
-        return "250 2.0.0 Ok"
 
 
 class Client:
@@ -303,7 +292,7 @@ def main() -> None:
                         "threads": threads(app.pid),
                         "queue": queue_depth(app.data_dir),
                         "stored": stored(app.data_dir),
-                        "at_sink": sink.received,
+                        "at_sink": sink.count,
                     }
                 )
                 print("  " + "  ".join(f"{k}={v}" for k, v in samples[-1].items()), flush=True)
