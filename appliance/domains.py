@@ -469,23 +469,34 @@ def check_all(settings: dict) -> int:
     return len(domains)
 
 
-_background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns-check")
 _running: dict[int, concurrent.futures.Future] = {}
 
 
 def check_in_background(domain_id: int, settings: dict) -> concurrent.futures.Future:
-    """Check one domain on the dns-check thread (the dashboard's "Check DNS" does not wait for DNS)."""
+    """Check one domain on a thread of its own (the dashboard's "Check DNS" does not wait for DNS);
+    a check already running for this domain is the one returned. Each domain has its own thread, so
+    one whose lookups wait for a resolver that does not answer (DNS_TIMEOUT each) holds up no other's."""
+    future = _running.get(domain_id)
+    if future is not None and not future.done():
+        return future
+    future = _running[domain_id] = concurrent.futures.Future()
 
     def run() -> None:
-        with database.connection_context():
-            domain = Domain.get_or_none(Domain.id == domain_id)
-            if domain is not None:
-                check(domain, settings)
+        try:
+            with database.connection_context():
+                domain = Domain.get_or_none(Domain.id == domain_id)
+                future.set_result(check(domain, settings) if domain is not None else {})
+        except Exception as exc:  # the page shows the last stored results; the log says why there are no new ones
+            log.exception("DNS check of domain %s failed", domain_id)
+            future.set_exception(exc)
 
-    future = _running.get(domain_id)
-    if future is None or future.done():
-        future = _running[domain_id] = _background.submit(run)
+    threading.Thread(target=run, name=f"dns-check-{domain_id}", daemon=True).start()
     return future
+
+
+def forget_checks() -> None:
+    """Forget the checks started so far (a new database's domain 1 is not the one being checked)."""
+    _running.clear()
 
 
 def checking(domain_id: int) -> bool:

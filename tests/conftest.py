@@ -9,7 +9,7 @@ import ssl
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from appliance import accounts, create_app
+from appliance import accounts, create_app, domains
 from appliance.cli import cli
 from appliance.policy import quotas
 from appliance.serve import start_smtp
@@ -76,8 +76,10 @@ def overrides(tmp_path, request) -> dict:
 @pytest.fixture
 def app(overrides):
     # Each test's database starts its account ids at 1 again: a policy cached for an account of the
-    # previous test in this process (POLICY_CACHE_SECONDS) would be another account's.
+    # previous test in this process (POLICY_CACHE_SECONDS) would be another account's; a DNS check
+    # still running for the previous test's domain 1 is not one of this test's domain 1.
     quotas.forget_policy()
+    domains.forget_checks()
     return create_app(overrides)
 
 
